@@ -1,0 +1,43 @@
+"""Arrow schemas of the output tables (DESIGN.md, Data model). Frame numbers are 0-based, end exclusive."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+VIDEOS = pa.schema([
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("duration_s", pa.float64()),
+    ("fps", pa.float64()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("n_frames", pa.int64()),
+    ("status", pa.string()),  # ok | error
+    ("error", pa.string()),  # null when ok
+])
+
+SHOTS = pa.schema([
+    ("video_id", pa.string()),
+    ("shot_idx", pa.int32()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),  # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("keyframes", pa.list_(pa.int64())),  # the frames sampled for scoring
+    ("keyframe_s", pa.list_(pa.float64())),
+])
+
+TAGS = pa.schema([
+    ("video_id", pa.string()),
+    ("shot_idx", pa.int32()),
+    ("labels", pa.list_(pa.string())),  # top-k, best first
+    ("scores", pa.list_(pa.float32())),  # CLIPSceneScore of each label in `labels`
+    ("clean", pa.bool_()),  # top-1 score >= 0.4
+    ("labels_multi", pa.list_(pa.string())),  # top-1 + top-2..k with score > 0.1, when clean
+    ("face_count", pa.int32()),  # person/face detector stage; null when it is off
+    ("largest_face_frac", pa.float32()),
+    ("person_present", pa.bool_()),
+    ("model", pa.string()),  # CLIP architecture / weights version that scored the shot
+])
+
+TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS}

@@ -1,0 +1,1 @@
+"""URIs and filesystems (local paths, s3:// with an endpoint override), video probe and decode."""

@@ -1,0 +1,179 @@
+"""URIs to pyarrow filesystems: local paths and s3:// (AWS or any S3-compatible endpoint).
+
+Every stage opens objects through `filesystem_for`, so one S3Options value (endpoint,
+region, credentials from the usual AWS environment) reaches the driver and the Ray
+workers alike: it is a small frozen dataclass that pickles into tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from movielib.errors import StorageError
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach S3: endpoint override for S3-compatible stores, region, timeouts.
+
+    Credentials are not stored here: pyarrow's default AWS chain reads AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY / AWS_PROFILE / instance roles on each worker.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 60.0
+    max_attempts: int = 3
+
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, region: str | None = None) -> "S3Options":
+        """Explicit values win; otherwise AWS_ENDPOINT_URL(_S3) and AWS_REGION / AWS_DEFAULT_REGION."""
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        reg = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(endpoint_url=endpoint or None, region=reg)
+
+    def filesystem(self) -> pafs.S3FileSystem:
+        kwargs: dict = dict(
+            region=self.region or "us-east-1",
+            connect_timeout=self.connect_timeout_s,
+            request_timeout=self.request_timeout_s,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
+        )
+        if self.endpoint_url:
+            parsed = urlparse(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}")
+            kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+        return pafs.S3FileSystem(**kwargs)
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for an s3:// URI or a local path (file:// accepted)."""
+    if is_s3(uri):
+        path = uri[len("s3://"):].rstrip("/")
+        if not path:
+            raise StorageError(f"{uri!r}: an s3:// URI needs a bucket name")
+        return (s3 or S3Options.from_env()).filesystem(), path
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if "://" in uri:
+        raise StorageError(f"{uri!r}: unsupported URI scheme (use s3:// or a local path)")
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def to_uri(fs: pafs.FileSystem, path: str) -> str:
+    """Inverse of filesystem_for: pyarrow paths carry no scheme, so put s3:// back."""
+    return f"s3://{path}" if isinstance(fs, pafs.S3FileSystem) else path
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """One catalog entry: where it is and the facts that make its id stable."""
+
+    uri: str
+    size: int  # -1 when the object does not exist
+    mtime_ns: int
+
+    @property
+    def video_id(self) -> str:
+        """Stable id: a changed object (new size or mtime) is a new video (DESIGN data model)."""
+        key = f"{self.uri}|{self.size}|{self.mtime_ns}".encode()
+        return hashlib.sha1(key).hexdigest()[:20]
+
+
+@dataclass
+class SourceListing:
+    videos: list[VideoRef]
+    ignored: list[str]  # objects under a prefix whose extension is not a video's
+
+
+def _ref(fs: pafs.FileSystem, info: pafs.FileInfo) -> VideoRef:
+    exists = info.type == pafs.FileType.File
+    mtime = (info.mtime_ns or 0) if exists else 0
+    return VideoRef(uri=to_uri(fs, info.path), size=info.size if exists else -1, mtime_ns=mtime)
+
+
+def list_source(source: str, s3: S3Options | None = None, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> SourceListing:
+    """List a catalog: a folder / s3 prefix (videos by extension), one video, or a manifest file of URIs.
+
+    A manifest lists one URI per line ('#' starts a comment; relative paths are relative to the
+    manifest). Every listed URI becomes a VideoRef, also when it is missing or not a video, so
+    the job records an error row for it instead of dropping it silently.
+    """
+    fs, path = filesystem_for(source, s3)
+    info = _file_info(fs, path, source)
+    if info.type == pafs.FileType.Directory:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+        videos = [_ref(fs, i) for i in files if i.path.lower().endswith(extensions)]
+        ignored = [to_uri(fs, i.path) for i in files if not i.path.lower().endswith(extensions)]
+        return SourceListing(videos=videos, ignored=ignored)
+    if info.type == pafs.FileType.NotFound:
+        raise StorageError(f"SOURCE {source!r} does not exist")
+    if path.lower().endswith(extensions):
+        return SourceListing(videos=[_ref(fs, info)], ignored=[])
+    return SourceListing(videos=_read_manifest(fs, path, s3), ignored=[])
+
+
+def _read_manifest(fs: pafs.FileSystem, path: str, s3: S3Options | None) -> list[VideoRef]:
+    with fs.open_input_stream(path) as f:
+        lines = f.read().decode("utf-8", errors="replace").splitlines()
+    base = path.rsplit("/", 1)[0]
+    uris = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not is_s3(line) and "://" not in line and not line.startswith("/"):
+            line = to_uri(fs, f"{base}/{line}")
+        uris.append(line)
+    refs: list[VideoRef] = []
+    by_fs: dict[bool, list[str]] = {}
+    for uri in uris:
+        by_fs.setdefault(is_s3(uri), []).append(uri)
+    for _, group in by_fs.items():
+        ufs, _ = filesystem_for(group[0], s3)
+        infos = ufs.get_file_info([filesystem_for(u, s3)[1] for u in group])
+        refs.extend(_ref(ufs, i) for i in infos)
+    order = {u: n for n, u in enumerate(uris)}
+    return sorted(refs, key=lambda r: order.get(r.uri, len(order)))
+
+
+def _file_info(fs: pafs.FileSystem, path: str, uri: str) -> pafs.FileInfo:
+    try:
+        return fs.get_file_info(path)
+    except OSError as exc:
+        raise StorageError(f"cannot reach {uri!r}: {exc}") from exc
+
+
+def check_destination(dest: str, s3: S3Options | None = None) -> None:
+    """Fail before any work when DEST cannot take output: missing bucket, unreachable endpoint."""
+    fs, path = filesystem_for(dest, s3)
+    if isinstance(fs, pafs.S3FileSystem):
+        bucket = path.split("/", 1)[0]
+        info = _file_info(fs, bucket, f"s3://{bucket}")
+        if info.type == pafs.FileType.NotFound:
+            raise StorageError(f"DEST bucket {bucket!r} does not exist (endpoint: {(s3 or S3Options.from_env()).endpoint_url or 'AWS'})")
+        return
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        raise StorageError(f"DEST {dest!r} is a file; give a folder or prefix")
+    try:
+        fs.create_dir(path, recursive=True)
+    except OSError as exc:
+        raise StorageError(f"DEST {dest!r} cannot be created: {exc}") from exc

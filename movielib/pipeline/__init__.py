@@ -1,0 +1,1 @@
+"""Ray Data stage classes and the graph that wires them (resources declared per stage)."""

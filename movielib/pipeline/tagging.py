@@ -1,0 +1,185 @@
+"""The tagging job: list the catalog, skip what is committed, stream the rest through Ray Data.
+
+    listing (driver) -> from_items -> DecodeAndDetect (CPU tasks) -> ClipSceneScorer (actor pool)
+                     -> CatalogSink (Parquet batches + manifest) -> run summary
+
+Everything that can be wrong with the config, the model spec, SOURCE or DEST is checked
+before Ray starts; no dataset is ever collected to the driver, only per-batch counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+from movielib.config import TagConfig
+from movielib.features.store import CatalogStore, new_run_id
+from movielib.io.uri import S3Options, check_destination, list_source
+from movielib.models.clip import ClipSpec
+from movielib.pipeline.resources import StageResources
+from movielib.pipeline.stages import CatalogSink, ClipSceneScorer, DecodeAndDetect
+from movielib.shots.detect import ContentShotDetector
+from movielib.tagging.scene_score import CleanRules
+from movielib.taxonomy.labels import LabelSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TagPlan:
+    """Everything resolved on the driver before any work starts."""
+
+    cfg: TagConfig
+    source: str
+    dest: str
+    s3: S3Options
+    spec: ClipSpec
+    labels: LabelSet
+    todo: list[dict]  # {"video_id", "uri"} still to process
+    skipped: list[str]  # URIs complete in DEST already
+    ignored: list[str]  # objects under SOURCE that are not videos by extension
+    orphans_removed: list[str]
+    committed_partial: dict[str, set[int]]
+    committed_videos: set[str]
+
+
+@dataclass
+class TagSummary:
+    run_id: str
+    dest: str
+    model: str
+    random_weights: bool
+    videos_listed: int
+    videos_ok: int = 0
+    videos_error: int = 0
+    videos_skipped: int = 0
+    shots: int = 0
+    clean_shots: int = 0
+    top_labels: list[tuple[str, int]] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = []
+        if self.random_weights:
+            lines += ["!" * 72, f"!! RANDOM WEIGHTS: {self.model} was not trained; these tags are meaningless.",
+                      "!! Pass --weights PATH|s3://URI for real tags.", "!" * 72]
+        lines += [
+            f"run {self.run_id}: {self.videos_listed} videos listed -> {self.videos_ok} tagged, "
+            f"{self.videos_error} failed, {self.videos_skipped} skipped (already in DEST)",
+            f"shots: {self.shots} written ({self.clean_shots} clean: top-1 >= 0.4)",
+            "top labels (top-1 count): " + (", ".join(f"{k} {v}" for k, v in self.top_labels) or "-"),
+        ]
+        lines += [f"  failed: {e['uri']}: {e['error']}" for e in self.errors]
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} non-video objects, e.g. {self.ignored[0]}")
+        lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
+        lines.append(f"output: {self.dest}/{{videos,shots,tags}}/  manifest: {self.dest}/_manifest/")
+        return "\n".join(lines)
+
+
+def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
+    """Validate everything and work out what to do; raises MovielibError subclasses naming the problem."""
+    cfg.validate()
+    s3 = S3Options.from_env(cfg.s3.endpoint_url, cfg.s3.region)
+    spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights)
+    spec.validate(s3)
+    labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
+        else LabelSet.movieclip(cfg.scoring.prompt)
+    listing = list_source(source, s3)
+    check_destination(dest, s3)
+    store = CatalogStore(dest, s3)
+    committed = store.read_committed()
+    orphans = store.remove_orphans(committed)
+    todo, skipped, seen = [], [], set()
+    for ref in listing.videos:
+        vid = ref.video_id
+        if vid in seen:
+            continue
+        seen.add(vid)
+        (skipped.append(ref.uri) if committed.is_complete(vid) else todo.append({"video_id": vid, "uri": ref.uri}))
+    return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, todo=todo,
+                   skipped=skipped, ignored=listing.ignored, orphans_removed=orphans,
+                   committed_partial=committed.partial(), committed_videos=set(committed.videos))
+
+
+def init_ray(address: str | None = None) -> None:
+    """Join the cluster a job was submitted to (RAY_ADDRESS), or start a local Ray."""
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+
+
+def scorer_resources(cfg: TagConfig) -> StageResources:
+    gpus = cfg.scoring.num_gpus
+    if gpus == "auto":
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return StageResources(num_cpus=cfg.scoring.num_cpus, num_gpus=float(gpus), memory_bytes=_gb(cfg.scoring.memory_gb))
+
+
+def _gb(value: float) -> int:
+    return int(value * (1 << 30))
+
+
+def run_tagging(plan: TagPlan) -> TagSummary:
+    """Run the Ray Data graph for `plan.todo` and return (and store) the run summary."""
+    cfg, t0 = plan.cfg, time.perf_counter()
+    run_id = new_run_id()
+    summary = TagSummary(run_id=run_id, dest=plan.dest, model=f"{plan.spec.name}/{plan.spec.version}",
+                         random_weights=plan.spec.random_weights,
+                         videos_listed=len(plan.todo) + len(plan.skipped),
+                         videos_skipped=len(plan.skipped), ignored=plan.ignored)
+    if plan.todo:
+        sink = CatalogSink(plan.dest, plan.s3, run_id, cfg.output.rows_per_file,
+                           skip_shots=plan.committed_partial, skip_videos=plan.committed_videos)
+        build_dataset(plan).write_datasink(sink)
+        fold_results(summary, sink.results)
+    summary.timings_s["total"] = time.perf_counter() - t0
+    CatalogStore(plan.dest, plan.s3).write_run_summary(run_id, {
+        **summary.__dict__, "source": plan.source, "skipped": plan.skipped,
+        "orphans_removed": plan.orphans_removed, "config": cfg.to_dict()})
+    return summary
+
+
+def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
+    """The graph, top to bottom; resources are the stages' own declarations."""
+    cfg = plan.cfg
+    decode = DecodeAndDetect(
+        ContentShotDetector(cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
+        cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir, cfg.decode.shots_per_block)
+    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb))
+    score_res = scorer_resources(cfg)
+    return (
+        ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
+        .map_batches(decode, batch_size=1, batch_format="numpy", **decode_res.ray_args())
+        .map_batches(
+            ClipSceneScorer,
+            fn_constructor_kwargs=dict(
+                spec=plan.spec, labels=plan.labels, s3=plan.s3,
+                rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
+                frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
+                torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None),
+            batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
+            **score_res.ray_args())
+    )
+
+
+def fold_results(summary: TagSummary, results: list[dict]) -> None:
+    top1: collections.Counter[str] = collections.Counter()
+    for r in results:
+        summary.videos_ok += r["videos_ok"]
+        summary.videos_error += r["videos_error"]
+        summary.shots += r["shots"]
+        summary.clean_shots += r["clean"]
+        summary.errors += r["errors"]
+        top1.update(r["top1"])
+        if r["batch_id"]:
+            summary.batches.append(r["batch_id"])
+        summary.timings_s["write"] = summary.timings_s.get("write", 0.0) + r["write_s"]
+    summary.top_labels = top1.most_common(5)

@@ -1,0 +1,1 @@
+"""CLIPSceneScore and MovieCLIP's clean-subset rules."""

@@ -1,0 +1,1 @@
+"""Scene label sets and prompt templates (taxonomy curation tools come later)."""
