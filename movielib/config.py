@@ -65,7 +65,7 @@ class DecodeConfig:
 
 @dataclass
 class OutputConfig:
-    rows_per_file: int = 2048  # shots per committed batch (many videos per Parquet file)
+    rows_per_file: int = 2048  # at most this many shots per committed batch (many videos per Parquet file)
 
 
 @dataclass

@@ -165,7 +165,7 @@ class ClipSceneScorer:
         return out
 
 
-class CatalogSink(Datasink[dict]):
+class CatalogSink(Datasink[list[dict]]):
     """Commits scored per-shot rows as videos / shots / tags Parquet, one batch per write call.
 
     `skip_shots` holds the (video_id -> shot_idx) keys earlier runs committed for videos they
@@ -186,10 +186,15 @@ class CatalogSink(Datasink[dict]):
     def min_rows_per_write(self) -> int:
         return self.rows_per_file
 
-    def write(self, blocks, ctx) -> dict:
-        t0 = time.perf_counter()
+    def write(self, blocks, ctx) -> list[dict]:
+        """Commit the rows Ray hands this task in batches of at most rows_per_file rows."""
         tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
         rows = pa.concat_tables(tables).to_pylist() if tables else []
+        store = CatalogStore(self.dest, self.s3)
+        return [self._commit(store, rows[i:i + self.rows_per_file]) for i in range(0, len(rows), self.rows_per_file)]
+
+    def _commit(self, store: CatalogStore, rows: list[dict]) -> dict:
+        t0 = time.perf_counter()
         videos, shots, tags, entries = [], [], [], {}
         top1: collections.Counter[str] = collections.Counter()
         errors = []
@@ -206,7 +211,6 @@ class CatalogSink(Datasink[dict]):
             tags.append({k: r[k] for k in TAGS.names})
             if r["labels"]:
                 top1[r["labels"][0]] += 1
-        store = CatalogStore(self.dest, self.s3)
         bid = store.commit({"videos": pa.Table.from_pylist(videos, schema=VIDEOS),
                             "shots": pa.Table.from_pylist(shots, schema=SHOTS),
                             "tags": pa.Table.from_pylist(tags, schema=TAGS)}, self.run_id, entries)
@@ -217,4 +221,4 @@ class CatalogSink(Datasink[dict]):
 
     def on_write_complete(self, write_result) -> None:
         """Runs on the driver: keep the per-batch returns for the run summary."""
-        self.results = list(write_result.write_returns)
+        self.results = [r for batch in write_result.write_returns for r in batch]

@@ -50,8 +50,9 @@ class CleanRules:
         scores = np.asarray(scores, dtype=np.float32)
         k = min(self.top_k, scores.shape[0])
         top = np.argsort(-scores, kind="stable")[:k]
+        # thresholds compare at the scores' own precision: a stored 0.1 is not "> 0.1"
+        clean = bool(scores[top[0]] >= np.float32(self.clean_threshold))
+        multi = [labels[top[0]]] + [labels[i] for i in top[1:] if scores[i] > np.float32(self.multi_threshold)]
         top_scores = [float(scores[i]) for i in top]
-        clean = top_scores[0] >= self.clean_threshold
-        multi = [labels[top[0]]] + [labels[i] for i, s in zip(top[1:], top_scores[1:]) if s > self.multi_threshold]
         return ShotTags(labels=[labels[i] for i in top], scores=top_scores, clean=clean,
                         labels_multi=multi if clean else [])

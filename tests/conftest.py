@@ -1,0 +1,70 @@
+"""Shared fixtures: one local Ray and one moto S3 server per test session, generated videos with known cuts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+from movielib.demo.s3server import MotoS3Server  # noqa: E402
+from movielib.demo.samples import Segment, generate_clip  # noqa: E402
+
+TINY = "movielib-tiny-clip"
+
+# Clips with known cuts: sources PySceneDetect separates cleanly, different lengths and frame rates.
+CLIPS = {
+    "three.mp4": ([Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)], 25),
+    "four.mp4": ([Segment("mandelbrot", 1.6), Segment("color:red", 1.2), Segment("rgbtestsrc", 2.0),
+                  Segment("color:green", 1.4)], 25),
+    "two_30fps.mp4": ([Segment("smptebars", 1.5), Segment("testsrc2", 1.5)], 30),
+}
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, tuple[Path, list[int]]]:
+    """{name: (path, known cut frames)} for real H.264 files encoded by ffmpeg."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: (folder / name, generate_clip(folder / name, segs, fps=fps)) for name, (segs, fps) in CLIPS.items()}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = MotoS3Server().start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    server.use()
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server):
+    """A real local Ray (2 CPUs), started after the S3 env is set so workers inherit it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def bucket(s3_server, request) -> str:
+    """A fresh bucket per test, named after it."""
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    s3_server.client().create_bucket(Bucket=name)
+    return name

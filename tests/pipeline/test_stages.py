@@ -1,0 +1,92 @@
+"""The Ray Data stages called directly on batches (no Ray): decode/sample, scoring, error rows."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from conftest import TINY
+from movielib.models.clip import ClipSpec
+from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect
+from movielib.shots.detect import ContentShotDetector
+from movielib.shots.sampling import sample_frame_indices
+from movielib.tagging.scene_score import CleanRules, clip_scene_score
+from movielib.taxonomy.labels import LabelSet
+
+SPEC = ClipSpec(TINY, random_weights=True)
+
+
+def _decode(path, shots_per_block=2):
+    stage = DecodeAndDetect(ContentShotDetector(), SPEC.image_size, shots_per_block=shots_per_block)
+    return list(stage({"video_id": np.array(["vid"]), "uri": np.array([str(path)])}))
+
+
+def test_decode_yields_shots_with_sampled_crops(clips):
+    path, cuts = clips["four.mp4"]
+    blocks = _decode(path)
+    assert [b.num_rows for b in blocks] == [2, 2]  # 4 shots in blocks of 2
+    table = pa.concat_tables(blocks)
+    assert table.column("shot_idx").to_pylist() == [0, 1, 2, 3]
+    assert table.column("start_frame").to_pylist()[1:] == pytest.approx(cuts, abs=1)
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert table.column("n_shots").to_pylist() == [4] * 4
+    for row, frames in zip(table.drop_columns(["frames"]).to_pylist(),
+                           [a for c in table.column("frames").chunks for a in c.to_numpy()]):
+        expected = sample_frame_indices(row["start_frame"], row["end_frame"], row["fps"])
+        assert row["keyframes"] == expected
+        assert frames.shape == (len(expected), SPEC.image_size, SPEC.image_size, 3) and frames.dtype == np.uint8
+        assert row["keyframe_s"] == pytest.approx([k / row["fps"] for k in expected])
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text, not a video", "truncated"])
+def test_decode_turns_bad_input_into_one_error_row(clips, tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    if content == "truncated":
+        content = clips["three.mp4"][0].read_bytes()[:5000]
+    bad.write_bytes(content)
+    (table,) = _decode(bad)
+    row = table.drop_columns(["frames"]).to_pylist()[0]
+    assert row["status"] == "error" and row["shot_idx"] == -1 and row["error"]
+    assert row["uri"] == str(bad)
+
+
+def test_scorer_scores_match_the_formula_on_the_same_model(clips):
+    labels = LabelSet(("beach", "street", "office", "forest", "kitchen", "desert"))
+    scorer = ClipSceneScorer(SPEC, labels, CleanRules(top_k=3), frames_per_forward=5)
+    table = pa.concat_tables(_decode(clips["three.mp4"][0]))
+    frames = [a for c in table.column("frames").chunks for a in c.to_numpy()]
+    out = scorer(table).to_pylist()
+    assert "frames" not in out[0]
+    # recompute CLIPSceneScore independently: one forward over all frames, then the formula
+    emb = scorer.embed_images(np.concatenate(frames))
+    expected = clip_scene_score(emb, scorer.text_emb, [len(f) for f in frames]).numpy()
+    for row, exp in zip(out, expected):
+        order = np.argsort(-exp)[:3]
+        assert row["labels"] == [labels.labels[i] for i in order]
+        np.testing.assert_allclose(row["scores"], exp[order], rtol=1e-4)
+        assert row["clean"] == (exp[order[0]] >= np.float32(0.4))
+        assert row["model"] == f"{TINY}/random-init"
+
+
+def test_scorer_text_embeddings_are_the_prompts():
+    labels = LabelSet(("beach", "street"), prompt="a photo of a {label}, a type of background location")
+    scorer = ClipSceneScorer(SPEC, labels, CleanRules())
+    tokens = scorer.clip.tokenizer(["a photo of a beach, a type of background location",
+                                    "a photo of a street, a type of background location"])
+    with torch.inference_mode():
+        expected = scorer.clip.model.encode_text(tokens, normalize=True)
+    torch.testing.assert_close(scorer.text_emb, expected.float())
+
+
+def test_scorer_passes_error_rows_through(clips, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk")
+    scorer = ClipSceneScorer(SPEC, LabelSet.movieclip(), CleanRules())
+    (row,) = scorer(_decode(bad)[0]).to_pylist()
+    assert row["status"] == "error" and row["labels"] is None and row["clean"] is None
+
+
+def test_movieclip_label_set_is_the_published_179():
+    labels = LabelSet.movieclip()
+    assert len(labels.labels) == 179 and len(set(labels.labels)) == 179
+    assert labels.prompts()[0] == f"a photo of a {labels.labels[0]}, a type of background location"
