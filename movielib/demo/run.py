@@ -57,8 +57,12 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
         store = CatalogStore(str(local))
         counts = {name: store.read_table(name).num_rows for name in ("videos", "shots", "tags")}
         print(f"copied the output to {local}: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+        uris = {v["video_id"]: v["uri"] for v in store.read_table("videos").to_pylist()}
+        detected: dict[str, list[int]] = {}
+        for shot in sorted(store.read_table("shots").to_pylist(), key=lambda s: s["start_frame"]):
+            detected.setdefault(uris[shot["video_id"]].split("/catalog/", 1)[1], []).append(shot["start_frame"])
         for rel, cuts in known.items():
             if cuts is not None:
-                print(f"  known cuts of {rel}: {cuts}")
+                print(f"  {rel}: detected cuts {detected.get(rel, [0])[1:]}, known cuts {cuts}")
     print(f"demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

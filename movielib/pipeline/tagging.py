@@ -140,8 +140,9 @@ def run_tagging(plan: TagPlan) -> TagSummary:
         build_dataset(plan).write_datasink(sink)
         fold_results(summary, sink.results)
     summary.timings_s["total"] = time.perf_counter() - t0
+    # small at any catalog size: done videos are named by the batch entries, skipped ones by a sample
     CatalogStore(plan.dest, plan.s3).write_run_summary(run_id, {
-        **summary.__dict__, "source": plan.source, "skipped": plan.skipped,
+        **summary.__dict__, "source": plan.source, "skipped_sample": plan.skipped[:100],
         "orphans_removed": plan.orphans_removed, "config": cfg.to_dict()})
     return summary
 
