@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from movielib.errors import ConfigError
+from movielib.shots import DETECTORS
 from movielib.taxonomy.labels import DEFAULT_PROMPT
 
 
@@ -29,9 +30,24 @@ class ModelConfig:
 
 @dataclass
 class ShotsConfig:
-    detector: str = "content"  # PySceneDetect ContentDetector
-    threshold: float = 27.0
-    min_scene_len: int = 15
+    detector: str = "content"  # content | adaptive (PySceneDetect) | transnetv2
+    threshold: float | None = None  # None: the detector's default (content 27, adaptive 3, transnetv2 0.5)
+    min_scene_len: int = 15  # PySceneDetect detectors
+
+
+@dataclass
+class PeopleConfig:
+    enabled: bool = True  # face count, largest face fraction, person present per shot
+    max_side: int = 640  # frames are downscaled to this longest side before detection
+
+
+@dataclass
+class FeaturesConfig:
+    image: bool = True  # CLIP image embedding per shot (same forward pass as scoring)
+    audio: bool = True  # audio embedding per shot (16 kHz mono)
+    audio_model: str | None = None  # TorchScript encoder path / s3:// URI; default: log-mel statistics
+    text: bool = True  # subtitle embedding per shot, from <video>.srt next to the video
+    text_model: str | None = None  # sentence-transformers folder; default: packaged all-MiniLM-L6-v2
 
 
 @dataclass
@@ -79,6 +95,8 @@ class TagConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     shots: ShotsConfig = field(default_factory=ShotsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -86,8 +104,11 @@ class TagConfig:
     ray_address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray
 
     def validate(self) -> "TagConfig":
-        _check(self.shots.detector == "content", "shots.detector", f"must be 'content', got {self.shots.detector!r}")
-        _positive(self, "shots.threshold", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
+        _check(self.shots.detector in DETECTORS, "shots.detector",
+               f"must be one of {', '.join(DETECTORS)}, got {self.shots.detector!r}")
+        _check(self.shots.threshold is None or self.shots.threshold > 0, "shots.threshold",
+               f"must be > 0 (or null for the detector's default), got {self.shots.threshold}")
+        _positive(self, "people.max_side", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
                   "scoring.batch_size", "scoring.frames_per_forward", "scoring.min_actors",
                   "scoring.max_actors", "scoring.memory_gb", "decode.num_cpus", "decode.memory_gb", "decode.shots_per_block", "output.rows_per_file")
         for name in ("clean_threshold", "multi_threshold"):

@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from movielib.features.schema import TABLES
+from movielib.features.schema import FEATURE_MODALITIES, TABLES
 from movielib.io.uri import S3Options, filesystem_for
 
+DATA_FOLDERS = (*TABLES, *(f"features/{m}" for m in FEATURE_MODALITIES))
 PART_RE = re.compile(r"part-([0-9a-f]{16,64})\.parquet$")
 
 
@@ -99,7 +100,7 @@ class CatalogStore:
     def remove_orphans(self, committed: Committed) -> list[str]:
         """Delete data files that no manifest entry names (a run died between data and manifest)."""
         removed = []
-        for table in TABLES:
+        for table in DATA_FOLDERS:
             for info in self._list(table):
                 m = PART_RE.search(info.path)
                 if (m and m.group(1) not in committed.batch_ids) or ".tmp-" in info.path:
@@ -122,7 +123,7 @@ class CatalogStore:
             if table.num_rows:
                 files[name] = f"{name}/part-{bid}.parquet"
                 sink = pa.BufferOutputStream()
-                pq.write_table(table.cast(TABLES[name]), sink, compression="zstd")
+                pq.write_table(table.cast(TABLES[name]) if name in TABLES else table, sink, compression="zstd")
                 self._put(self._path(files[name]), sink.getvalue().to_pybytes())
         entry = {"batch_id": bid, "run_id": run_id, "files": files, "videos": videos, "shots": shots}
         self._put(self._path("_manifest", "files", f"{bid}.json"), json.dumps(entry).encode())
@@ -134,12 +135,12 @@ class CatalogStore:
         return path
 
     def read_table(self, name: str) -> pa.Table:
-        """One output table, from the files the manifest names (debris of crashed runs excluded)."""
+        """One output table (videos, shots, tags, features/<modality>) from the files the manifest names."""
         committed = self.read_committed()
         paths = [i.path for i in self._list(name) if (m := PART_RE.search(i.path)) and m.group(1) in committed.batch_ids]
         if not paths:
-            return TABLES[name].empty_table()
-        return pa.concat_tables(pq.read_table(p, filesystem=self.fs, schema=TABLES[name]) for p in sorted(paths))
+            return TABLES[name].empty_table() if name in TABLES else pa.table({})
+        return pa.concat_tables(pq.read_table(p, filesystem=self.fs, schema=TABLES.get(name)) for p in sorted(paths))
 
 
 def new_run_id() -> str:

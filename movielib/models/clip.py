@@ -8,9 +8,7 @@ are registered with open_clip on import, in every process that imports this modu
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from PIL import Image
 from torchvision import transforms
 
 from movielib.errors import ConfigError
-from movielib.io.uri import S3Options, filesystem_for, is_s3
+from movielib.io.cache import local_file
+from movielib.io.uri import S3Options, filesystem_for
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a failed hub look-up otherwise retries for ~50 s
 open_clip.add_model_config(Path(__file__).parent / "configs")
@@ -62,25 +61,18 @@ class ClipSpec:
         return int(size if isinstance(size, int) else size[0])
 
     @property
+    def embed_dim(self) -> int:
+        return int(open_clip.get_model_config(self.name)["embed_dim"])
+
+    @property
     def version(self) -> str:
         """What identifies the weights in output rows: the file name, or 'random-init'."""
         return "random-init" if self.random_weights else os.path.basename(str(self.weights).rstrip("/"))
 
 
-def resolve_weights(uri: str, s3: S3Options | None = None, cache_dir: str | None = None) -> str:
+def resolve_weights(uri: str, s3: S3Options | None = None) -> str:
     """A local checkpoint file for `uri`: s3:// objects are cached once, folders searched for a checkpoint."""
-    if is_s3(uri):
-        cache = Path(cache_dir or os.environ.get("MOVIELIB_CACHE", Path.home() / ".cache" / "movielib")) / "weights"
-        cache.mkdir(parents=True, exist_ok=True)
-        local = cache / f"{hashlib.sha1(uri.encode()).hexdigest()[:12]}-{os.path.basename(uri)}"
-        if not local.exists():
-            fs, path = filesystem_for(uri, s3)
-            tmp = local.with_suffix(local.suffix + f".part{os.getpid()}")
-            with fs.open_input_stream(path) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, length=8 << 20)
-            tmp.replace(local)
-        uri = str(local)
-    path = Path(uri).expanduser()
+    path = Path(local_file(uri, s3))
     if path.is_dir():
         found = [p for name in WEIGHT_FILES for p in sorted(path.rglob(name))]
         if not found:

@@ -1,8 +1,12 @@
 """Ray Data stages of the tagging job. Each is a plain callable on a batch, testable without Ray.
 
-    DecodeAndDetect (CPU task)   video row -> per-shot rows with sampled, cropped frames
-    ClipSceneScorer (actor pool) per-shot rows -> + top-k CLIPSceneScore tags (frames dropped)
-    CatalogSink     (writer)     per-shot rows -> videos / shots / tags Parquet + manifest entry
+    DecodeAndDetect (CPU task)   video row -> per-shot rows: sampled crops, detector frames,
+                                 audio samples, subtitle text
+    DetectPeople    (CPU task)   + face_count, largest_face_frac, person_present
+    EmbedAudio      (CPU task)   + audio_embedding
+    EmbedText       (CPU task)   + text_embedding (subtitles)
+    ClipSceneScorer (actor pool) + top-k CLIPSceneScore tags, image_embedding (frames dropped)
+    CatalogSink     (writer)     videos / shots / tags / features/<modality> Parquet + manifest entry
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import collections
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -19,13 +24,17 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
-from movielib.features.schema import SHOTS, TAGS, VIDEOS
+from movielib.features.schema import SHOTS, TAGS, VIDEOS, features_schema
 from movielib.features.store import CatalogStore
+from movielib.io.audio import extract_audio, slice_seconds
+from movielib.io.subtitles import sidecar_subtitles, text_between
 from movielib.io.uri import S3Options
 from movielib.io.video import VideoReadError, local_copy, read_frames
 from movielib.models.clip import ClipSpec, crop_frames, load_clip, to_model_input
+from movielib.models.faces import PersonFaceDetector
+from movielib.models.text import embed_texts
 from movielib.pipeline.resources import StageResources
-from movielib.shots.detect import ContentShotDetector, DetectedVideo, Shot
+from movielib.shots.detect import DetectedVideo, Shot, ShotDetector
 from movielib.shots.sampling import sample_frame_indices
 from movielib.tagging.scene_score import CleanRules, clip_scene_score
 from movielib.taxonomy.labels import LabelSet
@@ -36,7 +45,27 @@ SHOT_ROW = pa.schema([
     ("n_shots", pa.int32()),
     *[f for f in SHOTS if f.name != "video_id"],
 ])
-TAG_COLUMNS = [f for f in TAGS if f.name not in ("video_id", "shot_idx")]
+SCORE_COLUMNS = [TAGS.field(n) for n in ("labels", "scores", "clean", "labels_multi", "model")]
+PEOPLE_COLUMNS = [TAGS.field(n) for n in ("face_count", "largest_face_frac", "person_present")]
+EMBEDDING = pa.list_(pa.float32())
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a feature stage writes: the features/<modality> table's model, version and width."""
+
+    modality: str
+    model: str
+    version: str
+    dim: int
+
+
+def tensor_column(table: pa.Table, name: str) -> list[np.ndarray]:
+    return [a for chunk in table.column(name).chunks for a in chunk.to_numpy()]
+
+
+def with_tensor_column(table: pa.Table, name: str, arrays: list[np.ndarray]) -> pa.Table:
+    return table.append_column(name, ArrowVariableShapedTensorArray.from_numpy(arrays))
 
 
 def _video_fields(video_id: str, uri: str, det: DetectedVideo | None, error: str | None) -> dict:
@@ -50,24 +79,38 @@ def _video_fields(video_id: str, uri: str, det: DetectedVideo | None, error: str
     }
 
 
-class DecodeAndDetect:
-    """Cut one video into shots and sample its frames (4 fps per shot), as a CPU task.
+def _shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
 
-    Yields blocks of `shots_per_block` shots so a long movie streams through in bounded
-    memory; frames travel as model-sized uint8 crops. Any failure to read the video becomes
-    one error row (shot_idx -1) and the job goes on.
+    h, w = frame.shape[:2]
+    scale = max_side / max(h, w)
+    return frame if scale >= 1 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+
+class DecodeAndDetect:
+    """Cut one video into shots and gather what later stages need per shot, as a CPU task.
+
+    Frames are sampled at 4 fps per shot (at least one) and decoded once: each becomes a
+    model-sized crop for CLIP and, when the people stage is on, a copy at most
+    `people_max_side` pixels for the detector. Audio is extracted once per video and cut per
+    shot; sidecar subtitles are cut the same way. Blocks of `shots_per_block` shots keep a
+    long movie in bounded memory. Any failure to read the video becomes one error row.
     """
 
     resources = StageResources(num_cpus=1.0)
 
-    def __init__(self, detector: ContentShotDetector, image_size: int, sampling_fps: float = 4.0,
-                 s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16):
+    def __init__(self, detector: ShotDetector, image_size: int, sampling_fps: float = 4.0,
+                 s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
+                 people_max_side: int | None = None, audio: bool = False, subtitles: bool = False):
         self.detector = detector
         self.image_size = image_size
         self.sampling_fps = sampling_fps
         self.s3 = s3
         self.scratch_dir = scratch_dir
         self.shots_per_block = shots_per_block
+        self.people_max_side = people_max_side
+        self.audio = audio
+        self.subtitles = subtitles
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -78,38 +121,122 @@ class DecodeAndDetect:
         try:
             with local_copy(uri, self.s3, self.scratch_dir) as path:
                 det = self.detector.detect(path)
-                yield from self._shot_blocks(video_id, uri, path, det)
+                samples = extract_audio(path) if self.audio else None
+                cues = sidecar_subtitles(uri, self.s3) if self.subtitles else None
+                yield from self._shot_blocks(video_id, uri, path, det, samples, cues)
         except Exception as exc:  # one bad video must not stop the catalog
             msg = str(exc) if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
             yield self._error_row(video_id, uri, msg)
 
-    def _shot_blocks(self, video_id: str, uri: str, path: str, det: DetectedVideo) -> Iterator[pa.Table]:
+    def _shot_blocks(self, video_id, uri, path, det: DetectedVideo, samples, cues) -> Iterator[pa.Table]:
         video = _video_fields(video_id, uri, det, None)
         plan = {shot.idx: sample_frame_indices(shot.start_frame, shot.end_frame, det.fps, self.sampling_fps)
                 for shot in det.shots}
         wanted = iter(read_frames(path, (i for idxs in plan.values() for i in idxs)))
         for first in range(0, len(det.shots), self.shots_per_block):
             shots = det.shots[first:first + self.shots_per_block]
-            frames = [crop_frames([next(wanted)[1] for _ in plan[s.idx]], self.image_size) for s in shots]
-            yield self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps, frames)
+            decoded = [[next(wanted)[1] for _ in plan[s.idx]] for s in shots]
+            table = self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps)
+            table = with_tensor_column(table, "frames", [crop_frames(f, self.image_size) for f in decoded])
+            if self.people_max_side:
+                table = table.append_column("people_frames", pa.array(
+                    [[_encode_frame(_shrink(f, self.people_max_side)) for f in fs] for fs in decoded], pa.list_(pa.binary())))
+            if self.audio:
+                table = with_tensor_column(table, "audio", [
+                    slice_seconds(samples, s.start_s, s.end_s) if samples is not None else np.zeros(0, np.float32)
+                    for s in shots])
+                table = table.append_column("has_audio", pa.array([samples is not None] * len(shots)))
+            if self.subtitles:
+                table = table.append_column("subtitle", pa.array(
+                    [text_between(cues, s.start_s, s.end_s) if cues else None for s in shots], pa.string()))
+            yield table
 
-    def _shot_table(self, video: dict, shots: list[Shot], keyframes: list[list[int]], fps: float,
-                    frames: list[np.ndarray]) -> pa.Table:
+    def _shot_table(self, video: dict, shots: list[Shot], keyframes: list[list[int]], fps: float) -> pa.Table:
         rows = [{**video, "shot_idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,
                  "start_s": s.start_s, "end_s": s.end_s, "keyframes": kf,
                  "keyframe_s": [k / fps for k in kf]} for s, kf in zip(shots, keyframes)]
-        table = pa.Table.from_pylist(rows, schema=SHOT_ROW)
-        return table.append_column("frames", ArrowVariableShapedTensorArray.from_numpy(frames))
+        return pa.Table.from_pylist(rows, schema=SHOT_ROW)
 
     def _error_row(self, video_id: str, uri: str, error: str) -> pa.Table:
-        row = {**_video_fields(video_id, uri, None, error), "shot_idx": -1}
-        table = pa.Table.from_pylist([row], schema=SHOT_ROW)
-        empty = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        return table.append_column("frames", ArrowVariableShapedTensorArray.from_numpy([empty]))
+        table = pa.Table.from_pylist([{**_video_fields(video_id, uri, None, error), "shot_idx": -1}], schema=SHOT_ROW)
+        table = with_tensor_column(table, "frames", [np.zeros((0, self.image_size, self.image_size, 3), np.uint8)])
+        if self.people_max_side:
+            table = table.append_column("people_frames", pa.array([[]], pa.list_(pa.binary())))
+        if self.audio:
+            table = with_tensor_column(table, "audio", [np.zeros(0, np.float32)])
+            table = table.append_column("has_audio", pa.array([False]))
+        if self.subtitles:
+            table = table.append_column("subtitle", pa.array([None], pa.string()))
+        return table
 
 
-def _frames_column(table: pa.Table) -> list[np.ndarray]:
-    return [a for chunk in table.column("frames").chunks for a in chunk.to_numpy()]
+def _encode_frame(rgb: np.ndarray) -> bytes:
+    """Detector frames travel PNG-encoded: lossless, and a fraction of the raw size."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", rgb[..., ::-1])
+    return buf.tobytes()
+
+
+def _decode_frame(data: bytes) -> np.ndarray:
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
+class DetectPeople:
+    """Per shot, over its sampled frames: most faces in one frame, largest face's area fraction,
+    whether any frame shows a person. Consumes the `people_frames` column."""
+
+    resources = StageResources(num_cpus=1.0)
+
+    def __init__(self, detector: PersonFaceDetector):
+        self.detector = detector
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        counts, fracs, persons = [], [], []
+        for frames in batch.column("people_frames").to_pylist():
+            found = [self.detector.detect(_decode_frame(f)) for f in frames or []]
+            counts.append(max((len(p.faces) for p in found), default=None))
+            fracs.append(max((p.largest_face_frac for p in found), default=None))
+            persons.append(any(p.person for p in found) if found else None)
+        out = batch.drop_columns(["people_frames"])
+        for field, values in zip(PEOPLE_COLUMNS, (counts, fracs, persons)):
+            out = out.append_column(field, pa.array(values, field.type))
+        return out
+
+
+class EmbedAudio:
+    """Audio embedding per shot (log-mel statistics, or a TorchScript encoder); null without audio."""
+
+    resources = StageResources(num_cpus=1.0)
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        has = batch.column("has_audio").to_pylist()
+        clips = tensor_column(batch, "audio")
+        emb = [self.encoder.embed(c).tolist() if h and len(c) else None for h, c in zip(has, clips)]
+        return batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
+
+
+class EmbedText:
+    """Sentence embedding of each shot's subtitle text (all-MiniLM-L6-v2 by default); null without text."""
+
+    resources = StageResources(num_cpus=1.0)
+
+    def __init__(self, model_path: str | None = None):
+        self.model_path = model_path
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column("subtitle").to_pylist()
+        idx = [i for i, t in enumerate(texts) if t]
+        emb: list = [None] * len(texts)
+        if idx:
+            for i, e in zip(idx, embed_texts([texts[i] for i in idx], self.model_path)):
+                emb[i] = e.tolist()
+        return batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
 
 
 class ClipSceneScorer:
@@ -117,11 +244,13 @@ class ClipSceneScorer:
 
     Text embeddings of the prompts are computed once, in __init__; each call embeds all the
     batch's frames in `frames_per_forward` chunks under inference mode, averages per-frame
-    label softmaxes per shot, and keeps the top-k with the clean / multi-label rules.
+    label softmaxes per shot, and keeps the top-k with the clean / multi-label rules. The same
+    forward pass gives the shot's image feature: the mean of its normalised frame embeddings.
     """
 
     def __init__(self, spec: ClipSpec, labels: LabelSet, rules: CleanRules, s3: S3Options | None = None,
-                 frames_per_forward: int = 64, precision: str = "auto", torch_threads: int | None = None):
+                 frames_per_forward: int = 64, precision: str = "auto", torch_threads: int | None = None,
+                 image_features: bool = False):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -131,6 +260,7 @@ class ClipSceneScorer:
         self.labels = labels
         self.rules = rules
         self.frames_per_forward = frames_per_forward
+        self.image_features = image_features
         self.model_name = f"{spec.name}/{spec.version}"
         with torch.inference_mode():
             tokens = self.clip.tokenizer(labels.prompts()).to(self.device)
@@ -147,26 +277,31 @@ class ClipSceneScorer:
         return torch.cat(out)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        frames = _frames_column(batch)
+        frames = tensor_column(batch, "frames")
         scored = [i for i, f in enumerate(frames) if len(f)]
-        columns: dict[str, list] = {f.name: [None] * batch.num_rows for f in TAG_COLUMNS}
+        columns: dict[str, list] = {f.name: [None] * batch.num_rows for f in SCORE_COLUMNS}
+        image_emb: list = [None] * batch.num_rows
         if scored:
             counts = [len(frames[i]) for i in scored]
             emb = self.embed_images(np.concatenate([frames[i] for i in scored]))
             scores = clip_scene_score(emb, self.text_emb, counts).cpu().numpy()
-            for row, shot_scores in zip(scored, scores):
+            per_shot = torch.split(torch.nn.functional.normalize(emb, dim=-1), counts)
+            for row, shot_scores, shot_emb in zip(scored, scores, per_shot):
                 tags = self.rules.apply(shot_scores, self.labels.labels)
                 for key in ("labels", "scores", "clean", "labels_multi"):
                     columns[key][row] = getattr(tags, key)
                 columns["model"][row] = self.model_name
+                image_emb[row] = shot_emb.mean(dim=0).cpu().tolist()
         out = batch.drop_columns(["frames"])
-        for f in TAG_COLUMNS:
+        for f in SCORE_COLUMNS:
             out = out.append_column(f, pa.array(columns[f.name], f.type))
+        if self.image_features:
+            out = out.append_column("image_embedding", pa.array(image_emb, EMBEDDING))
         return out
 
 
 class CatalogSink(Datasink[list[dict]]):
-    """Commits scored per-shot rows as videos / shots / tags Parquet, one batch per write call.
+    """Commits scored per-shot rows as videos / shots / tags / features Parquet, in batches.
 
     `skip_shots` holds the (video_id -> shot_idx) keys earlier runs committed for videos they
     left unfinished, so a resumed run never writes a row twice. Each write returns counts and
@@ -174,13 +309,16 @@ class CatalogSink(Datasink[list[dict]]):
     """
 
     def __init__(self, dest: str, s3: S3Options | None, run_id: str, rows_per_file: int,
+                 features: list[FeatureSpec] | None = None,
                  skip_shots: dict[str, set[int]] | None = None, skip_videos: set[str] | None = None):
         self.dest = dest
         self.s3 = s3
         self.run_id = run_id
         self.rows_per_file = rows_per_file
+        self.features = features or []
         self.skip_shots = skip_shots or {}
         self.skip_videos = skip_videos or set()
+        self.results: list[dict] = []
 
     @property
     def min_rows_per_write(self) -> int:
@@ -189,34 +327,40 @@ class CatalogSink(Datasink[list[dict]]):
     def write(self, blocks, ctx) -> list[dict]:
         """Commit the rows Ray hands this task in batches of at most rows_per_file rows."""
         tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        rows = pa.concat_tables(tables).to_pylist() if tables else []
+        rows = pa.concat_tables(tables, promote_options="default").to_pylist() if tables else []
         store = CatalogStore(self.dest, self.s3)
         return [self._commit(store, rows[i:i + self.rows_per_file]) for i in range(0, len(rows), self.rows_per_file)]
 
     def _commit(self, store: CatalogStore, rows: list[dict]) -> dict:
         t0 = time.perf_counter()
-        videos, shots, tags, entries = [], [], [], {}
+        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [], **{f"features/{f.modality}": [] for f in self.features}}
+        entries: dict[str, dict] = {}
         top1: collections.Counter[str] = collections.Counter()
         errors = []
         for r in rows:
             vid, idx = r["video_id"], r["shot_idx"]
             if idx <= 0 and vid not in self.skip_videos:
-                videos.append({k: r[k] for k in VIDEOS.names})
+                out["videos"].append({k: r[k] for k in VIDEOS.names})
                 entries[vid] = {"status": r["status"], "n_shots": r["n_shots"], "uri": r["uri"]}
                 if r["status"] == "error":
                     errors.append({"uri": r["uri"], "error": r["error"]})
             if idx < 0 or idx in self.skip_shots.get(vid, ()):
                 continue
-            shots.append({k: r[k] for k in SHOTS.names})
-            tags.append({k: r[k] for k in TAGS.names})
+            out["shots"].append({k: r[k] for k in SHOTS.names})
+            out["tags"].append({k: r.get(k) for k in TAGS.names})
+            for f in self.features:
+                out[f"features/{f.modality}"].append({"video_id": vid, "shot_idx": idx, "model": f.model,
+                                                      "model_version": f.version, "embedding": r.get(f"{f.modality}_embedding")})
             if r["labels"]:
                 top1[r["labels"][0]] += 1
-        bid = store.commit({"videos": pa.Table.from_pylist(videos, schema=VIDEOS),
-                            "shots": pa.Table.from_pylist(shots, schema=SHOTS),
-                            "tags": pa.Table.from_pylist(tags, schema=TAGS)}, self.run_id, entries)
+        schemas = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS,
+                   **{f"features/{f.modality}": features_schema(f.dim) for f in self.features}}
+        bid = store.commit({name: pa.Table.from_pylist(out[name], schema=schemas[name]) for name in out},
+                           self.run_id, entries)
         return {"batch_id": bid, "videos_ok": sum(e["status"] == "ok" for e in entries.values()),
-                "videos_error": len(errors), "errors": errors, "shots": len(shots),
-                "clean": sum(bool(t["clean"]) for t in tags), "top1": dict(top1),
+                "videos_error": len(errors), "errors": errors, "shots": len(out["shots"]),
+                "clean": sum(bool(t["clean"]) for t in out["tags"]), "top1": dict(top1),
+                "faces": sum(1 for t in out["tags"] if t.get("face_count")),
                 "write_s": time.perf_counter() - t0}
 
     def on_write_complete(self, write_result) -> None:

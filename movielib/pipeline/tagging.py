@@ -1,7 +1,7 @@
 """The tagging job: list the catalog, skip what is committed, stream the rest through Ray Data.
 
-    listing (driver) -> from_items -> DecodeAndDetect (CPU tasks) -> ClipSceneScorer (actor pool)
-                     -> CatalogSink (Parquet batches + manifest) -> run summary
+    listing (driver) -> from_items -> DecodeAndDetect -> [DetectPeople] -> [EmbedAudio] -> [EmbedText]
+                     (CPU tasks)   -> ClipSceneScorer (actor pool) -> CatalogSink (Parquet + manifest)
 
 Everything that can be wrong with the config, the model spec, SOURCE or DEST is checked
 before Ray starts; no dataset is ever collected to the driver, only per-batch counts.
@@ -14,15 +14,23 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import ray
 
 from movielib.config import TagConfig
+from movielib.errors import ConfigError
 from movielib.features.store import CatalogStore, new_run_id
 from movielib.io.uri import S3Options, check_destination, list_source
 from movielib.models.clip import ClipSpec
 from movielib.pipeline.resources import StageResources
-from movielib.pipeline.stages import CatalogSink, ClipSceneScorer, DecodeAndDetect
-from movielib.shots.detect import ContentShotDetector
+from movielib.io.cache import local_file
+from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
+from movielib.models.faces import PersonFaceDetector
+from movielib.models.text import model_name as text_model_name
+from movielib.models.text import sentence_model
+from movielib.pipeline.stages import (CatalogSink, ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio,
+                                      EmbedText, FeatureSpec)
+from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
 
@@ -45,6 +53,8 @@ class TagPlan:
     orphans_removed: list[str]
     committed_partial: dict[str, set[int]]
     committed_videos: set[str]
+    features: list[FeatureSpec]
+    audio_encoder: object | None
 
 
 @dataclass
@@ -59,6 +69,8 @@ class TagSummary:
     videos_skipped: int = 0
     shots: int = 0
     clean_shots: int = 0
+    shots_with_faces: int = 0
+    features: list[str] = field(default_factory=list)
     top_labels: list[tuple[str, int]] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
@@ -73,7 +85,8 @@ class TagSummary:
         lines += [
             f"run {self.run_id}: {self.videos_listed} videos listed -> {self.videos_ok} tagged, "
             f"{self.videos_error} failed, {self.videos_skipped} skipped (already in DEST)",
-            f"shots: {self.shots} written ({self.clean_shots} clean: top-1 >= 0.4)",
+            f"shots: {self.shots} written ({self.clean_shots} clean: top-1 >= 0.4, {self.shots_with_faces} with faces)",
+            "features: " + (", ".join(self.features) or "none"),
             "top labels (top-1 count): " + (", ".join(f"{k} {v}" for k, v in self.top_labels) or "-"),
         ]
         lines += [f"  failed: {e['uri']}: {e['error']}" for e in self.errors]
@@ -92,6 +105,7 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     spec.validate(s3)
     labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
         else LabelSet.movieclip(cfg.scoring.prompt)
+    audio_encoder, features = feature_specs(cfg, spec, s3)
     listing = list_source(source, s3)
     check_destination(dest, s3)
     store = CatalogStore(dest, s3)
@@ -106,7 +120,35 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
         (skipped.append(ref.uri) if committed.is_complete(vid) else todo.append({"video_id": vid, "uri": ref.uri}))
     return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, todo=todo,
                    skipped=skipped, ignored=listing.ignored, orphans_removed=orphans,
-                   committed_partial=committed.partial(), committed_videos=set(committed.videos))
+                   committed_partial=committed.partial(), committed_videos=set(committed.videos),
+                   features=features, audio_encoder=audio_encoder)
+
+
+def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object | None, list[FeatureSpec]]:
+    """Load-check the feature models on the driver and say what each features table holds."""
+    f = cfg.features
+    out, encoder = [], None
+    if f.image:
+        out.append(FeatureSpec("image", spec.name, spec.version, spec.embed_dim))
+    if f.audio:
+        encoder = LogMelStats()
+        if f.audio_model:
+            try:
+                encoder = TorchScriptAudioEncoder(local_file(f.audio_model, s3, kind="audio"))
+                dim = len(encoder.embed(np.zeros(16_000, np.float32)))
+            except Exception as exc:
+                raise ConfigError(f"features.audio_model: cannot load {f.audio_model!r} as a TorchScript "
+                                  f"audio encoder: {exc}") from exc
+        else:
+            dim = encoder.dim
+        out.append(FeatureSpec("audio", encoder.name, encoder.version, dim))
+    if f.text:
+        try:
+            dim = sentence_model(f.text_model).get_embedding_dimension()
+        except Exception as exc:
+            raise ConfigError(f"features.text_model: cannot load {f.text_model!r}: {exc}") from exc
+        out.append(FeatureSpec("text", text_model_name(f.text_model), "sentence-transformers", dim))
+    return encoder, out
 
 
 def init_ray(address: str | None = None) -> None:
@@ -133,9 +175,10 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     summary = TagSummary(run_id=run_id, dest=plan.dest, model=f"{plan.spec.name}/{plan.spec.version}",
                          random_weights=plan.spec.random_weights,
                          videos_listed=len(plan.todo) + len(plan.skipped),
-                         videos_skipped=len(plan.skipped), ignored=plan.ignored)
+                         videos_skipped=len(plan.skipped), ignored=plan.ignored,
+                         features=[f"{f.modality} ({f.model}, {f.dim}-d)" for f in plan.features])
     if plan.todo:
-        sink = CatalogSink(plan.dest, plan.s3, run_id, cfg.output.rows_per_file,
+        sink = CatalogSink(plan.dest, plan.s3, run_id, cfg.output.rows_per_file, features=plan.features,
                            skip_shots=plan.committed_partial, skip_videos=plan.committed_videos)
         build_dataset(plan).write_datasink(sink)
         fold_results(summary, sink.results)
@@ -151,24 +194,33 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
     """The graph, top to bottom; resources are the stages' own declarations."""
     cfg = plan.cfg
     decode = DecodeAndDetect(
-        ContentShotDetector(cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
-        cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir, cfg.decode.shots_per_block)
-    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb))
+        make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
+        cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir, cfg.decode.shots_per_block,
+        people_max_side=cfg.people.max_side if cfg.people.enabled else None,
+        audio=cfg.features.audio, subtitles=cfg.features.text)
+    cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     score_res = scorer_resources(cfg)
-    return (
-        ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
-        .map_batches(decode, batch_size=1, batch_format="numpy", **decode_res.ray_args())
-        .map_batches(
-            ClipSceneScorer,
-            fn_constructor_kwargs=dict(
-                spec=plan.spec, labels=plan.labels, s3=plan.s3,
-                rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
-                frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
-                torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None),
-            batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
-            **score_res.ray_args())
-    )
+    ds = ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
+    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **cpu)
+    # the CPU stages below share the decode stage's resources, so Ray Data fuses them into its tasks
+    if cfg.people.enabled:
+        ds = ds.map_batches(DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
+                            batch_size=None, batch_format="pyarrow", **cpu)
+    if plan.audio_encoder is not None:
+        ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu)
+    if cfg.features.text:
+        ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu)
+    return ds.map_batches(
+        ClipSceneScorer,
+        fn_constructor_kwargs=dict(
+            spec=plan.spec, labels=plan.labels, s3=plan.s3,
+            rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
+            frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
+            torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
+            image_features=cfg.features.image),
+        batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
+        **score_res.ray_args())
 
 
 def fold_results(summary: TagSummary, results: list[dict]) -> None:
@@ -178,6 +230,7 @@ def fold_results(summary: TagSummary, results: list[dict]) -> None:
         summary.videos_error += r["videos_error"]
         summary.shots += r["shots"]
         summary.clean_shots += r["clean"]
+        summary.shots_with_faces += r["faces"]
         summary.errors += r["errors"]
         top1.update(r["top1"])
         if r["batch_id"]:

@@ -1,10 +1,16 @@
-"""Shot boundaries with PySceneDetect's ContentDetector, as MovieCLIP §4 and Movies2Scenes use it."""
+"""Shot boundaries with PySceneDetect's detectors, as MovieCLIP §4 and Movies2Scenes use them.
+
+A detector turns a local video file into a DetectedVideo: its decoded-frame facts and shots
+that tile it ([start, end), 0-based). The frame numbers are decoded-frame indices, the same
+ones `movielib.io.video.read_frames` fetches sampled frames by.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from scenedetect import ContentDetector, SceneManager, open_video
+from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
 
 from movielib.io.video import VideoReadError
 
@@ -32,16 +38,45 @@ class DetectedVideo:
     shots: list[Shot]
 
 
-@dataclass(frozen=True)
-class ContentShotDetector:
-    """PySceneDetect ContentDetector with its published defaults (threshold 27, min_scene_len 15).
+class ShotDetector(Protocol):
+    name: str
 
-    Uses the OpenCV backend, so frame numbers are decoded-frame indices, the same ones
-    `movielib.io.video.read_frames` uses to fetch sampled frames.
+    def detect(self, path: str) -> DetectedVideo: ...
+
+
+def shots_from_starts(starts: list[int], n_frames: int, fps: float) -> list[Shot]:
+    """Shots tiling [0, n_frames) from the frames where shots start (0 is added when missing)."""
+    bounds = sorted({0, *(s for s in starts if 0 < s < n_frames)}) + [n_frames]
+    sec = (lambda f: f / fps) if fps > 0 else (lambda f: 0.0)
+    return [Shot(i, a, b, sec(a), sec(b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+PYSCENEDETECT = {"content": ContentDetector, "adaptive": AdaptiveDetector}
+THRESHOLD_ARG = {"content": "threshold", "adaptive": "adaptive_threshold"}
+
+
+@dataclass(frozen=True)
+class SceneDetectShotDetector:
+    """PySceneDetect's ContentDetector (default: threshold 27, min_scene_len 15) or AdaptiveDetector.
+
+    Runs on PySceneDetect's OpenCV backend with its defaults (auto downscale). Shot times are
+    the backend's own timecodes, so variable-frame-rate files keep their real times.
     """
 
-    threshold: float = 27.0
+    kind: str = "content"
+    threshold: float | None = None  # None: the detector's own default (content 27, adaptive 3)
     min_scene_len: int = 15
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"pyscenedetect-{self.kind}"
+
+    def make(self):
+        params = {"min_scene_len": self.min_scene_len, **self.extra}
+        if self.threshold is not None:
+            params[THRESHOLD_ARG[self.kind]] = self.threshold
+        return PYSCENEDETECT[self.kind](**params)
 
     def detect(self, path: str) -> DetectedVideo:
         try:
@@ -49,16 +84,19 @@ class ContentShotDetector:
         except Exception as exc:  # scenedetect raises several types for unreadable input
             raise VideoReadError(f"cannot open video (corrupt, truncated or not a video): {str(exc).strip()}") from exc
         manager = SceneManager()
-        manager.add_detector(ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len))
+        manager.add_detector(self.make())
         n_frames = manager.detect_scenes(video)
         if n_frames <= 0:
             raise VideoReadError("no frames could be decoded")
         fps = float(video.frame_rate)
         scenes = manager.get_scene_list(start_in_scene=True)
-        shots = [
-            Shot(idx=i, start_frame=s.frame_num, end_frame=e.frame_num, start_s=s.seconds, end_s=e.seconds)
-            for i, (s, e) in enumerate(scenes)
-        ]
+        shots = [Shot(idx=i, start_frame=s.frame_num, end_frame=e.frame_num, start_s=s.seconds, end_s=e.seconds)
+                 for i, (s, e) in enumerate(scenes)]
         width, height = video.frame_size
         return DetectedVideo(fps=fps, width=int(width), height=int(height), n_frames=int(n_frames),
                              duration_s=n_frames / fps if fps > 0 else 0.0, shots=shots)
+
+
+def ContentShotDetector(threshold: float = 27.0, min_scene_len: int = 15) -> SceneDetectShotDetector:
+    """The papers' detector: PySceneDetect ContentDetector with its published defaults."""
+    return SceneDetectShotDetector("content", threshold, min_scene_len)
