@@ -54,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("source", help="s3:// prefix, local folder, single video, or a manifest file of URIs")
     tag.add_argument("dest", help="s3:// or local prefix for videos/, shots/, tags/ and _manifest/")
     add_tag_options(tag)
+    tax = sub.add_parser("taxonomy", help="scene taxonomy curation (MovieCLIP §3)").add_subparsers(dest="tax_command", required=True)
+    slug = tax.add_parser("from-sluglines", help="screenplay sluglines -> place labels with counts")
+    slug.add_argument("files", nargs="+", help="screenplay text files")
+    slug.add_argument("--min-count", type=int, default=1, help="keep labels named by at least this many sluglines")
+    slug.add_argument("--out", help="write the labels (one per line) here")
+    merge = tax.add_parser("merge", help="merge label sets: common labels, MiniLM merges > 0.6, dedupe > 0.7")
+    merge.add_argument("files", nargs="+", help="label files (one label per line), at least two")
+    merge.add_argument("--merge-threshold", type=float, default=0.6)
+    merge.add_argument("--dedupe-threshold", type=float, default=0.7)
+    merge.add_argument("--out", help="write the merged label set here")
+    cluster = tax.add_parser("cluster", help="affinity-propagation clusters of a label set")
+    cluster.add_argument("labels", help="label file (one label per line)")
+    report = sub.add_parser("report", help="contact sheet (PNG + HTML) of one tagged video")
+    report.add_argument("dest", help="the DEST a tagging run wrote")
+    report.add_argument("--video", help="video id, or part of its URI (default: the first tagged video)")
+    report.add_argument("--out", default="contact-sheet", help="output path without extension")
+    report.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
     demo.add_argument("--out", default="demo-output", help="local folder that receives a copy of the output")
     demo.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights)")
@@ -74,6 +91,50 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_labels(path: str) -> list[str]:
+    from movielib.taxonomy.labels import LabelSet
+
+    return list(LabelSet.from_file(path).labels)
+
+
+def cmd_taxonomy(args: argparse.Namespace) -> int:
+    if args.tax_command == "from-sluglines":
+        from movielib.taxonomy.sluglines import labels_from_sluglines
+
+        counts = labels_from_sluglines(line for f in args.files for line in open(f, encoding="utf-8", errors="replace"))
+        kept = [(label, n) for label, n in counts.most_common() if n >= args.min_count]
+        print("\n".join(f"{label}\t{n}" for label, n in kept))
+        labels = [label for label, _ in kept]
+    elif args.tax_command == "merge":
+        from movielib.taxonomy.curation import merge_label_sets
+
+        if len(args.files) < 2:
+            raise MovielibError("taxonomy merge needs at least two label files")
+        result = merge_label_sets([_read_labels(f) for f in args.files], args.merge_threshold, args.dedupe_threshold)
+        print(result.report())
+        labels = result.labels
+    else:
+        from movielib.taxonomy.curation import cluster_labels
+
+        for c in cluster_labels(_read_labels(args.labels)):
+            print(f"{c.exemplar}: {', '.join(c.members)}")
+        return 0
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write("\n".join(labels) + "\n")
+        print(f"wrote {len(labels)} labels to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from movielib.io.uri import S3Options
+    from movielib.report import contact_sheet
+
+    png, page, n = contact_sheet(args.dest, args.out, args.video, S3Options.from_env(args.s3_endpoint))
+    print(f"contact sheet of {n} shots: {png} and {page}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from movielib.demo.run import run_demo
 
@@ -85,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        return {"tag": cmd_tag, "demo": cmd_demo}[args.command](args)
+        return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2

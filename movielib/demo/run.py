@@ -21,6 +21,7 @@ from movielib.errors import MovielibError
 from movielib.features.store import CatalogStore
 from movielib.io.uri import S3Options
 from movielib.pipeline.tagging import init_ray, plan_tagging, run_tagging
+from movielib.report import contact_sheet
 
 BUCKET = "movielib-demo"
 
@@ -52,11 +53,13 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
         summary = run_tagging(plan)
         print(summary.render(), flush=True)
         local = _fresh_output_folder(out)
-        s3fs = S3Options.from_env(server.endpoint_url).filesystem()
-        pafs.copy_files(f"{BUCKET}/tags", str(local), source_filesystem=s3fs)
+        s3 = S3Options.from_env(server.endpoint_url)
+        pafs.copy_files(f"{BUCKET}/tags", str(local), source_filesystem=s3.filesystem())
         store = CatalogStore(str(local))
         counts = {name: store.read_table(name).num_rows for name in ("videos", "shots", "tags")}
         print(f"copied the output to {local}: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+        png, page, _ = contact_sheet(dest, str(local / "contact-sheet"), "bikes.mp4", s3)
+        print(f"contact sheet of bikes.mp4: {png} and {page}")
         uris = {v["video_id"]: v["uri"] for v in store.read_table("videos").to_pylist()}
         detected: dict[str, list[int]] = {}
         for shot in sorted(store.read_table("shots").to_pylist(), key=lambda s: s["start_frame"]):

@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 
 from movielib.errors import StorageError
 
+SIDECAR_EXTENSIONS = (".srt", ".vtt")  # subtitles next to videos: read by the text stage, never "ignored"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 
 
@@ -99,7 +100,7 @@ class VideoRef:
 @dataclass
 class SourceListing:
     videos: list[VideoRef]
-    ignored: list[str]  # objects under a prefix whose extension is not a video's
+    ignored: list[str]  # objects under a prefix that are neither videos nor subtitle sidecars
 
 
 def _ref(fs: pafs.FileSystem, info: pafs.FileInfo) -> VideoRef:
@@ -121,7 +122,7 @@ def list_source(source: str, s3: S3Options | None = None, extensions: tuple[str,
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
         videos = [_ref(fs, i) for i in files if i.path.lower().endswith(extensions)]
-        ignored = [to_uri(fs, i.path) for i in files if not i.path.lower().endswith(extensions)]
+        ignored = [to_uri(fs, i.path) for i in files if not i.path.lower().endswith((*extensions, *SIDECAR_EXTENSIONS))]
         return SourceListing(videos=videos, ignored=ignored)
     if info.type == pafs.FileType.NotFound:
         raise StorageError(f"SOURCE {source!r} does not exist")

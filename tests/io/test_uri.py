@@ -14,7 +14,7 @@ def test_folder_listing_filters_by_extension(tmp_path):
         (tmp_path / name).write_bytes(b"1234")
     listing = list_source(str(tmp_path))
     assert [os.path.basename(v.uri) for v in listing.videos] == ["x.mp4", "b.MKV"]  # sorted by path
-    assert sorted(os.path.basename(u) for u in listing.ignored) == ["c.srt", "notes.txt"]
+    assert [os.path.basename(u) for u in listing.ignored] == ["notes.txt"]  # subtitles are sidecars, not ignored
     assert all(v.size == 4 for v in listing.videos)
 
 
@@ -40,7 +40,7 @@ def test_s3_prefix_listing(s3_server, bucket):
         c.put_object(Bucket=bucket, Key=key, Body=b"xx")
     listing = list_source(f"s3://{bucket}/cat/", S3Options.from_env(s3_server.endpoint_url))
     assert sorted(v.uri for v in listing.videos) == [f"s3://{bucket}/cat/a.mp4", f"s3://{bucket}/cat/sub/b.mov"]
-    assert listing.ignored == [f"s3://{bucket}/cat/a.srt"]
+    assert listing.ignored == []
 
 
 def test_missing_bucket_is_named(s3_server):

@@ -122,3 +122,15 @@ def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, cli
     assert "missing.mp4: object not found" in first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "0 videos to tag, 2 already in" in second.stdout
+
+
+def test_custom_label_file_and_prompt(ray_local, tmp_path, clips):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# my taxonomy\nbeach\nkitchen\nspace station\n")
+    cfg = _config(**{"scoring.labels": str(labels), "scoring.prompt": "a film still of a {label}",
+                     "people.enabled": False, "features.audio": False, "features.text": False})
+    plan = plan_tagging(cfg, str(clips["two_30fps.mp4"][0]), str(tmp_path / "out"))
+    assert plan.labels.prompts()[2] == "a film still of a space station"
+    run_tagging(plan)
+    tags = CatalogStore(str(tmp_path / "out")).read_table("tags").to_pylist()
+    assert len(tags) == 2 and all(sorted(t["labels"]) == ["beach", "kitchen", "space station"] for t in tags)
