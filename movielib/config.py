@@ -30,8 +30,8 @@ class ModelConfig:
 
 @dataclass
 class ShotsConfig:
-    detector: str = "content"  # content | adaptive (PySceneDetect) | transnetv2
-    threshold: float | None = None  # None: the detector's default (content 27, adaptive 3, transnetv2 0.5)
+    detector: str = "fast"  # fast (ContentDetector's math, ffmpeg-decoded) | content | adaptive (PySceneDetect) | transnetv2
+    threshold: float | None = None  # None: the detector's default (fast/content 27, adaptive 3, transnetv2 0.5)
     min_scene_len: int = 15  # PySceneDetect detectors
 
 

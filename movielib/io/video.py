@@ -72,3 +72,14 @@ def read_frames(path: str, indices: Iterable[int]) -> Iterator[tuple[int, np.nda
             yield idx, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
+
+
+def probe_video(path: str) -> tuple[float, int, int]:
+    """(fps, width, height) as OpenCV reports them (fps is the stream's average for VFR files)."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoReadError("cannot open video (corrupt, truncated or not a video)")
+        return float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()

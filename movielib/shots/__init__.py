@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from movielib.shots.detect import SceneDetectShotDetector, ShotDetector
 
-DETECTORS = ("content", "adaptive", "transnetv2")
+DETECTORS = ("fast", "content", "adaptive", "transnetv2")
 
 
-def make_detector(kind: str = "content", threshold: float | None = None, min_scene_len: int = 15) -> ShotDetector:
-    """A detector by config name; `threshold` None keeps the detector's own default."""
+def make_detector(kind: str = "fast", threshold: float | None = None, min_scene_len: int = 15) -> ShotDetector:
+    """A detector by config name; `threshold` None keeps the detector's own default.
+
+    fast: ContentDetector's math on ffmpeg-decoded, analysis-size frames (the default);
+    content / adaptive: PySceneDetect itself (the reference); transnetv2: the learned detector.
+    """
+    if kind == "fast":
+        from movielib.shots.fast import FastContentDetector
+
+        return FastContentDetector(27.0 if threshold is None else threshold, min_scene_len)
     if kind == "transnetv2":
         from movielib.shots.transnet import TransNetV2ShotDetector
 

@@ -9,12 +9,11 @@ import functools
 import subprocess
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from movielib.io.ffmpeg import ffmpeg_exe
-from movielib.io.video import VideoReadError
+from movielib.io.video import VideoReadError, probe_video
 from movielib.shots.detect import DetectedVideo, shots_from_starts
 
 WIDTH, HEIGHT = 48, 27
@@ -46,16 +45,6 @@ def decode_small(path: str) -> np.ndarray:
     return frames[: n * WIDTH * HEIGHT * 3].reshape(n, HEIGHT, WIDTH, 3)
 
 
-def _probe(path: str) -> tuple[float, int, int]:
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise VideoReadError("cannot open video (corrupt, truncated or not a video)")
-        return float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    finally:
-        cap.release()
-
-
 @dataclass(frozen=True)
 class TransNetV2ShotDetector:
     """Cuts where TransNetV2's per-frame transition probability crosses `threshold` (0.5 by default).
@@ -70,7 +59,7 @@ class TransNetV2ShotDetector:
     name = "transnetv2"
 
     def detect(self, path: str) -> DetectedVideo:
-        fps, width, height = _probe(path)
+        fps, width, height = probe_video(path)
         frames = decode_small(path)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
         with torch.inference_mode():
