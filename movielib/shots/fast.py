@@ -19,6 +19,7 @@ import re
 import subprocess
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -92,9 +93,61 @@ def flash_filter_merge(above: np.ndarray, min_len: int) -> list[int]:
     return cuts
 
 
+class AnalysisFrames:
+    """ffmpeg decoding one video to analysis-size BGR frames, iterated in chunks of (k, h, w, 3).
+
+    The scale runs inside ffmpeg's filter graph; a reader thread keeps ffmpeg's pipe drained
+    while the consumer works on the previous chunk, so decoding never waits on scoring. After
+    iteration, `pts` holds each frame's presentation time (from ffmpeg's showinfo filter).
+    """
+
+    def __init__(self, path: str, chunk: int = 32, threads: int = 0):
+        self.path, self.chunk, self.threads = path, chunk, threads
+        self.fps, self.width, self.height = probe_video(path)
+        self.w, self.h = analysis_size(self.width, self.height)
+        self.n = 0
+        self._log: list[bytes] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        w, h = self.w, self.h
+        cmd = [ffmpeg_exe(), "-nostdin", "-v", "info", "-threads", str(self.threads), "-i", self.path,
+               "-map", "0:v:0", "-fps_mode", "passthrough", "-an", "-sn",
+               "-vf", f"scale={w}:{h}:flags=neighbor,showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        _widen_pipe(proc.stdout)
+        threading.Thread(target=lambda: self._log.append(proc.stderr.read()), daemon=True).start()
+        frame_bytes = w * h * 3
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        threading.Thread(target=_pump, args=(proc.stdout, frame_bytes * self.chunk, chunks), daemon=True).start()
+        done = False
+        try:
+            while (buf := chunks.get()) is not None:
+                k = len(buf) // frame_bytes
+                if k == 0:
+                    break
+                self.n += k
+                yield np.frombuffer(buf, np.uint8, k * frame_bytes).reshape(k, h, w, 3)
+            done = True
+        finally:
+            if not done:  # the consumer stopped early: do not leave ffmpeg decoding
+                proc.kill()
+            proc.wait()
+        if self.n == 0:
+            err = b"".join(self._log).decode(errors="replace").strip()
+            raise VideoReadError(f"cannot decode video: {err[-300:] or 'no frames'}")
+
+    @property
+    def pts(self) -> np.ndarray:
+        """Seconds from the first frame, per frame; the nominal rate where showinfo said nothing."""
+        pts = np.array([float(x) for x in PTS_TIME.findall(b"".join(self._log))][: self.n])
+        if len(pts) < self.n:
+            pts = np.arange(self.n) / (self.fps or 1.0)
+        return pts - pts[0]
+
+
 @dataclass(frozen=True)
 class FastContentDetector:
-    """Same cuts as PySceneDetect's ContentDetector, several times less work per frame.
+    """Same cuts as PySceneDetect's ContentDetector, less work per frame.
 
     `chunk` frames are scored per numpy call; `threads` is ffmpeg's decoder thread count
     (0: ffmpeg chooses).
@@ -107,50 +160,28 @@ class FastContentDetector:
 
     name = "fast-content"
 
-    def frame_scores(self, path: str) -> tuple[np.ndarray, np.ndarray, tuple[float, int, int]]:
-        """(scores per frame (frame 0 scores 0), pts seconds per frame, (fps, width, height))."""
-        fps, width, height = probe_video(path)
-        w, h = analysis_size(width, height)
-        cmd = [ffmpeg_exe(), "-nostdin", "-v", "info", "-threads", str(self.threads), "-i", path,
-               "-map", "0:v:0", "-fps_mode", "passthrough", "-an", "-sn",
-               "-vf", f"scale={w}:{h}:flags=neighbor,showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        _widen_pipe(proc.stdout)
-        log: list[bytes] = []
-        threading.Thread(target=lambda: log.append(proc.stderr.read()), daemon=True).start()
-        frame_bytes = w * h * 3
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-        # A reader thread keeps ffmpeg's pipe drained while this thread scores the previous chunk,
-        # so decoding never waits on scoring (a pipe holds less than one frame).
-        threading.Thread(target=_pump, args=(proc.stdout, frame_bytes * self.chunk, chunks), daemon=True).start()
+    def frames(self, path: str) -> AnalysisFrames:
+        return AnalysisFrames(path, self.chunk, self.threads)
+
+    def frame_scores(self, path: str) -> tuple[np.ndarray, AnalysisFrames]:
+        """Per-frame scores (frame 0 scores 0) and the decoded stream's facts."""
+        frames = self.frames(path)
         scores: list[np.ndarray] = [np.zeros(1, np.float64)]
         prev: np.ndarray | None = None
-        n = 0
-        while (buf := chunks.get()) is not None:
-            k = len(buf) // frame_bytes
-            if k == 0:
-                break
-            hsv = cv2.cvtColor(np.frombuffer(buf, np.uint8, k * frame_bytes).reshape(k * h, w, 3),
-                               cv2.COLOR_BGR2HSV).reshape(k, h * w * 3)
+        for chunk in frames:
+            k, h, w, _ = chunk.shape
+            hsv = cv2.cvtColor(chunk.reshape(k * h, w, 3), cv2.COLOR_BGR2HSV).reshape(k, h * w * 3)
             seq = hsv if prev is None else np.concatenate([prev[None], hsv])
             if len(seq) > 1:
                 # weights (1, 1, 1): the mean of the three channel means is the mean over all bytes
                 diff = cv2.absdiff(seq[1:], seq[:-1])
                 scores.append(diff.sum(axis=1, dtype=np.int64) / (3.0 * h * w))
             prev = hsv[-1]
-            n += k
-        proc.wait()
-        if n == 0:
-            err = b"".join(log).decode(errors="replace").strip()
-            raise VideoReadError(f"cannot decode video: {err[-300:] or 'no frames'}")
-        pts = np.array([float(x) for x in PTS_TIME.findall(b"".join(log))][:n])
-        if len(pts) < n:  # showinfo lines missing: fall back to the nominal frame rate
-            pts = np.arange(n) / (fps or 1.0)
-        return np.concatenate(scores)[:n], pts - pts[0], (fps, width, height)
+        return np.concatenate(scores)[: frames.n], frames
 
     def detect(self, path: str) -> DetectedVideo:
-        scores, pts, (fps, width, height) = self.frame_scores(path)
-        n = len(scores)
+        scores, frames = self.frame_scores(path)
+        pts, fps, width, height, n = frames.pts, frames.fps, frames.width, frames.height, frames.n
         cuts = flash_filter_merge(scores >= self.threshold, self.min_scene_len)
         bounds = [0, *cuts, n]
         step = 1.0 / fps if fps > 0 else 0.0
