@@ -76,6 +76,7 @@ class DecodeConfig:
     num_cpus: float = 1.0  # per decode/shot-detection task
     memory_gb: float = 1.0  # reserved per decode task (worker imports, decoder buffers, one block of frames)
     shots_per_block: int = 16  # shots per output block of the decode stage (bounds memory per block)
+    prepare_threads: int = 2  # threads cropping / shrinking sampled frames while decoding goes on
     scratch_dir: str | None = None  # where remote objects are copied for decoding (default: system temp)
 
 
@@ -110,7 +111,7 @@ class TagConfig:
                f"must be > 0 (or null for the detector's default), got {self.shots.threshold}")
         _positive(self, "people.max_side", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
                   "scoring.batch_size", "scoring.frames_per_forward", "scoring.min_actors",
-                  "scoring.max_actors", "scoring.memory_gb", "decode.num_cpus", "decode.memory_gb", "decode.shots_per_block", "output.rows_per_file")
+                  "scoring.max_actors", "scoring.memory_gb", "decode.num_cpus", "decode.memory_gb", "decode.prepare_threads", "decode.shots_per_block", "output.rows_per_file")
         for name in ("clean_threshold", "multi_threshold"):
             v = getattr(self.scoring, name)
             _check(0.0 <= v <= 1.0, f"scoring.{name}", f"must be within [0, 1], got {v}")

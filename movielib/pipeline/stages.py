@@ -15,6 +15,7 @@ import collections
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,8 @@ class DecodeAndDetect:
 
     def __init__(self, detector: ShotDetector, image_size: int, sampling_fps: float = 4.0,
                  s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
-                 people_max_side: int | None = None, audio: bool = False, subtitles: bool = False):
+                 people_max_side: int | None = None, audio: bool = False, subtitles: bool = False,
+                 prepare_threads: int = 2):
         self.detector = detector
         self.image_size = image_size
         self.sampling_fps = sampling_fps
@@ -111,6 +113,7 @@ class DecodeAndDetect:
         self.people_max_side = people_max_side
         self.audio = audio
         self.subtitles = subtitles
+        self.prepare_threads = prepare_threads
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -132,24 +135,34 @@ class DecodeAndDetect:
         video = _video_fields(video_id, uri, det, None)
         plan = {shot.idx: sample_frame_indices(shot.start_frame, shot.end_frame, det.fps, self.sampling_fps)
                 for shot in det.shots}
-        wanted = iter(read_frames(path, (i for idxs in plan.values() for i in idxs)))
-        for first in range(0, len(det.shots), self.shots_per_block):
-            shots = det.shots[first:first + self.shots_per_block]
-            decoded = [[next(wanted)[1] for _ in plan[s.idx]] for s in shots]
-            table = self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps)
-            table = with_tensor_column(table, "frames", [crop_frames(f, self.image_size) for f in decoded])
-            if self.people_max_side:
-                table = table.append_column("people_frames", pa.array(
-                    [[_encode_frame(_shrink(f, self.people_max_side)) for f in fs] for fs in decoded], pa.list_(pa.binary())))
-            if self.audio:
-                table = with_tensor_column(table, "audio", [
-                    slice_seconds(samples, s.start_s, s.end_s) if samples is not None else np.zeros(0, np.float32)
-                    for s in shots])
-                table = table.append_column("has_audio", pa.array([samples is not None] * len(shots)))
-            if self.subtitles:
-                table = table.append_column("subtitle", pa.array(
-                    [text_between(cues, s.start_s, s.end_s) if cues else None for s in shots], pa.string()))
-            yield table
+        with ThreadPoolExecutor(self.prepare_threads) as pool:
+            # frames are cropped (PIL releases the GIL) while the decoder moves on to the next ones
+            prepared = (pool.submit(self._prepare, frame)
+                        for _, frame in read_frames(path, (i for idxs in plan.values() for i in idxs)))
+            for first in range(0, len(det.shots), self.shots_per_block):
+                shots = det.shots[first:first + self.shots_per_block]
+                futures = [[next(prepared) for _ in plan[s.idx]] for s in shots]
+                ready = [[f.result() for f in fs] for fs in futures]
+                table = self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps)
+                table = with_tensor_column(table, "frames", [np.stack([c for c, _ in r]) for r in ready])
+                if self.people_max_side:
+                    table = table.append_column("people_frames", pa.array([[p for _, p in r] for r in ready],
+                                                                          pa.list_(pa.binary())))
+                if self.audio:
+                    table = with_tensor_column(table, "audio", [
+                        slice_seconds(samples, s.start_s, s.end_s) if samples is not None else np.zeros(0, np.float32)
+                        for s in shots])
+                    table = table.append_column("has_audio", pa.array([samples is not None] * len(shots)))
+                if self.subtitles:
+                    table = table.append_column("subtitle", pa.array(
+                        [text_between(cues, s.start_s, s.end_s) if cues else None for s in shots], pa.string()))
+                yield table
+
+    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, bytes | None]:
+        """One decoded frame -> its CLIP crop and, when people detection is on, a small PNG copy."""
+        crop = crop_frames([frame], self.image_size)[0]
+        people = _encode_frame(_shrink(frame, self.people_max_side)) if self.people_max_side else None
+        return crop, people
 
     def _shot_table(self, video: dict, shots: list[Shot], keyframes: list[list[int]], fps: float) -> pa.Table:
         rows = [{**video, "shot_idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,

@@ -1,0 +1,94 @@
+"""`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
+
+    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench import decode, end_to_end, scoring, shot_detection  # noqa: E402
+from bench.common import Row  # noqa: E402
+
+ALL = ("detect", "decode", "scoring", "e2e")
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'benchmark':20} {'case':70} {'ours':>9} {'baseline':>9} {'ratio':>6} {'target':>7}  note"]
+    for r in rows:
+        target = "" if r.target is None else f">={r.target:g}" + (" ok" if r.ratio >= r.target else " MISS")
+        lines.append(f"{r.benchmark:20} {r.case:70} {r.ours:9.1f} {r.baseline:9.1f} {r.ratio:6.2f} {target:>7}  "
+                     f"{r.unit}; {r.note}")
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.5))
+    labels = [f"{r.benchmark}: {r.case}"[:80] for r in rows]
+    ratios = [r.ratio for r in rows]
+    colors = ["tab:gray" if r.target is None else ("tab:green" if r.ratio >= r.target else "tab:red") for r in rows]
+    ax.barh(labels, ratios, color=colors)
+    for i, r in enumerate(rows):
+        if r.target is not None:
+            ax.plot([r.target, r.target], [i - 0.4, i + 0.4], color="black", linewidth=2)
+        ax.text(r.ratio, i, f" {r.ratio:.2f}x", va="center", fontsize=8)
+    ax.axvline(1.0, color="gray", linestyle=":")
+    ax.invert_yaxis()
+    ax.set_xlabel("ours / baseline (black tick: target)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one)")
+    p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
+    p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
+    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture for scoring and end-to-end")
+    args = p.parse_args()
+    out = Path(args.out).resolve()
+    work = out / "workload"
+    work.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(","))
+    rows: list[Row] = []
+    extra: dict = {}
+    t0 = time.perf_counter()
+    if "detect" in only:
+        detect_rows, extra["cuts"] = shot_detection.run(work, args.quick)
+        rows += detect_rows
+    if "decode" in only:
+        rows += decode.run(work, args.quick)
+    if "scoring" in only:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        rows += scoring.run(args.quick, args.model)
+        ray.shutdown()
+    if "e2e" in only:
+        rows += end_to_end.run(work, args.quick, args.model)
+    print(table(rows))
+    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "quick": args.quick, "seconds": time.perf_counter() - t0, "rows": [r.to_dict() for r in rows], **extra}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    chart(rows, out / "bench.png")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'} ({report['seconds']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
