@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--video", help="video id, or part of its URI (default: the first tagged video)")
     report.add_argument("--out", default="contact-sheet", help="output path without extension")
     report.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+    bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
     demo.add_argument("--out", default="demo-output", help="local folder that receives a copy of the output")
     demo.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights)")
@@ -135,6 +137,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "__main__.py").exists():
+        raise MovielibError(f"bench/ is not next to the installed package ({root}); run from a source checkout")
+    return subprocess.call([sys.executable, "-m", "bench", *args.bench_args], cwd=root)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from movielib.demo.run import run_demo
 
@@ -146,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "demo": cmd_demo}[args.command](args)
+        return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
+                "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2

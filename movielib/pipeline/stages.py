@@ -61,6 +61,11 @@ class FeatureSpec:
     dim: int
 
 
+def with_stage_time(table: pa.Table, stage: str, seconds: float) -> pa.Table:
+    """Spread a stage's wall time over the rows it produced (column t_<stage>); the sink sums it."""
+    return table.append_column(f"t_{stage}", pa.array([seconds / max(1, table.num_rows)] * table.num_rows, pa.float64()))
+
+
 def tensor_column(table: pa.Table, name: str) -> list[np.ndarray]:
     return [a for chunk in table.column(name).chunks for a in chunk.to_numpy()]
 
@@ -121,15 +126,18 @@ class DecodeAndDetect:
             yield from self.process(str(video_id), str(uri))
 
     def process(self, video_id: str, uri: str) -> Iterator[pa.Table]:
+        t0 = time.perf_counter()
         try:
             with local_copy(uri, self.s3, self.scratch_dir) as path:
                 det = self.detector.detect(path)
                 samples = extract_audio(path) if self.audio else None
                 cues = sidecar_subtitles(uri, self.s3) if self.subtitles else None
-                yield from self._shot_blocks(video_id, uri, path, det, samples, cues)
+                for block in self._shot_blocks(video_id, uri, path, det, samples, cues):
+                    yield with_stage_time(block, "decode", time.perf_counter() - t0)
+                    t0 = time.perf_counter()  # the time spent downstream while suspended is not ours
         except Exception as exc:  # one bad video must not stop the catalog
             msg = str(exc) if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
-            yield self._error_row(video_id, uri, msg)
+            yield with_stage_time(self._error_row(video_id, uri, msg), "decode", time.perf_counter() - t0)
 
     def _shot_blocks(self, video_id, uri, path, det: DetectedVideo, samples, cues) -> Iterator[pa.Table]:
         video = _video_fields(video_id, uri, det, None)
@@ -207,6 +215,7 @@ class DetectPeople:
         self.detector = detector
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
         counts, fracs, persons = [], [], []
         for frames in batch.column("people_frames").to_pylist():
             found = [self.detector.detect(_decode_frame(f)) for f in frames or []]
@@ -216,7 +225,7 @@ class DetectPeople:
         out = batch.drop_columns(["people_frames"])
         for field, values in zip(PEOPLE_COLUMNS, (counts, fracs, persons)):
             out = out.append_column(field, pa.array(values, field.type))
-        return out
+        return with_stage_time(out, "people", time.perf_counter() - t0)
 
 
 class EmbedAudio:
@@ -228,10 +237,12 @@ class EmbedAudio:
         self.encoder = encoder
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
         has = batch.column("has_audio").to_pylist()
         clips = tensor_column(batch, "audio")
         emb = [self.encoder.embed(c).tolist() if h and len(c) else None for h, c in zip(has, clips)]
-        return batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
+        out = batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
+        return with_stage_time(out, "audio", time.perf_counter() - t0)
 
 
 class EmbedText:
@@ -243,13 +254,15 @@ class EmbedText:
         self.model_path = model_path
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
         texts = batch.column("subtitle").to_pylist()
         idx = [i for i, t in enumerate(texts) if t]
         emb: list = [None] * len(texts)
         if idx:
             for i, e in zip(idx, embed_texts([texts[i] for i in idx], self.model_path)):
                 emb[i] = e.tolist()
-        return batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
+        out = batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
+        return with_stage_time(out, "text", time.perf_counter() - t0)
 
 
 class ClipSceneScorer:
@@ -290,6 +303,7 @@ class ClipSceneScorer:
         return torch.cat(out)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
         frames = tensor_column(batch, "frames")
         scored = [i for i, f in enumerate(frames) if len(f)]
         columns: dict[str, list] = {f.name: [None] * batch.num_rows for f in SCORE_COLUMNS}
@@ -310,7 +324,7 @@ class ClipSceneScorer:
             out = out.append_column(f, pa.array(columns[f.name], f.type))
         if self.image_features:
             out = out.append_column("image_embedding", pa.array(image_emb, EMBEDDING))
-        return out
+        return with_stage_time(out, "score", time.perf_counter() - t0)
 
 
 class CatalogSink(Datasink[list[dict]]):
@@ -349,9 +363,11 @@ class CatalogSink(Datasink[list[dict]]):
         out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [], **{f"features/{f.modality}": [] for f in self.features}}
         entries: dict[str, dict] = {}
         top1: collections.Counter[str] = collections.Counter()
+        stage_s: collections.Counter[str] = collections.Counter()
         errors = []
         for r in rows:
             vid, idx = r["video_id"], r["shot_idx"]
+            stage_s.update({k[2:]: v for k, v in r.items() if k.startswith("t_") and v})
             if idx <= 0 and vid not in self.skip_videos:
                 out["videos"].append({k: r[k] for k in VIDEOS.names})
                 entries[vid] = {"status": r["status"], "n_shots": r["n_shots"], "uri": r["uri"]}
@@ -373,7 +389,7 @@ class CatalogSink(Datasink[list[dict]]):
         return {"batch_id": bid, "videos_ok": sum(e["status"] == "ok" for e in entries.values()),
                 "videos_error": len(errors), "errors": errors, "shots": len(out["shots"]),
                 "clean": sum(bool(t["clean"]) for t in out["tags"]), "top1": dict(top1),
-                "faces": sum(1 for t in out["tags"] if t.get("face_count")),
+                "faces": sum(1 for t in out["tags"] if t.get("face_count")), "stage_s": dict(stage_s),
                 "write_s": time.perf_counter() - t0}
 
     def on_write_complete(self, write_result) -> None:

@@ -10,7 +10,6 @@ before Ray starts; no dataset is ever collected to the driver, only per-batch co
 from __future__ import annotations
 
 import collections
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -20,21 +19,19 @@ import ray
 from movielib.config import TagConfig
 from movielib.errors import ConfigError
 from movielib.features.store import CatalogStore, new_run_id
-from movielib.io.uri import S3Options, check_destination, list_source
-from movielib.models.clip import ClipSpec
-from movielib.pipeline.resources import StageResources
 from movielib.io.cache import local_file
+from movielib.io.uri import S3Options, check_destination, list_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
+from movielib.models.clip import ClipSpec
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
+from movielib.pipeline.resources import StageResources
 from movielib.pipeline.stages import (CatalogSink, ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio,
                                       EmbedText, FeatureSpec)
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,7 +72,8 @@ class TagSummary:
     errors: list[dict] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     batches: list[str] = field(default_factory=list)
-    timings_s: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)  # wall clock of the run
+    stage_s: collections.Counter = field(default_factory=collections.Counter)  # summed over workers
 
     def render(self) -> str:
         lines = []
@@ -93,6 +91,9 @@ class TagSummary:
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} non-video objects, e.g. {self.ignored[0]}")
         lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
+        if self.stage_s and self.shots:
+            lines.append("stage time (summed over workers): " + ", ".join(
+                f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s" for k, v in self.stage_s.items()))
         lines.append(f"output: {self.dest}/{{videos,shots,tags}}/  manifest: {self.dest}/_manifest/")
         return "\n".join(lines)
 
@@ -235,5 +236,6 @@ def fold_results(summary: TagSummary, results: list[dict]) -> None:
         top1.update(r["top1"])
         if r["batch_id"]:
             summary.batches.append(r["batch_id"])
-        summary.timings_s["write"] = summary.timings_s.get("write", 0.0) + r["write_s"]
+        summary.stage_s.update(r["stage_s"])
+        summary.stage_s["write"] += r["write_s"]
     summary.top_labels = top1.most_common(5)

@@ -48,6 +48,8 @@ def test_tag_catalog_over_s3_then_rerun_writes_nothing(ray_local, s3_server, buc
     assert (summary.videos_ok, summary.videos_error, summary.videos_skipped) == (3, 1, 0)
     assert summary.shots == sum(n_shots.values())
     assert summary.ignored == [f"s3://{bucket}/catalog/readme.txt"]
+    assert set(summary.stage_s) == {"decode", "people", "audio", "text", "score", "write"}
+    assert all(v > 0 for v in summary.stage_s.values()) and "stage time" in summary.render()
 
     store = CatalogStore(dest, S3Options.from_env(s3_server.endpoint_url))
     videos = store.read_table("videos").to_pylist()
