@@ -119,7 +119,10 @@ def list_source(source: str, s3: S3Options | None = None, extensions: tuple[str,
     fs, path = filesystem_for(source, s3)
     info = _file_info(fs, path, source)
     if info.type == pafs.FileType.Directory:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        except OSError as exc:
+            raise StorageError(f"cannot list {source!r}: {exc}") from exc
         files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
         videos = [_ref(fs, i) for i in files if i.path.lower().endswith(extensions)]
         ignored = [to_uri(fs, i.path) for i in files if not i.path.lower().endswith((*extensions, *SIDECAR_EXTENSIONS))]

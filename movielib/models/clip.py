@@ -52,7 +52,11 @@ class ClipSpec:
                 "(tests and demos only: its tags are meaningless)")
         if self.weights:
             fs, path = filesystem_for(self.weights, s3)
-            if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            try:
+                missing = fs.get_file_info(path).type == pafs.FileType.NotFound
+            except OSError as exc:
+                raise ConfigError(f"model.weights: cannot reach {self.weights!r}: {exc}") from exc
+            if missing:
                 raise ConfigError(f"model.weights: {self.weights!r} does not exist")
 
     @property

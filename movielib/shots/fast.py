@@ -41,7 +41,16 @@ def analysis_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width / factor)), max(1, round(height / factor))
 
 
-def _pump(stream, size: int, out: "queue.Queue[bytes | None]") -> None:
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+def _pump(stream, size: int, out: "queue.Queue[bytearray | None]") -> None:
     """Read fixed-size chunks from a pipe until EOF; None marks the end."""
     while True:
         buf = bytearray(size)
@@ -49,7 +58,7 @@ def _pump(stream, size: int, out: "queue.Queue[bytes | None]") -> None:
         while got < size and (n := stream.readinto(view[got:])):
             got += n
         if got:
-            out.put(bytes(view[:got]) if got < size else buf)
+            out.put(buf if got == size else buf[:got])  # bytearray: numpy views of it are writable
         if got < size:
             out.put(None)
             return
@@ -117,7 +126,7 @@ class AnalysisFrames:
         _widen_pipe(proc.stdout)
         threading.Thread(target=lambda: self._log.append(proc.stderr.read()), daemon=True).start()
         frame_bytes = w * h * 3
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        chunks: queue.Queue[bytearray | None] = queue.Queue(maxsize=4)
         threading.Thread(target=_pump, args=(proc.stdout, frame_bytes * self.chunk, chunks), daemon=True).start()
         done = False
         try:
@@ -157,6 +166,7 @@ class FastContentDetector:
     min_scene_len: int = 15
     chunk: int = 32
     threads: int = 0
+    scorer: str = "auto"  # numpy (OpenCV + numpy on the CPU) | torch (on the GPU when there is one) | auto
 
     name = "fast-content"
 
@@ -166,6 +176,26 @@ class FastContentDetector:
     def frame_scores(self, path: str) -> tuple[np.ndarray, AnalysisFrames]:
         """Per-frame scores (frame 0 scores 0) and the decoded stream's facts."""
         frames = self.frames(path)
+        use_torch = self.scorer == "torch" or (self.scorer == "auto" and _cuda())
+        scores = self._torch_scores(frames) if use_torch else self._numpy_scores(frames)
+        return scores[: frames.n], frames
+
+    @staticmethod
+    def _torch_scores(frames: AnalysisFrames) -> np.ndarray:
+        """The same scores with movielib.shots.hsv (OpenCV's HSV, bit for bit) on the GPU if present."""
+        import torch
+
+        from movielib.shots.hsv import content_scores
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        scores, prev = [np.zeros(1, np.float64)], None
+        for chunk in frames:
+            part, prev = content_scores(torch.from_numpy(chunk).to(device, non_blocking=True), prev)
+            scores.append(part.cpu().numpy())
+        return np.concatenate(scores)
+
+    @staticmethod
+    def _numpy_scores(frames: AnalysisFrames) -> np.ndarray:
         scores: list[np.ndarray] = [np.zeros(1, np.float64)]
         prev: np.ndarray | None = None
         for chunk in frames:
@@ -177,7 +207,7 @@ class FastContentDetector:
                 diff = cv2.absdiff(seq[1:], seq[:-1])
                 scores.append(diff.sum(axis=1, dtype=np.int64) / (3.0 * h * w))
             prev = hsv[-1]
-        return np.concatenate(scores)[: frames.n], frames
+        return np.concatenate(scores)
 
     def detect(self, path: str) -> DetectedVideo:
         scores, frames = self.frame_scores(path)

@@ -79,3 +79,23 @@ def test_fast_is_the_default_and_rejects_bad_input(tmp_path):
     bad.write_bytes(b"no video here")
     with pytest.raises(VideoReadError):
         FastContentDetector().detect(str(bad))
+
+
+def test_torch_hsv_is_opencvs_bit_for_bit():
+    import cv2
+    import numpy as np
+    import torch
+
+    from movielib.shots.hsv import bgr_to_hsv
+
+    every_colour = np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3).astype(np.uint8)
+    assert np.array_equal(bgr_to_hsv(torch.from_numpy(every_colour)).numpy(), cv2.cvtColor(every_colour, cv2.COLOR_BGR2HSV))
+
+
+@pytest.mark.parametrize("video", ["testvideo.mp4", "goldeneye-vfr-drop3.mp4"])
+def test_torch_scorer_gives_the_numpy_scores(video):
+    import numpy as np
+
+    numpy_scores, _ = FastContentDetector(scorer="numpy").frame_scores(str(DATA / video))
+    torch_scores, _ = FastContentDetector(scorer="torch").frame_scores(str(DATA / video))
+    np.testing.assert_allclose(torch_scores, numpy_scores, rtol=0, atol=1e-9)
