@@ -124,7 +124,8 @@ class AnalysisFrames:
                "-vf", f"scale={w}:{h}:flags=neighbor,showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         _widen_pipe(proc.stdout)
-        threading.Thread(target=lambda: self._log.append(proc.stderr.read()), daemon=True).start()
+        stderr = threading.Thread(target=lambda: self._log.append(proc.stderr.read()), daemon=True)
+        stderr.start()
         frame_bytes = w * h * 3
         chunks: queue.Queue[bytearray | None] = queue.Queue(maxsize=4)
         threading.Thread(target=_pump, args=(proc.stdout, frame_bytes * self.chunk, chunks), daemon=True).start()
@@ -141,6 +142,7 @@ class AnalysisFrames:
             if not done:  # the consumer stopped early: do not leave ffmpeg decoding
                 proc.kill()
             proc.wait()
+            stderr.join()  # the frame timestamps are in ffmpeg's log: read all of it before pts is asked
         if self.n == 0:
             err = b"".join(self._log).decode(errors="replace").strip()
             raise VideoReadError(f"cannot decode video: {err[-300:] or 'no frames'}")
