@@ -39,6 +39,7 @@ class ShotsConfig:
 class PeopleConfig:
     enabled: bool = True  # face count, largest face fraction, person present per shot
     max_side: int = 640  # frames are downscaled to this longest side before detection
+    frames_per_shot: int = 3  # sampled frames, evenly spread, the detector looks at per shot
 
 
 @dataclass
@@ -109,7 +110,7 @@ class TagConfig:
                f"must be one of {', '.join(DETECTORS)}, got {self.shots.detector!r}")
         _check(self.shots.threshold is None or self.shots.threshold > 0, "shots.threshold",
                f"must be > 0 (or null for the detector's default), got {self.shots.threshold}")
-        _positive(self, "people.max_side", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
+        _positive(self, "people.max_side", "people.frames_per_shot", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
                   "scoring.batch_size", "scoring.frames_per_forward", "scoring.min_actors",
                   "scoring.max_actors", "scoring.memory_gb", "decode.num_cpus", "decode.memory_gb", "decode.prepare_threads", "decode.shots_per_block", "output.rows_per_file")
         for name in ("clean_threshold", "multi_threshold"):

@@ -57,6 +57,7 @@ class PersonFaceDetector:
 
     min_neighbors: int = 6  # fewer false faces on noise and texture; still finds skimage's astronaut and camera
     min_face_px: int = 24
+    scale_factor: float = 1.2  # cascade pyramid step: 1.2 finds the test portraits at ~2/3 the cost of 1.1, fewer false faces
     hog_min_weight: float = 0.8
     max_side: int = 640
 
@@ -66,7 +67,7 @@ class PersonFaceDetector:
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         frontal, profile = _cascades()
-        args = dict(scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(self.min_face_px, self.min_face_px))
+        args = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_face_px, self.min_face_px))
         boxes = [tuple(map(int, b)) for b in frontal.detectMultiScale(gray, **args)]
         boxes += [tuple(map(int, b)) for b in profile.detectMultiScale(gray, **args)]
         sw = gray.shape[1]

@@ -85,6 +85,15 @@ def _video_fields(video_id: str, uri: str, det: DetectedVideo | None, error: str
     }
 
 
+def spread(items: list, k: int) -> list:
+    """At most k items, evenly spaced, first and last included when k >= 2."""
+    if len(items) <= k:
+        return list(items)
+    if k == 1:
+        return [items[len(items) // 2]]
+    return [items[round(j * (len(items) - 1) / (k - 1))] for j in range(k)]
+
+
 def _shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
     import cv2
 
@@ -97,8 +106,8 @@ class DecodeAndDetect:
     """Cut one video into shots and gather what later stages need per shot, as a CPU task.
 
     Frames are sampled at 4 fps per shot (at least one) and decoded once: each becomes a
-    model-sized crop for CLIP and, when the people stage is on, a copy at most
-    `people_max_side` pixels for the detector. Audio is extracted once per video and cut per
+    model-sized crop for CLIP, and up to `people_frames_per_shot` of them, evenly spread, a
+    copy at most `people_max_side` pixels for the people detector. Audio is extracted once per video and cut per
     shot; sidecar subtitles are cut the same way. Blocks of `shots_per_block` shots keep a
     long movie in bounded memory. Any failure to read the video becomes one error row.
     """
@@ -108,7 +117,7 @@ class DecodeAndDetect:
     def __init__(self, detector: ShotDetector, image_size: int, sampling_fps: float = 4.0,
                  s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
                  people_max_side: int | None = None, audio: bool = False, subtitles: bool = False,
-                 prepare_threads: int = 2):
+                 prepare_threads: int = 2, people_frames_per_shot: int = 3):
         self.detector = detector
         self.image_size = image_size
         self.sampling_fps = sampling_fps
@@ -119,6 +128,7 @@ class DecodeAndDetect:
         self.audio = audio
         self.subtitles = subtitles
         self.prepare_threads = prepare_threads
+        self.people_frames_per_shot = people_frames_per_shot
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -145,8 +155,9 @@ class DecodeAndDetect:
                 for shot in det.shots}
         with ThreadPoolExecutor(self.prepare_threads) as pool:
             # frames are cropped (PIL releases the GIL) while the decoder moves on to the next ones
-            prepared = (pool.submit(self._prepare, frame)
-                        for _, frame in read_frames(path, (i for idxs in plan.values() for i in idxs)))
+            people = {i for idxs in plan.values() for i in spread(idxs, self.people_frames_per_shot)}
+            prepared = (pool.submit(self._prepare, frame, i in people)
+                        for i, frame in read_frames(path, (i for idxs in plan.values() for i in idxs)))
             for first in range(0, len(det.shots), self.shots_per_block):
                 shots = det.shots[first:first + self.shots_per_block]
                 futures = [[next(prepared) for _ in plan[s.idx]] for s in shots]
@@ -154,8 +165,8 @@ class DecodeAndDetect:
                 table = self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps)
                 table = with_tensor_column(table, "frames", [np.stack([c for c, _ in r]) for r in ready])
                 if self.people_max_side:
-                    table = table.append_column("people_frames", pa.array([[p for _, p in r] for r in ready],
-                                                                          pa.list_(pa.binary())))
+                    table = table.append_column("people_frames", pa.array(
+                        [[p for _, p in r if p is not None] for r in ready], pa.list_(pa.binary())))
                 if self.audio:
                     table = with_tensor_column(table, "audio", [
                         slice_seconds(samples, s.start_s, s.end_s) if samples is not None else np.zeros(0, np.float32)
@@ -166,10 +177,10 @@ class DecodeAndDetect:
                         [text_between(cues, s.start_s, s.end_s) if cues else None for s in shots], pa.string()))
                 yield table
 
-    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, bytes | None]:
-        """One decoded frame -> its CLIP crop and, when people detection is on, a small PNG copy."""
+    def _prepare(self, frame: np.ndarray, for_people: bool) -> tuple[np.ndarray, bytes | None]:
+        """One decoded frame -> its CLIP crop and, for the people detector's frames, a small PNG copy."""
         crop = crop_frames([frame], self.image_size)[0]
-        people = _encode_frame(_shrink(frame, self.people_max_side)) if self.people_max_side else None
+        people = _encode_frame(_shrink(frame, self.people_max_side)) if self.people_max_side and for_people else None
         return crop, people
 
     def _shot_table(self, video: dict, shots: list[Shot], keyframes: list[list[int]], fps: float) -> pa.Table:

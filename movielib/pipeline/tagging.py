@@ -198,7 +198,8 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
         make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
         cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir, cfg.decode.shots_per_block,
         people_max_side=cfg.people.max_side if cfg.people.enabled else None,
-        audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads)
+        audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads,
+        people_frames_per_shot=cfg.people.frames_per_shot)
     cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     score_res = scorer_resources(cfg)
     ds = ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))

@@ -15,7 +15,7 @@ from movielib.models.audio import LogMelStats
 from movielib.models.clip import ClipSpec
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import embed_texts
-from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText
+from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText, spread
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.shots import make_detector
 
@@ -50,7 +50,11 @@ def test_decode_cuts_audio_and_subtitles_per_shot(catalog):
     assert [r["subtitle"] for r in rows] == [
         "Welcome to the test pattern.", "These are the colour bars.", "And now, the deep blue sea."]
     people = table.column("people_frames").to_pylist()
-    assert [len(p) for p in people] == [len(r["keyframes"]) for r in rows]
+    assert [len(p) for p in people] == [min(3, len(r["keyframes"])) for r in rows]  # 8 samples -> 3 for people
+
+
+def test_spread_picks_evenly():
+    assert spread(list(range(8)), 3) == [0, 4, 7] and spread([1, 2], 3) == [1, 2] and spread([5, 6, 7], 1) == [6]
 
 
 def test_people_stage_counts_the_astronaut(catalog):
