@@ -7,6 +7,9 @@
     EmbedText       (CPU task)   + text_embedding (subtitles)
     ClipSceneScorer (actor pool) + top-k CLIPSceneScore tags, image_embedding (frames dropped)
     CatalogSink     (writer)     videos / shots / tags / features/<modality> Parquet + manifest entry
+
+What each stage needs (CPUs, GPUs, memory) is part of the job config (decode.*, scoring.*) and
+is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from movielib.io.video import VideoReadError, local_copy, read_frames
 from movielib.models.clip import ClipSpec, crop_frames, load_clip, to_model_input
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import embed_texts
-from movielib.pipeline.resources import StageResources
 from movielib.shots.detect import DetectedVideo, Shot, ShotDetector
 from movielib.shots.sampling import sample_frame_indices
 from movielib.tagging.scene_score import CleanRules, clip_scene_score
@@ -112,7 +114,6 @@ class DecodeAndDetect:
     long movie in bounded memory. Any failure to read the video becomes one error row.
     """
 
-    resources = StageResources(num_cpus=1.0)
 
     def __init__(self, detector: ShotDetector, image_size: int, sampling_fps: float = 4.0,
                  s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
@@ -220,7 +221,6 @@ class DetectPeople:
     """Per shot, over its sampled frames: most faces in one frame, largest face's area fraction,
     whether any frame shows a person. Consumes the `people_frames` column."""
 
-    resources = StageResources(num_cpus=1.0)
 
     def __init__(self, detector: PersonFaceDetector):
         self.detector = detector
@@ -242,7 +242,6 @@ class DetectPeople:
 class EmbedAudio:
     """Audio embedding per shot (log-mel statistics, or a TorchScript encoder); null without audio."""
 
-    resources = StageResources(num_cpus=1.0)
 
     def __init__(self, encoder):
         self.encoder = encoder
@@ -259,7 +258,6 @@ class EmbedAudio:
 class EmbedText:
     """Sentence embedding of each shot's subtitle text (all-MiniLM-L6-v2 by default); null without text."""
 
-    resources = StageResources(num_cpus=1.0)
 
     def __init__(self, model_path: str | None = None):
         self.model_path = model_path

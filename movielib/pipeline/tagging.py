@@ -192,7 +192,7 @@ def run_tagging(plan: TagPlan) -> TagSummary:
 
 
 def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
-    """The graph, top to bottom; resources are the stages' own declarations."""
+    """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
     decode = DecodeAndDetect(
         make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
