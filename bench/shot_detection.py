@@ -7,11 +7,11 @@ from pathlib import Path
 
 from bench.common import Row, best_of, video
 from movielib.shots import make_detector
-from movielib.shots.fast import AnalysisFrames, FastContentDetector
+from movielib.shots.fast import FastContentDetector
 
 
 def _decode_only(path: str) -> int:
-    frames = AnalysisFrames(path)
+    frames = FastContentDetector().frames(path)
     for _ in frames:
         pass
     return frames.n

@@ -8,6 +8,7 @@ ones `movielib.io.video.read_frames` fetches sampled frames by.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Protocol
 
 from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
@@ -37,18 +38,25 @@ class DetectedVideo:
     duration_s: float
     shots: list[Shot]
 
+    @classmethod
+    def from_starts(cls, starts: list[int], n_frames: int, pts: Sequence[float], fps: float,
+                    width: int, height: int) -> "DetectedVideo":
+        """Shots tiling [0, n_frames) from the frames where shots start (0 added when missing).
+
+        `pts` holds each frame's time from the first frame; the video ends one nominal frame
+        after its last frame.
+        """
+        end = float(pts[-1]) + (1.0 / fps if fps > 0 else 0.0)
+        bounds = sorted({0, *(s for s in starts if 0 < s < n_frames)}) + [n_frames]
+        times = [float(pts[b]) if b < n_frames else end for b in bounds]
+        shots = [Shot(i, a, b, ta, tb) for i, (a, b, ta, tb) in enumerate(zip(bounds, bounds[1:], times, times[1:]))]
+        return cls(fps=fps, width=width, height=height, n_frames=n_frames, duration_s=end, shots=shots)
+
 
 class ShotDetector(Protocol):
     name: str
 
     def detect(self, path: str) -> DetectedVideo: ...
-
-
-def shots_from_starts(starts: list[int], n_frames: int, fps: float) -> list[Shot]:
-    """Shots tiling [0, n_frames) from the frames where shots start (0 is added when missing)."""
-    bounds = sorted({0, *(s for s in starts if 0 < s < n_frames)}) + [n_frames]
-    sec = (lambda f: f / fps) if fps > 0 else (lambda f: 0.0)
-    return [Shot(i, a, b, sec(a), sec(b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
 PYSCENEDETECT = {"content": ContentDetector, "adaptive": AdaptiveDetector}
