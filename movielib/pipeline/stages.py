@@ -51,6 +51,7 @@ SHOT_ROW = pa.schema([
 SCORE_COLUMNS = [TAGS.field(n) for n in ("labels", "scores", "clean", "labels_multi", "model")]
 PEOPLE_COLUMNS = [TAGS.field(n) for n in ("face_count", "largest_face_frac", "person_present")]
 EMBEDDING = pa.list_(pa.float32())
+NO_AUDIO = np.zeros(0, np.float32)
 
 
 @dataclass(frozen=True)
@@ -164,19 +165,25 @@ class DecodeAndDetect:
                 futures = [[next(prepared) for _ in plan[s.idx]] for s in shots]
                 ready = [[f.result() for f in fs] for fs in futures]
                 table = self._shot_table(video, shots, [plan[s.idx] for s in shots], det.fps)
-                table = with_tensor_column(table, "frames", [np.stack([c for c, _ in r]) for r in ready])
-                if self.people_max_side:
-                    table = table.append_column("people_frames", pa.array(
-                        [[p for _, p in r if p is not None] for r in ready], pa.list_(pa.binary())))
-                if self.audio:
-                    table = with_tensor_column(table, "audio", [
-                        slice_seconds(samples, s.start_s, s.end_s) if samples is not None else np.zeros(0, np.float32)
-                        for s in shots])
-                    table = table.append_column("has_audio", pa.array([samples is not None] * len(shots)))
-                if self.subtitles:
-                    table = table.append_column("subtitle", pa.array(
-                        [text_between(cues, s.start_s, s.end_s) if cues else None for s in shots], pa.string()))
-                yield table
+                yield self._with_inputs(
+                    table, [np.stack([c for c, _ in r]) for r in ready],
+                    people=[[p for _, p in r if p is not None] for r in ready],
+                    audio=[slice_seconds(samples, s.start_s, s.end_s) if samples is not None else NO_AUDIO for s in shots],
+                    has_audio=samples is not None,
+                    subtitles=[text_between(cues, s.start_s, s.end_s) if cues else None for s in shots])
+
+    def _with_inputs(self, table: pa.Table, frames: list[np.ndarray], people: list[list[bytes]],
+                     audio: list[np.ndarray], has_audio: bool, subtitles: list[str | None]) -> pa.Table:
+        """Append what the enabled downstream stages consume: crops, detector frames, audio, subtitles."""
+        table = with_tensor_column(table, "frames", frames)
+        if self.people_max_side:
+            table = table.append_column("people_frames", pa.array(people, pa.list_(pa.binary())))
+        if self.audio:
+            table = with_tensor_column(table, "audio", audio)
+            table = table.append_column("has_audio", pa.array([has_audio] * table.num_rows))
+        if self.subtitles:
+            table = table.append_column("subtitle", pa.array(subtitles, pa.string()))
+        return table
 
     def _prepare(self, frame: np.ndarray, for_people: bool) -> tuple[np.ndarray, bytes | None]:
         """One decoded frame -> its CLIP crop and, for the people detector's frames, a small PNG copy."""
@@ -187,20 +194,13 @@ class DecodeAndDetect:
     def _shot_table(self, video: dict, shots: list[Shot], keyframes: list[list[int]], fps: float) -> pa.Table:
         rows = [{**video, "shot_idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,
                  "start_s": s.start_s, "end_s": s.end_s, "keyframes": kf,
-                 "keyframe_s": [k / fps for k in kf]} for s, kf in zip(shots, keyframes)]
+                 "keyframe_s": [s.start_s + (k - s.start_frame) / fps for k in kf]} for s, kf in zip(shots, keyframes)]
         return pa.Table.from_pylist(rows, schema=SHOT_ROW)
 
     def _error_row(self, video_id: str, uri: str, error: str) -> pa.Table:
         table = pa.Table.from_pylist([{**_video_fields(video_id, uri, None, error), "shot_idx": -1}], schema=SHOT_ROW)
-        table = with_tensor_column(table, "frames", [np.zeros((0, self.image_size, self.image_size, 3), np.uint8)])
-        if self.people_max_side:
-            table = table.append_column("people_frames", pa.array([[]], pa.list_(pa.binary())))
-        if self.audio:
-            table = with_tensor_column(table, "audio", [np.zeros(0, np.float32)])
-            table = table.append_column("has_audio", pa.array([False]))
-        if self.subtitles:
-            table = table.append_column("subtitle", pa.array([None], pa.string()))
-        return table
+        no_frames = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+        return self._with_inputs(table, [no_frames], people=[[]], audio=[NO_AUDIO], has_audio=False, subtitles=[None])
 
 
 def _encode_frame(rgb: np.ndarray) -> bytes:

@@ -35,7 +35,8 @@ def test_decode_yields_shots_with_sampled_crops(clips):
         expected = sample_frame_indices(row["start_frame"], row["end_frame"], row["fps"])
         assert row["keyframes"] == expected
         assert frames.shape == (len(expected), SPEC.image_size, SPEC.image_size, 3) and frames.dtype == np.uint8
-        assert row["keyframe_s"] == pytest.approx([k / row["fps"] for k in expected])
+        assert row["keyframe_s"] == pytest.approx([row["start_s"] + (k - row["start_frame"]) / row["fps"] for k in expected])
+        assert row["keyframe_s"] == pytest.approx([k / row["fps"] for k in expected])  # constant frame rate
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text, not a video", "truncated"])
