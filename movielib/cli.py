@@ -93,6 +93,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError as exc:
+        raise MovielibError(f"cannot read {path!r}: {exc.strerror}") from exc
+
+
 def _read_labels(path: str) -> list[str]:
     from movielib.taxonomy.labels import LabelSet
 
@@ -103,7 +111,7 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
     if args.tax_command == "from-sluglines":
         from movielib.taxonomy.sluglines import labels_from_sluglines
 
-        counts = labels_from_sluglines(line for f in args.files for line in open(f, encoding="utf-8", errors="replace"))
+        counts = labels_from_sluglines(line for f in args.files for line in _read_lines(f))
         kept = [(label, n) for label, n in counts.most_common() if n >= args.min_count]
         print("\n".join(f"{label}\t{n}" for label, n in kept))
         labels = [label for label, _ in kept]

@@ -43,3 +43,8 @@ def test_taxonomy_commands(tmp_path, capsys):
     assert merged.read_text().split() == ["river", "bathroom", "desert"]
     assert main(["taxonomy", "cluster", str(merged)]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_taxonomy_names_a_missing_script(tmp_path, capsys):
+    assert main(["taxonomy", "from-sluglines", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt" in capsys.readouterr().err
