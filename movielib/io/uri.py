@@ -73,10 +73,6 @@ def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSyst
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
-def join_uri(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
 def to_uri(fs: pafs.FileSystem, path: str) -> str:
     """Inverse of filesystem_for: pyarrow paths carry no scheme, so put s3:// back."""
     return f"s3://{path}" if isinstance(fs, pafs.S3FileSystem) else path
