@@ -43,9 +43,9 @@ def shot_cards(dest: str, video: str | None = None, s3: S3Options | None = None,
     if not videos:
         raise MovielibError(f"no tagged video{' matching ' + repr(video) if video else ''} in {dest}")
     row = sorted(videos, key=lambda v: v["uri"])[0]
-    shots = sorted((s for s in store.read_table("shots").to_pylist() if s["video_id"] == row["video_id"]),
-                   key=lambda s: s["shot_idx"])
-    tags = {t["shot_idx"]: t for t in store.read_table("tags").to_pylist() if t["video_id"] == row["video_id"]}
+    tables = store.read_tables("shots", "tags", video_id=row["video_id"])
+    shots = sorted(tables["shots"].to_pylist(), key=lambda s: s["shot_idx"])
+    tags = {t["shot_idx"]: t for t in tables["tags"].to_pylist()}
     keyframes = [s["keyframes"][len(s["keyframes"]) // 2] for s in shots]
     try:
         with local_copy(row["uri"], s3) as path:

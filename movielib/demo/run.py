@@ -56,13 +56,14 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
         s3 = S3Options.from_env(server.endpoint_url)
         pafs.copy_files(f"{BUCKET}/tags", str(local), source_filesystem=s3.filesystem())
         store = CatalogStore(str(local))
-        counts = {name: store.read_table(name).num_rows for name in ("videos", "shots", "tags")}
+        tables = store.read_tables("videos", "shots", "tags")
+        counts = {name: table.num_rows for name, table in tables.items()}
         print(f"copied the output to {local}: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
         png, page, _ = contact_sheet(dest, str(local / "contact-sheet"), "bikes.mp4", s3)
         print(f"contact sheet of bikes.mp4: {png} and {page}")
-        uris = {v["video_id"]: v["uri"] for v in store.read_table("videos").to_pylist()}
+        uris = {v["video_id"]: v["uri"] for v in tables["videos"].to_pylist()}
         detected: dict[str, list[int]] = {}
-        for shot in sorted(store.read_table("shots").to_pylist(), key=lambda s: s["start_frame"]):
+        for shot in sorted(tables["shots"].to_pylist(), key=lambda s: s["start_frame"]):
             detected.setdefault(uris[shot["video_id"]].split("/catalog/", 1)[1], []).append(shot["start_frame"])
         for rel, cuts in known.items():
             if cuts is not None:

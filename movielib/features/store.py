@@ -134,13 +134,26 @@ class CatalogStore:
         self._put(path, json.dumps(summary, indent=2, default=str).encode())
         return path
 
-    def read_table(self, name: str) -> pa.Table:
-        """One output table (videos, shots, tags, features/<modality>) from the files the manifest names."""
-        committed = self.read_committed()
-        paths = [i.path for i in self._list(name) if (m := PART_RE.search(i.path)) and m.group(1) in committed.batch_ids]
-        if not paths:
-            return TABLES[name].empty_table() if name in TABLES else pa.table({})
-        return pa.concat_tables(pq.read_table(p, filesystem=self.fs, schema=TABLES.get(name)) for p in sorted(paths))
+    def read_tables(self, *names: str, video_id: str | None = None) -> dict[str, pa.Table]:
+        """Output tables (videos, shots, tags, features/<modality>) from the files the manifest names.
+
+        The manifest is read once for all `names`; `video_id` keeps one video's rows, filtered
+        while reading (Parquet statistics skip files that do not hold it).
+        """
+        batch_ids = self.read_committed().batch_ids
+        filters = [("video_id", "=", video_id)] if video_id else None
+        tables = {}
+        for name in names:
+            paths = sorted(i.path for i in self._list(name) if (m := PART_RE.search(i.path)) and m.group(1) in batch_ids)
+            if not paths:
+                tables[name] = TABLES[name].empty_table() if name in TABLES else pa.table({})
+                continue
+            tables[name] = pa.concat_tables(pq.read_table(p, filesystem=self.fs, schema=TABLES.get(name), filters=filters)
+                                            for p in paths)
+        return tables
+
+    def read_table(self, name: str, video_id: str | None = None) -> pa.Table:
+        return self.read_tables(name, video_id=video_id)[name]
 
 
 def new_run_id() -> str:
