@@ -15,6 +15,7 @@ is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
-from movielib.features.schema import SHOTS, TAGS, VIDEOS, features_schema
+from movielib.features.schema import SHOTS, TAGS, VIDEOS, table_schema
 from movielib.features.store import CatalogStore
 from movielib.io.audio import extract_audio, slice_seconds
 from movielib.io.subtitles import sidecar_subtitles, text_between
@@ -67,6 +68,18 @@ class FeatureSpec:
 def with_stage_time(table: pa.Table, stage: str, seconds: float) -> pa.Table:
     """Spread a stage's wall time over the rows it produced (column t_<stage>); the sink sums it."""
     return table.append_column(f"t_{stage}", pa.array([seconds / max(1, table.num_rows)] * table.num_rows, pa.float64()))
+
+
+def timed(stage: str):
+    """Decorate a stage's __call__(batch) -> table so its wall time lands in column t_<stage>."""
+    def wrap(call):
+        @functools.wraps(call)
+        def timed_call(self, batch: pa.Table) -> pa.Table:
+            t0 = time.perf_counter()
+            out = call(self, batch)
+            return with_stage_time(out, stage, time.perf_counter() - t0)
+        return timed_call
+    return wrap
 
 
 def tensor_column(table: pa.Table, name: str) -> list[np.ndarray]:
@@ -114,7 +127,6 @@ class DecodeAndDetect:
     shot; sidecar subtitles are cut the same way. Blocks of `shots_per_block` shots keep a
     long movie in bounded memory. Any failure to read the video becomes one error row.
     """
-
 
     def __init__(self, detector: ShotDetector, image_size: int, sampling_fps: float = 4.0,
                  s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
@@ -221,12 +233,11 @@ class DetectPeople:
     """Per shot, over its sampled frames: most faces in one frame, largest face's area fraction,
     whether any frame shows a person. Consumes the `people_frames` column."""
 
-
     def __init__(self, detector: PersonFaceDetector):
         self.detector = detector
 
+    @timed("people")
     def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
         counts, fracs, persons = [], [], []
         for frames in batch.column("people_frames").to_pylist():
             found = [self.detector.detect(_decode_frame(f)) for f in frames or []]
@@ -236,42 +247,38 @@ class DetectPeople:
         out = batch.drop_columns(["people_frames"])
         for field, values in zip(PEOPLE_COLUMNS, (counts, fracs, persons)):
             out = out.append_column(field, pa.array(values, field.type))
-        return with_stage_time(out, "people", time.perf_counter() - t0)
+        return out
 
 
 class EmbedAudio:
     """Audio embedding per shot (log-mel statistics, or a TorchScript encoder); null without audio."""
 
-
     def __init__(self, encoder):
         self.encoder = encoder
 
+    @timed("audio")
     def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
         has = batch.column("has_audio").to_pylist()
         clips = tensor_column(batch, "audio")
         emb = [self.encoder.embed(c).tolist() if h and len(c) else None for h, c in zip(has, clips)]
-        out = batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
-        return with_stage_time(out, "audio", time.perf_counter() - t0)
+        return batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
 
 
 class EmbedText:
     """Sentence embedding of each shot's subtitle text (all-MiniLM-L6-v2 by default); null without text."""
 
-
     def __init__(self, model_path: str | None = None):
         self.model_path = model_path
 
+    @timed("text")
     def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
         texts = batch.column("subtitle").to_pylist()
         idx = [i for i, t in enumerate(texts) if t]
         emb: list = [None] * len(texts)
         if idx:
             for i, e in zip(idx, embed_texts([texts[i] for i in idx], self.model_path)):
                 emb[i] = e.tolist()
-        out = batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
-        return with_stage_time(out, "text", time.perf_counter() - t0)
+        return batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
 
 
 class ClipSceneScorer:
@@ -311,8 +318,8 @@ class ClipSceneScorer:
             out.append(self.clip.model.encode_image(x.to(self.device, dtype)).float())
         return torch.cat(out)
 
+    @timed("score")
     def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
         frames = tensor_column(batch, "frames")
         scored = [i for i, f in enumerate(frames) if len(f)]
         columns: dict[str, list] = {f.name: [None] * batch.num_rows for f in SCORE_COLUMNS}
@@ -333,7 +340,7 @@ class ClipSceneScorer:
             out = out.append_column(f, pa.array(columns[f.name], f.type))
         if self.image_features:
             out = out.append_column("image_embedding", pa.array(image_emb, EMBEDDING))
-        return with_stage_time(out, "score", time.perf_counter() - t0)
+        return out
 
 
 class CatalogSink(Datasink[list[dict]]):
@@ -391,9 +398,8 @@ class CatalogSink(Datasink[list[dict]]):
                                                       "model_version": f.version, "embedding": r.get(f"{f.modality}_embedding")})
             if r["labels"]:
                 top1[r["labels"][0]] += 1
-        schemas = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS,
-                   **{f"features/{f.modality}": features_schema(f.dim) for f in self.features}}
-        bid = store.commit({name: pa.Table.from_pylist(out[name], schema=schemas[name]) for name in out},
+        dims = {f.modality: f.dim for f in self.features}
+        bid = store.commit({name: pa.Table.from_pylist(rows_, schema=table_schema(name, dims)) for name, rows_ in out.items()},
                            self.run_id, entries)
         return {"batch_id": bid, "videos_ok": sum(e["status"] == "ok" for e in entries.values()),
                 "videos_error": len(errors), "errors": errors, "shots": len(out["shots"]),
