@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
-from movielib.io.uri import S3Options, filesystem_for, is_s3
+from movielib.io.uri import S3Options, download, filesystem_for, is_s3
 
 
 def cache_root() -> Path:
@@ -24,7 +23,6 @@ def local_file(uri: str, s3: S3Options | None = None, kind: str = "weights") -> 
     if not local.exists():
         fs, path = filesystem_for(uri, s3)
         tmp = local.with_suffix(local.suffix + f".part{os.getpid()}")
-        with fs.open_input_stream(path) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, length=8 << 20)
+        download(fs, path, tmp)
         tmp.replace(local)
     return str(local)

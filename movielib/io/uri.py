@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -71,6 +72,12 @@ def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSyst
     if "://" in uri:
         raise StorageError(f"{uri!r}: unsupported URI scheme (use s3:// or a local path)")
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def download(fs: pafs.FileSystem, path: str, target: str | os.PathLike) -> None:
+    """Stream one object to a local file, 8 MiB at a time."""
+    with fs.open_input_stream(path) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, length=8 << 20)
 
 
 def to_uri(fs: pafs.FileSystem, path: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 import pyarrow.fs as pafs
 
-from movielib.io.uri import S3Options, filesystem_for
+from movielib.io.uri import S3Options, download, filesystem_for
 
 
 class VideoReadError(RuntimeError):
@@ -39,8 +38,8 @@ def local_copy(uri: str, s3: S3Options | None = None, scratch_dir: str | None = 
     suffix = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="movielib-", dir=scratch_dir)
     try:
-        with os.fdopen(fd, "wb") as out, fs.open_input_stream(path) as src:
-            shutil.copyfileobj(src, out, length=8 << 20)
+        os.close(fd)
+        download(fs, path, tmp)
         yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
