@@ -104,7 +104,3 @@ class SceneDetectShotDetector:
         return DetectedVideo(fps=fps, width=int(width), height=int(height), n_frames=int(n_frames),
                              duration_s=n_frames / fps if fps > 0 else 0.0, shots=shots)
 
-
-def ContentShotDetector(threshold: float = 27.0, min_scene_len: int = 15) -> SceneDetectShotDetector:
-    """The papers' detector: PySceneDetect ContentDetector with its published defaults."""
-    return SceneDetectShotDetector("content", threshold, min_scene_len)

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY
 from movielib.models.clip import ClipSpec
 from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect
-from movielib.shots.detect import ContentShotDetector
+from movielib.shots import make_detector
 from movielib.shots.sampling import sample_frame_indices
 from movielib.tagging.scene_score import CleanRules, clip_scene_score
 from movielib.taxonomy.labels import LabelSet
@@ -17,7 +17,7 @@ SPEC = ClipSpec(TINY, random_weights=True)
 
 
 def _decode(path, shots_per_block=2):
-    stage = DecodeAndDetect(ContentShotDetector(), SPEC.image_size, shots_per_block=shots_per_block)
+    stage = DecodeAndDetect(make_detector("content"), SPEC.image_size, shots_per_block=shots_per_block)
     return list(stage({"video_id": np.array(["vid"]), "uri": np.array([str(path)])}))
 
 

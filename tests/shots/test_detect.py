@@ -3,14 +3,14 @@
 import pytest
 
 from movielib.io.video import VideoReadError
-from movielib.shots.detect import ContentShotDetector
+from movielib.shots import make_detector
 from movielib.shots.sampling import sample_frame_indices
 
 
 @pytest.mark.parametrize("name", ["three.mp4", "four.mp4", "two_30fps.mp4"])
 def test_content_detector_finds_known_cuts(clips, name):
     path, cuts = clips[name]
-    video = ContentShotDetector().detect(str(path))
+    video = make_detector("content").detect(str(path))
     found = [s.start_frame for s in video.shots[1:]]
     assert len(found) == len(cuts), (found, cuts)
     assert all(abs(f - c) <= 1 for f, c in zip(found, cuts)), (found, cuts)
@@ -24,7 +24,7 @@ def test_detector_rejects_non_video(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video at all")
     with pytest.raises(VideoReadError, match="cannot open video"):
-        ContentShotDetector().detect(str(bad))
+        make_detector("content").detect(str(bad))
 
 
 def test_sampling_at_4fps_centres():
