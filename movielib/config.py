@@ -1,49 +1,83 @@
-"""The tagging job's config: dataclasses with the papers' defaults, validated at load.
+"""Job configs: pydantic models with the papers' defaults, one loader for every job.
 
-A config comes from YAML (`--config FILE`) and CLI overrides; every problem is reported
-as a ConfigError that names the field (`scoring.batch_size must be > 0, got 0`), before
-Ray starts or any object is read.
+A config comes from YAML (`--config FILE`) plus dotted CLI overrides (`--set scoring.batch_size=16`);
+`load_config` turns every problem into one ConfigError naming the field
+(`scoring.batch_size must be > 0, got 0`) before Ray starts or any object is read. Each job
+(tag today; pretrain, tune and serve as they arrive) declares its sections as `Section`
+models and its whole config as a `JobConfig`, and loads it through `load_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from movielib.errors import ConfigError
-from movielib.shots import DETECTORS
 from movielib.taxonomy.labels import DEFAULT_PROMPT
 
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
-@dataclass
-class ModelConfig:
-    name: str = "ViT-B-32"  # open_clip architecture; MovieCLIP's release uses CLIP ViT-B/32
-    weights: str | None = None  # local path, s3:// URI or HF cache folder; never downloaded
+
+class Section(BaseModel):
+    """A config section: unknown fields and wrong types are errors (an int is accepted for a float)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class JobConfig(Section):
+    """A whole job's config; printed resolved (`to_yaml`) before the job starts."""
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class ModelConfig(Section):
+    # open_clip architecture. OpenAI's CLIP weights (MovieCLIP's ViT-B/32) need the -quickgelu
+    # variants; an HF-style folder (open_clip_config.json beside the weights) brings its own.
+    name: str = "ViT-B-32-quickgelu"
+    weights: str | None = None  # checkpoint file, HF-style folder or s3:// URI of either; never downloaded
     random_weights: bool = False  # untrained model: tests and demos only
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    # fp32: exact (the default). amp_fp16 / amp_bf16: autocast on the GPU, embeddings and softmax in fp32.
+    # fp16 / bf16: low-precision weights (bf16 moves CLIPSceneScores by ~1e-2: opt-in only).
+    precision: Literal["fp32", "amp_fp16", "amp_bf16", "fp16", "bf16"] = "fp32"
 
 
-@dataclass
-class ShotsConfig:
-    detector: str = "fast"  # fast (ContentDetector's math, ffmpeg-decoded) | content | adaptive (PySceneDetect) | transnetv2
-    threshold: float | None = None  # None: the detector's default (fast/content 27, adaptive 3, transnetv2 0.5)
-    min_scene_len: int = 15  # PySceneDetect detectors
+class ShotsConfig(Section):
+    detector: Literal["fast", "content", "adaptive", "transnetv2"] = "fast"
+    threshold: Positive | None = None  # None: the detector's default (fast/content 27, adaptive 3, transnetv2 0.5)
+    min_scene_len: PositiveInt = 15  # PySceneDetect detectors and fast
 
 
-@dataclass
-class PeopleConfig:
+class SamplingConfig(Section):
+    fps: Positive = 4.0  # MovieCLIP §5.2: frames per real second sampled in each shot (>= 1 per shot)
+    max_frames_per_shot: PositiveInt = 512  # a longer shot keeps evenly thinned samples (bounded memory)
+
+
+class DecodeConfig(Section):
+    decoder: Literal["auto", "pyav", "nvdec"] = "auto"  # auto: NVDEC when the task reserved a GPU, else PyAV
+    num_cpus: Positive = 1.0  # per decode/shot-detection task
+    num_gpus: NonNegative = 0.0  # > 0 with decoder nvdec/auto: decode on the reserved GPU
+    memory_gb: Positive = 1.0  # reserved per decode task (imports, decoder buffers, one block of frames)
+    shots_per_block: PositiveInt = 16  # shots per output block of the decode stage (bounds memory per block)
+    prepare_threads: PositiveInt = 2  # threads cropping / shrinking sampled frames while decoding goes on
+    scratch_dir: str | None = None  # where remote objects are copied for decoding (default: system temp)
+
+
+class PeopleConfig(Section):
     enabled: bool = True  # face count, largest face fraction, person present per shot
-    max_side: int = 640  # frames are downscaled to this longest side before detection
-    frames_per_shot: int = 3  # sampled frames, evenly spread, the detector looks at per shot
+    max_side: PositiveInt = 640  # frames are downscaled to this longest side before detection
+    frames_per_shot: PositiveInt = 3  # sampled frames, evenly spread, the detector looks at per shot
 
 
-@dataclass
-class FeaturesConfig:
+class FeaturesConfig(Section):
     image: bool = True  # CLIP image embedding per shot (same forward pass as scoring)
     audio: bool = True  # audio embedding per shot (16 kHz mono)
     audio_model: str | None = None  # TorchScript encoder path / s3:// URI; default: log-mel statistics
@@ -51,145 +85,116 @@ class FeaturesConfig:
     text_model: str | None = None  # sentence-transformers folder; default: packaged all-MiniLM-L6-v2
 
 
-@dataclass
-class SamplingConfig:
-    fps: float = 4.0  # MovieCLIP §5.2: frames per second sampled in each shot (>= 1 per shot)
-
-
-@dataclass
-class ScoringConfig:
+class ScoringConfig(Section):
     labels: str | None = None  # label file (one per line); default: the 179 MovieCLIP labels
     prompt: str = DEFAULT_PROMPT
-    top_k: int = 5
-    clean_threshold: float = 0.4
-    multi_threshold: float = 0.1
-    batch_size: int = 32  # shots per actor call
-    frames_per_forward: int = 64  # images per model forward pass
-    min_actors: int = 1
-    max_actors: int = 1
-    num_gpus: str | float = "auto"  # auto: 1 per actor when the cluster has GPUs, else 0
-    num_cpus: float = 1.0
-    memory_gb: float = 2.0  # reserved per scorer actor (model + activations)
+    top_k: PositiveInt = 5
+    clean_threshold: Fraction = 0.4  # MovieCLIP §5.1: clean when top-1 >= this
+    multi_threshold: Fraction = 0.1  # labels 2..k join the multi-label set when > this
+    batch_size: PositiveInt = 32  # shots per actor call
+    frames_per_forward: PositiveInt = 64  # images per model forward pass
+    min_actors: PositiveInt = 1
+    max_actors: PositiveInt = 1
+    # auto: one GPU per scoring actor whenever the cluster has or can autoscale GPU nodes, else 0
+    num_gpus: Literal["auto"] | NonNegative = "auto"
+    num_cpus: Positive = 1.0
+    memory_gb: Positive = 2.0  # reserved per scorer actor (model + activations)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScoringConfig":
+        if "{label}" not in self.prompt:
+            raise ValueError(f"prompt: must contain '{{label}}', got {self.prompt!r}")
+        if self.min_actors > self.max_actors:
+            raise ValueError(f"min_actors: must be <= scoring.max_actors ({self.max_actors}), got {self.min_actors}")
+        if self.clean_threshold < self.multi_threshold:
+            raise ValueError(f"clean_threshold: must be >= scoring.multi_threshold ({self.multi_threshold}), "
+                             f"got {self.clean_threshold}")
+        return self
 
 
-@dataclass
-class DecodeConfig:
-    num_cpus: float = 1.0  # per decode/shot-detection task
-    memory_gb: float = 1.0  # reserved per decode task (worker imports, decoder buffers, one block of frames)
-    shots_per_block: int = 16  # shots per output block of the decode stage (bounds memory per block)
-    prepare_threads: int = 2  # threads cropping / shrinking sampled frames while decoding goes on
-    scratch_dir: str | None = None  # where remote objects are copied for decoding (default: system temp)
+class OutputConfig(Section):
+    rows_per_file: PositiveInt = 2048  # at most this many shots per committed batch (many videos per Parquet file)
 
 
-@dataclass
-class OutputConfig:
-    rows_per_file: int = 2048  # at most this many shots per committed batch (many videos per Parquet file)
-
-
-@dataclass
-class S3Config:
+class S3Config(Section):
     endpoint_url: str | None = None  # S3-compatible endpoint, e.g. http://127.0.0.1:9000; default AWS_ENDPOINT_URL
     region: str | None = None  # default AWS_REGION / AWS_DEFAULT_REGION / us-east-1
 
 
-@dataclass
-class TagConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    shots: ShotsConfig = field(default_factory=ShotsConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    people: PeopleConfig = field(default_factory=PeopleConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    s3: S3Config = field(default_factory=S3Config)
+class TagConfig(JobConfig):
+    """`movielib tag`: what to run, with which model, on what resources."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    shots: ShotsConfig = Field(default_factory=ShotsConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    people: PeopleConfig = Field(default_factory=PeopleConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    s3: S3Config = Field(default_factory=S3Config)
     ray_address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray
 
-    def validate(self) -> "TagConfig":
-        _check(self.shots.detector in DETECTORS, "shots.detector",
-               f"must be one of {', '.join(DETECTORS)}, got {self.shots.detector!r}")
-        _check(self.shots.threshold is None or self.shots.threshold > 0, "shots.threshold",
-               f"must be > 0 (or null for the detector's default), got {self.shots.threshold}")
-        _positive(self, "people.max_side", "people.frames_per_shot", "shots.min_scene_len", "sampling.fps", "scoring.top_k",
-                  "scoring.batch_size", "scoring.frames_per_forward", "scoring.min_actors",
-                  "scoring.max_actors", "scoring.memory_gb", "decode.num_cpus", "decode.memory_gb", "decode.prepare_threads", "decode.shots_per_block", "output.rows_per_file")
-        for name in ("clean_threshold", "multi_threshold"):
-            v = getattr(self.scoring, name)
-            _check(0.0 <= v <= 1.0, f"scoring.{name}", f"must be within [0, 1], got {v}")
-        _check(self.scoring.min_actors <= self.scoring.max_actors, "scoring.min_actors",
-               f"must be <= scoring.max_actors ({self.scoring.max_actors}), got {self.scoring.min_actors}")
-        g = self.scoring.num_gpus
-        _check(g == "auto" or (isinstance(g, (int, float)) and g >= 0), "scoring.num_gpus",
-               f"must be 'auto' or a number >= 0, got {g!r}")
-        _check(self.model.precision in ("auto", "fp32", "bf16", "fp16"), "model.precision",
-               f"must be auto, fp32, bf16 or fp16, got {self.model.precision!r}")
-        _check("{label}" in self.scoring.prompt, "scoring.prompt", f"must contain '{{label}}', got {self.scoring.prompt!r}")
-        return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+C = TypeVar("C", bound=JobConfig)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+_TYPE_NAMES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
+               "bool_type": "true/false", "dict_type": "a mapping", "model_type": "a mapping",
+               "literal_error": None, "none_required": "null"}
 
 
-def _check(ok: bool, name: str, msg: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} {msg}")
+def _message(err: dict, schema: type[JobConfig]) -> str:
+    """One pydantic error as 'field.path must ..., got value'."""
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-"))
+           and str(p) not in ("str", "int", "float", "bool", "none", "literal['auto']")]
+    field = ".".join(loc)
+    kind, got = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        parent = schema
+        for part in loc[:-1]:
+            parent = parent.model_fields[part].annotation if isinstance(parent, type) else parent
+        known = ", ".join(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else "?"
+        return f"unknown config field '{field}' (known: {known})"
+    if kind == "value_error":  # a model validator: its message starts with the field it names
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        sub, _, rest = msg.partition(": ")
+        return f"{'.'.join([*loc, sub])} {rest}"
+    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(err["ctx"].values()))
+        return f"{field} must be {op} {bound}, got {got!r}"
+    if kind == "literal_error":
+        return f"{field} must be {err['ctx']['expected']}, got {got!r}"
+    return f"{field} must be {_TYPE_NAMES.get(kind) or err['msg'].lower()}, got {got!r}"
 
 
-def _positive(cfg: TagConfig, *names: str) -> None:
-    for name in names:
-        section, key = name.split(".")
-        v = getattr(getattr(cfg, section), key)
-        _check(v > 0, name, f"must be > 0, got {v}")
+def _collapse_unions(errors: list[dict]) -> list[dict]:
+    """A value that fits no arm of `X | None` yields one error per arm: keep the most telling one."""
+    by_field: dict[tuple, dict] = {}
+    rank = {"extra_forbidden": 0, "value_error": 0, "greater_than": 1, "greater_than_equal": 1, "less_than_equal": 1,
+            "less_than": 1, "literal_error": 3, "none_required": 4}
+    for err in errors:
+        key = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier() and p not in (
+            "str", "int", "float", "bool", "none"))
+        if key not in by_field or rank.get(err["type"], 2) < rank.get(by_field[key]["type"], 2):
+            by_field[key] = err
+    return list(by_field.values())
 
 
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """Check `value` against a field's type hint; ints are accepted for floats."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        for arm in args:
-            try:
-                return _coerce(value, arm, name)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{name} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif hint in (str, bool) and isinstance(value, hint):
-        return value
-    raise ConfigError(f"{name} must be {_type_name(hint)}, got {value!r}")
-
-
-def _type_name(hint: Any) -> str:
-    return {type(None): "null", str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(hint, str(hint))
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_config(schema: type[C], data: Any) -> C:
+    """Validate a mapping against a job's schema; ConfigError names the first bad field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config field '{where}{unknown[0]}' (known: {', '.join(names)})")
-    kwargs = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else key
-        hint = hints[key]
-        kwargs[key] = _build(hint, value, name) if dataclasses.is_dataclass(hint) else _coerce(value, hint, name)
-    return cls(**kwargs)
+        raise ConfigError(f"config must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        errors = _collapse_unions(exc.errors())
+        raise ConfigError("; ".join(_message(e, schema) for e in errors[:3])) from None
 
 
-def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> TagConfig:
-    """Config from a YAML file (optional) with dotted overrides ({'model.weights': ...}) applied on top."""
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None,
+                schema: type[C] = TagConfig) -> C:  # type: ignore[assignment]
+    """A job's config from a YAML file (optional) with dotted overrides ({'model.weights': ...}) on top."""
     data: dict = {}
     if path:
         try:
@@ -209,4 +214,4 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"config field {p!r} must be a mapping")
         node[leaf] = value
-    return _build(TagConfig, data, "").validate()
+    return build_config(schema, data)

@@ -100,7 +100,6 @@ class TagSummary:
 
 def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     """Validate everything and work out what to do; raises MovielibError subclasses naming the problem."""
-    cfg.validate()
     s3 = S3Options.from_env(cfg.s3.endpoint_url, cfg.s3.region)
     spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights)
     spec.validate(s3)
