@@ -59,7 +59,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one)")
     p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
     p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
-    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture for scoring and end-to-end")
+    p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring and end-to-end")
     args = p.parse_args()
     out = Path(args.out).resolve()
     work = out / "workload"

@@ -1,47 +1,63 @@
-"""Frame decode + 4 fps sampling (the pipeline's read path) vs a plain single-threaded decode."""
+"""Decode + detect + sample per video: the one pass (movielib.shots.onepass) vs the two passes it replaced.
+
+Baseline, the pre-issue-8 read path: pass 1 decodes every frame for the shot detector; pass 2
+decodes the file again with OpenCV to fetch the sampled frames. Ours: one decode feeds both.
+Both cut with the fast detector and crop the same frames (the ones the one pass sampled), so the
+cuts and the samples are identical by construction, and checked.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from bench.common import Row, best_of, video
+from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import DecodeAndDetect, tensor_column
-from movielib.shots.detect import DetectedVideo, Shot
+from movielib.shots.fast import FastContentDetector
+
+PRE = FramePreprocess.for_spec(ClipSpec("ViT-B-32-quickgelu", random_weights=True))
 
 
-def _plain_decode(path: str) -> int:
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-    n = 0
-    while cap.read()[0]:
-        n += 1
+def one_pass(path: str) -> tuple[list[int], list[list[int]], list[np.ndarray]]:
+    stage = DecodeAndDetect(FastContentDetector(), PRE, decoder="pyav")
+    tables = list(stage.process("v", path))
+    rows = [r for t in tables for r in t.drop_columns(["frames"]).to_pylist()]
+    return [r["start_frame"] for r in rows], [r["keyframes"] for r in rows], [c for t in tables for c in tensor_column(t, "frames")]
+
+
+def opencv_read(path: str, indices: list[int]):
+    """The old second pass: OpenCV decodes front to back, converting only the wanted frames."""
+    cap = cv2.VideoCapture(path)
+    pos = 0
+    for idx in sorted(indices):
+        while pos < idx:
+            cap.grab()
+            pos += 1
+        ok, bgr = cap.read()
+        pos += 1
+        yield idx, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     cap.release()
-    return n
 
 
-def _sampled(path: str, n_frames: int, fps: float) -> int:
-    """The decode stage's read path: one shot over the whole clip, 4 fps samples, 224 crops."""
-    stage = DecodeAndDetect(_OneShot(n_frames, fps), 224, people_max_side=None)
-    return sum(len(f) for t in stage.process("v", path) for f in tensor_column(t, "frames"))
-
-
-class _OneShot:
-    """A 'detector' that calls the whole file one shot, so only sampling and decoding are timed."""
-
-    name = "one-shot"
-
-    def __init__(self, n_frames: int, fps: float):
-        self.n_frames, self.fps = n_frames, fps
-
-    def detect(self, path: str) -> DetectedVideo:
-        return DetectedVideo(self.fps, 0, 0, self.n_frames, self.n_frames / self.fps,
-                             [Shot(0, 0, self.n_frames, 0.0, self.n_frames / self.fps)])
+def two_passes(path: str, keyframes: list[list[int]]) -> tuple[list[int], list[np.ndarray]]:
+    detected = FastContentDetector().detect(path)
+    frames = dict(opencv_read(path, [i for k in keyframes for i in k]))
+    return [s.start_frame for s in detected.shots], [PRE.crop([frames[i] for i in k]) for k in keyframes]
 
 
 def run(folder: Path, quick: bool = False) -> list[Row]:
-    path = str(video(folder, f"decode-720p-{1 if quick else 2}.mp4", (1280, 720), 1 if quick else 2))
-    t_plain, n = best_of(2, lambda: _plain_decode(path))
-    t_ours, _ = best_of(2, lambda: _sampled(path, n, 25.0))
-    return [Row("decode + sampling", "720p, 4 fps samples cropped to 224 vs plain 1-thread decode",
-                n / t_ours, n / t_plain, "video frames/s")]
+    rows = []
+    for case, size in (("1080p", (1920, 1080)), ("480p", (854, 480))):
+        path = str(video(folder, f"onepass-{case}-{1 if quick else 2}.mp4", size, 1 if quick else 2))
+        t_one, (starts, keyframes, crops) = best_of(2, lambda: one_pass(path))
+        t_two, (starts2, crops2) = best_of(2, lambda: two_passes(path, keyframes))
+        same = starts == starts2 and all(np.array_equal(a, b) for a, b in zip(crops, crops2))
+        n = FastContentDetector().detect(path).n_frames
+        rows.append(Row("decode+detect+sample", f"{case}: one decode pass vs detect pass + OpenCV sample pass",
+                        n / t_one, n / t_two, "video frames/s", None,
+                        ("same cuts, same samples" if same else "DIFFERENT cuts or samples")
+                        + f"; {sum(map(len, keyframes))} samples, {len(starts)} shots"))
+    return rows

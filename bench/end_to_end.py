@@ -50,7 +50,7 @@ def job(source: str, dest: str, workers: int, model: str) -> dict:
     return {"shots": summary.shots, "seconds": time.perf_counter() - t0}
 
 
-def run(folder: Path, quick: bool = False, model: str = "ViT-B-32") -> list[Row]:
+def run(folder: Path, quick: bool = False, model: str = "ViT-B-32-quickgelu") -> list[Row]:
     source = catalog(folder, 4 if quick else 8)
     result = {}
     for workers in (1, 2):
@@ -75,6 +75,6 @@ if __name__ == "__main__":
     p.add_argument("source")
     p.add_argument("dest")
     p.add_argument("--workers", type=int, required=True)
-    p.add_argument("--model", default="ViT-B-32")
+    p.add_argument("--model", default="ViT-B-32-quickgelu")
     a = p.parse_args()
     print(json.dumps(job(a.source, a.dest, a.workers, a.model)))

@@ -12,8 +12,9 @@ import ray
 import torch
 
 from bench.common import Row
-from movielib.models.clip import ClipSpec, load_clip, to_model_input
-from movielib.pipeline.stages import ClipSceneScorer, with_tensor_column
+from movielib.models.clip import ClipSpec, FramePreprocess, load_clip
+from movielib.pipeline.stages import ClipSceneScorer
+from movielib.pipeline.stages.columns import with_tensor_column
 from movielib.tagging.scene_score import CleanRules, clip_scene_score
 from movielib.taxonomy.labels import LabelSet
 
@@ -27,7 +28,7 @@ def _bare_loop(spec: ClipSpec, crops: np.ndarray, batch: int, threads: int) -> f
         text = clip.model.encode_text(clip.tokenizer(LabelSet.movieclip().prompts()), normalize=True)
         t_first = None
         for i in range(0, len(crops), batch):
-            emb = clip.model.encode_image(to_model_input(crops[i:i + batch], clip.mean, clip.std))
+            emb = clip.model.encode_image(clip.preprocess.to_model_input(crops[i:i + batch]))
             clip_scene_score(emb, text, [FRAMES_PER_SHOT] * (len(emb) // FRAMES_PER_SHOT))
             if t_first is None:
                 t_first, done_first = time.perf_counter(), len(emb)
@@ -50,11 +51,12 @@ def _pipeline(spec: ClipSpec, crops: np.ndarray, batch: int, threads: int) -> fl
     return (done - done_first) / (time.perf_counter() - t_first)
 
 
-def run(quick: bool = False, model: str = "ViT-B-32", threads: int = 2) -> list[Row]:
+def run(quick: bool = False, model: str = "ViT-B-32-quickgelu", threads: int = 2) -> list[Row]:
     spec = ClipSpec(model, random_weights=True)
     batch = 32
     n = batch * (6 if quick else 16)
-    crops = np.random.default_rng(0).integers(0, 256, (n, spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    size = FramePreprocess.for_spec(spec).size
+    crops = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     bare = _bare_loop(spec, crops, batch, threads)
     ours = _pipeline(spec, crops, batch, threads)
     return [Row("CLIP scoring", f"{model} fp32, batch {batch}, {threads} threads: pipeline vs bare loop",

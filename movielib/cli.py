@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
     demo.add_argument("--out", default="demo-output", help="local folder that receives a copy of the output")
-    demo.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights)")
+    demo.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture (random weights)")
     return parser
 
 

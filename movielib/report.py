@@ -15,7 +15,8 @@ from PIL import Image
 from movielib.errors import MovielibError
 from movielib.features.store import CatalogStore
 from movielib.io.uri import S3Options
-from movielib.io.video import local_copy, read_frames
+from movielib.io.decode import read_frames
+from movielib.io.video import local_copy
 
 
 @dataclass

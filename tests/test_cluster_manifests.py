@@ -1,6 +1,7 @@
 """The cluster manifests parse, and the job they submit is one the CLI accepts."""
 
 import shlex
+from pathlib import Path
 
 import yaml
 
@@ -25,3 +26,27 @@ def test_gpu_groups_scale_from_zero():
         assert gpu["minReplicas"] == 0 and gpu["maxReplicas"] > 0
     launcher = yaml.safe_load((ROOT / "cluster/ray-cluster.yaml").read_text())
     assert launcher["available_node_types"]["gpu_worker"]["min_workers"] == 0
+
+
+def test_gpu_node_types_declare_their_gpus_explicitly():
+    """What `scoring.num_gpus: auto` resolves against: a GPU node type the autoscaler knows, even at zero workers."""
+    launcher = yaml.safe_load((ROOT / "cluster/ray-cluster.yaml").read_text())
+    assert launcher["available_node_types"]["gpu_worker"]["resources"]["GPU"] == 1
+    for path in ("cluster/kuberay/raycluster.yaml", "cluster/kuberay/rayjob-tag.yaml"):
+        doc = yaml.safe_load((ROOT / path).read_text())
+        spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+        gpu = [g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu"][0]
+        limits = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert gpu["rayStartParams"]["num-gpus"] == limits["nvidia.com/gpu"] == "1"
+    job = yaml.safe_load((ROOT / "cluster/kuberay/rayjob-tag.yaml").read_text())
+    assert "scoring.num_gpus=1" in job["spec"]["entrypoint"]
+
+
+def test_launcher_config_validates_against_rays_own_schema():
+    import json
+
+    import jsonschema
+    import ray
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(yaml.safe_load((ROOT / "cluster/ray-cluster.yaml").read_text()), schema)

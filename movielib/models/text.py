@@ -19,12 +19,13 @@ def default_model_path() -> str:
 
 @functools.lru_cache(maxsize=2)
 def sentence_model(path: str | None = None):
-    """One SentenceTransformer per process and path (CPU or the worker's GPU)."""
+    """One SentenceTransformer per process and path (on a GPU only when the task reserved one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path or default_model_path(), device="cuda" if torch.cuda.is_available() else "cpu")
+    from movielib.devices import torch_device
+
+    return SentenceTransformer(path or default_model_path(), device=torch_device())
 
 
 def model_name(path: str | None) -> str:

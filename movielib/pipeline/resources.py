@@ -1,8 +1,17 @@
-"""What a stage needs from the scheduler, declared next to its code and mapped onto Ray in one place."""
+"""What a stage needs from the scheduler, and what the cluster can give: mapped onto Ray in one place.
+
+`scoring.num_gpus: auto` means "a GPU per scoring actor whenever the cluster can have GPUs": GPUs
+up now, or a node type the autoscaler can add (a GPU group at zero workers included). Reading
+only `ray.cluster_resources()` at submit time would miss the second case, so the scorer would ask
+for no GPU and the autoscaler would never start one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,3 +28,49 @@ class StageResources:
         if self.memory_bytes:
             args["memory"] = self.memory_bytes
         return args
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A kind of node the autoscaler can start (cluster launcher node type, KubeRay worker group)."""
+
+    name: str
+    resources: dict[str, float]
+    min_workers: int = 0
+    max_workers: int = 0  # -1: unbounded
+
+
+@dataclass(frozen=True)
+class ClusterDescription:
+    """What a cluster has now and what it can grow to."""
+
+    resources: dict[str, float] = field(default_factory=dict)
+    node_types: tuple[NodeType, ...] = ()
+
+    def can_have(self, resource: str) -> bool:
+        if self.resources.get(resource, 0) > 0:
+            return True
+        return any(t.resources.get(resource, 0) > 0 and t.max_workers != 0 for t in self.node_types)
+
+    @classmethod
+    def from_ray(cls) -> "ClusterDescription":
+        """The connected cluster: its resources now, and the node types its autoscaler reported to the GCS."""
+        import ray
+
+        types: list[NodeType] = []
+        try:  # private API (what Ray Data's own autoscaler reads); absent on clusters without an autoscaler
+            from ray._private.state import state
+
+            config = state.get_cluster_config()
+            for group in (config.node_group_configs if config else []):
+                types.append(NodeType(group.name, dict(group.resources), group.min_count, group.max_count))
+        except Exception as exc:  # pragma: no cover - depends on the Ray build
+            log.debug("no autoscaler cluster config: %s", exc)
+        return cls(resources=dict(ray.cluster_resources()), node_types=tuple(types))
+
+
+def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_actor: float = 1.0) -> float:
+    """`auto` -> `per_actor` GPUs when the cluster has or can autoscale GPU nodes, else 0; numbers pass through."""
+    if setting == "auto":
+        return per_actor if cluster.can_have("GPU") else 0.0
+    return float(setting)

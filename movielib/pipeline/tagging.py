@@ -19,14 +19,14 @@ import ray
 from movielib.config import TagConfig
 from movielib.errors import ConfigError
 from movielib.features.store import CatalogStore, new_run_id
-from movielib.io.cache import local_file
+from movielib.io.cache import local_path
 from movielib.io.uri import S3Options, check_destination, list_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
-from movielib.models.clip import ClipSpec
+from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
-from movielib.pipeline.resources import StageResources
+from movielib.pipeline.resources import ClusterDescription, StageResources, resolve_num_gpus
 from movielib.pipeline.stages import (CatalogSink, ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio,
                                       EmbedText, FeatureSpec)
 from movielib.shots import make_detector
@@ -101,8 +101,8 @@ class TagSummary:
 def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     """Validate everything and work out what to do; raises MovielibError subclasses naming the problem."""
     s3 = S3Options.from_env(cfg.s3.endpoint_url, cfg.s3.region)
-    spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights)
-    spec.validate(s3)
+    spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
+    spec.validate()
     labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
         else LabelSet.movieclip(cfg.scoring.prompt)
     audio_encoder, features = feature_specs(cfg, spec, s3)
@@ -129,12 +129,12 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
     f = cfg.features
     out, encoder = [], None
     if f.image:
-        out.append(FeatureSpec("image", spec.name, spec.version, spec.embed_dim))
+        out.append(FeatureSpec("image", spec.arch, spec.version, spec.embed_dim))
     if f.audio:
         encoder = LogMelStats()
         if f.audio_model:
             try:
-                encoder = TorchScriptAudioEncoder(local_file(f.audio_model, s3, kind="audio"))
+                encoder = TorchScriptAudioEncoder(local_path(f.audio_model, s3, kind="audio"))
                 dim = len(encoder.embed(np.zeros(16_000, np.float32)))
             except Exception as exc:
                 raise ConfigError(f"features.audio_model: cannot load {f.audio_model!r} as a TorchScript "
@@ -157,11 +157,10 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
 
 
-def scorer_resources(cfg: TagConfig) -> StageResources:
-    gpus = cfg.scoring.num_gpus
-    if gpus == "auto":
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return StageResources(num_cpus=cfg.scoring.num_cpus, num_gpus=float(gpus), memory_bytes=_gb(cfg.scoring.memory_gb))
+def scorer_resources(cfg: TagConfig, cluster: ClusterDescription | None = None) -> StageResources:
+    """The scoring actors' reservation; `auto` GPUs are resolved against what the cluster can grow to."""
+    gpus = resolve_num_gpus(cfg.scoring.num_gpus, cluster or ClusterDescription.from_ray())
+    return StageResources(num_cpus=cfg.scoring.num_cpus, num_gpus=gpus, memory_bytes=_gb(cfg.scoring.memory_gb))
 
 
 def _gb(value: float) -> int:
@@ -172,7 +171,7 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     """Run the Ray Data graph for `plan.todo` and return (and store) the run summary."""
     cfg, t0 = plan.cfg, time.perf_counter()
     run_id = new_run_id()
-    summary = TagSummary(run_id=run_id, dest=plan.dest, model=f"{plan.spec.name}/{plan.spec.version}",
+    summary = TagSummary(run_id=run_id, dest=plan.dest, model=f"{plan.spec.arch}/{plan.spec.version}",
                          random_weights=plan.spec.random_weights,
                          videos_listed=len(plan.todo) + len(plan.skipped),
                          videos_skipped=len(plan.skipped), ignored=plan.ignored,
@@ -194,16 +193,20 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
     decode = DecodeAndDetect(
-        make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len), plan.spec.image_size,
-        cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir, cfg.decode.shots_per_block,
-        people_max_side=cfg.people.max_side if cfg.people.enabled else None,
+        make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len),
+        FramePreprocess.for_spec(plan.spec), cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir,
+        cfg.decode.shots_per_block, people_max_side=cfg.people.max_side if cfg.people.enabled else None,
         audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads,
-        people_frames_per_shot=cfg.people.frames_per_shot)
+        people_frames_per_shot=cfg.people.frames_per_shot, max_frames_per_shot=cfg.sampling.max_frames_per_shot,
+        decoder=cfg.decode.decoder)
+    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, num_gpus=cfg.decode.num_gpus,
+                                memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     score_res = scorer_resources(cfg)
     ds = ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
-    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **cpu)
-    # the CPU stages below share the decode stage's resources, so Ray Data fuses them into its tasks
+    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res)
+    # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
+    # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
     if cfg.people.enabled:
         ds = ds.map_batches(DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
                             batch_size=None, batch_format="pyarrow", **cpu)
@@ -214,7 +217,7 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
     return ds.map_batches(
         ClipSceneScorer,
         fn_constructor_kwargs=dict(
-            spec=plan.spec, labels=plan.labels, s3=plan.s3,
+            spec=plan.spec, labels=plan.labels,
             rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
             frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
             torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,

@@ -1,4 +1,4 @@
-"""Shot boundary detection and per-shot frame sampling."""
+"""Shot boundary detection and per-shot frame sampling, from one decode pass."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ DETECTORS = ("fast", "content", "adaptive", "transnetv2")
 def make_detector(kind: str = "fast", threshold: float | None = None, min_scene_len: int = 15) -> ShotDetector:
     """A detector by config name; `threshold` None keeps the detector's own default.
 
-    fast: ContentDetector's math on ffmpeg-decoded, analysis-size frames (the default);
+    fast: ContentDetector's math on decoder-scaled analysis-size frames (the default);
     content / adaptive: PySceneDetect itself (the reference); transnetv2: the learned detector.
     """
     if kind == "fast":

@@ -1,5 +1,5 @@
-"""ContentDetector's math, fast: ffmpeg decodes straight to the analysis size, numpy/OpenCV score
-many frames per call, so no per-frame Python image work is left.
+"""ContentDetector's math, fast: the decoder scales each frame straight to the analysis size, numpy/OpenCV
+score many frames per call, so no per-frame Python image work is left.
 
 PySceneDetect's ContentDetector (0.7) on its default settings:
   1. each frame is resized to 256 px wide (auto downscale: width / 256 when width >= 256, bilinear);
@@ -7,7 +7,7 @@ PySceneDetect's ContentDetector (0.7) on its default settings:
   3. score_t = mean over H, S, V of the mean |pixel_t - pixel_{t-1}| (weights 1, 1, 1, edges 0);
   4. a cut at t when score_t >= threshold (27), passed through its FlashFilter in MERGE mode with
      min_scene_len (15 frames).
-Here step 1 runs inside ffmpeg's decoder (scale filter, multi-threaded), step 2 runs once per
+Here step 1 runs inside the decoder (libswscale, from the decoder's YUV), step 2 runs once per
 chunk of frames stacked into one image, step 3 is one numpy reduction per chunk, and step 4 is
 PySceneDetect's state machine over the per-frame booleans. Frame numbers are decoded-frame
 indices; times come from each frame's presentation timestamp, so VFR files keep real times.
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from movielib.io.frames import FrameStream
-from movielib.shots.detect import DetectedVideo
+from movielib.devices import torch_device
+from movielib.io.decode import DecodedFrame, VideoInfo
+from movielib.shots.detect import WholeVideo
 
 ANALYSIS_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH
 
@@ -34,100 +35,127 @@ def analysis_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width / factor)), max(1, round(height / factor))
 
 
-def _cuda() -> bool:
-    try:
-        import torch
+class FlashFilterMerge:
+    """PySceneDetect's FlashFilter in MERGE mode, one frame at a time: step(t, above) -> cuts decided at t.
 
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
+    A cut is reported at its own frame, or `min_len` frames later when a flash is being merged.
+    """
+
+    def __init__(self, min_len: int):
+        self.min_len = min_len
+        self.last_above, self.merge_enabled, self.merge_triggered, self.merge_start = 0, False, False, 0
+
+    def step(self, t: int, is_above: bool) -> list[int]:
+        if self.min_len <= 0:
+            return [t] if is_above else []
+        met = t - self.last_above >= self.min_len
+        if is_above:
+            self.last_above = t
+        if self.merge_triggered:
+            if met and not is_above and self.last_above - self.merge_start >= self.min_len:
+                self.merge_triggered = False
+                return [self.last_above]
+            return []
+        if not is_above:
+            return []
+        if met:
+            self.merge_enabled = True
+            return [t]
+        if self.merge_enabled:
+            self.merge_triggered, self.merge_start = True, t
+        return []
 
 
 def flash_filter_merge(above: np.ndarray, min_len: int) -> list[int]:
-    """PySceneDetect's FlashFilter (MERGE mode) over per-frame threshold flags; returns cut frames.
-
-    Only a state machine step per frame on a boolean; frames are numbered from 0.
-    """
-    if min_len <= 0:
-        return [int(i) for i in np.flatnonzero(above)]
-    cuts: list[int] = []
-    last_above, merge_enabled, merge_triggered, merge_start = 0, False, False, 0
-    for t, is_above in enumerate(above.tolist()):
-        met = t - last_above >= min_len
-        if is_above:
-            last_above = t
-        if merge_triggered:
-            if met and not is_above and last_above - merge_start >= min_len:
-                merge_triggered = False
-                cuts.append(last_above)
-            continue
-        if not is_above:
-            continue
-        if met:
-            merge_enabled = True
-            cuts.append(t)
-        elif merge_enabled:
-            merge_triggered, merge_start = True, t
-    return cuts
+    """The filter over a whole sequence of per-frame threshold flags (frames numbered from 0)."""
+    f = FlashFilterMerge(min_len)
+    return [c for t, a in enumerate(np.asarray(above).tolist()) for c in f.step(t, bool(a))]
 
 
 @dataclass(frozen=True)
-class FastContentDetector:
+class FastContentDetector(WholeVideo):
     """Same cuts as PySceneDetect's ContentDetector, less work per frame.
 
-    `chunk` frames are scored per numpy call; `threads` is ffmpeg's decoder thread count
-    (0: ffmpeg chooses).
+    Frames are scaled to the analysis size inside the decoder (nearest neighbour, like
+    PySceneDetect's frames to within 0.75 of a score point), `chunk` of them scored per
+    numpy (or torch, on a GPU the task reserved) call.
     """
 
     threshold: float = 27.0
     min_scene_len: int = 15
     chunk: int = 32
-    threads: int = 0
-    scorer: str = "auto"  # numpy (OpenCV + numpy on the CPU) | torch (on the GPU when there is one) | auto
+    scorer: str = "auto"  # numpy (OpenCV + numpy on the CPU) | torch | auto (torch when this task has a GPU)
 
     name = "fast-content"
 
-    def frames(self, path: str) -> FrameStream:
-        """Analysis-size BGR frames; nearest-neighbour scaling keeps scores within 0.3 of OpenCV's resize."""
-        return FrameStream(path, analysis_size, "bgr24", "neighbor", self.chunk, self.threads)
+    def frame_scores(self, path: str) -> np.ndarray:
+        """Per-frame ContentDetector scores of a whole file (frame 0 scores 0)."""
+        from movielib.io.decode import PyAVDecoder
 
-    def frame_scores(self, path: str) -> tuple[np.ndarray, FrameStream]:
-        """Per-frame scores (frame 0 scores 0) and the decoded stream's facts."""
-        frames = self.frames(path)
-        use_torch = self.scorer == "torch" or (self.scorer == "auto" and _cuda())
-        scores = self._torch_scores(frames) if use_torch else self._numpy_scores(frames)
-        return scores[: frames.n], frames
+        with PyAVDecoder().open_stream(path) as stream:
+            cutter = self.cutter(stream.info)
+            for frame in stream:
+                cutter.push(frame)
+            cutter.finish()
+        return np.array(cutter.scores)
 
-    @staticmethod
-    def _torch_scores(frames: FrameStream) -> np.ndarray:
-        """The same scores with movielib.shots.hsv (OpenCV's HSV, bit for bit) on the GPU if present."""
+    def cutter(self, info: VideoInfo) -> "FastContentCutter":
+        device = torch_device()
+        use_torch = self.scorer == "torch" or (self.scorer == "auto" and device == "cuda")
+        return FastContentCutter(self, analysis_size(info.width, info.height), device if use_torch else None)
+
+
+class FastContentCutter:
+    """ContentDetector scores per chunk of frames, then PySceneDetect's flash filter (MERGE) frame by frame."""
+
+    def __init__(self, det: FastContentDetector, size: tuple[int, int], torch_device_: str | None):
+        self.det, self.size, self.torch_device = det, size, torch_device_
+        # a cut is decided when its chunk is scored, or min_scene_len frames after it (MERGE mode)
+        self.lag = det.chunk + det.min_scene_len + 2
+        self._frames: list[np.ndarray] = []
+        self._first = 0  # index of the chunk's first frame
+        self._prev = None  # last HSV frame of the previous chunk
+        self._filter = FlashFilterMerge(det.min_scene_len)
+        self.scores: list[float] = []  # per frame (frame 0 scores 0), kept for inspection and tests
+
+    def push(self, frame: DecodedFrame) -> list[int]:
+        if not self._frames:
+            self._first = frame.index
+        self._frames.append(frame.analysis(*self.size, fmt="bgr24", interpolation="POINT"))
+        return self._score_chunk() if len(self._frames) >= self.det.chunk else []
+
+    def finish(self) -> list[int]:
+        return self._score_chunk() if self._frames else []
+
+    def _score_chunk(self) -> list[int]:
+        chunk = np.stack(self._frames)
+        self._frames = []
+        if self.torch_device:
+            scores = self._torch_scores(chunk)
+        else:
+            scores = self._numpy_scores(chunk)
+        if self._first == 0:
+            scores = np.concatenate([np.zeros(1), scores])
+        self.scores.extend(scores.tolist())
+        above = scores >= self.det.threshold
+        return [c for i, a in enumerate(above.tolist()) for c in self._filter.step(self._first + i, a)]
+
+    def _torch_scores(self, chunk: np.ndarray) -> np.ndarray:
+        """The same scores with movielib.shots.hsv (OpenCV's HSV, bit for bit) on the task's GPU."""
         import torch
 
         from movielib.shots.hsv import content_scores
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        scores, prev = [np.zeros(1, np.float64)], None
-        for chunk in frames:
-            part, prev = content_scores(torch.from_numpy(chunk).to(device, non_blocking=True), prev)
-            scores.append(part.cpu().numpy())
-        return np.concatenate(scores)
+        part, self._prev = content_scores(torch.from_numpy(chunk).to(self.torch_device, non_blocking=True), self._prev)
+        return part.cpu().numpy()
 
-    @staticmethod
-    def _numpy_scores(frames: FrameStream) -> np.ndarray:
-        scores: list[np.ndarray] = [np.zeros(1, np.float64)]
-        prev: np.ndarray | None = None
-        for chunk in frames:
-            k, h, w, _ = chunk.shape
-            hsv = cv2.cvtColor(chunk.reshape(k * h, w, 3), cv2.COLOR_BGR2HSV).reshape(k, h * w * 3)
-            seq = hsv if prev is None else np.concatenate([prev[None], hsv])
-            if len(seq) > 1:
-                # weights (1, 1, 1): the mean of the three channel means is the mean over all bytes
-                diff = cv2.absdiff(seq[1:], seq[:-1])
-                scores.append(diff.sum(axis=1, dtype=np.int64) / (3.0 * h * w))
-            prev = hsv[-1]
-        return np.concatenate(scores)
-
-    def detect(self, path: str) -> DetectedVideo:
-        scores, frames = self.frame_scores(path)
-        cuts = flash_filter_merge(scores >= self.threshold, self.min_scene_len)
-        return DetectedVideo.from_starts(cuts, frames.n, frames.pts, frames.fps, frames.width, frames.height)
+    def _numpy_scores(self, chunk: np.ndarray) -> np.ndarray:
+        k, h, w, _ = chunk.shape
+        hsv = cv2.cvtColor(chunk.reshape(k * h, w, 3), cv2.COLOR_BGR2HSV).reshape(k, h * w * 3)
+        seq = hsv if self._prev is None else np.concatenate([self._prev[None], hsv])
+        self._prev = hsv[-1]
+        if len(seq) < 2:
+            return np.zeros(0)
+        # weights (1, 1, 1): the mean of the three channel means is the mean over all bytes
+        diff = cv2.absdiff(seq[1:], seq[:-1])
+        return diff.sum(axis=1, dtype=np.int64) / (3.0 * h * w)

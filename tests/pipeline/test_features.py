@@ -12,14 +12,15 @@ from movielib.demo.samples import DEMO_SUBTITLES, Segment, generate_clip
 from movielib.features.store import CatalogStore
 from movielib.io.ffmpeg import run_ffmpeg
 from movielib.models.audio import LogMelStats
-from movielib.models.clip import ClipSpec
+from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import embed_texts
-from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText, spread
+from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText
+from movielib.pipeline.stages.decode import spread
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.shots import make_detector
 
-IMAGE_SIZE = ClipSpec(TINY, random_weights=True).image_size
+PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def catalog(tmp_path_factory):
 
 
 def _decoded(path):
-    stage = DecodeAndDetect(make_detector(), IMAGE_SIZE, people_max_side=640, audio=True, subtitles=True)
+    stage = DecodeAndDetect(make_detector(), PRE, people_max_side=640, audio=True, subtitles=True)
     return pa.concat_tables(stage({"video_id": np.array(["v"]), "uri": np.array([str(path)])}))
 
 

@@ -6,18 +6,19 @@ import pytest
 import torch
 
 from conftest import TINY
-from movielib.models.clip import ClipSpec
+from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect
 from movielib.shots import make_detector
-from movielib.shots.sampling import sample_frame_indices
+from movielib.shots.sampling import sample_times
 from movielib.tagging.scene_score import CleanRules, clip_scene_score
 from movielib.taxonomy.labels import LabelSet
 
 SPEC = ClipSpec(TINY, random_weights=True)
+PRE = FramePreprocess.for_spec(SPEC)
 
 
 def _decode(path, shots_per_block=2):
-    stage = DecodeAndDetect(make_detector("content"), SPEC.image_size, shots_per_block=shots_per_block)
+    stage = DecodeAndDetect(make_detector("content"), PRE, shots_per_block=shots_per_block)
     return list(stage({"video_id": np.array(["vid"]), "uri": np.array([str(path)])}))
 
 
@@ -29,14 +30,17 @@ def test_decode_yields_shots_with_sampled_crops(clips):
     assert table.column("shot_idx").to_pylist() == [0, 1, 2, 3]
     assert table.column("start_frame").to_pylist()[1:] == pytest.approx(cuts, abs=1)
     assert set(table.column("status").to_pylist()) == {"ok"}
-    assert table.column("n_shots").to_pylist() == [4] * 4
+    # streamed: a block goes downstream before the pass ends; only the last block knows the video's counts
+    assert table.column("n_shots").to_pylist() == [None, None, 4, 4]
+    assert table.column("n_frames").to_pylist()[2:] == [155, 155]
     for row, frames in zip(table.drop_columns(["frames"]).to_pylist(),
                            [a for c in table.column("frames").chunks for a in c.to_numpy()]):
-        expected = sample_frame_indices(row["start_frame"], row["end_frame"], row["fps"])
-        assert row["keyframes"] == expected
-        assert frames.shape == (len(expected), SPEC.image_size, SPEC.image_size, 3) and frames.dtype == np.uint8
-        assert row["keyframe_s"] == pytest.approx([row["start_s"] + (k - row["start_frame"]) / row["fps"] for k in expected])
-        assert row["keyframe_s"] == pytest.approx([k / row["fps"] for k in expected])  # constant frame rate
+        times = sample_times(row["start_s"], row["end_s"])
+        assert len(row["keyframes"]) == len(times) and row["start_frame"] <= row["keyframes"][0]
+        assert row["keyframes"][-1] < row["end_frame"]
+        assert frames.shape == (len(times), PRE.size, PRE.size, 3) and frames.dtype == np.uint8
+        assert row["keyframe_s"] == pytest.approx([k / 25 for k in row["keyframes"]])  # constant frame rate
+        assert all(0 <= t - s < 1 / 25 for t, s in zip(times, row["keyframe_s"]))  # the frame on screen then
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text, not a video", "truncated"])
@@ -59,8 +63,8 @@ def test_scorer_scores_match_the_formula_on_the_same_model(clips):
     out = scorer(table).to_pylist()
     assert "frames" not in out[0]
     # recompute CLIPSceneScore independently: one forward over all frames, then the formula
-    emb = scorer.embed_images(np.concatenate(frames))
-    expected = clip_scene_score(emb, scorer.text_emb, [len(f) for f in frames]).numpy()
+    emb = scorer.tagger.embed_images(np.concatenate(frames))
+    expected = clip_scene_score(emb, scorer.tagger.text_emb, [len(f) for f in frames]).numpy()
     for row, exp in zip(out, expected):
         order = np.argsort(-exp)[:3]
         assert row["labels"] == [labels.labels[i] for i in order]
@@ -72,11 +76,11 @@ def test_scorer_scores_match_the_formula_on_the_same_model(clips):
 def test_scorer_text_embeddings_are_the_prompts():
     labels = LabelSet(("beach", "street"), prompt="a photo of a {label}, a type of background location")
     scorer = ClipSceneScorer(SPEC, labels, CleanRules())
-    tokens = scorer.clip.tokenizer(["a photo of a beach, a type of background location",
+    tokens = scorer.tagger.clip.tokenizer(["a photo of a beach, a type of background location",
                                     "a photo of a street, a type of background location"])
     with torch.inference_mode():
-        expected = scorer.clip.model.encode_text(tokens, normalize=True)
-    torch.testing.assert_close(scorer.text_emb, expected.float())
+        expected = scorer.tagger.clip.model.encode_text(tokens, normalize=True)
+    torch.testing.assert_close(scorer.tagger.text_emb, expected.float())
 
 
 def test_scorer_passes_error_rows_through(clips, tmp_path):

@@ -1,4 +1,4 @@
-"""The fast detector: PySceneDetect ContentDetector's cuts, from ffmpeg-decoded analysis-size frames."""
+"""The fast detector: PySceneDetect ContentDetector's cuts, from decoder-scaled analysis-size frames."""
 
 import json
 import random
@@ -96,6 +96,7 @@ def test_torch_hsv_is_opencvs_bit_for_bit():
 def test_torch_scorer_gives_the_numpy_scores(video):
     import numpy as np
 
-    numpy_scores, _ = FastContentDetector(scorer="numpy").frame_scores(str(DATA / video))
-    torch_scores, _ = FastContentDetector(scorer="torch").frame_scores(str(DATA / video))
+    numpy_scores = FastContentDetector(scorer="numpy").frame_scores(str(DATA / video))
+    torch_scores = FastContentDetector(scorer="torch").frame_scores(str(DATA / video))
+    assert len(numpy_scores) == make_detector("content").detect(str(DATA / video)).n_frames
     np.testing.assert_allclose(torch_scores, numpy_scores, rtol=0, atol=1e-9)

@@ -1,0 +1,94 @@
+"""One decode pass feeds the shot detector and the frame sampler (frame-fed, PySceneDetect-style).
+
+Frames wait in a short queue until the detector can no longer make them a shot start (its `lag`);
+then they go to the sampler, which picks each shot's frames at 4 per real second. Samples are
+handed out as soon as they are decided, so the caller converts only those frames (full-resolution
+RGB) and the decoder's frames are released: memory stays at `lag` frames plus one shot's samples.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from movielib.io.decode import DecodedFrame, DecodedStream, Decoder, PyAVDecoder
+from movielib.shots.detect import DetectedVideo, Shot, ShotDetector
+from movielib.shots.sampling import ShotSampler
+
+
+@dataclass(frozen=True)
+class Sample:
+    shot_idx: int
+    k: int  # which sample time of the shot (0, 1, ...)
+    frame: DecodedFrame
+
+
+class OnePass:
+    """Runs one video's frames through a detector and (optionally) a sampler; yields Samples and Shots."""
+
+    def __init__(self, detector: ShotDetector, rate: float | None = 4.0):
+        self.detector = detector
+        self.rate = rate
+        self.n_frames = 0
+        self.duration_s = 0.0
+        self.fps = 0.0
+        self.width = self.height = 0
+        self.cuts: list[int] = []
+
+    def run(self, stream: DecodedStream) -> Iterator[Sample | Shot]:
+        cutter = self.detector.cutter(stream.info)
+        sampler = ShotSampler(self.rate) if self.rate else None
+        starts: set[int] = set()
+        pending: deque[DecodedFrame] = deque()
+        state = {"idx": -1, "start": None}
+        last = None
+
+        def advance(frame: DecodedFrame) -> Iterator[Sample | Shot]:
+            if frame.index == 0 or frame.index in starts:
+                if state["start"] is not None:
+                    yield from close(frame.index, frame.pts_s)
+                state["idx"] += 1
+                state["start"] = frame
+                picks = sampler.start(frame) if sampler else []
+            else:
+                picks = sampler.push(frame) if sampler else []
+            yield from (Sample(state["idx"], k, f) for k, f in picks)
+
+        def close(end_frame: int, end_s: float) -> Iterator[Sample | Shot]:
+            if sampler:
+                yield from (Sample(state["idx"], k, f) for k, f in sampler.end(end_s))
+            start = state["start"]
+            yield Shot(state["idx"], start.index, end_frame, start.pts_s, end_s)
+
+        def decided(cuts: list[int]) -> None:
+            for c in cuts:
+                if pending and c < pending[0].index:
+                    raise RuntimeError(f"{self.detector.name}: cut at frame {c} decided after the frame left its "
+                                       f"{cutter.lag}-frame window (its lag is too small)")
+                starts.add(c)
+
+        for frame in stream:
+            pending.append(frame)
+            decided(cutter.push(frame))
+            while pending and pending[0].index <= frame.index - cutter.lag:
+                yield from advance(pending.popleft())
+            last = frame
+        decided(cutter.finish())
+        while pending:
+            yield from advance(pending.popleft())
+        self.fps, self.width, self.height = stream.info.fps, stream.info.width, stream.info.height
+        if last is not None:
+            self.n_frames = last.index + 1
+            self.duration_s = last.pts_s + (1.0 / self.fps if self.fps > 0 else 0.0)
+            self.cuts = sorted(c for c in starts if 0 < c < self.n_frames)
+            yield from close(self.n_frames, self.duration_s)
+
+
+def detect(path: str, detector: ShotDetector, decoder: Decoder | None = None) -> DetectedVideo:
+    """A whole video's shots (no sampling): one decode pass through the detector."""
+    onepass = OnePass(detector, rate=None)
+    with (decoder or PyAVDecoder()).open_stream(path) as stream:
+        shots = [e for e in onepass.run(stream) if isinstance(e, Shot)]
+    return DetectedVideo(fps=onepass.fps, width=onepass.width, height=onepass.height, n_frames=onepass.n_frames,
+                         duration_s=onepass.duration_s, shots=shots)

@@ -1,0 +1,152 @@
+"""One decode pass feeds the detector and the sampler: same frames, one numbering, real time, bounded work."""
+
+import contextlib
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from conftest import TINY
+from movielib.io.decode import PyAVDecoder, read_frames
+from movielib.io.ffmpeg import run_ffmpeg
+from movielib.models.clip import ClipSpec, FramePreprocess
+from movielib.pipeline.stages import DecodeAndDetect, tensor_column
+from movielib.shots import make_detector
+from movielib.shots.transnet import HEIGHT, WIDTH, _model
+
+PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
+
+
+class CountingDecoder:
+    """PyAV, counting what is decoded and which pixels anyone asks for."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.opened = self.decoded = self.analysis = self.rgb = 0
+
+    @contextlib.contextmanager
+    def open_stream(self, path):
+        self.opened += 1
+        with PyAVDecoder().open_stream(path) as stream:
+            yield _Counted(stream, self)
+
+
+class _Counted:
+    def __init__(self, stream, counts):
+        self.stream, self.counts, self.info = stream, counts, stream.info
+
+    def __iter__(self):
+        for frame in self.stream:
+            self.counts.decoded += 1
+            yield _CountedFrame(frame, self.counts)
+
+
+class _CountedFrame:
+    def __init__(self, frame, counts):
+        self.frame, self.counts, self.index, self.pts_s = frame, counts, frame.index, frame.pts_s
+
+    def analysis(self, *args, **kwargs):
+        self.counts.analysis += 1
+        return self.frame.analysis(*args, **kwargs)
+
+    def rgb(self):
+        self.counts.rgb += 1
+        return self.frame.rgb()
+
+    def bgr(self):
+        return self.frame.bgr()
+
+
+def _run(path, decoder=None, **kwargs) -> pa.Table:
+    stage = DecodeAndDetect(make_detector(kwargs.pop("detector", "fast")), PRE, decoder=decoder or "pyav", **kwargs)
+    return pa.concat_tables(stage.process("v", str(path)))
+
+
+def _opencv_frames(path) -> list[np.ndarray]:
+    cap, out = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        out.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    return out
+
+
+@pytest.mark.parametrize("detector", ["fast", "content"])
+def test_detector_and_sampler_share_one_decode(clips, detector):
+    path, cuts = clips["four.mp4"]
+    counts = CountingDecoder()
+    table = _run(path, counts, detector=detector, shots_per_block=2)
+    rows = table.drop_columns(["frames"]).to_pylist()
+    n = rows[-1]["n_frames"]
+    sampled = sum(len(r["keyframes"]) for r in rows)
+    assert counts.opened == 1 and counts.decoded == n  # one pass, every frame decoded once
+    if detector == "fast":
+        assert counts.analysis == n  # the detector saw every frame, at its analysis size
+    assert counts.rgb == sampled  # full-resolution pixels only for the sampled frames
+    assert [r["start_frame"] for r in rows][1:] == cuts and rows[-1]["end_frame"] == n
+
+
+def test_sampled_frames_equal_a_reference_decode(clips):
+    path, _ = clips["three.mp4"]
+    table = _run(path)
+    reference = _opencv_frames(path)  # an independent decoder (OpenCV) of the same file
+    for row, crops in zip(table.drop_columns(["frames"]).to_pylist(), tensor_column(table, "frames")):
+        expected = PRE.crop([reference[i] for i in row["keyframes"]])
+        assert np.array_equal(crops, expected)
+        # 4 per second, from each shot's own start
+        assert row["keyframe_s"] == pytest.approx([row["start_s"] + (k + 0.5) / 4 - 0.02 for k in range(len(crops))],
+                                                  abs=0.021)
+    assert [i for i, _ in read_frames(str(path), [3, 70])] == [3, 70]
+
+
+def test_variable_frame_rate_is_sampled_four_times_per_real_second(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=8:duration=2", "-f", "lavfi",
+                "-i", "smptebars=size=160x120:rate=48:duration=2", "-filter_complex",
+                "[0:v]settb=1/480[a];[1:v]settb=1/480[b];[a][b]concat=n=2:v=1[v]", "-map", "[v]",
+                "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)])
+    rows = _run(path).drop_columns(["frames"]).to_pylist()
+    assert [r["start_s"] for r in rows] == pytest.approx([0.0, 2.0], abs=0.01) and rows[0]["n_frames"] == 16 + 96
+    for r, frame_s in zip(rows, (1 / 8, 1 / 48)):
+        assert len(r["keyframes"]) == 8  # 2 s at 4 per second, whatever the frame rate
+        grid = [r["start_s"] + (k + 0.5) / 4 for k in range(8)]
+        assert all(0 <= g - t < frame_s + 1e-6 for g, t in zip(grid, r["keyframe_s"]))  # the frame on screen then
+
+
+def test_truncated_file_samples_only_frames_that_exist(clips, tmp_path):
+    path, _ = clips["three.mp4"]
+    ts = tmp_path / "whole.ts"
+    run_ffmpeg(["-i", str(path), "-c", "copy", str(ts)])
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(ts.read_bytes()[: int(ts.stat().st_size * 0.6)])
+    table = _run(cut)
+    rows = table.drop_columns(["frames"]).to_pylist()
+    n = rows[-1]["n_frames"]
+    reference = _opencv_frames(cut)
+    assert 0 < n < 150 and rows[-1]["end_frame"] == n
+    assert all(0 <= k < n for r in rows for k in r["keyframes"]) and rows[-1]["keyframes"]
+    last = tensor_column(table, "frames")[-1]
+    assert np.array_equal(last, PRE.crop([reference[i] for i in rows[-1]["keyframes"]]))
+
+
+def test_long_shot_keeps_a_bounded_evenly_spread_sample(clips):
+    path, _ = clips["three.mp4"]
+    rows = _run(path, max_frames_per_shot=3).drop_columns(["frames"]).to_pylist()
+    for r in rows:  # 2 s shots: 8 samples at 4 fps, thinned to every 4th
+        assert len(r["keyframes"]) == 2 and r["keyframe_s"][1] - r["keyframe_s"][0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_streamed_transnetv2_equals_the_packages_batch_prediction(clips):
+    path, _ = clips["four.mp4"]
+    detector = make_detector("transnetv2")
+    with PyAVDecoder().open_stream(str(path)) as stream:
+        cutter = detector.cutter(stream.info)
+        frames = []
+        for f in stream:
+            frames.append(f.analysis(WIDTH, HEIGHT, fmt="rgb24", interpolation="BICUBIC"))
+            cutter.push(f)
+        cutter.finish()
+    with torch.inference_mode():
+        single, _ = _model("cpu").predict_frames(torch.from_numpy(np.stack(frames)), quiet=True)
+    np.testing.assert_allclose(np.array(cutter.probs), single.float().numpy().ravel(), atol=1e-5)
