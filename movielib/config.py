@@ -40,9 +40,9 @@ class JobConfig(Section):
 
 
 class ModelConfig(Section):
-    # open_clip architecture. OpenAI's CLIP weights (MovieCLIP's ViT-B/32) need the -quickgelu
-    # variants; an HF-style folder (open_clip_config.json beside the weights) brings its own.
-    name: str = "ViT-B-32-quickgelu"
+    # open_clip architecture; None: an HF-style weights folder's own open_clip_config.json, else
+    # ViT-B-32-quickgelu (OpenAI's CLIP ViT-B/32, MovieCLIP's model: OpenAI weights need QuickGELU)
+    name: str | None = None
     weights: str | None = None  # checkpoint file, HF-style folder or s3:// URI of either; never downloaded
     random_weights: bool = False  # untrained model: tests and demos only
     # fp32: exact (the default). amp_fp16 / amp_bf16: autocast on the GPU, embeddings and softmax in fp32.

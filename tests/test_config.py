@@ -39,7 +39,7 @@ def test_every_invalid_field_is_named(override, message):
 def test_defaults_are_the_papers_and_ints_are_accepted_for_floats():
     cfg = load_config(None, {"sampling.fps": 2, "scoring.num_gpus": 1})
     assert cfg.sampling.fps == 2.0 and isinstance(cfg.sampling.fps, float)
-    assert cfg.model.name == "ViT-B-32-quickgelu" and cfg.model.precision == "fp32"
+    assert cfg.model.name is None and cfg.model.precision == "fp32"  # None: the folder's config, else OpenAI ViT-B/32
     assert (cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold) == (5, 0.4, 0.1)
     assert cfg.shots.detector == "fast" and cfg.shots.min_scene_len == 15
     assert load_config().scoring.num_gpus == "auto"

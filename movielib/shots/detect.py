@@ -63,6 +63,7 @@ class ShotCutter(Protocol):
     """One video's detection state."""
 
     lag: int  # a frame this many frames behind the newest pushed one can no longer become a cut
+    analysis: tuple | None  # (width, height, format, interpolation) of the copy it takes of each frame, if any
 
     def push(self, frame: DecodedFrame) -> list[int]:
         """Feed the next frame; returns the indices of shot starts decided by now."""
@@ -131,6 +132,7 @@ class SceneDetectCutter:
         self.fps = Fraction(info.fps).limit_denominator(1_000_000) if info.fps > 0 else Fraction(25)
         self.downscale = compute_downscale_factor(info.width)
         self.lag = int(detector.event_buffer_length) + min_scene_len + 2
+        self.analysis = None  # takes full-resolution BGR, resized the way PySceneDetect's SceneManager does
         self._index_of: dict[int, int] = {}  # timecode pts (microseconds) -> frame index, for recent frames
         self._last: FrameTimecode | None = None
 

@@ -110,6 +110,7 @@ class FastContentCutter:
 
     def __init__(self, det: FastContentDetector, size: tuple[int, int], torch_device_: str | None):
         self.det, self.size, self.torch_device = det, size, torch_device_
+        self.analysis = (*size, "bgr24", "POINT")  # the frames it asks the decoder for
         # a cut is decided when its chunk is scored, or min_scene_len frames after it (MERGE mode)
         self.lag = det.chunk + det.min_scene_len + 2
         self._frames: list[np.ndarray] = []
@@ -121,7 +122,7 @@ class FastContentCutter:
     def push(self, frame: DecodedFrame) -> list[int]:
         if not self._frames:
             self._first = frame.index
-        self._frames.append(frame.analysis(*self.size, fmt="bgr24", interpolation="POINT"))
+        self._frames.append(frame.analysis(*self.analysis))
         return self._score_chunk() if len(self._frames) >= self.det.chunk else []
 
     def finish(self) -> list[int]:

@@ -38,6 +38,8 @@ class OnePass:
 
     def run(self, stream: DecodedStream) -> Iterator[Sample | Shot]:
         cutter = self.detector.cutter(stream.info)
+        if getattr(cutter, "analysis", None) and hasattr(stream, "want_analysis"):
+            stream.want_analysis(*cutter.analysis)  # the decoder makes the detector's copy on its own thread
         sampler = ShotSampler(self.rate) if self.rate else None
         starts: set[int] = set()
         pending: deque[DecodedFrame] = deque()

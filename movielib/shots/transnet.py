@@ -56,6 +56,7 @@ class TransNetV2Cutter:
     first / last frame) and decides frames [50k, 50k + 50)."""
 
     lag = WINDOW - CONTEXT + 2  # frame 50k is decided once frame 50k + 74 arrived; a cut needs one frame more
+    analysis = (WIDTH, HEIGHT, "rgb24", "BICUBIC")  # the frames it asks the decoder for
 
     def __init__(self, threshold: float, device: str):
         self.threshold, self.device = threshold, device
@@ -66,7 +67,7 @@ class TransNetV2Cutter:
         self._prev_above = False
 
     def push(self, frame: DecodedFrame) -> list[int]:
-        self._frames.append(frame.analysis(WIDTH, HEIGHT, fmt="rgb24", interpolation="BICUBIC"))
+        self._frames.append(frame.analysis(*self.analysis))
         out = []
         while STEP * self._next_window + WINDOW - CONTEXT <= self._base + len(self._frames):
             out += self._run_window(final=False)

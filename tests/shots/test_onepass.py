@@ -150,3 +150,15 @@ def test_streamed_transnetv2_equals_the_packages_batch_prediction(clips):
     with torch.inference_mode():
         single, _ = _model("cpu").predict_frames(torch.from_numpy(np.stack(frames)), quiet=True)
     np.testing.assert_allclose(np.array(cutter.probs), single.float().numpy().ravel(), atol=1e-5)
+
+
+def test_torchcodec_decoder_behind_the_same_interface(clips):
+    """The NVDEC path's decoder (torchcodec), run on the CPU here: same frames, same cuts, same samples."""
+    from movielib.io.decode import TorchCodecDecoder
+
+    path, cuts = clips["four.mp4"]
+    ours = _run(path, TorchCodecDecoder("cpu"))
+    ref = _run(path, PyAVDecoder())
+    assert ours.column("start_frame").to_pylist()[1:] == cuts == ref.column("start_frame").to_pylist()[1:]
+    assert ours.column("keyframes").to_pylist() == ref.column("keyframes").to_pylist()
+    assert all(np.array_equal(a, b) for a, b in zip(tensor_column(ours, "frames"), tensor_column(ref, "frames")))
