@@ -115,7 +115,7 @@ class ClipSpec:
         ckpt = next((str(folder / n) for n in WEIGHT_FILES if (folder / n).is_file()), None)
         if ckpt is None:
             raise ConfigError(f"model.weights: {folder} has {CONFIG_FILE} but no checkpoint ({', '.join(WEIGHT_FILES)})")
-        arch = self.name or cfg.get("model_name") or folder.name
+        arch = self.name or registered_name(model_cfg) or f"{folder.name}-config"
         return ClipSource(f"local-dir:{folder}", arch, model_cfg, {**preprocess_defaults(model_cfg), **preprocess_cfg}, ckpt)
 
     @functools.cached_property
@@ -154,6 +154,12 @@ def preprocess_defaults(model_cfg: dict) -> dict:
     """open_clip's eval preprocessing for a config: its image size, OpenAI mean/std, bicubic, shortest side."""
     vision = model_cfg.get("vision_cfg", {})
     return {"size": vision.get("image_size", 224), **{k: v for k, v in vision.items() if k in ("mean", "std")}}
+
+
+def registered_name(model_cfg: dict) -> str | None:
+    """The open_clip architecture whose config equals `model_cfg` (what rows call a folder's model), if any."""
+    want = _canonical(model_cfg)
+    return next((n for n in open_clip.list_models() if _canonical(open_clip.get_model_config(n) or {}) == want), None)
 
 
 def _canonical(cfg: dict) -> str:

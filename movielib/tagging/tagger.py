@@ -71,6 +71,12 @@ class SceneTagger:
         emb = self.embed_images(crops)
         return clip_scene_score(emb, self.text_emb, counts).cpu().numpy(), emb
 
+    def tag_frames(self, shots: list[list[np.ndarray]]) -> list[TaggedShot]:
+        """Decoded RGB frames of any size, grouped by shot (an image is a one-frame shot) -> tags per shot."""
+        if not shots or any(len(frames) == 0 for frames in shots):
+            raise ValueError("every shot needs at least one frame")
+        return self.tag(self.crop([f for frames in shots for f in frames]), [len(frames) for frames in shots])
+
     def tag(self, crops: np.ndarray, counts: list[int]) -> list[TaggedShot]:
         """Shots' frames back to back (`counts` frames each, >= 1) -> top-k tags and image feature per shot."""
         scores, emb = self.scores(crops, counts)

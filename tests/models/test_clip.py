@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from conftest import TINY
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
-from movielib.models.clip import DEFAULT_ARCH, ClipSpec, FramePreprocess, load_clip
+from movielib.models.clip import DEFAULT_ARCH, ClipSpec, FramePreprocess, load_clip, registered_name
 from movielib.tagging.scene_score import CleanRules
 from movielib.tagging.tagger import SceneTagger
 from movielib.taxonomy.labels import LabelSet
@@ -46,6 +46,8 @@ def test_hf_folder_config_wins_and_equals_open_clips_local_dir(tmp_path):
     folder = hf_folder(tmp_path / "clip")
     spec = ClipSpec(weights=str(folder))
     spec.validate()
+    assert spec.arch == "clip-config"  # no registered architecture has this config: named after the folder
+    assert registered_name(open_clip.get_model_config("ViT-B-32-quickgelu")) == "ViT-B-32-quickgelu"
     tagger = SceneTagger(spec, LabelSet(("beach", "street", "office")), CleanRules(top_k=3))
     assert any(isinstance(m, open_clip.transformer.QuickGELU) for m in tagger.clip.model.modules())
     ref, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")

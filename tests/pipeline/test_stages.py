@@ -95,3 +95,24 @@ def test_movieclip_label_set_is_the_published_179():
     labels = LabelSet.movieclip()
     assert len(labels.labels) == 179 and len(set(labels.labels)) == 179
     assert labels.prompts()[0] == f"a photo of a {labels.labels[0]}, a type of background location"
+
+
+def test_online_tagger_equals_the_batch_stages_on_the_same_frames(clips):
+    """What Serve will run (SceneTagger on decoded frames) gives the batch job's rows for the same frames."""
+    from movielib.io.decode import read_frames
+    from movielib.tagging.tagger import SceneTagger
+
+    path = clips["four.mp4"][0]
+    labels = LabelSet.movieclip()
+    torch.manual_seed(0)  # random weights: the same init for both
+    scorer = ClipSceneScorer(SPEC, labels, CleanRules(), image_features=True)
+    batch = scorer(pa.concat_tables(_decode(path))).to_pylist()
+    frames = dict(read_frames(str(path), [k for row in batch for k in row["keyframes"]]))
+    torch.manual_seed(0)
+    online = SceneTagger(SPEC, labels).tag_frames([[frames[k] for k in row["keyframes"]] for row in batch])
+    for row, shot in zip(batch, online):
+        assert row["labels"] == shot.tags.labels and row["clean"] == shot.tags.clean
+        np.testing.assert_allclose(row["scores"], shot.tags.scores, atol=1e-6)
+        np.testing.assert_allclose(row["image_embedding"], shot.embedding, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one frame"):
+        SceneTagger(SPEC, labels).tag_frames([[]])
