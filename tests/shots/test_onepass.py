@@ -162,3 +162,30 @@ def test_torchcodec_decoder_behind_the_same_interface(clips):
     assert ours.column("start_frame").to_pylist()[1:] == cuts == ref.column("start_frame").to_pylist()[1:]
     assert ours.column("keyframes").to_pylist() == ref.column("keyframes").to_pylist()
     assert all(np.array_equal(a, b) for a, b in zip(tensor_column(ours, "frames"), tensor_column(ref, "frames")))
+
+
+def test_a_failure_after_shots_went_downstream_ends_as_an_error_row(clips):
+    """Blocks stream out as shots complete; if the video fails later, the job still gets one error row for it."""
+
+    class FailingDecoder(CountingDecoder):
+        @contextlib.contextmanager
+        def open_stream(self, path):
+            with super().open_stream(path) as stream:
+                yield _FailAfter(stream, 140)
+
+    class _FailAfter:
+        def __init__(self, stream, n):
+            self.stream, self.n, self.info = stream, n, stream.info
+
+        def __iter__(self):
+            for frame in self.stream:
+                if frame.index == self.n:
+                    raise MemoryError("simulated")
+                yield frame
+
+    path, _ = clips["four.mp4"]
+    stage = DecodeAndDetect(make_detector("fast"), PRE, decoder=FailingDecoder(), shots_per_block=1)
+    rows = [r for t in stage.process("v", str(path)) for r in t.drop_columns(["frames"]).to_pylist()]
+    # by frame 140 the detector has settled shots 0 and 1 (cuts at 40, 70); shot 0's block went out
+    assert [r["shot_idx"] for r in rows] == [0, -1]
+    assert rows[-1]["status"] == "error" and rows[-1]["error"].startswith("stopped after 1 of its shots: MemoryError")

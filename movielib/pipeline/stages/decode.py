@@ -79,17 +79,17 @@ class DecodeAndDetect:
 
     def process(self, video_id: str, uri: str) -> Iterator[pa.Table]:
         t0 = time.perf_counter()
-        emitted = False
+        emitted = 0
         try:
             with local_copy(uri, self.s3, self.scratch_dir) as path:
                 for block in self._shot_blocks(video_id, uri, path):
-                    emitted = True
+                    emitted += block.num_rows
                     yield with_stage_time(block, "decode", time.perf_counter() - t0)
                     t0 = time.perf_counter()  # the time spent downstream while suspended is not ours
         except Exception as exc:  # one bad video must not stop the catalog
-            if emitted:  # shots already went downstream: a second, error row would contradict them
-                raise
             msg = str(exc) if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
+            if emitted:  # its first shots already went downstream: they stay, and the video is marked failed
+                msg = f"stopped after {emitted} of its shots: {msg}"
             yield with_stage_time(self._error_row(video_id, uri, msg), "decode", time.perf_counter() - t0)
 
     def _shot_blocks(self, video_id: str, uri: str, path: str) -> Iterator[pa.Table]:
