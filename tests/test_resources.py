@@ -4,6 +4,7 @@ import pytest
 
 from movielib.config import load_config
 from movielib.devices import choose_device, torch_device
+from movielib.errors import ConfigError
 from movielib.pipeline.resources import ClusterDescription, NodeType, resolve_num_gpus
 from movielib.pipeline.tagging import scorer_resources
 
@@ -21,7 +22,14 @@ GPU_AT_ZERO = NodeType("gpu", {"CPU": 8, "GPU": 1}, 0, 8)
 ])
 def test_auto_means_a_gpu_whenever_the_cluster_can_have_one(cluster, expected):
     assert resolve_num_gpus("auto", cluster) == expected
-    assert resolve_num_gpus(0.5, cluster) == 0.5  # explicit numbers pass through
+    if expected:
+        assert resolve_num_gpus(0.5, cluster) == 0.5  # explicit numbers pass through where GPUs can exist
+
+
+def test_a_gpu_request_the_cluster_can_never_grant_fails_naming_the_field():
+    with pytest.raises(ConfigError, match=r"decode.num_gpus is 0.25, but this cluster has no GPUs"):
+        resolve_num_gpus(0.25, ClusterDescription({"CPU": 16}, (CPU_GROUP,)), field="decode.num_gpus")
+    assert resolve_num_gpus(0.25, ClusterDescription({"CPU": 16}, (GPU_AT_ZERO,)), field="decode.num_gpus") == 0.25
 
 
 def test_scorer_reservation_on_a_gpu_cluster_at_zero_gpu_workers():

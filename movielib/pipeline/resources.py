@@ -69,8 +69,17 @@ class ClusterDescription:
         return cls(resources=dict(ray.cluster_resources()), node_types=tuple(types))
 
 
-def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_actor: float = 1.0) -> float:
-    """`auto` -> `per_actor` GPUs when the cluster has or can autoscale GPU nodes, else 0; numbers pass through."""
+def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_actor: float = 1.0,
+                     field: str = "scoring.num_gpus") -> float:
+    """`auto` -> `per_actor` GPUs when the cluster has or can autoscale GPU nodes, else 0; numbers pass through.
+
+    A GPU request the cluster can never grant would leave the job waiting forever: it is a ConfigError.
+    """
     if setting == "auto":
         return per_actor if cluster.can_have("GPU") else 0.0
+    if float(setting) > 0 and not cluster.can_have("GPU"):
+        from movielib.errors import ConfigError
+
+        raise ConfigError(f"{field} is {setting}, but this cluster has no GPUs and no GPU node type it can start "
+                          f"(set {field}: 0, or add a GPU worker group)")
     return float(setting)

@@ -199,10 +199,12 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
         audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads,
         people_frames_per_shot=cfg.people.frames_per_shot, max_frames_per_shot=cfg.sampling.max_frames_per_shot,
         decoder=cfg.decode.decoder)
-    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, num_gpus=cfg.decode.num_gpus,
+    cluster = ClusterDescription.from_ray()
+    decode_gpus = resolve_num_gpus(cfg.decode.num_gpus, cluster, field="decode.num_gpus")
+    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, num_gpus=decode_gpus,
                                 memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
-    score_res = scorer_resources(cfg)
+    score_res = scorer_resources(cfg, cluster)
     ds = ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
     ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res)
     # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
