@@ -68,3 +68,32 @@ def bucket(s3_server, request) -> str:
     name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+def _tiny_quickgelu_config() -> dict:
+    import open_clip
+
+    import movielib.models.clip  # noqa: F401  (registers movielib's configs)
+
+    return {**open_clip.get_model_config(TINY), "quick_gelu": True}
+
+
+TINY_QUICKGELU = _tiny_quickgelu_config()
+# a preprocessing config that differs from the defaults, so it must come from the folder
+FOLDER_PREPROCESS = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear", "resize_mode": "squash"}
+
+
+def hf_folder(path: Path, seed: int = 3) -> Path:
+    """An HF-style open_clip folder: open_clip_config.json (QuickGELU, its own preprocessing) + safetensors."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY, force_quick_gelu=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "open_clip_model.safetensors"))
+    (path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_QUICKGELU, "preprocess_cfg": FOLDER_PREPROCESS}))
+    return path

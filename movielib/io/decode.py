@@ -123,7 +123,7 @@ class PyAVStream:
         except StopIteration:
             raise VideoReadError("cannot decode video: no frames") from None
         except av.error.FFmpegError as exc:
-            raise VideoReadError(f"cannot decode video: {exc}") from exc
+            raise VideoReadError(f"cannot decode video: {getattr(exc, 'strerror', None) or exc}") from exc
         self._rotation = int(getattr(self._first, "rotation", 0) or 0)
         w, h = (cc.height, cc.width) if self._rotation % 180 else (cc.width, cc.height)
         self.info = VideoInfo(fps=fps, width=w, height=h)
@@ -200,7 +200,8 @@ class PyAVDecoder:
         try:
             container = av.open(path, metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-            raise VideoReadError(f"cannot open video (corrupt, truncated or not a video): {exc}") from exc
+            reason = getattr(exc, "strerror", None) or str(exc)  # not the scratch copy's path
+            raise VideoReadError(f"cannot open video (corrupt, truncated or not a video): {reason}") from exc
         try:
             if not container.streams.video:
                 raise VideoReadError("cannot open video (corrupt, truncated or not a video): no video stream")

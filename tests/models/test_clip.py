@@ -1,7 +1,6 @@
 """open_clip loading: HF-style folders (QuickGELU from their config), checkpoints with a named architecture,
 mismatches refused before work, s3:// weights, preprocessing parity, precision bounds."""
 
-import json
 
 import numpy as np
 import open_clip
@@ -10,28 +9,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import TINY
+from conftest import TINY, TINY_QUICKGELU, hf_folder
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.models.clip import DEFAULT_ARCH, ClipSpec, FramePreprocess, load_clip, registered_name
 from movielib.tagging.scene_score import CleanRules
 from movielib.tagging.tagger import SceneTagger
 from movielib.taxonomy.labels import LabelSet
-
-TINY_QUICKGELU = {**open_clip.get_model_config(TINY), "quick_gelu": True}
-# a preprocessing config that differs from the defaults, so it must come from the folder
-FOLDER_PREPROCESS = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear", "resize_mode": "squash"}
-
-
-def hf_folder(path, seed=3):
-    """An HF-style open_clip folder: open_clip_config.json (QuickGELU) + open_clip_model.safetensors."""
-    path.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = open_clip.create_model(TINY, force_quick_gelu=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "open_clip_model.safetensors"))
-    (path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_QUICKGELU, "preprocess_cfg": FOLDER_PREPROCESS}))
-    return path
-
 
 def _frames(n=6, seed=0):
     rng = np.random.default_rng(seed)

@@ -136,3 +136,42 @@ def test_custom_label_file_and_prompt(ray_local, tmp_path, clips):
     run_tagging(plan)
     tags = CatalogStore(str(tmp_path / "out")).read_table("tags").to_pylist()
     assert len(tags) == 2 and all(sorted(t["labels"]) == ["beach", "kitchen", "space station"] for t in tags)
+
+
+def test_job_with_an_hf_folder_scores_like_open_clips_local_dir(ray_local, tmp_path, clips):
+    """The whole job with QuickGELU weights as an HF-style folder: its image features and scores equal
+    open_clip's `local-dir:` model on the sampled frames (fetched again by frame number)."""
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from conftest import hf_folder
+    from movielib.io.decode import read_frames
+
+    folder = hf_folder(tmp_path / "clip")
+    path = clips["four.mp4"][0]
+    cfg = load_config(None, {"model.weights": str(folder), "people.enabled": False, "features.audio": False,
+                             "features.text": False, "scoring.batch_size": 4})
+    run_tagging(plan_tagging(cfg, str(path), str(tmp_path / "out")))
+    store = CatalogStore(str(tmp_path / "out"))
+    tables = store.read_tables("shots", "tags", "features/image")
+    shots = {r["shot_idx"]: r for r in tables["shots"].to_pylist()}
+    tags = {r["shot_idx"]: r for r in tables["tags"].to_pylist()}
+    image = {r["shot_idx"]: r for r in tables["features/image"].to_pylist()}
+    assert len(shots) == 4 and {t["model"] for t in tags.values()} == {"clip-config/clip"}
+
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    model.eval()
+    labels = LabelSet.movieclip()
+    with torch.inference_mode():
+        text = model.encode_text(open_clip.get_tokenizer(f"local-dir:{folder}")(labels.prompts()), normalize=True)
+        for idx, shot in shots.items():
+            frames = dict(read_frames(str(path), shot["keyframes"]))
+            x = torch.stack([preprocess(Image.fromarray(frames[k])) for k in shot["keyframes"]])
+            emb = torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1)
+            scores = torch.softmax(100 * emb @ text.float().T, dim=-1).mean(0)
+            top = scores.sort(descending=True)
+            assert tags[idx]["labels"] == [labels.labels[i] for i in top.indices[:5]]
+            np.testing.assert_allclose(tags[idx]["scores"], top.values[:5].numpy(), atol=1e-5)
+            np.testing.assert_allclose(image[idx]["embedding"], emb.mean(0).numpy(), atol=1e-5)
