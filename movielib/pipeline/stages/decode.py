@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,7 @@ def shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
     return frame if scale >= 1 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
+@dataclass
 class DecodeAndDetect:
     """Cut one video into shots and gather what later stages need per shot.
 
@@ -53,24 +55,19 @@ class DecodeAndDetect:
     one error row.
     """
 
-    def __init__(self, detector: ShotDetector, preprocess: FramePreprocess, sampling_fps: float = 4.0,
-                 s3: S3Options | None = None, scratch_dir: str | None = None, shots_per_block: int = 16,
-                 people_max_side: int | None = None, audio: bool = False, subtitles: bool = False,
-                 prepare_threads: int = 2, people_frames_per_shot: int = 3, max_frames_per_shot: int = 512,
-                 decoder: "str | Decoder" = "auto"):
-        self.detector = detector
-        self.preprocess = preprocess
-        self.sampling_fps = sampling_fps
-        self.s3 = s3
-        self.scratch_dir = scratch_dir
-        self.shots_per_block = shots_per_block
-        self.people_max_side = people_max_side
-        self.audio = audio
-        self.subtitles = subtitles
-        self.prepare_threads = prepare_threads
-        self.people_frames_per_shot = people_frames_per_shot
-        self.max_frames_per_shot = max_frames_per_shot
-        self.decoder = decoder
+    detector: ShotDetector
+    preprocess: FramePreprocess
+    sampling_fps: float = 4.0
+    s3: S3Options | None = None
+    scratch_dir: str | None = None
+    shots_per_block: int = 16
+    people_max_side: int | None = None  # None: no people detector frames
+    audio: bool = False
+    subtitles: bool = False
+    prepare_threads: int = 2
+    people_frames_per_shot: int = 3
+    max_frames_per_shot: int = 512
+    decoder: str | Decoder = "auto"  # auto | pyav | nvdec, or a Decoder object
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
