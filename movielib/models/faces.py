@@ -21,6 +21,10 @@ class PeopleInFrame:
     person: bool  # a face, or a HOG person detection above the weight threshold
 
 
+CASCADE_WINDOW = 24  # the frontal cascade's window (the profile one is 20 x 20)
+HOG_WINDOW = (64, 128)  # width, height of the default people detector's window
+
+
 @functools.lru_cache(maxsize=1)
 def _cascades() -> tuple[cv2.CascadeClassifier, cv2.CascadeClassifier]:
     root = cv2.data.haarcascades
@@ -66,12 +70,16 @@ class PersonFaceDetector:
         scale = min(1.0, self.max_side / max(h, w))
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        frontal, profile = _cascades()
-        args = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_face_px, self.min_face_px))
-        boxes = [tuple(map(int, b)) for b in frontal.detectMultiScale(gray, **args)]
-        boxes += [tuple(map(int, b)) for b in profile.detectMultiScale(gray, **args)]
-        sw = gray.shape[1]
-        boxes += [(sw - x - bw, y, bw, bh) for x, y, bw, bh in profile.detectMultiScale(cv2.flip(gray, 1), **args)]
+        boxes: list[tuple[int, int, int, int]] = []
+        # OpenCV's detectors read past the image (and crash the process) on frames smaller than their window
+        if min(gray.shape) >= max(self.min_face_px, CASCADE_WINDOW):
+            frontal, profile = _cascades()
+            args = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                        minSize=(self.min_face_px, self.min_face_px))
+            boxes += [tuple(map(int, b)) for b in frontal.detectMultiScale(gray, **args)]
+            boxes += [tuple(map(int, b)) for b in profile.detectMultiScale(gray, **args)]
+            sw = gray.shape[1]
+            boxes += [(sw - x - bw, y, bw, bh) for x, y, bw, bh in profile.detectMultiScale(cv2.flip(gray, 1), **args)]
         faces: list[tuple[int, int, int, int]] = []
         for box in sorted(boxes, key=lambda b: -b[2] * b[3]):
             if all(_iou(box, kept) <= 0.3 for kept in faces):
@@ -79,7 +87,8 @@ class PersonFaceDetector:
         faces = [tuple(round(v / scale) for v in box) for box in faces]
         largest = max((bw * bh for _, _, bw, bh in faces), default=0) / float(h * w)
         person = bool(faces)
-        if not person:
+        hog_w, hog_h = HOG_WINDOW
+        if not person and small.shape[1] >= hog_w and small.shape[0] >= hog_h:
             _, weights = _hog().detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
             person = bool(len(weights)) and float(np.max(weights)) >= self.hog_min_weight
         return PeopleInFrame(faces=faces, largest_face_frac=min(1.0, largest), person=person)

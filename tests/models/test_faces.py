@@ -39,3 +39,22 @@ def test_blank_frames_have_no_people(frame):
 
 def test_no_face_in_a_cup_of_coffee():
     assert PersonFaceDetector().detect(_rgb("coffee")).faces == []
+
+
+def test_frames_smaller_than_the_detectors_windows_do_not_crash_the_process():
+    """OpenCV's HOG and cascades crash the process (SIGSEGV / heap corruption) on frames smaller than their
+    windows: 98x56 and 16x16 videos did that to whole workers. Run in a subprocess so a crash fails this test."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from movielib.models.faces import PersonFaceDetector\n"
+        "d = PersonFaceDetector()\n"
+        "for h, w in [(56, 98), (16, 16), (64, 64), (8, 200), (1, 1), (127, 63), (128, 64), (23, 500)]:\n"
+        "    img = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)\n"
+        "    r = d.detect(img)\n"
+        "    assert r.faces == [] and r.largest_face_frac == 0.0\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-500:])

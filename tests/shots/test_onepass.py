@@ -189,3 +189,17 @@ def test_a_failure_after_shots_went_downstream_ends_as_an_error_row(clips):
     # by frame 140 the detector has settled shots 0 and 1 (cuts at 40, 70); shot 0's block went out
     assert [r["shot_idx"] for r in rows] == [0, -1]
     assert rows[-1]["status"] == "error" and rows[-1]["error"].startswith("stopped after 1 of its shots: MemoryError")
+
+
+@pytest.mark.parametrize("size", [(98, 56), (16, 16)])
+def test_tiny_videos_go_through_decode_and_people(tmp_path, size):
+    from movielib.demo.samples import Segment, generate_clip
+    from movielib.models.faces import PersonFaceDetector
+    from movielib.pipeline.stages import DetectPeople
+
+    path = tmp_path / "tiny.mp4"
+    generate_clip(path, [Segment("testsrc", 1.0), Segment("color:red", 1.0)], size=size, audio=False)
+    table = _run(path, people_max_side=640)
+    rows = DetectPeople(PersonFaceDetector())(table).drop_columns(["frames"]).to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] * len(rows) and rows[-1]["width"] == size[0]
+    assert all(r["face_count"] == 0 for r in rows)
