@@ -203,3 +203,37 @@ def test_tiny_videos_go_through_decode_and_people(tmp_path, size):
     rows = DetectPeople(PersonFaceDetector())(table).drop_columns(["frames"]).to_pylist()
     assert [r["status"] for r in rows] == ["ok"] * len(rows) and rows[-1]["width"] == size[0]
     assert all(r["face_count"] == 0 for r in rows)
+
+
+def test_rotated_video_is_decoded_as_displayed_like_opencv():
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "scenedetect" / "issue-134-rotate.mp4"  # display matrix: -90 degrees
+    with PyAVDecoder().open_stream(str(path)) as stream:
+        assert (stream.info.width, stream.info.height) == (544, 1280)
+        first = next(iter(stream)).rgb()
+    assert np.array_equal(first, _opencv_frames(path)[0])  # OpenCV applies the rotation too
+
+
+@pytest.mark.parametrize("name, args, expect", [
+    ("one_frame.mp4", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-frames:v", "1", "-pix_fmt", "yuv420p"], "ok"),
+    ("clip.webm", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-c:v", "libvpx-vp9", "-b:v", "200k"], "ok"),
+    ("clip.mkv", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
+    ("clip.mov", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
+    ("odd.mp4", ["-f", "lavfi", "-i", "testsrc=size=99x57:rate=25:d=1", "-pix_fmt", "yuv444p"], "ok"),
+    ("audio_only.mp4", ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"], "no video stream"),
+    ("random.mp4", None, "Invalid data found"),
+])
+def test_containers_and_odd_inputs_through_the_one_pass(tmp_path, name, args, expect):
+    path = tmp_path / name
+    if args is None:
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    else:
+        run_ffmpeg([*args, str(path)])
+    rows = _run(path, people_max_side=640).drop_columns(["frames"]).to_pylist()
+    if expect == "ok":
+        assert all(r["status"] == "ok" for r in rows) and all(r["keyframes"] for r in rows)
+        assert rows[-1]["end_frame"] == rows[-1]["n_frames"] >= 1
+    else:
+        (row,) = rows
+        assert row["status"] == "error" and expect in row["error"]
