@@ -87,7 +87,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     plan = plan_tagging(cfg, args.source, args.dest)
     print(f"{len(plan.todo)} videos to tag, {len(plan.skipped)} already in {args.dest}", flush=True)
-    init_ray(cfg.ray_address)
+    if plan.todo:  # nothing to do: answer without starting (or joining) Ray
+        init_ray(cfg.ray_address)
     summary = run_tagging(plan)
     print(summary.render(), flush=True)
     return 0

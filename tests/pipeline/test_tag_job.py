@@ -124,6 +124,7 @@ def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, cli
     assert "missing.mp4: object not found" in first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "0 videos to tag, 2 already in" in second.stdout
+    assert "Started a local Ray instance" in first.stderr and "Ray" not in second.stderr  # nothing to do: no Ray
 
 
 def test_custom_label_file_and_prompt(ray_local, tmp_path, clips):
