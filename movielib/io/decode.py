@@ -169,9 +169,11 @@ class PyAVStream:
 
     def __iter__(self) -> Iterator[PyAVFrame]:
         frames: queue.Queue = queue.Queue(maxsize=self._readahead)
-        stop = threading.Event()
-        worker = threading.Thread(target=self._decode, args=(frames, stop), daemon=True, name="movielib-decode")
-        worker.start()
+        self._stop = threading.Event()
+        self._queue = frames
+        self._worker = threading.Thread(target=self._decode, args=(frames, self._stop), daemon=True,
+                                        name="movielib-decode")
+        self._worker.start()
         try:
             while (frame := frames.get()) is not None:
                 if isinstance(frame, BaseException):
@@ -179,11 +181,19 @@ class PyAVStream:
                 yield frame
                 self.n += 1
         finally:
-            stop.set()  # the consumer stopped (or failed): let the decode thread end before the container closes
-            while worker.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    frames.get_nowait()
-                worker.join(timeout=0.05)
+            self.close()
+
+    def close(self) -> None:
+        """Stop the decode thread and wait for it: the container must not close under a running decoder
+        (the consumer may stop early, or fail while this iterator is still suspended)."""
+        worker = getattr(self, "_worker", None)
+        if worker is None:
+            return
+        self._stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            worker.join(timeout=0.05)
 
 
 @dataclass(frozen=True)
@@ -202,11 +212,15 @@ class PyAVDecoder:
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)  # not the scratch copy's path
             raise VideoReadError(f"cannot open video (corrupt, truncated or not a video): {reason}") from exc
+        stream = None
         try:
             if not container.streams.video:
                 raise VideoReadError("cannot open video (corrupt, truncated or not a video): no video stream")
-            yield PyAVStream(container, self.threads)
+            stream = PyAVStream(container, self.threads)
+            yield stream
         finally:
+            if stream is not None:
+                stream.close()
             container.close()
 
 

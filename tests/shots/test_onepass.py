@@ -237,3 +237,18 @@ def test_containers_and_odd_inputs_through_the_one_pass(tmp_path, name, args, ex
     else:
         (row,) = rows
         assert row["status"] == "error" and expect in row["error"]
+
+
+def test_a_failing_consumer_stops_the_decode_thread_before_the_container_closes(clips):
+    """An error while frames are being consumed ends as an error row, and no decode thread outlives the video."""
+    import threading
+
+    class FailingCrop(FramePreprocess):
+        def crop(self, frames):
+            raise ValueError("simulated crop failure")
+
+    # blocks of one shot: the failure surfaces while the frame iterator is suspended mid-video
+    stage = DecodeAndDetect(make_detector("fast"), FailingCrop(size=PRE.size), decoder="pyav", shots_per_block=1)
+    rows = [r for t in stage.process("v", str(clips["four.mp4"][0])) for r in t.drop_columns(["frames"]).to_pylist()]
+    assert rows[-1]["status"] == "error" and "simulated crop failure" in rows[-1]["error"]
+    assert not [t for t in threading.enumerate() if t.name == "movielib-decode"]
