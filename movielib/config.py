@@ -20,7 +20,7 @@ from movielib.taxonomy.labels import DEFAULT_PROMPT
 Positive = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+UnitInterval = Annotated[float, Field(ge=0, le=1)]
 
 
 class Section(BaseModel):
@@ -89,8 +89,8 @@ class ScoringConfig(Section):
     labels: str | None = None  # label file (one per line); default: the 179 MovieCLIP labels
     prompt: str = DEFAULT_PROMPT
     top_k: PositiveInt = 5
-    clean_threshold: Fraction = 0.4  # MovieCLIP §5.1: clean when top-1 >= this
-    multi_threshold: Fraction = 0.1  # labels 2..k join the multi-label set when > this
+    clean_threshold: UnitInterval = 0.4  # MovieCLIP §5.1: clean when top-1 >= this
+    multi_threshold: UnitInterval = 0.1  # labels 2..k join the multi-label set when > this
     batch_size: PositiveInt = 32  # shots per actor call
     frames_per_forward: PositiveInt = 64  # images per model forward pass
     min_actors: PositiveInt = 1
@@ -141,12 +141,17 @@ C = TypeVar("C", bound=JobConfig)
 _TYPE_NAMES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
                "bool_type": "true/false", "dict_type": "a mapping", "model_type": "a mapping",
                "literal_error": None, "none_required": "null"}
+_UNION_ARMS = ("str", "int", "float", "bool", "none")  # steps pydantic adds to a location inside `X | Y`
+
+
+def _field_path(loc: tuple) -> list[str]:
+    """The config field an error location names, without pydantic's union-arm and validator steps."""
+    return [str(p) for p in loc if isinstance(p, int) or str(p).isidentifier() and p not in _UNION_ARMS]
 
 
 def _message(err: dict, schema: type[JobConfig]) -> str:
     """One pydantic error as 'field.path must ..., got value'."""
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-"))
-           and str(p) not in ("str", "int", "float", "bool", "none", "literal['auto']")]
+    loc = _field_path(err["loc"])
     field = ".".join(loc)
     kind, got = err["type"], err.get("input")
     if kind == "extra_forbidden":
@@ -174,8 +179,7 @@ def _collapse_unions(errors: list[dict]) -> list[dict]:
     rank = {"extra_forbidden": 0, "value_error": 0, "greater_than": 1, "greater_than_equal": 1, "less_than_equal": 1,
             "less_than": 1, "literal_error": 3, "none_required": 4}
     for err in errors:
-        key = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier() and p not in (
-            "str", "int", "float", "bool", "none"))
+        key = tuple(_field_path(err["loc"]))
         if key not in by_field or rank.get(err["type"], 2) < rank.get(by_field[key]["type"], 2):
             by_field[key] = err
     return list(by_field.values())

@@ -52,6 +52,9 @@ class DecodedFrame(Protocol):
 class DecodedStream(Protocol):
     info: VideoInfo
 
+    def want_analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> None:
+        """The copy the detector will take of every frame (call before iterating); a decoder may make it ahead."""
+
     def __iter__(self) -> Iterator[DecodedFrame]: ...
 
 
@@ -282,6 +285,9 @@ class _TorchCodecStream:
         meta = decoder.metadata
         self.info = VideoInfo(fps=float(meta.average_fps or 0.0), width=int(meta.width), height=int(meta.height))
         self._total = int(meta.num_frames or 0)
+
+    def want_analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> None:
+        """Nothing to do ahead: the copy is scaled on the frame's device when the detector asks."""
 
     def __iter__(self) -> Iterator[TorchCodecFrame]:
         first = None

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from movielib.io.decode import DecodedFrame, DecodedStream, Decoder, PyAVDecoder
+from movielib.io.decode import DecodedFrame, DecodedStream, Decoder, PyAVDecoder, VideoInfo
 from movielib.shots.detect import DetectedVideo, Shot, ShotDetector
 from movielib.shots.sampling import ShotSampler
 
@@ -30,16 +30,15 @@ class OnePass:
     def __init__(self, detector: ShotDetector, rate: float | None = 4.0):
         self.detector = detector
         self.rate = rate
+        self.info: VideoInfo | None = None  # the stream's facts; with the counts below, known once `run` is done
         self.n_frames = 0
+        self.n_shots = 0
         self.duration_s = 0.0
-        self.fps = 0.0
-        self.width = self.height = 0
-        self.cuts: list[int] = []
 
     def run(self, stream: DecodedStream) -> Iterator[Sample | Shot]:
         cutter = self.detector.cutter(stream.info)
-        if getattr(cutter, "analysis", None) and hasattr(stream, "want_analysis"):
-            stream.want_analysis(*cutter.analysis)  # the decoder makes the detector's copy on its own thread
+        if cutter.analysis:
+            stream.want_analysis(*cutter.analysis)  # a decoder may make the detector's copy on its own thread
         sampler = ShotSampler(self.rate) if self.rate else None
         starts: set[int] = set()
         pending: deque[DecodedFrame] = deque()
@@ -79,12 +78,12 @@ class OnePass:
         decided(cutter.finish())
         while pending:
             yield from advance(pending.popleft())
-        self.fps, self.width, self.height = stream.info.fps, stream.info.width, stream.info.height
+        self.info = stream.info
         if last is not None:
             self.n_frames = last.index + 1
-            self.duration_s = last.pts_s + (1.0 / self.fps if self.fps > 0 else 0.0)
-            self.cuts = sorted(c for c in starts if 0 < c < self.n_frames)
+            self.duration_s = last.pts_s + (1.0 / self.info.fps if self.info.fps > 0 else 0.0)
             yield from close(self.n_frames, self.duration_s)
+            self.n_shots = state["idx"] + 1
 
 
 def detect(path: str, detector: ShotDetector, decoder: Decoder | None = None) -> DetectedVideo:
@@ -92,5 +91,6 @@ def detect(path: str, detector: ShotDetector, decoder: Decoder | None = None) ->
     onepass = OnePass(detector, rate=None)
     with (decoder or PyAVDecoder()).open_stream(path) as stream:
         shots = [e for e in onepass.run(stream) if isinstance(e, Shot)]
-    return DetectedVideo(fps=onepass.fps, width=onepass.width, height=onepass.height, n_frames=onepass.n_frames,
+    info = onepass.info
+    return DetectedVideo(fps=info.fps, width=info.width, height=info.height, n_frames=onepass.n_frames,
                          duration_s=onepass.duration_s, shots=shots)

@@ -38,6 +38,9 @@ class _Counted:
     def __init__(self, stream, counts):
         self.stream, self.counts, self.info = stream, counts, stream.info
 
+    def want_analysis(self, *args):
+        self.stream.want_analysis(*args)
+
     def __iter__(self):
         for frame in self.stream:
             self.counts.decoded += 1
@@ -173,7 +176,7 @@ def test_a_failure_after_shots_went_downstream_ends_as_an_error_row(clips):
             with super().open_stream(path) as stream:
                 yield _FailAfter(stream, 140)
 
-    class _FailAfter:
+    class _FailAfter(_Counted):
         def __init__(self, stream, n):
             self.stream, self.n, self.info = stream, n, stream.info
 

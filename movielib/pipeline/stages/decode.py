@@ -93,8 +93,7 @@ class DecodeAndDetect:
         """Run the one pass; a block is emitted when `shots_per_block` shots are done, the rest at the end."""
         onepass = OnePass(self.detector, self.sampling_fps)
         done: list[tuple[Shot, list[tuple[int, float, Future]], list[Future]]] = []
-        frames: ThinnedSamples[tuple[int, float, Future]] = ThinnedSamples(self.max_frames_per_shot)
-        people: ThinnedSamples[Future] = ThinnedSamples(4 * self.people_frames_per_shot)
+        frames, people = self._new_shot()
         decoder = self.decoder if not isinstance(self.decoder, str) else \
             make_decoder(self.decoder, gpu_reserved=torch_device() == "cuda")
         with ThreadPoolExecutor(self.prepare_threads) as pool, decoder.open_stream(path) as stream:
@@ -112,13 +111,16 @@ class DecodeAndDetect:
                             people.add(event.k, prepared)
                     continue
                 done.append((event, frames.values(), people.values()))
-                frames = ThinnedSamples(self.max_frames_per_shot)
-                people = ThinnedSamples(4 * self.people_frames_per_shot)
+                frames, people = self._new_shot()
                 if len(done) > self.shots_per_block:  # the last block waits for the pass's end (and its counts)
                     yield self._block(video_id, uri, onepass, done[: self.shots_per_block], samples, cues, final=False)
                     done = done[self.shots_per_block:]
             if done:
                 yield self._block(video_id, uri, onepass, done, samples, cues, final=True)
+
+    def _new_shot(self) -> tuple[ThinnedSamples[tuple[int, float, Future]], ThinnedSamples[Future]]:
+        """A shot's sampled frames (index, time, prepared crop) and its people-detector candidates, both bounded."""
+        return ThinnedSamples(self.max_frames_per_shot), ThinnedSamples(4 * self.people_frames_per_shot)
 
     def _block(self, video_id, uri, onepass: OnePass, done, samples, cues, final: bool) -> pa.Table:
         video = self._video_fields(video_id, uri, onepass, final)
@@ -149,11 +151,11 @@ class DecodeAndDetect:
         known = onepass is not None and final
         return {
             "video_id": video_id, "uri": uri,
-            "duration_s": onepass.duration_s if known else None, "fps": onepass.fps if known else None,
-            "width": onepass.width if known else None, "height": onepass.height if known else None,
+            "duration_s": onepass.duration_s if known else None, "fps": onepass.info.fps if known else None,
+            "width": onepass.info.width if known else None, "height": onepass.info.height if known else None,
             "n_frames": onepass.n_frames if known else None,
             "status": "error" if error else "ok", "error": error,
-            "n_shots": (len(onepass.cuts) + 1) if known else None,
+            "n_shots": onepass.n_shots if known else None,
         }
 
     def _with_inputs(self, table: pa.Table, frames: list[np.ndarray], people: list[list[bytes]],
