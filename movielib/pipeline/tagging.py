@@ -157,9 +157,9 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
 
 
-def scorer_resources(cfg: TagConfig, cluster: ClusterDescription | None = None) -> StageResources:
+def scorer_resources(cfg: TagConfig, cluster: ClusterDescription) -> StageResources:
     """The scoring actors' reservation; `auto` GPUs are resolved against what the cluster can grow to."""
-    gpus = resolve_num_gpus(cfg.scoring.num_gpus, cluster or ClusterDescription.from_ray())
+    gpus = resolve_num_gpus(cfg.scoring.num_gpus, cluster)
     return StageResources(num_cpus=cfg.scoring.num_cpus, num_gpus=gpus, memory_bytes=_gb(cfg.scoring.memory_gb))
 
 
