@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     tag = sub.add_parser("tag", help="tag a catalog: shots -> CLIP scene tags -> Parquet")
     tag.add_argument("source", help="s3:// prefix, local folder, single video, or a manifest file of URIs")
-    tag.add_argument("dest", help="s3:// or local prefix for videos/, shots/, tags/ and _manifest/")
+    tag.add_argument("dest", help="s3:// or local prefix of the Delta tables videos/, shots/, tags/, features/*")
     add_tag_options(tag)
     tax = sub.add_parser("taxonomy", help="scene taxonomy curation (MovieCLIP §3)").add_subparsers(dest="tax_command", required=True)
     slug = tax.add_parser("from-sluglines", help="screenplay sluglines -> place labels with counts")
@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--video", help="video id, or part of its URI (default: the first tagged video)")
     report.add_argument("--out", default="contact-sheet", help="output path without extension")
     report.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+    for name, text in (("info", "tables of a DEST: versions, rows, files, size"),
+                       ("compact", "rewrite each table's small files into large ones (Delta optimize)"),
+                       ("vacuum", "delete files no table version younger than the retention needs (Delta vacuum)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("dest", help="the DEST a tagging run wrote")
+        p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+        if name == "vacuum":
+            p.add_argument("--retention-hours", type=int, default=168,
+                           help="keep files younger than this (default 168: a week); live runs' files are young")
+            p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
@@ -86,8 +96,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, tag_overrides(args))
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     plan = plan_tagging(cfg, args.source, args.dest)
-    print(f"{len(plan.todo)} videos to tag, {len(plan.skipped)} already in {args.dest}", flush=True)
-    if plan.todo:  # nothing to do: answer without starting (or joining) Ray
+    print(f"{plan.todo.videos} videos to tag in {len(plan.todo.chunks)} chunks, {plan.todo.skipped} already in "
+          f"{plan.dest}", flush=True)
+    if plan.todo.chunks:  # nothing to do: answer without starting (or joining) Ray
         init_ray(cfg.ray_address)
     summary = run_tagging(plan)
     print(summary.render(), flush=True)
@@ -146,6 +157,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from movielib.features.store import CatalogStore
+    from movielib.io.uri import S3Options
+
+    store = CatalogStore(args.dest, S3Options.from_env(args.s3_endpoint))
+    if args.command == "compact":
+        for name, m in store.compact().items():
+            print(f"{name}: {m['numFilesRemoved']} files -> {m['numFilesAdded']}")
+    elif args.command == "vacuum":
+        for name, files in store.vacuum(args.retention_hours, args.dry_run).items():
+            print(f"{name}: {'would delete' if args.dry_run else 'deleted'} {len(files)} files")
+    infos = store.info()
+    if not infos:
+        raise MovielibError(f"{args.dest!r} holds no Delta tables")
+    print(f"{'table':<22}{'version':>8}{'rows':>12}{'files':>8}{'MiB':>10}")
+    for t in infos:
+        print(f"{t.name:<22}{t.version:>8}{t.rows:>12}{t.files:>8}{t.bytes / 2**20:>10.2f}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
@@ -168,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
+                "info": cmd_store, "compact": cmd_store, "vacuum": cmd_store,
                 "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)

@@ -113,7 +113,14 @@ class ScoringConfig(Section):
 
 
 class OutputConfig(Section):
-    rows_per_file: PositiveInt = 2048  # at most this many shots per committed batch (many videos per Parquet file)
+    # a batch of whole videos is committed once it holds this many shot rows (one file per table), or
+    rows_per_file: PositiveInt = 2048
+    commit_every_s: Positive = 60.0  # once its oldest complete video has waited this long: a crash loses minutes
+    chunk_videos: PositiveInt = 1000  # videos per bounded Ray Data execution (driver memory stays flat)
+    claim_ttl_s: Positive = 3600.0  # a run's claim on a video lapses this long after its last renewal
+    # DEST written with other output settings (model, weights, detector, sampling, labels, ...):
+    # refuse (naming the changed fields), or write a separate catalog under DEST/fp-<fingerprint>
+    on_change: Literal["refuse", "alongside"] = "refuse"
 
 
 class S3Config(Section):

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.dataset as pds
 from PIL import Image
 
 from movielib.errors import MovielibError
 from movielib.features.store import CatalogStore
-from movielib.io.uri import S3Options
 from movielib.io.decode import read_frames
+from movielib.io.uri import S3Options
 from movielib.io.video import local_copy
 
 
@@ -38,7 +39,7 @@ def _timecode(seconds: float) -> str:
 def shot_cards(dest: str, video: str | None = None, s3: S3Options | None = None, thumb_width: int = 320) -> tuple[dict, list[ShotCard]]:
     """The video row (first ok video, or the one whose id or URI contains `video`) and its shot cards."""
     store = CatalogStore(dest, s3)
-    videos = [v for v in store.read_table("videos").to_pylist() if v["status"] == "ok"]
+    videos = store.read_table("videos", filter=pds.field("status") == "ok").to_pylist()
     if video:
         videos = [v for v in videos if video == v["video_id"] or video in v["uri"]]
     if not videos:

@@ -30,7 +30,7 @@ def _fresh_output_folder(out: str) -> Path:
     """The demo's local copy replaces an earlier demo output, and never anything else."""
     local = Path(out).resolve()
     if local.exists() and any(local.iterdir()):
-        if not (local / "_manifest").is_dir():
+        if not (local / "_movielib").is_dir():
             raise MovielibError(f"--out {local} exists and is not a movielib output folder; choose another")
         shutil.rmtree(local)
     return local

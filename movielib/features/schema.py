@@ -46,19 +46,18 @@ TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS}
 FEATURE_MODALITIES = ("image", "audio", "text")
 
 
-def features_schema(dim: int) -> pa.Schema:
-    """features/<modality>: one row per (video, shot, model); embedding null when the input is absent."""
-    return pa.schema([
-        ("video_id", pa.string()),
-        ("shot_idx", pa.int32()),
-        ("model", pa.string()),
-        ("model_version", pa.string()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-    ])
+# Delta Lake has no fixed-size lists: an embedding is a list<float32> whose length is the model's width.
+FEATURES = pa.schema([
+    ("video_id", pa.string()),
+    ("shot_idx", pa.int32()),
+    ("model", pa.string()),
+    ("model_version", pa.string()),
+    ("embedding", pa.list_(pa.float32())),  # null when the input is absent (no audio track, no subtitle)
+])
+
+SHOT_TABLES = ("shots", "tags")  # keyed by (video_id, shot_idx), like every features/<modality> table
 
 
-def table_schema(name: str, dims: dict[str, int] | None = None) -> pa.Schema:
-    """Schema of a table by name: videos, shots, tags, or features/<modality> (needs its dim)."""
-    if name.startswith("features/"):
-        return features_schema((dims or {})[name.split("/", 1)[1]])
-    return TABLES[name]
+def table_schema(name: str) -> pa.Schema:
+    """Schema of a table by name: videos, shots, tags, or features/<modality>."""
+    return FEATURES if name.startswith("features/") else TABLES[name]

@@ -1,159 +1,205 @@
-"""The Parquet store under DEST: tables committed in batches, with a manifest that makes runs resumable.
+"""The catalog under DEST: Delta Lake tables, committed a batch of whole videos at a time.
 
-Layout (DESIGN.md: many videos per file, files named by a deterministic batch id):
+    DEST/videos            one row per video (ok or error): the completion mark
+    DEST/shots, DEST/tags  one row per (video_id, shot_idx)
+    DEST/features/<m>      one row per (video_id, shot_idx) and model, m in image / audio / text
+    DEST/_movielib/claims  which run works on which video (features/claims.py)
+    DEST/_movielib/fingerprint.json, DEST/_movielib/runs/<run>.json   what produced DEST; run summaries
 
-    DEST/videos/part-<batch>.parquet   DEST/shots/part-<batch>.parquet   DEST/tags/part-<batch>.parquet
-    DEST/_manifest/files/<batch>.json  what each batch holds: video rows and (video_id, shot_idx) keys
-    DEST/_manifest/runs/<run>.json     one summary per run: done / failed / skipped, timings
-
-A batch is committed by writing its Parquet files first and its manifest entry last, so a
-data file without an entry is debris of a crashed run, removed when the next run starts.
-Rows are keyed by video_id (videos) and (video_id, shot_idx) (shots, tags): a re-run skips
-complete videos and, for a video cut off mid-way, writes only the shots not yet committed.
+Exactly once (README, "Resuming"): a batch holds whole videos only. Its shot-level tables are
+committed first and its videos rows last, each append an idempotent Delta application
+transaction (app_id = run id, version = batch number). A video is done exactly when its videos
+row exists, and its videos row is written only after every one of its shot rows. A run that dies
+between two commits leaves shot rows of videos without a videos row; the next run that claims
+such a video deletes them before writing its own (claims make sure that run is the only writer).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import uuid
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from movielib.features.schema import FEATURE_MODALITIES, TABLES
+from movielib.features.claims import CLAIMS_TABLE
+from movielib.features.delta import DeltaTables, TableInfo
+from movielib.features.schema import SHOT_TABLES, table_schema
 from movielib.io.uri import S3Options, filesystem_for
 
-DATA_FOLDERS = (*TABLES, *(f"features/{m}" for m in FEATURE_MODALITIES))
-PART_RE = re.compile(r"part-([0-9a-f]{16,64})\.parquet$")
+if TYPE_CHECKING:
+    import ray.data
 
-
-@dataclass
-class Committed:
-    """What earlier runs committed, read from the manifest."""
-
-    videos: dict[str, dict] = field(default_factory=dict)  # video_id -> {"status", "n_shots", "uri"}
-    shots: dict[str, set[int]] = field(default_factory=dict)  # video_id -> committed shot_idx
-    batch_ids: set[str] = field(default_factory=set)
-
-    def is_complete(self, video_id: str) -> bool:
-        v = self.videos.get(video_id)
-        if v is None:
-            return False
-        return v["status"] != "ok" or len(self.shots.get(video_id, ())) >= v["n_shots"]
-
-    def partial(self) -> dict[str, set[int]]:
-        """Shots committed for videos that are not complete: the only keys a run must filter."""
-        ids = {vid for vid in self.shots if not self.is_complete(vid)}
-        return {vid: self.shots[vid] for vid in ids}
-
-
-def batch_id(keys: list[tuple[str, int]]) -> str:
-    """Deterministic id of a batch from the row keys it holds: the same rows give the same file names."""
-    h = hashlib.sha1()
-    for vid, idx in sorted(keys):
-        h.update(f"{vid}:{idx};".encode())
-    return h.hexdigest()[:24]
+META = "_movielib"
 
 
 class CatalogStore:
-    """Reads the manifest and commits batches of rows to DEST (local folder or s3:// prefix)."""
+    """Reads and commits the catalog's tables under DEST (local folder or s3:// prefix)."""
 
     def __init__(self, dest: str, s3: S3Options | None = None):
         self.dest = dest
         self.s3 = s3
+        self.tables = DeltaTables(dest, s3)
         self.fs, self.root = filesystem_for(dest, s3)
 
-    def _path(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
+    # -- reading -------------------------------------------------------------------------------
+    def table_names(self) -> list[str]:
+        """The catalog's tables (videos, shots, tags, features/<m>, and any later ones), not the bookkeeping."""
+        return [n for n in self.tables.names() if not n.startswith(META)]
 
-    def _list(self, folder: str) -> list[pafs.FileInfo]:
-        infos = self.fs.get_file_info(pafs.FileSelector(self._path(folder), allow_not_found=True))
-        return [i for i in infos if i.type == pafs.FileType.File]
+    def shot_tables(self) -> list[str]:
+        """Tables keyed by (video_id, shot_idx) that exist in DEST: what a video's debris can be in."""
+        return [n for n in self.table_names() if n in SHOT_TABLES or n.startswith("features/")]
 
-    def _put(self, path: str, data: bytes) -> None:
-        """Write whole-object: S3 PUTs are atomic; local files are written aside and renamed."""
+    def video_ids(self) -> pa.Array:
+        """Every video with a videos row (done: ok or error), as one Arrow column, not Python objects."""
+        ids = self.tables.read("videos", columns=["video_id"], schema=table_schema("videos"))["video_id"]
+        return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+    def read_table(self, name: str, video_id: str | None = None, columns: list[str] | None = None,
+                   filter: pds.Expression | None = None, model: str | None = None,
+                   version: str | None = None) -> pa.Table:
+        """One table as Arrow: only `columns`, rows of one video, of one model (and version) when asked.
+
+        For large reads use `dataset` (Ray Data), which never gathers rows on the driver.
+        """
+        expr = _filter(name, video_id, filter, model, version)
+        schema = table_schema(name) if name in ("videos", *SHOT_TABLES) or name.startswith("features/") else None
+        return self.tables.read(name, columns=columns, filter=expr, schema=schema)
+
+    def read_tables(self, *names: str, video_id: str | None = None) -> dict[str, pa.Table]:
+        return {name: self.read_table(name, video_id=video_id) for name in names}
+
+    def read_shots(self, *names: str, model: str | None = None, version: str | None = None) -> pa.Table:
+        """shots joined with other shot-level tables (e.g. "tags", "features/image") on (video_id, shot_idx)."""
+        keys = ["video_id", "shot_idx"]
+        out = self.read_table("shots")
+        for name in names:
+            other = self.read_table(name, model=model, version=version)
+            prefix = name.split("/")[-1]
+            # Arrow's hash join takes no list columns: join the keys with row numbers, then take rows
+            pairs = out.select(keys).append_column("_l", pa.array(range(out.num_rows), pa.int64())).join(
+                other.select(keys).append_column("_r", pa.array(range(other.num_rows), pa.int64())),
+                keys=keys, join_type="inner")
+            left, right = out.take(pairs["_l"]), other.take(pairs["_r"])
+            for c in right.column_names:
+                if c not in keys:
+                    left = left.append_column(f"{prefix}_{c}" if c in left.column_names else c, right[c])
+            out = left
+        return out.sort_by([(k, "ascending") for k in keys])
+
+    def dataset(self, name: str, columns: list[str] | None = None, model: str | None = None,
+                version: str | None = None) -> "ray.data.Dataset":
+        """One table as a Ray Dataset (`ray.data.read_delta`), filtered by model / version when asked."""
+        import ray.data
+
+        ds = ray.data.read_delta(self.tables.uri(name), storage_options=self.tables.options, columns=columns)
+        expr = _filter(name, None, None, model, version)
+        return ds.filter(expr=expr) if expr is not None else ds
+
+    def dataset_of_shots(self, *names: str, model: str | None = None, version: str | None = None,
+                         num_partitions: int = 8) -> "ray.data.Dataset":
+        """shots joined with other shot-level tables on (video_id, shot_idx), as a Ray Dataset."""
+        ds = self.dataset("shots")
+        for name in names:
+            other = self.dataset(name, model=model, version=version)
+            prefix = name.split("/")[-1]
+            clashes = {c: f"{prefix}_{c}" for c in other.columns() if c not in ("video_id", "shot_idx")
+                       and c in ds.columns()}
+            if clashes:
+                other = other.rename_columns(clashes)
+            ds = ds.join(other, join_type="inner", num_partitions=num_partitions, on=("video_id", "shot_idx"))
+        return ds
+
+    # -- writing -------------------------------------------------------------------------------
+    def commit(self, tables: dict[str, pa.Table], run_id: str, seq: int) -> None:
+        """Commit one batch of whole videos: shot-level tables first, the videos rows (completion marks) last.
+
+        Each append is the application transaction (run_id, seq): repeating a commit that landed
+        (a retry after a lost response, or a resumed commit sequence) adds nothing.
+        """
+        order = sorted(n for n in tables if n != "videos") + ["videos"]
+        for name in order:
+            table = tables.get(name)
+            if table is not None and table.num_rows:
+                self.tables.append(name, table.cast(table_schema(name)), app_id=run_id, version=seq,
+                                   metadata={"movielib.run_id": run_id, "movielib.batch": str(seq)})
+
+    def remove_debris(self, video_ids: list[str]) -> int:
+        """Delete shot-level rows of videos that have no videos row (left by a run that died mid-commit).
+
+        Only called by the run that holds the claim on these videos, before it writes them.
+        """
+        if not video_ids:
+            return 0
+        done = self.video_ids()
+        ids = pa.array(video_ids, pa.string())
+        ids = ids.filter(pc.invert(pc.is_in(ids, value_set=done))).to_pylist()
+        return sum(self.tables.delete(name, ids) for name in self.shot_tables())
+
+    # -- what produced DEST, and what each run did -----------------------------------------------
+    def read_json(self, *parts: str) -> dict | None:
+        path = "/".join([self.root, META, *parts])
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return json.loads(f.read())
+        except (FileNotFoundError, OSError) as exc:
+            if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return None
+            raise exc
+
+    def write_json(self, data: dict, *parts: str) -> str:
+        """Whole-object write: S3 PUTs are atomic; local files are written aside and renamed."""
+        path = "/".join([self.root, META, *parts])
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         tmp = path if isinstance(self.fs, pafs.S3FileSystem) else f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
+            out.write(json.dumps(data, indent=2, default=str).encode())
         if tmp != path:
             self.fs.move(tmp, path)
-
-    def read_committed(self) -> Committed:
-        state = Committed()
-        for info in self._list("_manifest/files"):
-            if not info.path.endswith(".json"):
-                continue
-            with self.fs.open_input_stream(info.path) as f:
-                entry = json.loads(f.read())
-            state.batch_ids.add(entry["batch_id"])
-            state.videos.update(entry["videos"])
-            for vid, idxs in entry["shots"].items():
-                state.shots.setdefault(vid, set()).update(idxs)
-        return state
-
-    def remove_orphans(self, committed: Committed) -> list[str]:
-        """Delete data files that no manifest entry names (a run died between data and manifest)."""
-        removed = []
-        for table in DATA_FOLDERS:
-            for info in self._list(table):
-                m = PART_RE.search(info.path)
-                if (m and m.group(1) not in committed.batch_ids) or ".tmp-" in info.path:
-                    self.fs.delete_file(info.path)
-                    removed.append(info.path)
-        return removed
-
-    def commit(self, tables: dict[str, pa.Table], run_id: str, videos: dict[str, dict]) -> str | None:
-        """Write one batch (tables keyed by name) and then its manifest entry; returns the batch id."""
-        keys = [(v, -1) for v in tables["videos"].column("video_id").to_pylist()]
-        shots: dict[str, list[int]] = {}
-        for vid, idx in zip(tables["shots"].column("video_id").to_pylist(), tables["shots"].column("shot_idx").to_pylist()):
-            shots.setdefault(vid, []).append(idx)
-            keys.append((vid, idx))
-        if not keys:
-            return None
-        bid = batch_id(keys)
-        files = {}
-        for name, table in tables.items():
-            if table.num_rows:
-                files[name] = f"{name}/part-{bid}.parquet"
-                sink = pa.BufferOutputStream()
-                pq.write_table(table.cast(TABLES[name]) if name in TABLES else table, sink, compression="zstd")
-                self._put(self._path(files[name]), sink.getvalue().to_pybytes())
-        entry = {"batch_id": bid, "run_id": run_id, "files": files, "videos": videos, "shots": shots}
-        self._put(self._path("_manifest", "files", f"{bid}.json"), json.dumps(entry).encode())
-        return bid
-
-    def write_run_summary(self, run_id: str, summary: dict) -> str:
-        path = self._path("_manifest", "runs", f"{run_id}.json")
-        self._put(path, json.dumps(summary, indent=2, default=str).encode())
         return path
 
-    def read_tables(self, *names: str, video_id: str | None = None) -> dict[str, pa.Table]:
-        """Output tables (videos, shots, tags, features/<modality>) from the files the manifest names.
+    def write_run_summary(self, run_id: str, summary: dict) -> str:
+        return self.write_json(summary, "runs", f"{run_id}.json")
 
-        The manifest is read once for all `names`; `video_id` keeps one video's rows, filtered
-        while reading (Parquet statistics skip files that do not hold it).
-        """
-        batch_ids = self.read_committed().batch_ids
-        filters = [("video_id", "=", video_id)] if video_id else None
-        tables = {}
-        for name in names:
-            paths = sorted(i.path for i in self._list(name) if (m := PART_RE.search(i.path)) and m.group(1) in batch_ids)
-            if not paths:
-                tables[name] = TABLES[name].empty_table() if name in TABLES else pa.table({})
-                continue
-            tables[name] = pa.concat_tables(pq.read_table(p, filesystem=self.fs, schema=TABLES.get(name), filters=filters)
-                                            for p in paths)
-        return tables
+    # -- housekeeping ----------------------------------------------------------------------------
+    def info(self) -> list[TableInfo]:
+        return [self.tables.info(n) for n in [*self.table_names(), CLAIMS_TABLE] if self.tables.open(n)]
 
-    def read_table(self, name: str, video_id: str | None = None) -> pa.Table:
-        return self.read_tables(name, video_id=video_id)[name]
+    def compact(self) -> dict[str, dict]:
+        """Small files into large ones, every table (Delta optimize); the rows stay the same."""
+        return {n: self.tables.compact(n) for n in [*self.table_names(), CLAIMS_TABLE] if self.tables.open(n)}
+
+    def vacuum(self, retention_hours: int, dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete files older than the retention that no table version needs (compacted-away files, and
+        data files of commits that never landed). Never run at start-up: a live run's files may be young."""
+        return {n: self.tables.vacuum(n, retention_hours, dry_run) for n in [*self.table_names(), CLAIMS_TABLE]
+                if self.tables.open(n)}
+
+
+def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model: str | None,
+            version: str | None) -> pds.Expression | None:
+    """Row filter: one video, and for tags / features one model (and weights version)."""
+    parts = [] if extra is None else [extra]
+    if video_id:
+        parts.append(pds.field("video_id") == video_id)
+    if name.startswith("features/"):
+        if model:
+            parts.append(pds.field("model") == model)
+        if version:
+            parts.append(pds.field("model_version") == version)
+    elif name == "tags" and (model or version):
+        parts.append(pds.field("model") == f"{model}/{version}" if model and version
+                     else pc.starts_with(pds.field("model"), f"{model}/") if model
+                     else pc.ends_with(pds.field("model"), f"/{version}"))
+    expr = None
+    for p in parts:
+        expr = p if expr is None else expr & p
+    return expr
 
 
 def new_run_id() -> str:

@@ -1,15 +1,19 @@
-"""The tagging job: list the catalog, skip what is committed, stream the rest through Ray Data.
+"""The tagging job: list the catalog, skip what DEST holds, stream the rest through Ray Data in chunks.
 
-    listing (driver) -> from_items -> DecodeAndDetect -> [DetectPeople] -> [EmbedAudio] -> [EmbedText]
-                     (CPU tasks)   -> ClipSceneScorer (actor pool) -> CatalogSink (Parquet + manifest)
+    listing (Arrow) -> todo chunks (Parquet) -> per chunk: claim -> read_parquet -> DecodeAndDetect
+        -> [DetectPeople] -> [EmbedAudio] -> [EmbedText] -> ClipSceneScorer (actor pool)
+        -> CommitterSink -> Committer actor (whole videos, Delta commits every N rows or T seconds)
 
 Everything that can be wrong with the config, the model spec, SOURCE or DEST is checked
-before Ray starts; no dataset is ever collected to the driver, only per-batch counts.
+before Ray starts; no dataset is ever collected to the driver, only per-chunk counts. A big
+catalog runs as a sequence of bounded executions (`output.chunk_videos` videos each), so the
+driver's memory does not grow with it.
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,17 +22,21 @@ import ray
 
 from movielib.config import TagConfig
 from movielib.errors import ConfigError
+from movielib.features.claims import claim
+from movielib.features.fingerprint import changes, fingerprint, output_fields
 from movielib.features.store import CatalogStore, new_run_id
 from movielib.io.cache import local_path
-from movielib.io.uri import S3Options, check_destination, list_source
+from movielib.io.uri import S3Options, check_destination, filesystem_for, list_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
 from movielib.pipeline.resources import ClusterDescription, StageResources, resolve_num_gpus
-from movielib.pipeline.stages import (CatalogSink, ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio,
-                                      EmbedText, FeatureSpec)
+from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
+                                      FeatureSpec)
+from movielib.pipeline.stages.sink import MAX_ERRORS_KEPT, Committer, CommitterSink
+from movielib.pipeline.todo import SAMPLE, Todo, keep_only, listing_table, plan_todo, read_chunk, remove_chunks
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
@@ -44,12 +52,11 @@ class TagPlan:
     s3: S3Options
     spec: ClipSpec
     labels: LabelSet
-    todo: list[dict]  # {"video_id", "uri"} still to process
-    skipped: list[str]  # URIs complete in DEST already
-    ignored: list[str]  # objects under SOURCE that are not videos by extension
-    orphans_removed: list[str]
-    committed_partial: dict[str, set[int]]
-    committed_videos: set[str]
+    run_id: str
+    todo: Todo  # chunks of (video_id, uri) still to tag, as Parquet files under DEST/_movielib/runs/<run_id>/
+    ignored: list[str]  # a sample of the objects under SOURCE that are not videos by extension
+    n_ignored: int
+    fingerprint: dict
     features: list[FeatureSpec]
     audio_encoder: object | None
 
@@ -64,16 +71,20 @@ class TagSummary:
     videos_ok: int = 0
     videos_error: int = 0
     videos_skipped: int = 0
+    videos_held: int = 0  # claimed by another live run: left to it
     shots: int = 0
     clean_shots: int = 0
     shots_with_faces: int = 0
+    commits: int = 0
+    debris_rows_removed: int = 0
     features: list[str] = field(default_factory=list)
     top_labels: list[tuple[str, int]] = field(default_factory=list)
-    errors: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)  # a sample; the full list: videos where status = 'error'
     ignored: list[str] = field(default_factory=list)
-    batches: list[str] = field(default_factory=list)
+    held_by: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)  # wall clock of the run
     stage_s: collections.Counter = field(default_factory=collections.Counter)  # summed over workers
+    top1: collections.Counter = field(default_factory=collections.Counter)
 
     def render(self) -> str:
         lines = []
@@ -82,20 +93,37 @@ class TagSummary:
                       "!! Pass --weights PATH|s3://URI for real tags.", "!" * 72]
         lines += [
             f"run {self.run_id}: {self.videos_listed} videos listed -> {self.videos_ok} tagged, "
-            f"{self.videos_error} failed, {self.videos_skipped} skipped (already in DEST)",
-            f"shots: {self.shots} written ({self.clean_shots} clean: top-1 >= 0.4, {self.shots_with_faces} with faces)",
+            f"{self.videos_error} failed, {self.videos_skipped} skipped (already in DEST)"
+            + (f", {self.videos_held} left to live runs ({', '.join(self.held_by)})" if self.videos_held else ""),
+            f"shots: {self.shots} written in {self.commits} commits ({self.clean_shots} clean: top-1 >= 0.4, "
+            f"{self.shots_with_faces} with faces)",
             "features: " + (", ".join(self.features) or "none"),
             "top labels (top-1 count): " + (", ".join(f"{k} {v}" for k, v in self.top_labels) or "-"),
         ]
-        lines += [f"  failed: {e['uri']}: {e['error']}" for e in self.errors]
+        lines += [f"  failed: {e['uri']}: {e['error']}" for e in self.errors[:20]]
+        if self.videos_error > 20:
+            lines.append(f"  ... {self.videos_error - 20} more: `status = 'error'` rows of {self.dest}/videos")
+        if self.debris_rows_removed:
+            lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} non-video objects, e.g. {self.ignored[0]}")
         lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
         if self.stage_s and self.shots:
             lines.append("stage time (summed over workers): " + ", ".join(
                 f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s" for k, v in self.stage_s.items()))
-        lines.append(f"output: {self.dest}/{{videos,shots,tags}}/  manifest: {self.dest}/_manifest/")
+        lines.append(f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*}}  "
+                     f"summary: {self.dest}/_movielib/runs/{self.run_id}.json")
         return "\n".join(lines)
+
+    def fold(self, part: dict) -> None:
+        """Add one chunk's tally (from the Committer)."""
+        for name, mine in (("videos_ok", "videos_ok"), ("videos_error", "videos_error"), ("shots", "shots"),
+                           ("clean", "clean_shots"), ("faces", "shots_with_faces"), ("commits", "commits")):
+            setattr(self, mine, getattr(self, mine) + part[name])
+        self.errors += part["errors"][: max(0, MAX_ERRORS_KEPT - len(self.errors))]
+        self.top1.update(part["top1"])
+        self.stage_s.update(part["stage_s"])
+        self.top_labels = self.top1.most_common(5)
 
 
 def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
@@ -108,20 +136,34 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     audio_encoder, features = feature_specs(cfg, spec, s3)
     listing = list_source(source, s3)
     check_destination(dest, s3)
+    fields = output_fields(cfg, spec, labels)
+    dest = check_fingerprint(dest, s3, fields, cfg.output.on_change)
     store = CatalogStore(dest, s3)
-    committed = store.read_committed()
-    orphans = store.remove_orphans(committed)
-    todo, skipped, seen = [], [], set()
-    for ref in listing.videos:
-        vid = ref.video_id
-        if vid in seen:
-            continue
-        seen.add(vid)
-        (skipped.append(ref.uri) if committed.is_complete(vid) else todo.append({"video_id": vid, "uri": ref.uri}))
-    return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, todo=todo,
-                   skipped=skipped, ignored=listing.ignored, orphans_removed=orphans,
-                   committed_partial=committed.partial(), committed_videos=set(committed.videos),
+    run_id = new_run_id()
+    todo = plan_todo(store, listing_table(listing), run_id, cfg.output.chunk_videos)
+    return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, run_id=run_id, todo=todo,
+                   ignored=listing.ignored[:SAMPLE], n_ignored=len(listing.ignored),
+                   fingerprint={"fingerprint": fingerprint(fields), "fields": fields},
                    features=features, audio_encoder=audio_encoder)
+
+
+def check_fingerprint(dest: str, s3: S3Options, fields: dict, on_change: str) -> str:
+    """The DEST this run writes: DEST itself when it holds nothing or output of the same settings; else
+    refused naming what changed, or (output.on_change=alongside) DEST/fp-<fingerprint>."""
+    store = CatalogStore(dest, s3)
+    fs, root = filesystem_for(dest, s3)
+    if fs.get_file_info(f"{root}/_manifest").type.name == "Directory":
+        raise ConfigError(f"DEST {dest!r} holds tables of an older movielib (Parquet + _manifest/); "
+                          f"tag into a new DEST")
+    stored = store.read_json("fingerprint.json")
+    if stored is None or stored["fingerprint"] == fingerprint(fields):
+        return dest
+    if on_change == "alongside":
+        return check_fingerprint(f"{dest.rstrip('/')}/fp-{fingerprint(fields)}", s3, fields, "refuse")
+    changed = changes(stored["fields"], fields)
+    raise ConfigError(f"DEST {dest!r} was written with other settings, so its videos would be skipped or mixed: "
+                      + "; ".join(changed[:8]) + ". Tag into a new DEST, or pass --set output.on_change=alongside "
+                      f"to write a separate catalog under {dest.rstrip('/')}/fp-{fingerprint(fields)}")
 
 
 def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object | None, list[FeatureSpec]]:
@@ -168,28 +210,68 @@ def _gb(value: float) -> int:
 
 
 def run_tagging(plan: TagPlan) -> TagSummary:
-    """Run the Ray Data graph for `plan.todo` and return (and store) the run summary."""
+    """Claim, tag and commit `plan.todo` chunk by chunk; return (and store) the run summary."""
     cfg, t0 = plan.cfg, time.perf_counter()
-    run_id = new_run_id()
-    summary = TagSummary(run_id=run_id, dest=plan.dest, model=f"{plan.spec.arch}/{plan.spec.version}",
+    store = CatalogStore(plan.dest, plan.s3)
+    summary = TagSummary(run_id=plan.run_id, dest=plan.dest, model=f"{plan.spec.arch}/{plan.spec.version}",
                          random_weights=plan.spec.random_weights,
-                         videos_listed=len(plan.todo) + len(plan.skipped),
-                         videos_skipped=len(plan.skipped), ignored=plan.ignored,
+                         videos_listed=plan.todo.listed, videos_skipped=plan.todo.skipped, ignored=plan.ignored,
                          features=[f"{f.modality} ({f.model}, {f.dim}-d)" for f in plan.features])
-    if plan.todo:
-        sink = CatalogSink(plan.dest, plan.s3, run_id, cfg.output.rows_per_file, features=plan.features,
-                           skip_shots=plan.committed_partial, skip_videos=plan.committed_videos)
-        build_dataset(plan).write_datasink(sink)
-        fold_results(summary, sink.results)
+    if plan.todo.chunks:
+        if store.read_json("fingerprint.json") is None:
+            store.write_json(plan.fingerprint, "fingerprint.json")
+        committer = ray.remote(Committer).options(num_cpus=0).remote(
+            plan.dest, plan.s3, plan.run_id, cfg.output.rows_per_file, cfg.output.commit_every_s, plan.features)
+        try:
+            for n, chunk in enumerate(plan.todo.chunks):
+                run_chunk(plan, store, chunk, committer, summary)
+                print(f"chunk {n + 1}/{len(plan.todo.chunks)}: {summary.videos_ok} tagged, {summary.videos_error} "
+                      f"failed, {summary.shots} shots in {summary.commits} commits so far", flush=True)
+        finally:
+            ray.get(committer.stop.remote())
+            remove_chunks(store, plan.run_id)
     summary.timings_s["total"] = time.perf_counter() - t0
-    # small at any catalog size: done videos are named by the batch entries, skipped ones by a sample
-    CatalogStore(plan.dest, plan.s3).write_run_summary(run_id, {
-        **summary.__dict__, "source": plan.source, "skipped_sample": plan.skipped[:100],
-        "orphans_removed": plan.orphans_removed, "config": cfg.to_dict()})
+    # small at any catalog size: counts and samples; the full lists are queries on the tables
+    report = {k: v for k, v in summary.__dict__.items() if k != "top1"}
+    store.write_run_summary(plan.run_id, {**report, "source": plan.source, "skipped_sample": plan.todo.skipped_sample,
+                                          "ignored_count": plan.n_ignored, "config": cfg.to_dict(),
+                                          "fingerprint": plan.fingerprint["fingerprint"]})
     return summary
 
 
-def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
+def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary: TagSummary) -> None:
+    """One bounded execution: claim the chunk's videos, clear what a dead run left of them, tag, commit."""
+    ttl = plan.cfg.output.claim_ttl_s
+    ids = read_chunk(store, chunk)["video_id"].to_pylist()
+    claimed = claim(store.tables, plan.run_id, ids, ttl)
+    summary.videos_skipped += claimed.done  # finished by another run since planning
+    summary.videos_held += len(ids) - claimed.done - len(claimed.won)
+    for run, n in claimed.held.items():
+        summary.held_by[run] = summary.held_by.get(run, 0) + n
+    if not claimed.won:
+        return
+    summary.debris_rows_removed += store.remove_debris(claimed.stale)
+    n = keep_only(store, chunk, claimed.won)
+    stop = threading.Event()
+    renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop), daemon=True)
+    renew.start()
+    try:
+        build_dataset(plan, chunk, n).write_datasink(CommitterSink(committer))
+    except Exception:
+        summary.fold(ray.get(committer.finish_chunk.remote(failed=True)))  # what is complete still lands
+        raise
+    finally:
+        stop.set()
+    summary.fold(ray.get(committer.finish_chunk.remote()))
+
+
+def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event) -> None:
+    """Keep this run's claims alive while it works (a third of the TTL apart); finished videos drop out."""
+    while not stop.wait(ttl_s / 3):
+        claim(store.tables, run_id, ids, ttl_s)
+
+
+def build_dataset(plan: TagPlan, chunk: str, n_videos: int) -> "ray.data.Dataset":
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
     decode = DecodeAndDetect(
@@ -205,7 +287,9 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
                                 memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     score_res = scorer_resources(cfg, cluster)
-    ds = ray.data.from_items(plan.todo, override_num_blocks=min(len(plan.todo), 10_000))
+    fs, _ = filesystem_for(plan.dest, plan.s3)
+    # one video a block, so decode tasks run side by side (a chunk file is a single Parquet fragment)
+    ds = ray.data.read_parquet(chunk, filesystem=fs).repartition(target_num_rows_per_block=1)
     ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res)
     # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
@@ -227,20 +311,3 @@ def build_dataset(plan: TagPlan) -> "ray.data.Dataset":
         batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
         **score_res.ray_args())
-
-
-def fold_results(summary: TagSummary, results: list[dict]) -> None:
-    top1: collections.Counter[str] = collections.Counter()
-    for r in results:
-        summary.videos_ok += r["videos_ok"]
-        summary.videos_error += r["videos_error"]
-        summary.shots += r["shots"]
-        summary.clean_shots += r["clean"]
-        summary.shots_with_faces += r["faces"]
-        summary.errors += r["errors"]
-        top1.update(r["top1"])
-        if r["batch_id"]:
-            summary.batches.append(r["batch_id"])
-        summary.stage_s.update(r["stage_s"])
-        summary.stage_s["write"] += r["write_s"]
-    summary.top_labels = top1.most_common(5)

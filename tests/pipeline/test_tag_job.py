@@ -3,9 +3,9 @@
 import collections
 import subprocess
 import sys
+import time
 
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, TINY
@@ -75,41 +75,63 @@ def test_tag_catalog_over_s3_then_rerun_writes_nothing(ray_local, s3_server, buc
         assert t["scores"] == sorted(t["scores"], reverse=True) and sum(t["scores"]) <= 1.0 + 1e-5
         assert t["clean"] == (t["scores"][0] >= 0.4)
 
+    # the tables are Delta tables any engine reads: deltalake and Ray Data's read_delta see the same rows
+    from deltalake import DeltaTable
+
+    opts = store.tables.options
+    assert opts["conditional_put"] == "etag"
+    assert DeltaTable(f"{dest}/tags", storage_options=opts).to_pyarrow_table().num_rows == len(tags)
+    ds = ray_local.data.read_delta(f"{dest}/shots", storage_options=opts)
+    assert ds.count() == len(shots) and set(ds.schema().names) == set(store.read_table("shots").column_names)
     # many videos per file: rows_per_file=4 -> fewer files than videos + shots
+    assert store.tables.info("shots").files < len(shots)
+
     fs, root = store.fs, store.root
     before = _keys(fs, root)
-    assert len([k for k in before if "/shots/" in k]) < len(shots)
-    assert pq.read_table(f"{root}/tags", filesystem=fs).num_rows == len(tags)  # plain pyarrow reads it too
-
     again = run_tagging(plan_tagging(_config(s3_server.endpoint_url), source, dest))
     assert (again.videos_ok, again.videos_error, again.videos_skipped, again.shots) == (0, 0, 4, 0)
-    after = _keys(fs, root)
-    new = set(after) - set(before)
-    assert len(new) == 1 and next(iter(new)).startswith(f"{root}/_manifest/runs/")
+    new = set(_keys(fs, root)) - set(before)
+    assert new == {f"{root}/_movielib/runs/{again.run_id}.json"}  # a re-run writes nothing but its summary
+
+    # one new video adds exactly its rows
+    c = s3_server.client()
+    c.upload_file(str(clips["two_30fps.mp4"][0]), bucket, "catalog/new.mp4")
+    third = run_tagging(plan_tagging(_config(s3_server.endpoint_url), source, dest))
+    assert (third.videos_ok, third.videos_skipped, third.shots) == (1, 4, 2)
+    assert store.read_table("shots").num_rows == len(shots) + 2 and store.read_table("videos").num_rows == 5
 
 
-def test_resume_after_a_crash_mid_video_writes_each_row_once(ray_local, tmp_path, clips):
-    path, cuts = clips["four.mp4"]
+def _delete_rows(store, table, video_id):
+    return store.tables.delete(table, [video_id])
+
+
+def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(ray_local, tmp_path, clips):
+    """A run that died after committing a video's features and shots, but before its tags and videos rows:
+    the re-run takes the video back (its claim lapsed), removes the debris and writes each key once."""
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    for name in ("four.mp4", "three.mp4"):
+        (catalog / name).symlink_to(clips[name][0])
     dest = tmp_path / "out"
-    cfg = _config(**{"output.rows_per_file": 2, "scoring.batch_size": 2})
-    first = run_tagging(plan_tagging(cfg, str(path), str(dest)))
-    assert first.shots == 4 and len(first.batches) >= 2
-
-    # simulate a run that died after writing one batch's Parquet but before its manifest entry
-    lost = first.batches[-1]
-    (dest / "_manifest" / "files" / f"{lost}.json").unlink()
+    cfg = _config(**{"output.claim_ttl_s": 1, "people.enabled": False, "features.audio": False})
+    first = run_tagging(plan_tagging(cfg, str(catalog), str(dest)))
+    assert first.videos_ok == 2 and first.shots == 7
     store = CatalogStore(str(dest))
-    lost_rows = pq.read_table(dest / "shots" / f"part-{lost}.parquet").num_rows
-    assert store.read_table("shots").num_rows == 4 - lost_rows
+    four = next(v["video_id"] for v in store.read_table("videos").to_pylist() if v["uri"].endswith("four.mp4"))
+    # the state a crash between the shots commit and the tags commit leaves (commit order: features/*, shots,
+    # tags, videos): shot rows and feature rows of a video that has no tags and no videos row
+    assert _delete_rows(store, "tags", four) == 4 and _delete_rows(store, "videos", four) == 1
+    time.sleep(1.2)  # the dead run's claim lapses
 
-    plan = plan_tagging(cfg, str(path), str(dest))
-    assert len(plan.todo) == 1 and any(lost in p for p in plan.orphans_removed)
+    plan = plan_tagging(cfg, str(catalog), str(dest))
+    assert (plan.todo.videos, plan.todo.skipped) == (1, 1)
     second = run_tagging(plan)
-    assert second.shots == lost_rows
-    shots = store.read_table("shots").to_pylist()
-    assert sorted(s["shot_idx"] for s in shots) == [0, 1, 2, 3]
-    assert store.read_table("videos").num_rows == 1 and store.read_table("tags").num_rows == 4
-    assert plan_tagging(cfg, str(path), str(dest)).todo == []
+    assert second.videos_ok == 1 and second.shots == 4 and second.debris_rows_removed == 4 + 4 + 4
+    for name in ("shots", "tags", "features/image", "features/text"):
+        keys = [(r["video_id"], r["shot_idx"]) for r in store.read_table(name, columns=["video_id", "shot_idx"]).to_pylist()]
+        assert len(keys) == len(set(keys)) == 7, name
+    assert sorted(store.video_ids().to_pylist()) == sorted(set(store.video_ids().to_pylist()))
+    assert plan_tagging(cfg, str(catalog), str(dest)).todo.videos == 0
 
 
 def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, clips):
@@ -123,7 +145,7 @@ def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, cli
     assert "1 tagged, 1 failed, 0 skipped" in first.stdout and "RANDOM WEIGHTS" in first.stdout
     assert "missing.mp4: object not found" in first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0 and "0 videos to tag, 2 already in" in second.stdout
+    assert second.returncode == 0 and "0 videos to tag in 0 chunks, 2 already in" in second.stdout
     assert "Started a local Ray instance" in first.stderr and "Ray" not in second.stderr  # nothing to do: no Ray
 
 

@@ -1,11 +1,22 @@
-"""CatalogSink: commits scored per-shot rows as the catalog's tables, in batches, with a manifest entry."""
+"""The end of the graph: scored per-shot rows become whole videos, and whole videos become commits.
+
+A video's shots reach the end of the graph in several blocks, possibly through different write
+tasks, so no write task can tell when a video is complete. One `Committer` actor per run gathers
+the rows (the Datasink's tasks hand it their blocks), and commits a batch of complete videos to the
+Delta tables when it holds `rows_per_commit` shot rows or its oldest row waited `commit_every_s`:
+progressive commits, full files, and a videos row only after all of the video's shots (the rule
+NeMo Curator applies after its 1:N fan-out).
+"""
 
 from __future__ import annotations
 
 import collections
+import threading
 import time
+from dataclasses import dataclass, field
 
 import pyarrow as pa
+import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
@@ -14,72 +25,190 @@ from movielib.features.store import CatalogStore
 from movielib.io.uri import S3Options
 from movielib.pipeline.stages.columns import FeatureSpec
 
+MAX_ERRORS_KEPT = 100  # the run summary keeps a sample; the full list is a query on the videos table
 
-class CatalogSink(Datasink[list[dict]]):
-    """Commits scored per-shot rows as videos / shots / tags / features Parquet, in batches.
 
-    `skip_shots` holds the (video_id -> shot_idx) keys earlier runs committed for videos they
-    left unfinished, so a resumed run never writes a row twice. Each write returns counts and
-    top-1 label tallies, which the driver folds into the run summary.
-    """
+@dataclass
+class Pending:
+    """One video on its way: its shot rows by index, and its videos row once the last block told the count."""
 
-    def __init__(self, dest: str, s3: S3Options | None, run_id: str, rows_per_file: int,
-                 features: list[FeatureSpec] | None = None,
-                 skip_shots: dict[str, set[int]] | None = None, skip_videos: set[str] | None = None):
-        self.dest = dest
-        self.s3 = s3
+    shots: dict[int, dict] = field(default_factory=dict)
+    video: dict | None = None
+    n_shots: int | None = None
+
+
+@dataclass
+class Tally:
+    """What was committed, summed: small at any catalog size."""
+
+    videos_ok: int = 0
+    videos_error: int = 0
+    shots: int = 0
+    clean: int = 0
+    faces: int = 0
+    commits: int = 0
+    top1: collections.Counter = field(default_factory=collections.Counter)
+    stage_s: collections.Counter = field(default_factory=collections.Counter)
+    errors: list[dict] = field(default_factory=list)
+
+
+class VideoAssembler:
+    """Rows in, batches of whole videos out: an error row drops whatever shots its video had sent."""
+
+    def __init__(self, features: list[FeatureSpec]):
+        self.features = features
+        self.open: dict[str, Pending] = {}
+        self.closed: set[str] = set()  # complete or failed in this chunk: late rows of these are dropped
+        self.ready: list[tuple[dict, list[dict]]] = []  # (videos row, its shot rows in order)
+        self.ready_rows = 0
+        self.oldest: float | None = None
+
+    def add(self, row: dict) -> None:
+        vid, idx = row["video_id"], row["shot_idx"]
+        if vid in self.closed:
+            return
+        if idx < 0:  # the video failed (maybe after some of its shots were sent): one error row, no shots
+            self.open.pop(vid, None)
+            self._close(vid, {k: row[k] for k in VIDEOS.names}, [])
+            return
+        p = self.open.setdefault(vid, Pending())
+        p.shots[idx] = row
+        if row["n_shots"] is not None:  # the last block knows the counts and the video's own fields
+            p.n_shots, p.video = row["n_shots"], {k: row[k] for k in VIDEOS.names}
+        if p.n_shots is not None and len(p.shots) >= p.n_shots:
+            del self.open[vid]
+            self._close(vid, p.video, [p.shots[i] for i in sorted(p.shots)])
+
+    def _close(self, vid: str, video: dict, shots: list[dict]) -> None:
+        self.closed.add(vid)
+        self.ready.append((video, shots))
+        self.ready_rows += max(1, len(shots))
+        self.oldest = self.oldest or time.monotonic()
+
+    def take(self, rows: int | None = None) -> list[tuple[dict, list[dict]]]:
+        """Whole videos, oldest first, until they hold `rows` shot rows (all of them when None)."""
+        n, got = 0, 0
+        while n < len(self.ready) and (rows is None or got < rows):
+            got += max(1, len(self.ready[n][1]))
+            n += 1
+        taken, self.ready = self.ready[:n], self.ready[n:]
+        self.ready_rows -= got
+        self.oldest = time.monotonic() if self.ready else None
+        return taken
+
+    def unfinished(self) -> dict[str, Pending]:
+        """Videos some of whose shots never arrived (a chunk ended without them)."""
+        return self.open
+
+    def tables(self, videos: list[tuple[dict, list[dict]]]) -> tuple[dict[str, pa.Table], Tally]:
+        """The rows of a batch per table, and what they add to the run's tally."""
+        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [],
+                                      **{f"features/{f.modality}": [] for f in self.features}}
+        tally = Tally()
+        for video, shots in videos:
+            out["videos"].append(video)
+            if video["status"] == "error":
+                tally.videos_error += 1
+                tally.errors.append({"uri": video["uri"], "error": video["error"]})
+            else:
+                tally.videos_ok += 1
+            for r in shots:
+                tally.stage_s.update({k[2:]: v for k, v in r.items() if k.startswith("t_") and v})
+                out["shots"].append({k: r[k] for k in SHOTS.names})
+                out["tags"].append({k: r.get(k) for k in TAGS.names})
+                for f in self.features:
+                    out[f"features/{f.modality}"].append({"video_id": r["video_id"], "shot_idx": r["shot_idx"],
+                                                          "model": f.model, "model_version": f.version,
+                                                          "embedding": r.get(f"{f.modality}_embedding")})
+                if r.get("labels"):
+                    tally.top1[r["labels"][0]] += 1
+                tally.clean += bool(r.get("clean"))
+                tally.faces += bool(r.get("face_count"))
+        tally.shots = len(out["shots"])
+        return {name: pa.Table.from_pylist(rows, schema=table_schema(name)) for name, rows in out.items()}, tally
+
+
+class Committer:
+    """The run's single writer (a Ray actor): gathers rows into whole videos and commits them in batches."""
+
+    def __init__(self, dest: str, s3: S3Options | None, run_id: str, rows_per_commit: int, commit_every_s: float,
+                 features: list[FeatureSpec], first_seq: int = 1):
+        self.store = CatalogStore(dest, s3)
         self.run_id = run_id
-        self.rows_per_file = rows_per_file
-        self.features = features or []
-        self.skip_shots = skip_shots or {}
-        self.skip_videos = skip_videos or set()
-        self.results: list[dict] = []
+        self.rows_per_commit = rows_per_commit
+        self.commit_every_s = commit_every_s
+        self.assembler = VideoAssembler(features)
+        self.seq = first_seq
+        self.tally = Tally()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._tick, daemon=True).start()
 
-    @property
-    def min_rows_per_write(self) -> int:
-        return self.rows_per_file
+    def add(self, table: pa.Table) -> None:
+        with self.lock:
+            for row in table.to_pylist():
+                self.assembler.add(row)
+            while self.assembler.ready_rows >= self.rows_per_commit:  # full files: one commit per rows_per_commit
+                self._commit(self.rows_per_commit)
 
-    def write(self, blocks, ctx) -> list[dict]:
-        """Commit the rows Ray hands this task in batches of at most rows_per_file rows."""
-        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        rows = pa.concat_tables(tables, promote_options="default").to_pylist() if tables else []
-        store = CatalogStore(self.dest, self.s3)
-        return [self._commit(store, rows[i:i + self.rows_per_file]) for i in range(0, len(rows), self.rows_per_file)]
+    def _tick(self) -> None:
+        """Commits on time too: a slow catalog still commits every `commit_every_s` seconds."""
+        while not self.stopped.wait(min(1.0, self.commit_every_s / 4)):
+            with self.lock:
+                oldest = self.assembler.oldest
+                if oldest is not None and time.monotonic() - oldest >= self.commit_every_s:
+                    self._commit()
 
-    def _commit(self, store: CatalogStore, rows: list[dict]) -> dict:
+    def _commit(self, rows: int | None = None) -> None:
+        videos = self.assembler.take(rows)
+        if not videos:
+            return
         t0 = time.perf_counter()
-        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [], **{f"features/{f.modality}": [] for f in self.features}}
-        entries: dict[str, dict] = {}
-        top1: collections.Counter[str] = collections.Counter()
-        stage_s: collections.Counter[str] = collections.Counter()
-        errors = []
-        for r in rows:
-            vid, idx = r["video_id"], r["shot_idx"]
-            stage_s.update({k[2:]: v for k, v in r.items() if k.startswith("t_") and v})
-            # the video row comes from its error row or its last shot's row (the one that knows the counts)
-            if (idx < 0 or idx == (r["n_shots"] or 0) - 1) and vid not in self.skip_videos:
-                out["videos"].append({k: r[k] for k in VIDEOS.names})
-                entries[vid] = {"status": r["status"], "n_shots": r["n_shots"], "uri": r["uri"]}
-                if r["status"] == "error":
-                    errors.append({"uri": r["uri"], "error": r["error"]})
-            if idx < 0 or idx in self.skip_shots.get(vid, ()):
-                continue
-            out["shots"].append({k: r[k] for k in SHOTS.names})
-            out["tags"].append({k: r.get(k) for k in TAGS.names})
-            for f in self.features:
-                out[f"features/{f.modality}"].append({"video_id": vid, "shot_idx": idx, "model": f.model,
-                                                      "model_version": f.version, "embedding": r.get(f"{f.modality}_embedding")})
-            if r["labels"]:
-                top1[r["labels"][0]] += 1
-        dims = {f.modality: f.dim for f in self.features}
-        bid = store.commit({name: pa.Table.from_pylist(rows_, schema=table_schema(name, dims)) for name, rows_ in out.items()},
-                           self.run_id, entries)
-        return {"batch_id": bid, "videos_ok": sum(e["status"] == "ok" for e in entries.values()),
-                "videos_error": len(errors), "errors": errors, "shots": len(out["shots"]),
-                "clean": sum(bool(t["clean"]) for t in out["tags"]), "top1": dict(top1),
-                "faces": sum(1 for t in out["tags"] if t.get("face_count")), "stage_s": dict(stage_s),
-                "write_s": time.perf_counter() - t0}
+        tables, tally = self.assembler.tables(videos)
+        self.store.commit(tables, self.run_id, self.seq)
+        self.seq += 1
+        tally.commits, tally.stage_s["write"] = 1, time.perf_counter() - t0
+        _fold(self.tally, tally)
 
-    def on_write_complete(self, write_result) -> None:
-        """Runs on the driver: keep the per-batch returns for the run summary."""
-        self.results = [r for batch in write_result.write_returns for r in batch]
+    def finish_chunk(self, failed: bool = False) -> dict:
+        """Commit what is complete; videos still missing shots become error rows unless the chunk failed
+        (then they are left unclaimed-on-expiry for a later run). Returns and resets the chunk's tally."""
+        with self.lock:
+            missing = self.assembler.unfinished()
+            if not failed:
+                for vid, p in list(missing.items()):
+                    got, want = len(p.shots), p.n_shots
+                    row = next(iter(p.shots.values()))
+                    self.assembler.add({**{k: row[k] for k in VIDEOS.names}, "shot_idx": -1, "status": "error",
+                                        "error": f"only {got} of {want if want is not None else '?'} shots reached "
+                                                 f"the sink", "duration_s": None, "n_frames": None})
+            self._commit()
+            out, self.tally = self.tally, Tally()
+            self.assembler = VideoAssembler(self.assembler.features)
+            return {**out.__dict__, "next_seq": self.seq}
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _fold(total: Tally, part: Tally) -> None:
+    for name in ("videos_ok", "videos_error", "shots", "clean", "faces", "commits"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.top1.update(part.top1)
+    total.stage_s.update(part.stage_s)
+    total.errors += part.errors[: max(0, MAX_ERRORS_KEPT - len(total.errors))]
+
+
+class CommitterSink(Datasink[None]):
+    """Hands every block to the run's Committer; the task waits for it, so a slow store slows the graph."""
+
+    def __init__(self, committer: "ray.actor.ActorHandle"):
+        self.committer = committer
+
+    def write(self, blocks, ctx) -> None:
+        refs = []
+        for b in blocks:
+            table = BlockAccessor.for_block(b).to_arrow()
+            keep = [c for c in table.column_names if c not in ("frames", "people_frames", "audio", "subtitle")]
+            refs.append(self.committer.add.remote(table.select(keep)))
+        ray.get(refs)

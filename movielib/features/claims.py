@@ -1,0 +1,80 @@
+"""Claims: which run works on which video, so runs sharing a DEST never write a key twice.
+
+A run claims a chunk of videos before any work on them, in the Delta table
+DEST/_movielib/claims (video_id, run_id, claimed_at, expires_at). Every claim commit carries the
+same Delta application transaction id with the next version number, and is made against the
+snapshot the claimant read: if another claim landed in between, delta-rs refuses the commit
+("concurrent transaction") and the claimant reads again. Claims are therefore serialized, and
+the rule "a video whose live claim belongs to another run is not mine" is decided on a snapshot
+nobody else changed before the decision landed.
+
+A claim expires after `ttl_s`; a run renews its claims while it works. A video whose earlier
+claim expired without its videos row being committed was left by a run that died: the new
+claimant gets it back as `stale`, and deletes whatever shot rows the dead run had committed
+before writing its own (DESIGN: exactly one row per key however a run dies).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
+from deltalake.exceptions import CommitFailedError
+
+from movielib.errors import StorageError
+from movielib.features.delta import DeltaTables
+
+CLAIMS_TABLE = "_movielib/claims"
+CLAIMS_APP = "movielib-claims"
+TS = pa.timestamp("us", tz="UTC")
+CLAIMS = pa.schema([("video_id", pa.string()), ("run_id", pa.string()), ("claimed_at", TS), ("expires_at", TS)])
+
+
+@dataclass
+class ClaimResult:
+    won: list[str]  # this run holds these now (it may write them until `expires_at`)
+    expires_at: datetime
+    done: int = 0  # already complete in the videos table
+    held: dict[str, int] = field(default_factory=dict)  # other live run -> how many of the asked videos it holds
+    stale: list[str] = field(default_factory=list)  # won videos a dead run claimed before: may have its debris
+
+
+def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attempts: int = 50) -> ClaimResult:
+    """Claim `ids` for `run_id` (renewing its own claims); skips complete videos and live claims of others."""
+    wanted = pa.array(sorted(set(ids)), pa.string())
+    for attempt in range(attempts):
+        snapshot = tables.open(CLAIMS_TABLE) or tables.create(CLAIMS_TABLE, CLAIMS)
+        now = datetime.now(timezone.utc)
+        prior = snapshot.to_pyarrow_dataset().to_table(columns=["video_id", "run_id", "expires_at"],
+                                                       filter=pds.field("video_id").isin(wanted))
+        done = tables.read("videos", columns=["video_id"], filter=pds.field("video_id").isin(wanted))["video_id"] \
+            if tables.open("videos") is not None else pa.array([], pa.string())
+        others = prior.filter(pc.not_equal(prior["run_id"], run_id))
+        live = others.filter(pc.greater(others["expires_at"], pa.scalar(now, TS)))
+        blocked = pa.concat_arrays([done.combine_chunks() if isinstance(done, pa.ChunkedArray) else done,
+                                    live["video_id"].combine_chunks()])
+        won = wanted.filter(pc.invert(pc.is_in(wanted, value_set=blocked)))
+        expires = now + timedelta(seconds=ttl_s)
+        result = ClaimResult(won=won.to_pylist(), expires_at=expires, done=len(pc.unique(done)),
+                             held=dict(collections.Counter(live["run_id"].to_pylist())),
+                             stale=pc.unique(others["video_id"]).filter(
+                                 pc.is_in(pc.unique(others["video_id"]), value_set=won)).to_pylist())
+        if not len(won):
+            return result
+        rows = pa.table({"video_id": won, "run_id": pa.array([run_id] * len(won)),
+                         "claimed_at": pa.array([now] * len(won), TS), "expires_at": pa.array([expires] * len(won), TS)},
+                        schema=CLAIMS)
+        version = (snapshot.transaction_version(CLAIMS_APP) or 0) + 1
+        try:
+            tables.append(CLAIMS_TABLE, rows, app_id=CLAIMS_APP, version=version, snapshot=snapshot,
+                          metadata={"movielib.run_id": run_id})
+            return result
+        except CommitFailedError:
+            time.sleep(random.uniform(0.01, 0.05) * min(attempt + 1, 10))  # another claim landed first: read again
+    raise StorageError(f"could not claim videos in {tables.uri(CLAIMS_TABLE)}: {attempts} conflicting claims in a row")
