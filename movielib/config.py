@@ -63,7 +63,9 @@ class SamplingConfig(Section):
 
 class DecodeConfig(Section):
     decoder: Literal["auto", "pyav", "nvdec"] = "auto"  # auto: NVDEC when the task reserved a GPU, else PyAV
-    num_cpus: Positive = 1.0  # per decode/shot-detection task
+    # per decode/shot-detection task; auto: 1 when the scorers run on GPUs, 0.5 when they share the CPUs
+    # (then a scorer actor holds a whole logical CPU it mostly waits on: half-CPU decode tasks keep every core busy)
+    num_cpus: Literal["auto"] | Positive = "auto"
     num_gpus: NonNegative = 0.0  # > 0 with decoder nvdec/auto: decode on the reserved GPU
     memory_gb: Positive = 1.0  # reserved per decode task (imports, decoder buffers, one block of frames)
     shots_per_block: PositiveInt = 16  # shots per output block of the decode stage (bounds memory per block)
@@ -121,6 +123,7 @@ class OutputConfig(Section):
     # DEST written with other output settings (model, weights, detector, sampling, labels, ...):
     # refuse (naming the changed fields), or write a separate catalog under DEST/fp-<fingerprint>
     on_change: Literal["refuse", "alongside"] = "refuse"
+    compact: bool = False  # at the end of a run that wrote something: small files into large ones (Delta optimize)
 
 
 class S3Config(Section):

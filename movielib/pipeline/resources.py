@@ -83,3 +83,11 @@ def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_acto
         raise ConfigError(f"{field} is {setting}, but this cluster has no GPUs and no GPU node type it can start "
                           f"(set {field}: 0, or add a GPU worker group)")
     return float(setting)
+
+
+def resolve_decode_cpus(setting: str | float, scorer_gpus: float) -> float:
+    """`auto` -> 1 CPU per decode task when scoring runs on GPUs; 0.5 when the scorer actors share the CPUs
+    (a scorer actor reserves a logical CPU it is mostly idle on while decode is the bottleneck)."""
+    if setting == "auto":
+        return 1.0 if scorer_gpus else 0.5
+    return float(setting)

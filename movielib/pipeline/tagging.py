@@ -32,7 +32,7 @@ from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
-from movielib.pipeline.resources import ClusterDescription, StageResources, resolve_num_gpus
+from movielib.pipeline.resources import ClusterDescription, StageResources, resolve_decode_cpus, resolve_num_gpus
 from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
                                       FeatureSpec)
 from movielib.pipeline.stages.sink import MAX_ERRORS_KEPT, Committer, CommitterSink
@@ -230,6 +230,10 @@ def run_tagging(plan: TagPlan) -> TagSummary:
         finally:
             ray.get(committer.stop.remote())
             remove_chunks(store, plan.run_id)
+        if cfg.output.compact:
+            t1 = time.perf_counter()
+            store.compact()
+            summary.timings_s["compact"] = time.perf_counter() - t1
     summary.timings_s["total"] = time.perf_counter() - t0
     # small at any catalog size: counts and samples; the full lists are queries on the tables
     report = {k: v for k, v in summary.__dict__.items() if k != "top1"}
@@ -256,7 +260,9 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop), daemon=True)
     renew.start()
     try:
-        build_dataset(plan, chunk, n).write_datasink(CommitterSink(committer))
+        # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
+        build_dataset(plan, chunk, n).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
+                                                     concurrency=2)
     except Exception:
         summary.fold(ray.get(committer.finish_chunk.remote(failed=True)))  # what is complete still lands
         raise
@@ -283,13 +289,19 @@ def build_dataset(plan: TagPlan, chunk: str, n_videos: int) -> "ray.data.Dataset
         decoder=cfg.decode.decoder)
     cluster = ClusterDescription.from_ray()
     decode_gpus = resolve_num_gpus(cfg.decode.num_gpus, cluster, field="decode.num_gpus")
-    decode_res = StageResources(num_cpus=cfg.decode.num_cpus, num_gpus=decode_gpus,
-                                memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
-    cpu = StageResources(num_cpus=cfg.decode.num_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     score_res = scorer_resources(cfg, cluster)
+    decode_cpus = resolve_decode_cpus(cfg.decode.num_cpus, score_res.num_gpus)
+    decode_res = StageResources(num_cpus=decode_cpus, num_gpus=decode_gpus,
+                                memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
+    cpu = StageResources(num_cpus=decode_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     fs, _ = filesystem_for(plan.dest, plan.s3)
     # one video a block, so decode tasks run side by side (a chunk file is a single Parquet fragment)
     ds = ray.data.read_parquet(chunk, filesystem=fs).repartition(target_num_rows_per_block=1)
+    # Ray Data reserves a share of the cluster for every operator (listing, read, repartition, write
+    # included) and lets the decode stage use only its own share: one decode task at a time on a
+    # 2-core machine whatever decode.num_cpus says. This linear graph needs no reservations (the
+    # scorer actors hold their resources from the start), so decode may take every free CPU.
+    ds.context.op_resource_reservation_enabled = False
     ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res)
     # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)

@@ -96,9 +96,18 @@ def test_tag_catalog_over_s3_then_rerun_writes_nothing(ray_local, s3_server, buc
     # one new video adds exactly its rows
     c = s3_server.client()
     c.upload_file(str(clips["two_30fps.mp4"][0]), bucket, "catalog/new.mp4")
-    third = run_tagging(plan_tagging(_config(s3_server.endpoint_url), source, dest))
+    third = run_tagging(plan_tagging(_config(s3_server.endpoint_url, **{"output.compact": True}), source, dest))
     assert (third.videos_ok, third.videos_skipped, third.shots) == (1, 4, 2)
     assert store.read_table("shots").num_rows == len(shots) + 2 and store.read_table("videos").num_rows == 5
+    assert store.tables.info("shots").files == 1 and "compact" in third.timings_s  # opt-in compaction at the end
+    # the reader API: a join of shot tables as Arrow and as a Ray Dataset, filtered by model
+    joined = store.read_shots("tags", "features/image", model=TINY)
+    assert joined.num_rows == len(shots) + 2 and {"labels", "embedding", "start_frame"} <= set(joined.column_names)
+    assert store.read_shots("tags", "features/image", model="ViT-L-14").num_rows == 0
+    assert store.dataset_of_shots("tags", num_partitions=2).count() == len(shots) + 2
+    import polars as pl
+
+    assert pl.read_delta(f"{dest}/tags", storage_options=opts).height == len(shots) + 2
 
 
 def _delete_rows(store, table, video_id):
