@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pds
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -131,8 +133,6 @@ class DeltaTables:
     def names(self) -> list[str]:
         """Every Delta table under the root (folders holding a _delta_log), sorted."""
         fs, path = filesystem_for(self.root, self.s3)
-        from pyarrow import fs as pafs
-
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         logs = {i.path.rsplit("/_delta_log", 1)[0] for i in infos if i.path.endswith("/_delta_log")}
         return sorted(p[len(path) + 1:] for p in logs)
@@ -140,8 +140,8 @@ class DeltaTables:
     def info(self, name: str) -> TableInfo:
         dt = self.open(name)
         adds = pa.table(dt.get_add_actions(flatten=True))
-        return TableInfo(name, dt.version(), int(pa.compute.sum(adds["num_records"]).as_py() or 0),
-                         adds.num_rows, int(pa.compute.sum(adds["size_bytes"]).as_py() or 0))
+        return TableInfo(name, dt.version(), int(pc.sum(adds["num_records"]).as_py() or 0),
+                         adds.num_rows, int(pc.sum(adds["size_bytes"]).as_py() or 0))
 
     def compact(self, name: str, target_size: int | None = None) -> dict:
         """Rewrite small files into large ones (Delta optimize); readers see the same rows."""

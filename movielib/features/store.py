@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -144,13 +145,10 @@ class CatalogStore:
     # -- what produced DEST, and what each run did -----------------------------------------------
     def read_json(self, *parts: str) -> dict | None:
         path = "/".join([self.root, META, *parts])
-        try:
-            with self.fs.open_input_stream(path) as f:
-                return json.loads(f.read())
-        except (FileNotFoundError, OSError) as exc:
-            if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
-                return None
-            raise exc
+        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        with self.fs.open_input_stream(path) as f:
+            return json.loads(f.read())
 
     def write_json(self, data: dict, *parts: str) -> str:
         """Whole-object write: S3 PUTs are atomic; local files are written aside and renamed."""
@@ -176,9 +174,29 @@ class CatalogStore:
 
     def vacuum(self, retention_hours: int, dry_run: bool = False) -> dict[str, list[str]]:
         """Delete files older than the retention that no table version needs (compacted-away files, and
-        data files of commits that never landed). Never run at start-up: a live run's files may be young."""
-        return {n: self.tables.vacuum(n, retention_hours, dry_run) for n in [*self.table_names(), CLAIMS_TABLE]
-                if self.tables.open(n)}
+        data files of commits that never landed), and the to-do chunks of runs that died. Never run at
+        start-up: a live run's files may be young."""
+        out = {n: self.tables.vacuum(n, retention_hours, dry_run) for n in [*self.table_names(), CLAIMS_TABLE]
+               if self.tables.open(n)}
+        out[f"{META}/runs"] = self._old_run_folders(retention_hours, dry_run)
+        return out
+
+    def _old_run_folders(self, retention_hours: int, dry_run: bool) -> list[str]:
+        """A run removes its to-do chunks when it ends; a folder still there is a dead run's."""
+        cutoff = time.time_ns() - retention_hours * 3600 * 10**9
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{META}/runs", recursive=True,
+                                                        allow_not_found=True))
+        folders: dict[str, list[pafs.FileInfo]] = {}
+        for i in infos:
+            rel = i.path[len(f"{self.root}/{META}/runs/"):]
+            if "/" in rel and i.type == pafs.FileType.File:
+                folders.setdefault(rel.split("/", 1)[0], []).append(i)
+        old = [f"{self.root}/{META}/runs/{run}" for run, files in folders.items()
+               if all((f.mtime_ns or 0) < cutoff for f in files)]
+        if not dry_run:
+            for folder in old:
+                self.fs.delete_dir(folder)
+        return old
 
 
 def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model: str | None,

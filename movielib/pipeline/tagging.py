@@ -255,14 +255,14 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     if not claimed.won:
         return
     summary.debris_rows_removed += store.remove_debris(claimed.stale)
-    n = keep_only(store, chunk, claimed.won)
+    keep_only(store, chunk, claimed.won)
     stop = threading.Event()
     renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop), daemon=True)
     renew.start()
     try:
         # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
-        build_dataset(plan, chunk, n).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
-                                                     concurrency=2)
+        build_dataset(plan, chunk).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
+                                                   concurrency=2)
     except Exception:
         summary.fold(ray.get(committer.finish_chunk.remote(failed=True)))  # what is complete still lands
         raise
@@ -277,7 +277,7 @@ def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float
         claim(store.tables, run_id, ids, ttl_s)
 
 
-def build_dataset(plan: TagPlan, chunk: str, n_videos: int) -> "ray.data.Dataset":
+def build_dataset(plan: TagPlan, chunk: str) -> "ray.data.Dataset":
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
     decode = DecodeAndDetect(

@@ -15,6 +15,7 @@ from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import Committer, DecodeAndDetect
 from movielib.pipeline.stages.sink import VideoAssembler
 from movielib.pipeline.tagging import plan_tagging
+from movielib.pipeline.todo import plan_todo
 from movielib.shots import make_detector
 
 PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
@@ -131,9 +132,15 @@ def test_compact_keeps_the_rows_in_fewer_files_and_vacuum_respects_its_retention
     store.compact()
     assert store.tables.info("shots").files == 1
     assert store.read_table("shots", columns=["video_id", "shot_idx"]).sort_by("video_id").equals(before)
-    assert store.vacuum(retention_hours=1)["shots"] == []  # the compacted-away files are minutes old: kept
-    gone = store.vacuum(retention_hours=0)["shots"]
-    assert len(gone) == 6 and store.read_table("shots").num_rows == 18
+    # a run that died before its end leaves its to-do chunks: they go with vacuum too, once old enough
+    dead = plan_todo(store, pa.table({"video_id": ["a", "b", "c"], "uri": ["x", "y", "z"]}), "run-dead", 2)
+    assert len(dead.chunks) == 2
+    kept = store.vacuum(retention_hours=1)
+    assert kept["shots"] == [] and kept["_movielib/runs"] == []  # minutes old: kept
+    gone = store.vacuum(retention_hours=0)
+    assert len(gone["shots"]) == 6 and store.read_table("shots").num_rows == 18
+    assert gone["_movielib/runs"] == [f"{store.root}/_movielib/runs/run-dead"]
+    assert not (tmp_path / "out" / "_movielib" / "runs" / "run-dead").exists()
 
 
 def test_info_compact_and_vacuum_commands(tmp_path, capsys):
