@@ -68,19 +68,33 @@ def build_dest(folder: Path, n: int) -> tuple[Path, Path]:
     return dest, manifest
 
 
-def plan_once(dest: str, manifest: str) -> dict:
-    """One re-run's planning, in this process: listing, the videos table's ids, the to-do split."""
-    from movielib.features.store import CatalogStore
-    from movielib.io.uri import list_source
-    from movielib.pipeline.todo import listing_table, plan_todo
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def plan_once(dest: str, manifest: str) -> dict:
+    """One re-run's planning, in this process: listing, the videos table's ids, the to-do split.
+    Memory is the peak resident size above what the process held before planning (sampled)."""
+    import threading
+
+    from movielib.features.store import CatalogStore
+    from movielib.io.uri import iter_source
+    from movielib.pipeline.todo import plan_todo
+
+    base, peak, done = _rss_mb(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss_mb())
+
+    threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
-    table = listing_table(list_source(manifest))
-    todo = plan_todo(CatalogStore(dest), table, "run-plan", 1000)
+    todo = plan_todo(CatalogStore(dest), iter_source(manifest), "run-plan", 1000)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "rss_mb": (peak - base) / 1024, "skipped": todo.skipped, "todo": todo.videos}
+    done.set()
+    return {"seconds": seconds, "rss_mb": max(peak[0], _rss_mb()) - base, "skipped": todo.skipped,
+            "todo": todo.videos}
 
 
 def _in_process(*args: str) -> dict:

@@ -13,6 +13,7 @@ driver's memory does not grow with it.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from movielib.features.claims import claim
 from movielib.features.fingerprint import changes, fingerprint, output_fields
 from movielib.features.store import CatalogStore, new_run_id
 from movielib.io.cache import local_path
-from movielib.io.uri import S3Options, check_destination, filesystem_for, list_source
+from movielib.io.uri import S3Options, check_destination, filesystem_for, iter_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
@@ -36,7 +37,7 @@ from movielib.pipeline.resources import ClusterDescription, StageResources, reso
 from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
                                       FeatureSpec)
 from movielib.pipeline.stages.sink import MAX_ERRORS_KEPT, Committer, CommitterSink
-from movielib.pipeline.todo import SAMPLE, Todo, keep_only, listing_table, plan_todo, read_chunk, remove_chunks
+from movielib.pipeline.todo import Todo, keep_only, plan_todo, read_chunk, remove_chunks
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
@@ -54,8 +55,6 @@ class TagPlan:
     labels: LabelSet
     run_id: str
     todo: Todo  # chunks of (video_id, uri) still to tag, as Parquet files under DEST/_movielib/runs/<run_id>/
-    ignored: list[str]  # a sample of the objects under SOURCE that are not videos by extension
-    n_ignored: int
     fingerprint: dict
     features: list[FeatureSpec]
     audio_encoder: object | None
@@ -80,7 +79,8 @@ class TagSummary:
     features: list[str] = field(default_factory=list)
     top_labels: list[tuple[str, int]] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)  # a sample; the full list: videos where status = 'error'
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # a sample of the objects that are not videos
+    ignored_count: int = 0
     held_by: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)  # wall clock of the run
     stage_s: collections.Counter = field(default_factory=collections.Counter)  # summed over workers
@@ -106,7 +106,7 @@ class TagSummary:
         if self.debris_rows_removed:
             lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
-            lines.append(f"ignored {len(self.ignored)} non-video objects, e.g. {self.ignored[0]}")
+            lines.append(f"ignored {self.ignored_count} non-video objects, e.g. {self.ignored[0]}")
         lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
         if self.stage_s and self.shots:
             lines.append("stage time (summed over workers): " + ", ".join(
@@ -134,15 +134,15 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
         else LabelSet.movieclip(cfg.scoring.prompt)
     audio_encoder, features = feature_specs(cfg, spec, s3)
-    listing = list_source(source, s3)
+    listing = iter_source(source, s3)
+    first = next(listing)  # SOURCE is reachable and exists before anything else is checked
     check_destination(dest, s3)
     fields = output_fields(cfg, spec, labels)
     dest = check_fingerprint(dest, s3, fields, cfg.output.on_change)
     store = CatalogStore(dest, s3)
     run_id = new_run_id()
-    todo = plan_todo(store, listing_table(listing), run_id, cfg.output.chunk_videos)
+    todo = plan_todo(store, itertools.chain([first], listing), run_id, cfg.output.chunk_videos)
     return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, run_id=run_id, todo=todo,
-                   ignored=listing.ignored[:SAMPLE], n_ignored=len(listing.ignored),
                    fingerprint={"fingerprint": fingerprint(fields), "fields": fields},
                    features=features, audio_encoder=audio_encoder)
 
@@ -215,7 +215,8 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     store = CatalogStore(plan.dest, plan.s3)
     summary = TagSummary(run_id=plan.run_id, dest=plan.dest, model=f"{plan.spec.arch}/{plan.spec.version}",
                          random_weights=plan.spec.random_weights,
-                         videos_listed=plan.todo.listed, videos_skipped=plan.todo.skipped, ignored=plan.ignored,
+                         videos_listed=plan.todo.listed, videos_skipped=plan.todo.skipped,
+                         ignored=plan.todo.ignored_sample, ignored_count=plan.todo.ignored,
                          features=[f"{f.modality} ({f.model}, {f.dim}-d)" for f in plan.features])
     if plan.todo.chunks:
         if store.read_json("fingerprint.json") is None:
@@ -238,7 +239,7 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     # small at any catalog size: counts and samples; the full lists are queries on the tables
     report = {k: v for k, v in summary.__dict__.items() if k != "top1"}
     store.write_run_summary(plan.run_id, {**report, "source": plan.source, "skipped_sample": plan.todo.skipped_sample,
-                                          "ignored_count": plan.n_ignored, "config": cfg.to_dict(),
+                                          "config": cfg.to_dict(),
                                           "fingerprint": plan.fingerprint["fingerprint"]})
     return summary
 

@@ -1,13 +1,14 @@
 """What a run still has to tag: the listing minus what DEST holds, as Parquet chunks Ray Data reads.
 
-The listing is turned into Arrow columns at once, compared with the videos table's video_id
-column (Arrow's is_in, no per-video Python objects), and written as chunk files of at most
+The listing is turned into Arrow columns batch by batch, compared with the videos table's video_id
+column (Arrow's is_in, no per-video Python objects kept), and written as chunk files of at most
 `chunk_videos` rows under DEST/_movielib/runs/<run_id>/. Each chunk is one bounded Ray Data
 execution (read_parquet), so the driver's memory does not grow with the catalog.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -28,6 +29,8 @@ class Todo:
     listed: int = 0
     skipped: int = 0
     skipped_sample: list[str] = field(default_factory=list)
+    ignored: int = 0  # objects under SOURCE that are not videos by extension
+    ignored_sample: list[str] = field(default_factory=list)
 
 
 def listing_table(listing: SourceListing) -> pa.Table:
@@ -39,19 +42,41 @@ def listing_table(listing: SourceListing) -> pa.Table:
     return table.take(pc.sort_indices(first))
 
 
-def plan_todo(store: CatalogStore, listing: pa.Table, run_id: str, chunk_videos: int) -> Todo:
-    """Split the listing into done (a videos row exists) and to-do, and write the to-do chunks."""
-    done = pc.is_in(listing["video_id"], value_set=store.video_ids())
-    todo_rows = listing.filter(pc.invert(done))
-    skipped = listing.filter(done)
-    out = Todo(videos=todo_rows.num_rows, listed=listing.num_rows, skipped=skipped.num_rows,
-               skipped_sample=skipped["uri"].to_pylist()[:SAMPLE])
-    for n, start in enumerate(range(0, todo_rows.num_rows, chunk_videos)):
-        path = "/".join([store.root, META, "runs", run_id, f"todo-{n:05d}.parquet"])
-        store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        pq.write_table(todo_rows.slice(start, chunk_videos), path, filesystem=store.fs)
-        out.chunks.append(path)
+def plan_todo(store: CatalogStore, listings: Iterable[SourceListing], run_id: str, chunk_videos: int) -> Todo:
+    """Split the listing into done (a videos row exists) and to-do, and write the to-do chunks.
+
+    The listing comes in batches; what is kept across them is Arrow columns of ids (DEST's done
+    videos, the videos listed so far) and one partial chunk, so memory stays a few dozen bytes a video.
+    """
+    done = store.video_ids()
+    seen = pa.array([], pa.string())
+    out, pending = Todo(), TODO.empty_table()
+    for listing in listings:
+        out.ignored += len(listing.ignored)
+        out.ignored_sample += listing.ignored[: SAMPLE - len(out.ignored_sample)]
+        batch = listing_table(listing)
+        batch = batch.filter(pc.invert(pc.is_in(batch["video_id"], value_set=seen)))  # listed twice: once
+        seen = pa.concat_arrays([seen, batch["video_id"].combine_chunks()])
+        is_done = pc.is_in(batch["video_id"], value_set=done)
+        skipped = batch.filter(is_done)
+        out.listed += batch.num_rows
+        out.skipped += skipped.num_rows
+        out.skipped_sample += skipped["uri"].to_pylist()[: SAMPLE - len(out.skipped_sample)]
+        pending = pa.concat_tables([pending, batch.filter(pc.invert(is_done))])
+        while pending.num_rows >= chunk_videos:
+            _write_chunk(store, run_id, out, pending.slice(0, chunk_videos))
+            pending = pending.slice(chunk_videos)
+    if pending.num_rows:
+        _write_chunk(store, run_id, out, pending)
     return out
+
+
+def _write_chunk(store: CatalogStore, run_id: str, todo: Todo, rows: pa.Table) -> None:
+    path = "/".join([store.root, META, "runs", run_id, f"todo-{len(todo.chunks):05d}.parquet"])
+    store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(rows, path, filesystem=store.fs)
+    todo.chunks.append(path)
+    todo.videos += rows.num_rows
 
 
 def read_chunk(store: CatalogStore, path: str) -> pa.Table:

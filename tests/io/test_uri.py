@@ -57,3 +57,20 @@ def test_unreachable_endpoint_fails_fast():
 def test_missing_source(tmp_path):
     with pytest.raises(StorageError, match="does not exist"):
         list_source(str(tmp_path / "nothing"))
+
+
+def test_s3_manifest_probes_every_uri_in_order(s3_server, bucket, monkeypatch):
+    """HEADs go out in parallel batches; the listing keeps the manifest's order and its missing entries."""
+    import movielib.io.uri as uri
+
+    monkeypatch.setattr(uri, "PROBE_BATCH", 3)
+    c = s3_server.client()
+    keys = [f"cat/v{i:02d}.mp4" for i in range(10)]
+    for n, key in enumerate(keys):
+        if n != 4:
+            c.put_object(Bucket=bucket, Key=key, Body=b"x" * (n + 1))
+    lines = [f"s3://{bucket}/{k}" for k in reversed(keys)]
+    c.put_object(Bucket=bucket, Key="catalog.txt", Body="\n".join(lines).encode())
+    refs = list_source(f"s3://{bucket}/catalog.txt", S3Options.from_env(s3_server.endpoint_url)).videos
+    assert [r.uri for r in refs] == lines
+    assert [r.size for r in refs] == [10 - n if n != 5 else -1 for n in range(10)]

@@ -14,6 +14,7 @@ from movielib.features.store import CatalogStore
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import Committer, DecodeAndDetect
 from movielib.pipeline.stages.sink import VideoAssembler
+from movielib.io.uri import SourceListing, VideoRef
 from movielib.pipeline.tagging import plan_tagging
 from movielib.pipeline.todo import plan_todo
 from movielib.shots import make_detector
@@ -133,7 +134,8 @@ def test_compact_keeps_the_rows_in_fewer_files_and_vacuum_respects_its_retention
     assert store.tables.info("shots").files == 1
     assert store.read_table("shots", columns=["video_id", "shot_idx"]).sort_by("video_id").equals(before)
     # a run that died before its end leaves its to-do chunks: they go with vacuum too, once old enough
-    dead = plan_todo(store, pa.table({"video_id": ["a", "b", "c"], "uri": ["x", "y", "z"]}), "run-dead", 2)
+    listing = SourceListing([VideoRef(f"/v/{n}.mp4", 1, 1) for n in "abc"], ignored=[])
+    dead = plan_todo(store, [listing], "run-dead", 2)
     assert len(dead.chunks) == 2
     kept = store.vacuum(retention_hours=1)
     assert kept["shots"] == [] and kept["_movielib/runs"] == []  # minutes old: kept
