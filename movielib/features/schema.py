@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 VIDEOS = pa.schema([
@@ -54,6 +56,16 @@ FEATURES = pa.schema([
     ("model_version", pa.string()),
     ("embedding", pa.list_(pa.float32())),  # null when the input is absent (no audio track, no subtitle)
 ])
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a feature stage writes: the features/<modality> table's model, version and width."""
+
+    modality: str
+    model: str
+    version: str
+    dim: int
+
 
 SHOT_TABLES = ("shots", "tags")  # keyed by (video_id, shot_idx), like every features/<modality> table
 

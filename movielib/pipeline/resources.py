@@ -52,6 +52,14 @@ class ClusterDescription:
             return True
         return any(t.resources.get(resource, 0) > 0 and t.max_workers != 0 for t in self.node_types)
 
+    def most(self, resource: str) -> float:
+        """The most of `resource` the cluster can have: what it has now plus what its node types can add."""
+        extra = 0.0
+        for t in self.node_types:
+            if t.resources.get(resource, 0) > 0 and t.max_workers != 0:
+                extra += float("inf") if t.max_workers < 0 else t.resources[resource] * t.max_workers
+        return self.resources.get(resource, 0.0) + extra
+
     @classmethod
     def from_ray(cls) -> "ClusterDescription":
         """The connected cluster: its resources now, and the node types its autoscaler reported to the GCS."""
@@ -91,3 +99,16 @@ def resolve_decode_cpus(setting: str | float, scorer_gpus: float) -> float:
     if setting == "auto":
         return 1.0 if scorer_gpus else 0.5
     return float(setting)
+
+
+def decode_concurrency(cluster: ClusterDescription, decode_cpus: float, scorer: StageResources,
+                       scorer_actors: int) -> int | None:
+    """How many decode tasks may run at once: the CPUs the cluster can have, less the scorer actors' on
+    CPU-only clusters, over each task's CPUs. Ray Data then submits no more than can run (without the
+    cap and without per-operator reservations it queues every task of the chunk at once, and runs slower);
+    None (no cap) when the cluster can grow without bound."""
+    cpus = cluster.most("CPU")
+    if cpus == float("inf"):
+        return None
+    free = cpus - (0 if scorer.num_gpus else scorer.num_cpus * scorer_actors)
+    return max(1, int(free / decode_cpus))

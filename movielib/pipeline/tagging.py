@@ -33,10 +33,11 @@ from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
-from movielib.pipeline.resources import ClusterDescription, StageResources, resolve_decode_cpus, resolve_num_gpus
+from movielib.pipeline.resources import (ClusterDescription, StageResources, decode_concurrency, resolve_decode_cpus,
+                                         resolve_num_gpus)
 from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
                                       FeatureSpec)
-from movielib.pipeline.stages.sink import MAX_ERRORS_KEPT, Committer, CommitterSink
+from movielib.pipeline.commit import MAX_ERRORS_KEPT, Committer, CommitterSink
 from movielib.pipeline.todo import Todo, keep_only, plan_todo, read_chunk, remove_chunks
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
@@ -295,15 +296,17 @@ def build_dataset(plan: TagPlan, chunk: str) -> "ray.data.Dataset":
     decode_res = StageResources(num_cpus=decode_cpus, num_gpus=decode_gpus,
                                 memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     cpu = StageResources(num_cpus=decode_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
-    fs, _ = filesystem_for(plan.dest, plan.s3)
-    # one video a block, so decode tasks run side by side (a chunk file is a single Parquet fragment)
-    ds = ray.data.read_parquet(chunk, filesystem=fs).repartition(target_num_rows_per_block=1)
-    # Ray Data reserves a share of the cluster for every operator (listing, read, repartition, write
-    # included) and lets the decode stage use only its own share: one decode task at a time on a
-    # 2-core machine whatever decode.num_cpus says. This linear graph needs no reservations (the
-    # scorer actors hold their resources from the start), so decode may take every free CPU.
+    # one video a block, so decode tasks run side by side; the driver holds one chunk (bounded), never the
+    # catalog (ray.data.read_parquet of the chunk file plus a repartition to one row a block ran 3x slower)
+    videos = read_chunk(CatalogStore(plan.dest, plan.s3), chunk)
+    ds = ray.data.from_arrow([videos.slice(i, 1) for i in range(videos.num_rows)])
+    # Ray Data reserves a share of the cluster for every operator and lets the decode stage use only its
+    # own: one decode task at a time on a 2-core machine whatever decode.num_cpus says. This linear graph
+    # needs no reservations (the scorer actors hold their resources from the start): decode may take every
+    # free CPU, and its concurrency cap keeps Ray Data from queueing the whole chunk's tasks at once.
     ds.context.op_resource_reservation_enabled = False
-    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res)
+    cap = decode_concurrency(cluster, decode_cpus, score_res, cfg.scoring.max_actors)
+    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", concurrency=cap, **decode_res)
     # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
     if cfg.people.enabled:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -39,25 +40,71 @@ def listing_table(listing: SourceListing) -> pa.Table:
                      schema=TODO)
     first = table.append_column("i", pa.array(range(table.num_rows), pa.int64())) \
         .group_by("video_id", use_threads=False).aggregate([("i", "min")])["i_min"]
-    return table.take(pc.sort_indices(first))
+    return table.take(pa.array(np.sort(first.to_numpy())))
+
+
+_HEX = np.full(256, 255, np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _prefix_keys(ids: pa.Array) -> np.ndarray | None:
+    """The first 64 bits of hex video ids as uint64 (vectorized); None when some id is not lowercase hex."""
+    try:
+        fixed = pc.cast(pc.utf8_slice_codeunits(ids, 0, 16), pa.binary(16))
+    except pa.ArrowInvalid:
+        return None
+    if fixed.null_count or pc.any(pc.less(pc.utf8_length(ids), 16)).as_py():
+        return None
+    nibbles = _HEX[np.frombuffer(fixed.buffers()[1], np.uint8, len(fixed) * 16, fixed.offset * 16)]
+    if (nibbles == 255).any():
+        return None
+    nibbles = nibbles.reshape(-1, 16).astype(np.uint64)
+    return (nibbles << (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+
+
+class IdIndex:
+    """Membership of video ids, built once and probed batch after batch.
+
+    Arrow's is_in hashes its whole value set on every call: probing a million done ids with 50
+    listing batches would hash them 50 times. Here the ids are sorted once by their first 64 bits
+    (video ids are hex digests) and probed by binary search, with the full id compared on a hit.
+    Ids that are not hex fall back to is_in.
+    """
+
+    def __init__(self, ids: pa.Array):
+        keys = _prefix_keys(ids)
+        self.ids = ids
+        if keys is not None:
+            order = np.argsort(keys, kind="stable")
+            self.keys, self.ids = keys[order], ids.take(pa.array(order))
+
+    def contains(self, ids: pa.Array) -> pa.Array:
+        keys = _prefix_keys(ids) if hasattr(self, "keys") else None
+        if keys is None:
+            return pc.is_in(ids, value_set=self.ids)
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        if not len(self.keys):
+            return pa.array(np.zeros(len(ids), bool))
+        hit = self.keys[pos] == keys
+        same = pc.equal(ids, self.ids.take(pa.array(pos))).to_numpy(zero_copy_only=False)
+        return pa.array(hit & same)
 
 
 def plan_todo(store: CatalogStore, listings: Iterable[SourceListing], run_id: str, chunk_videos: int) -> Todo:
     """Split the listing into done (a videos row exists) and to-do, and write the to-do chunks.
 
-    The listing comes in batches; what is kept across them is Arrow columns of ids (DEST's done
-    videos, the videos listed so far) and one partial chunk, so memory stays a few dozen bytes a video.
+    The listing comes in batches; what is kept across them is DEST's done ids (sorted once, about
+    36 bytes a video) and one partial chunk, so memory does not grow with per-video Python objects.
     """
-    done = store.video_ids()
-    seen = pa.array([], pa.string())
+    done = IdIndex(store.video_ids())
     out, pending = Todo(), TODO.empty_table()
     for listing in listings:
         out.ignored += len(listing.ignored)
         out.ignored_sample += listing.ignored[: SAMPLE - len(out.ignored_sample)]
+        # a video listed twice within a batch is kept once; twice in two batches of a huge manifest, it is
+        # decoded twice and written once (the Committer closes a video once, claims skip a done one)
         batch = listing_table(listing)
-        batch = batch.filter(pc.invert(pc.is_in(batch["video_id"], value_set=seen)))  # listed twice: once
-        seen = pa.concat_arrays([seen, batch["video_id"].combine_chunks()])
-        is_done = pc.is_in(batch["video_id"], value_set=done)
+        is_done = done.contains(batch["video_id"].combine_chunks())
         skipped = batch.filter(is_done)
         out.listed += batch.num_rows
         out.skipped += skipped.num_rows

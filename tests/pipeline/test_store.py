@@ -12,8 +12,8 @@ from movielib.errors import ConfigError
 from movielib.features.claims import claim
 from movielib.features.store import CatalogStore
 from movielib.models.clip import ClipSpec, FramePreprocess
-from movielib.pipeline.stages import Committer, DecodeAndDetect
-from movielib.pipeline.stages.sink import VideoAssembler
+from movielib.pipeline.commit import Committer, VideoAssembler
+from movielib.pipeline.stages import DecodeAndDetect
 from movielib.io.uri import SourceListing, VideoRef
 from movielib.pipeline.tagging import plan_tagging
 from movielib.pipeline.todo import plan_todo

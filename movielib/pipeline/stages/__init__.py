@@ -6,18 +6,17 @@
     EmbedAudio      (CPU task)   + audio_embedding (embed.py)
     EmbedText       (CPU task)   + text_embedding (subtitles; embed.py)
     ClipSceneScorer (actor pool) + top-k CLIPSceneScore tags, image_embedding (score.py, a SceneTagger)
-    CommitterSink   (writer)     hands rows to the run's Committer actor: whole videos, Delta commits (sink.py)
 
 What each stage needs (CPUs, GPUs, memory) is part of the job config (decode.*, scoring.*) and
 is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 """
 
-from movielib.pipeline.stages.columns import FeatureSpec, tensor_column
+from movielib.features.schema import FeatureSpec
+from movielib.pipeline.stages.columns import tensor_column
 from movielib.pipeline.stages.decode import DecodeAndDetect
 from movielib.pipeline.stages.embed import EmbedAudio, EmbedText
 from movielib.pipeline.stages.people import DetectPeople
 from movielib.pipeline.stages.score import ClipSceneScorer
-from movielib.pipeline.stages.sink import Committer, CommitterSink
 
-__all__ = ["Committer", "CommitterSink", "ClipSceneScorer", "DecodeAndDetect", "DetectPeople", "EmbedAudio", "EmbedText",
+__all__ = ["ClipSceneScorer", "DecodeAndDetect", "DetectPeople", "EmbedAudio", "EmbedText",
            "FeatureSpec", "tensor_column"]

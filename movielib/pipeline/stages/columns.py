@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -22,16 +21,6 @@ SCORE_COLUMNS = [TAGS.field(n) for n in ("labels", "scores", "clean", "labels_mu
 PEOPLE_COLUMNS = [TAGS.field(n) for n in ("face_count", "largest_face_frac", "person_present")]
 EMBEDDING = pa.list_(pa.float32())
 NO_AUDIO = np.zeros(0, np.float32)
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What a feature stage writes: the features/<modality> table's model, version and width."""
-
-    modality: str
-    model: str
-    version: str
-    dim: int
 
 
 def with_stage_time(table: pa.Table, stage: str, seconds: float) -> pa.Table:

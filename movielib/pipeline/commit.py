@@ -1,5 +1,8 @@
 """The end of the graph: scored per-shot rows become whole videos, and whole videos become commits.
 
+This module stays light (no torch, no model code): the Committer actor imports it in a process
+of its own, which must start quickly beside the decode tasks.
+
 A video's shots reach the end of the graph in several blocks, possibly through different write
 tasks, so no write task can tell when a video is complete. One `Committer` actor per run gathers
 the rows (the Datasink's tasks hand it their blocks), and commits a batch of complete videos to the
@@ -20,10 +23,9 @@ import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from movielib.features.schema import SHOTS, TAGS, VIDEOS, table_schema
+from movielib.features.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
 from movielib.features.store import CatalogStore
 from movielib.io.uri import S3Options
-from movielib.pipeline.stages.columns import FeatureSpec
 
 MAX_ERRORS_KEPT = 100  # the run summary keeps a sample; the full list is a query on the videos table
 
