@@ -134,20 +134,22 @@ class Committer:
     """The run's single writer (a Ray actor): gathers rows into whole videos and commits them in batches."""
 
     def __init__(self, dest: str, s3: S3Options | None, run_id: str, rows_per_commit: int, commit_every_s: float,
-                 features: list[FeatureSpec], first_seq: int = 1):
+                 features: list[FeatureSpec]):
         self.store = CatalogStore(dest, s3)
         self.run_id = run_id
         self.rows_per_commit = rows_per_commit
         self.commit_every_s = commit_every_s
         self.assembler = VideoAssembler(features)
-        self.seq = first_seq
+        self.seq = 1  # the Delta application-transaction version of the next batch (app id: the run id)
         self.tally = Tally()
         self.lock = threading.Lock()
         self.stopped = threading.Event()
+        self.failure: Exception | None = None  # a timed commit that failed: raised to the next caller
         threading.Thread(target=self._tick, daemon=True).start()
 
     def add(self, table: pa.Table) -> None:
         with self.lock:
+            self._raise_failure()
             for row in table.to_pylist():
                 self.assembler.add(row)
             while self.assembler.ready_rows >= self.rows_per_commit:  # full files: one commit per rows_per_commit
@@ -158,8 +160,15 @@ class Committer:
         while not self.stopped.wait(min(1.0, self.commit_every_s / 4)):
             with self.lock:
                 oldest = self.assembler.oldest
-                if oldest is not None and time.monotonic() - oldest >= self.commit_every_s:
-                    self._commit()
+                if oldest is not None and time.monotonic() - oldest >= self.commit_every_s and not self.failure:
+                    try:
+                        self._commit()
+                    except Exception as exc:  # the store is unreachable: the graph's next call reports it
+                        self.failure = exc
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def _commit(self, rows: int | None = None) -> None:
         videos = self.assembler.take(rows)
@@ -176,6 +185,7 @@ class Committer:
         """Commit what is complete; videos still missing shots become error rows unless the chunk failed
         (then they are left unclaimed-on-expiry for a later run). Returns and resets the chunk's tally."""
         with self.lock:
+            self._raise_failure()
             missing = self.assembler.unfinished()
             if not failed:
                 for vid, p in list(missing.items()):
@@ -187,7 +197,7 @@ class Committer:
             self._commit()
             out, self.tally = self.tally, Tally()
             self.assembler = VideoAssembler(self.assembler.features)
-            return {**out.__dict__, "next_seq": self.seq}
+            return dict(out.__dict__)
 
     def stop(self) -> None:
         self.stopped.set()

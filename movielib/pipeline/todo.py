@@ -1,9 +1,9 @@
 """What a run still has to tag: the listing minus what DEST holds, as Parquet chunks Ray Data reads.
 
 The listing is turned into Arrow columns batch by batch, compared with the videos table's video_id
-column (Arrow's is_in, no per-video Python objects kept), and written as chunk files of at most
-`chunk_videos` rows under DEST/_movielib/runs/<run_id>/. Each chunk is one bounded Ray Data
-execution (read_parquet), so the driver's memory does not grow with the catalog.
+column (an index built once, no per-video Python objects kept), and written as chunk files of at
+most `chunk_videos` rows under DEST/_movielib/runs/<run_id>/. Each chunk is one bounded Ray Data
+execution, so the driver's memory does not grow with the catalog.
 """
 
 from __future__ import annotations

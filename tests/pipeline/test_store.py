@@ -158,3 +158,16 @@ def test_info_compact_and_vacuum_commands(tmp_path, capsys):
     assert "videos: would delete 3 files" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "missing")]) == 2
     assert "holds no Delta tables" in capsys.readouterr().err
+
+
+def test_a_complete_video_is_committed_on_time_when_too_few_rows_came(tmp_path, clips):
+    _, rows = _shot_rows(clips)
+    committer = Committer(str(tmp_path / "out"), None, "run-a", rows_per_commit=1000, commit_every_s=0.3, features=[])
+    committer.add(pa.Table.from_pylist(rows))
+    store = CatalogStore(str(tmp_path / "out"))
+    assert store.tables.open("videos") is None  # 4 rows of 1000: no commit by size
+    deadline = time.monotonic() + 5
+    while store.tables.open("videos") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    committer.stop()
+    assert store.read_table("videos").num_rows == 1 and store.read_table("shots").num_rows == 4
