@@ -50,7 +50,7 @@ def add_tag_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movielib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    tag = sub.add_parser("tag", help="tag a catalog: shots -> CLIP scene tags -> Parquet")
+    tag = sub.add_parser("tag", help="tag a catalog: shots -> CLIP scene tags -> Delta Lake tables")
     tag.add_argument("source", help="s3:// prefix, local folder, single video, or a manifest file of URIs")
     tag.add_argument("dest", help="s3:// or local prefix of the Delta tables videos/, shots/, tags/, features/*")
     add_tag_options(tag)
