@@ -25,6 +25,7 @@ from ray.data.block import BlockAccessor
 
 from movielib.features.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
 from movielib.features.store import CatalogStore
+from movielib.errors import StorageError
 from movielib.io.uri import S3Options
 
 MAX_ERRORS_KEPT = 100  # the run summary keeps a sample; the full list is a query on the videos table
@@ -145,6 +146,7 @@ class Committer:
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.failure: Exception | None = None  # a timed commit that failed: raised to the next caller
+        self.claimed_until = float("inf")  # epoch seconds: this run's claims on the chunk's videos lapse then
         threading.Thread(target=self._tick, daemon=True).start()
 
     def add(self, table: pa.Table) -> None:
@@ -170,10 +172,17 @@ class Committer:
         if self.failure is not None:
             raise self.failure
 
+    def claims_valid_until(self, epoch_s: float) -> None:
+        """The driver says until when this run holds its videos (set per chunk, moved on by each renewal)."""
+        self.claimed_until = epoch_s
+
     def _commit(self, rows: int | None = None) -> None:
-        videos = self.assembler.take(rows)
-        if not videos:
+        if not self.assembler.ready:
             return
+        if time.time() >= self.claimed_until:  # another run may own these videos now: never write them twice
+            raise StorageError(f"run {self.run_id}: its claims lapsed at {time.ctime(self.claimed_until)} (not renewed "
+                               f"in output.claim_ttl_s); stopping before writing videos another run may have taken")
+        videos = self.assembler.take(rows)
         t0 = time.perf_counter()
         tables, tally = self.assembler.tables(videos)
         self.store.commit(tables, self.run_id, self.seq)

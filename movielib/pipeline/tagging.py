@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from movielib.pipeline.todo import Todo, keep_only, plan_todo, read_chunk, remov
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -258,8 +261,10 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
         return
     summary.debris_rows_removed += store.remove_debris(claimed.stale)
     keep_only(store, chunk, claimed.won)
+    ray.get(committer.claims_valid_until.remote(claimed.expires_at.timestamp()))
     stop = threading.Event()
-    renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop), daemon=True)
+    renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop, committer),
+                             daemon=True)
     renew.start()
     try:
         # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
@@ -273,10 +278,18 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     summary.fold(ray.get(committer.finish_chunk.remote()))
 
 
-def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event) -> None:
-    """Keep this run's claims alive while it works (a third of the TTL apart); finished videos drop out."""
+def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event,
+                  committer) -> None:
+    """Keep this run's claims alive while it works (a third of the TTL apart); finished videos drop out.
+    The Committer learns each new expiry: if renewals stop, it stops committing before the claims lapse."""
     while not stop.wait(ttl_s / 3):
-        claim(store.tables, run_id, ids, ttl_s)
+        try:
+            renewed = claim(store.tables, run_id, ids, ttl_s)
+        except Exception:  # the store is unreachable now: the next renewal tries again
+            log.warning("could not renew the claims of run %s", run_id, exc_info=True)
+            continue
+        if len(renewed.won) + renewed.done == len(set(ids)):  # still holds every video it has not finished
+            ray.get(committer.claims_valid_until.remote(renewed.expires_at.timestamp()))
 
 
 def build_dataset(plan: TagPlan, chunk: str) -> "ray.data.Dataset":

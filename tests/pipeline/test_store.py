@@ -171,3 +171,15 @@ def test_a_complete_video_is_committed_on_time_when_too_few_rows_came(tmp_path, 
         time.sleep(0.05)
     committer.stop()
     assert store.read_table("videos").num_rows == 1 and store.read_table("shots").num_rows == 4
+
+
+def test_a_committer_whose_claims_lapsed_writes_nothing(tmp_path, clips):
+    from movielib.errors import StorageError
+
+    _, rows = _shot_rows(clips)
+    committer = Committer(str(tmp_path / "out"), None, "run-a", rows_per_commit=2, commit_every_s=600, features=[])
+    committer.claims_valid_until(time.time() - 1)
+    with pytest.raises(StorageError, match="claims lapsed"):
+        committer.add(pa.Table.from_pylist(rows))
+    committer.stop()
+    assert CatalogStore(str(tmp_path / "out")).tables.open("videos") is None
