@@ -29,6 +29,7 @@ from deltalake.exceptions import CommitFailedError
 
 from movielib.errors import StorageError
 from movielib.features.delta import DeltaTables
+from movielib.features.schema import VIDEOS
 
 CLAIMS_TABLE = "_movielib/claims"
 CLAIMS_APP = "movielib-claims"
@@ -53,18 +54,17 @@ def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attemp
         now = datetime.now(timezone.utc)
         prior = snapshot.to_pyarrow_dataset().to_table(columns=["video_id", "run_id", "expires_at"],
                                                        filter=pds.field("video_id").isin(wanted))
-        done = tables.read("videos", columns=["video_id"], filter=pds.field("video_id").isin(wanted))["video_id"] \
-            if tables.open("videos") is not None else pa.array([], pa.string())
+        done = tables.read("videos", columns=["video_id"], filter=pds.field("video_id").isin(wanted),
+                           schema=VIDEOS)["video_id"].combine_chunks()
         others = prior.filter(pc.not_equal(prior["run_id"], run_id))
         live = others.filter(pc.greater(others["expires_at"], pa.scalar(now, TS)))
-        blocked = pa.concat_arrays([done.combine_chunks() if isinstance(done, pa.ChunkedArray) else done,
-                                    live["video_id"].combine_chunks()])
+        blocked = pa.concat_arrays([done, live["video_id"].combine_chunks()])
         won = wanted.filter(pc.invert(pc.is_in(wanted, value_set=blocked)))
         expires = now + timedelta(seconds=ttl_s)
+        claimed_before = pc.unique(others["video_id"])
         result = ClaimResult(won=won.to_pylist(), expires_at=expires, done=len(pc.unique(done)),
                              held=dict(collections.Counter(live["run_id"].to_pylist())),
-                             stale=pc.unique(others["video_id"]).filter(
-                                 pc.is_in(pc.unique(others["video_id"]), value_set=won)).to_pylist())
+                             stale=claimed_before.filter(pc.is_in(claimed_before, value_set=won)).to_pylist())
         if not len(won):
             return result
         rows = pa.table({"video_id": won, "run_id": pa.array([run_id] * len(won)),

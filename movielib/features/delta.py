@@ -55,8 +55,8 @@ class DeltaTables:
 
     def __init__(self, root: str, s3: S3Options | None = None):
         self.s3 = s3
-        fs, path = filesystem_for(root, s3)
-        self.root = f"s3://{path}" if is_s3(root) else path
+        self.fs, self.path = filesystem_for(root, s3)
+        self.root = f"s3://{self.path}" if is_s3(root) else self.path
         self.options = storage_options(self.root, s3)
 
     def uri(self, name: str) -> str:
@@ -95,12 +95,13 @@ class DeltaTables:
         props = CommitProperties(custom_metadata=metadata,
                                  app_transactions=[Transaction(app_id, version)] if app_id else None)
         for attempt in range(attempts):
-            if app_id and snapshot is None:
-                current = self.open(name)
-                if current is not None and (current.transaction_version(app_id) or -1) >= version:
+            target = snapshot
+            if app_id and snapshot is None:  # the snapshot read for the check is the one the write starts from
+                target = self.open(name)
+                if target is not None and (target.transaction_version(app_id) or -1) >= version:
                     return False
             try:
-                write_deltalake(snapshot if snapshot is not None else self.uri(name), data, mode="append",
+                write_deltalake(target if target is not None else self.uri(name), data, mode="append",
                                 storage_options=self.options, commit_properties=props)
                 return True
             except CommitFailedError:
@@ -132,10 +133,9 @@ class DeltaTables:
 
     def names(self) -> list[str]:
         """Every Delta table under the root (folders holding a _delta_log), sorted."""
-        fs, path = filesystem_for(self.root, self.s3)
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True))
         logs = {i.path.rsplit("/_delta_log", 1)[0] for i in infos if i.path.endswith("/_delta_log")}
-        return sorted(p[len(path) + 1:] for p in logs)
+        return sorted(p[len(self.path) + 1:] for p in logs)
 
     def info(self, name: str) -> TableInfo:
         dt = self.open(name)

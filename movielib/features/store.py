@@ -27,10 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pds
 import pyarrow.fs as pafs
 
-from movielib.features.claims import CLAIMS_TABLE
 from movielib.features.delta import DeltaTables, TableInfo
 from movielib.features.schema import SHOT_TABLES, table_schema
-from movielib.io.uri import S3Options, filesystem_for
+from movielib.io.uri import S3Options
 
 if TYPE_CHECKING:
     import ray.data
@@ -45,7 +44,11 @@ class CatalogStore:
         self.dest = dest
         self.s3 = s3
         self.tables = DeltaTables(dest, s3)
-        self.fs, self.root = filesystem_for(dest, s3)
+        self.fs, self.root = self.tables.fs, self.tables.path  # pyarrow filesystem and path of DEST
+
+    def meta_path(self, *parts: str) -> str:
+        """A path under DEST/_movielib in the store's filesystem."""
+        return "/".join([self.root, META, *parts])
 
     # -- reading -------------------------------------------------------------------------------
     def table_names(self) -> list[str]:
@@ -58,8 +61,7 @@ class CatalogStore:
 
     def video_ids(self) -> pa.Array:
         """Every video with a videos row (done: ok or error), as one Arrow column, not Python objects."""
-        ids = self.tables.read("videos", columns=["video_id"], schema=table_schema("videos"))["video_id"]
-        return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        return self.tables.read("videos", columns=["video_id"], schema=table_schema("videos"))["video_id"].combine_chunks()
 
     def read_table(self, name: str, video_id: str | None = None, columns: list[str] | None = None,
                    filter: pds.Expression | None = None, model: str | None = None,
@@ -77,11 +79,11 @@ class CatalogStore:
 
     def read_shots(self, *names: str, model: str | None = None, version: str | None = None) -> pa.Table:
         """shots joined with other shot-level tables (e.g. "tags", "features/image") on (video_id, shot_idx)."""
-        keys = ["video_id", "shot_idx"]
+        keys = list(SHOT_KEYS)
         out = self.read_table("shots")
         for name in names:
             other = self.read_table(name, model=model, version=version)
-            prefix = name.split("/")[-1]
+            other = other.rename_columns([_joined_name(name, c, out.column_names) for c in other.column_names])
             # Arrow's hash join takes no list columns: join the keys with row numbers, then take rows
             pairs = out.select(keys).append_column("_l", pa.array(range(out.num_rows), pa.int64())).join(
                 other.select(keys).append_column("_r", pa.array(range(other.num_rows), pa.int64())),
@@ -89,7 +91,7 @@ class CatalogStore:
             left, right = out.take(pairs["_l"]), other.take(pairs["_r"])
             for c in right.column_names:
                 if c not in keys:
-                    left = left.append_column(f"{prefix}_{c}" if c in left.column_names else c, right[c])
+                    left = left.append_column(c, right[c])
             out = left
         return out.sort_by([(k, "ascending") for k in keys])
 
@@ -108,12 +110,11 @@ class CatalogStore:
         ds = self.dataset("shots")
         for name in names:
             other = self.dataset(name, model=model, version=version)
-            prefix = name.split("/")[-1]
-            clashes = {c: f"{prefix}_{c}" for c in other.columns() if c not in ("video_id", "shot_idx")
-                       and c in ds.columns()}
+            ours = ds.columns()
+            clashes = {c: new for c in other.columns() if (new := _joined_name(name, c, ours)) != c}
             if clashes:
                 other = other.rename_columns(clashes)
-            ds = ds.join(other, join_type="inner", num_partitions=num_partitions, on=("video_id", "shot_idx"))
+            ds = ds.join(other, join_type="inner", num_partitions=num_partitions, on=SHOT_KEYS)
         return ds
 
     # -- writing -------------------------------------------------------------------------------
@@ -123,10 +124,9 @@ class CatalogStore:
         Each append is the application transaction (run_id, seq): repeating a commit that landed
         (a retry after a lost response, or a resumed commit sequence) adds nothing.
         """
-        order = sorted(n for n in tables if n != "videos") + ["videos"]
-        for name in order:
-            table = tables.get(name)
-            if table is not None and table.num_rows:
+        for name in sorted(n for n in tables if n != "videos") + ["videos"]:
+            table = tables[name]
+            if table.num_rows:
                 self.tables.append(name, table.cast(table_schema(name)), app_id=run_id, version=seq,
                                    metadata={"movielib.run_id": run_id, "movielib.batch": str(seq)})
 
@@ -144,7 +144,7 @@ class CatalogStore:
 
     # -- what produced DEST, and what each run did -----------------------------------------------
     def read_json(self, *parts: str) -> dict | None:
-        path = "/".join([self.root, META, *parts])
+        path = self.meta_path(*parts)
         if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
             return None
         with self.fs.open_input_stream(path) as f:
@@ -152,7 +152,7 @@ class CatalogStore:
 
     def write_json(self, data: dict, *parts: str) -> str:
         """Whole-object write: S3 PUTs are atomic; local files are written aside and renamed."""
-        path = "/".join([self.root, META, *parts])
+        path = self.meta_path(*parts)
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         tmp = path if isinstance(self.fs, pafs.S3FileSystem) else f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         with self.fs.open_output_stream(tmp) as out:
@@ -165,38 +165,52 @@ class CatalogStore:
         return self.write_json(summary, "runs", f"{run_id}.json")
 
     # -- housekeeping ----------------------------------------------------------------------------
+    def _every_table(self) -> list[str]:
+        """The catalog's tables, then the bookkeeping ones (the claims table)."""
+        return sorted(self.tables.names(), key=lambda n: (n.startswith(META), n))
+
     def info(self) -> list[TableInfo]:
-        return [self.tables.info(n) for n in [*self.table_names(), CLAIMS_TABLE] if self.tables.open(n)]
+        """Every Delta table under DEST, the claims table included."""
+        return [self.tables.info(n) for n in self._every_table()]
 
     def compact(self) -> dict[str, dict]:
         """Small files into large ones, every table (Delta optimize); the rows stay the same."""
-        return {n: self.tables.compact(n) for n in [*self.table_names(), CLAIMS_TABLE] if self.tables.open(n)}
+        return {n: self.tables.compact(n) for n in self._every_table()}
 
     def vacuum(self, retention_hours: int, dry_run: bool = False) -> dict[str, list[str]]:
         """Delete files older than the retention that no table version needs (compacted-away files, and
         data files of commits that never landed), and the to-do chunks of runs that died. Never run at
         start-up: a live run's files may be young."""
-        out = {n: self.tables.vacuum(n, retention_hours, dry_run) for n in [*self.table_names(), CLAIMS_TABLE]
-               if self.tables.open(n)}
+        out = {n: self.tables.vacuum(n, retention_hours, dry_run) for n in self._every_table()}
         out[f"{META}/runs"] = self._old_run_folders(retention_hours, dry_run)
         return out
 
     def _old_run_folders(self, retention_hours: int, dry_run: bool) -> list[str]:
         """A run removes its to-do chunks when it ends; a folder still there is a dead run's."""
         cutoff = time.time_ns() - retention_hours * 3600 * 10**9
-        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{META}/runs", recursive=True,
-                                                        allow_not_found=True))
+        runs = self.meta_path("runs")
+        infos = self.fs.get_file_info(pafs.FileSelector(runs, recursive=True, allow_not_found=True))
         folders: dict[str, list[pafs.FileInfo]] = {}
         for i in infos:
-            rel = i.path[len(f"{self.root}/{META}/runs/"):]
+            rel = i.path[len(runs) + 1:]
             if "/" in rel and i.type == pafs.FileType.File:
                 folders.setdefault(rel.split("/", 1)[0], []).append(i)
-        old = [f"{self.root}/{META}/runs/{run}" for run, files in folders.items()
-               if all((f.mtime_ns or 0) < cutoff for f in files)]
+        old = [f"{runs}/{run}" for run, files in folders.items() if all((f.mtime_ns or 0) < cutoff for f in files)]
         if not dry_run:
             for folder in old:
                 self.fs.delete_dir(folder)
         return old
+
+
+SHOT_KEYS = ("video_id", "shot_idx")
+
+
+def _joined_name(table: str, column: str, taken: list[str]) -> str:
+    """A joined table's column keeps its name unless the left side has it: then it is prefixed with the
+    table's last part (tags.model -> tags_model, features/image.model -> image_model); keys stay."""
+    if column in SHOT_KEYS or column not in taken:
+        return column
+    return f"{table.split('/')[-1]}_{column}"
 
 
 def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model: str | None,

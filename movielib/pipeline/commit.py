@@ -47,12 +47,24 @@ class Tally:
     videos_ok: int = 0
     videos_error: int = 0
     shots: int = 0
-    clean: int = 0
-    faces: int = 0
+    clean_shots: int = 0
+    shots_with_faces: int = 0
     commits: int = 0
     top1: collections.Counter = field(default_factory=collections.Counter)
     stage_s: collections.Counter = field(default_factory=collections.Counter)
-    errors: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)  # a sample of MAX_ERRORS_KEPT
+
+
+COUNTS = ("videos_ok", "videos_error", "shots", "clean_shots", "shots_with_faces", "commits")
+
+
+def add_tally(total, part: Tally) -> None:
+    """Add `part` into `total` (a Tally, or the run summary, which has the same fields)."""
+    for name in COUNTS:
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.top1.update(part.top1)
+    total.stage_s.update(part.stage_s)
+    total.errors += part.errors[: max(0, MAX_ERRORS_KEPT - len(total.errors))]
 
 
 class VideoAssembler:
@@ -125,8 +137,8 @@ class VideoAssembler:
                                                           "embedding": r.get(f"{f.modality}_embedding")})
                 if r.get("labels"):
                     tally.top1[r["labels"][0]] += 1
-                tally.clean += bool(r.get("clean"))
-                tally.faces += bool(r.get("face_count"))
+                tally.clean_shots += bool(r.get("clean"))
+                tally.shots_with_faces += bool(r.get("face_count"))
         tally.shots = len(out["shots"])
         return {name: pa.Table.from_pylist(rows, schema=table_schema(name)) for name, rows in out.items()}, tally
 
@@ -188,9 +200,9 @@ class Committer:
         self.store.commit(tables, self.run_id, self.seq)
         self.seq += 1
         tally.commits, tally.stage_s["write"] = 1, time.perf_counter() - t0
-        _fold(self.tally, tally)
+        add_tally(self.tally, tally)
 
-    def finish_chunk(self, failed: bool = False) -> dict:
+    def finish_chunk(self, failed: bool = False) -> Tally:
         """Commit what is complete; videos still missing shots become error rows unless the chunk failed
         (then they are left unclaimed-on-expiry for a later run). Returns and resets the chunk's tally."""
         with self.lock:
@@ -206,18 +218,10 @@ class Committer:
             self._commit()
             out, self.tally = self.tally, Tally()
             self.assembler = VideoAssembler(self.assembler.features)
-            return dict(out.__dict__)
+            return out
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-def _fold(total: Tally, part: Tally) -> None:
-    for name in ("videos_ok", "videos_error", "shots", "clean", "faces", "commits"):
-        setattr(total, name, getattr(total, name) + getattr(part, name))
-    total.top1.update(part.top1)
-    total.stage_s.update(part.stage_s)
-    total.errors += part.errors[: max(0, MAX_ERRORS_KEPT - len(total.errors))]
 
 
 class CommitterSink(Datasink[None]):

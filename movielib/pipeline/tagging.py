@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from movielib.config import TagConfig
@@ -38,8 +40,8 @@ from movielib.pipeline.resources import (ClusterDescription, StageResources, dec
                                          resolve_num_gpus)
 from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
                                       FeatureSpec)
-from movielib.pipeline.commit import MAX_ERRORS_KEPT, Committer, CommitterSink
-from movielib.pipeline.todo import Todo, keep_only, plan_todo, read_chunk, remove_chunks
+from movielib.pipeline.commit import Committer, CommitterSink, Tally, add_tally
+from movielib.pipeline.todo import Todo, plan_todo, read_chunk, remove_chunks
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
@@ -119,14 +121,9 @@ class TagSummary:
                      f"summary: {self.dest}/_movielib/runs/{self.run_id}.json")
         return "\n".join(lines)
 
-    def fold(self, part: dict) -> None:
+    def fold(self, part: Tally) -> None:
         """Add one chunk's tally (from the Committer)."""
-        for name, mine in (("videos_ok", "videos_ok"), ("videos_error", "videos_error"), ("shots", "shots"),
-                           ("clean", "clean_shots"), ("faces", "shots_with_faces"), ("commits", "commits")):
-            setattr(self, mine, getattr(self, mine) + part[name])
-        self.errors += part["errors"][: max(0, MAX_ERRORS_KEPT - len(self.errors))]
-        self.top1.update(part["top1"])
-        self.stage_s.update(part["stage_s"])
+        add_tally(self, part)
         self.top_labels = self.top1.most_common(5)
 
 
@@ -251,7 +248,8 @@ def run_tagging(plan: TagPlan) -> TagSummary:
 def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary: TagSummary) -> None:
     """One bounded execution: claim the chunk's videos, clear what a dead run left of them, tag, commit."""
     ttl = plan.cfg.output.claim_ttl_s
-    ids = read_chunk(store, chunk)["video_id"].to_pylist()
+    videos = read_chunk(store, chunk)
+    ids = videos["video_id"].to_pylist()
     claimed = claim(store.tables, plan.run_id, ids, ttl)
     summary.videos_skipped += claimed.done  # finished by another run since planning
     summary.videos_held += len(ids) - claimed.done - len(claimed.won)
@@ -260,7 +258,7 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     if not claimed.won:
         return
     summary.debris_rows_removed += store.remove_debris(claimed.stale)
-    keep_only(store, chunk, claimed.won)
+    videos = videos.filter(pc.is_in(videos["video_id"], value_set=pa.array(claimed.won, pa.string())))
     ray.get(committer.claims_valid_until.remote(claimed.expires_at.timestamp()))
     stop = threading.Event()
     renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop, committer),
@@ -268,7 +266,7 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     renew.start()
     try:
         # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
-        build_dataset(plan, chunk).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
+        build_dataset(plan, videos).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
                                                    concurrency=2)
     except Exception:
         summary.fold(ray.get(committer.finish_chunk.remote(failed=True)))  # what is complete still lands
@@ -292,7 +290,7 @@ def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float
             ray.get(committer.claims_valid_until.remote(renewed.expires_at.timestamp()))
 
 
-def build_dataset(plan: TagPlan, chunk: str) -> "ray.data.Dataset":
+def build_dataset(plan: TagPlan, videos: pa.Table) -> "ray.data.Dataset":
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
     decode = DecodeAndDetect(
@@ -311,7 +309,6 @@ def build_dataset(plan: TagPlan, chunk: str) -> "ray.data.Dataset":
     cpu = StageResources(num_cpus=decode_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     # one video a block, so decode tasks run side by side; the driver holds one chunk (bounded), never the
     # catalog (ray.data.read_parquet of the chunk file plus a repartition to one row a block ran 3x slower)
-    videos = read_chunk(CatalogStore(plan.dest, plan.s3), chunk)
     ds = ray.data.from_arrow([videos.slice(i, 1) for i in range(videos.num_rows)])
     # Ray Data reserves a share of the cluster for every operator and lets the decode stage use only its
     # own: one decode task at a time on a 2-core machine whatever decode.num_cpus says. This linear graph

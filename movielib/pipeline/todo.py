@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movielib.features.store import META, CatalogStore
+from movielib.features.store import CatalogStore
 from movielib.io.uri import SourceListing
 
 TODO = pa.schema([("video_id", pa.string()), ("uri", pa.string())])
@@ -72,19 +72,18 @@ class IdIndex:
     """
 
     def __init__(self, ids: pa.Array):
-        keys = _prefix_keys(ids)
-        self.ids = ids
-        if keys is not None:
-            order = np.argsort(keys, kind="stable")
-            self.keys, self.ids = keys[order], ids.take(pa.array(order))
+        self.ids, self.keys = ids, _prefix_keys(ids)  # keys None: not hex, is_in it is
+        if self.keys is not None:
+            order = np.argsort(self.keys, kind="stable")
+            self.keys, self.ids = self.keys[order], ids.take(pa.array(order))
 
     def contains(self, ids: pa.Array) -> pa.Array:
-        keys = _prefix_keys(ids) if hasattr(self, "keys") else None
+        keys = _prefix_keys(ids) if self.keys is not None else None
         if keys is None:
             return pc.is_in(ids, value_set=self.ids)
-        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         if not len(self.keys):
             return pa.array(np.zeros(len(ids), bool))
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         hit = self.keys[pos] == keys
         same = pc.equal(ids, self.ids.take(pa.array(pos))).to_numpy(zero_copy_only=False)
         return pa.array(hit & same)
@@ -119,7 +118,7 @@ def plan_todo(store: CatalogStore, listings: Iterable[SourceListing], run_id: st
 
 
 def _write_chunk(store: CatalogStore, run_id: str, todo: Todo, rows: pa.Table) -> None:
-    path = "/".join([store.root, META, "runs", run_id, f"todo-{len(todo.chunks):05d}.parquet"])
+    path = store.meta_path("runs", run_id, f"todo-{len(todo.chunks):05d}.parquet")
     store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     pq.write_table(rows, path, filesystem=store.fs)
     todo.chunks.append(path)
@@ -130,13 +129,5 @@ def read_chunk(store: CatalogStore, path: str) -> pa.Table:
     return pq.read_table(path, filesystem=store.fs, schema=TODO)
 
 
-def keep_only(store: CatalogStore, path: str, video_ids: list[str]) -> int:
-    """Rewrite a chunk file with the videos this run won the claims of; returns how many."""
-    table = read_chunk(store, path)
-    table = table.filter(pc.is_in(table["video_id"], value_set=pa.array(video_ids, pa.string())))
-    pq.write_table(table, path, filesystem=store.fs)
-    return table.num_rows
-
-
 def remove_chunks(store: CatalogStore, run_id: str) -> None:
-    store.fs.delete_dir_contents("/".join([store.root, META, "runs", run_id]), missing_dir_ok=True)
+    store.fs.delete_dir_contents(store.meta_path("runs", run_id), missing_dir_ok=True)

@@ -43,7 +43,7 @@ def test_a_video_that_fails_after_some_shots_is_one_error_row_and_no_shots(tmp_p
     (video,) = store.read_table("videos").to_pylist()
     assert video["status"] == "error" and video["error"].startswith("stopped after 2")
     assert store.read_table("shots").num_rows == 0 and store.read_table("tags").num_rows == 0
-    assert (tally["videos_ok"], tally["videos_error"], tally["shots"]) == (0, 1, 0)
+    assert (tally.videos_ok, tally.videos_error, tally.shots) == (0, 1, 0)
 
 
 def test_videos_row_waits_for_every_shot_whatever_the_arrival_order(clips):
