@@ -102,7 +102,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
         init_ray(cfg.ray_address)
     summary = run_tagging(plan)
     print(summary.render(), flush=True)
-    return 0
+    return EXIT_RETRY if summary.videos_retryable else 0
+
+
+EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
 
 
 def _read_lines(path: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from movielib.errors import ConfigError
 from movielib.taxonomy.labels import DEFAULT_PROMPT
@@ -119,16 +119,50 @@ class OutputConfig(Section):
     rows_per_file: PositiveInt = 2048
     commit_every_s: Positive = 60.0  # once its oldest complete video has waited this long: a crash loses minutes
     chunk_videos: PositiveInt = 1000  # videos per bounded Ray Data execution (driver memory stays flat)
-    claim_ttl_s: Positive = 3600.0  # a run's claim on a video lapses this long after its last renewal
+    # a run's claim on a video lapses this long after its last renewal (a run on the same machine whose
+    # process is gone loses its claims at once)
+    claim_ttl_s: Positive = 600.0
     # DEST written with other output settings (model, weights, detector, sampling, labels, ...):
     # refuse (naming the changed fields), or write a separate catalog under DEST/fp-<fingerprint>
     on_change: Literal["refuse", "alongside"] = "refuse"
     compact: bool = False  # at the end of a run that wrote something: small files into large ones (Delta optimize)
 
 
+class FaultConfig(Section):
+    """A fault to inject (reliability tests and drills; none by default): what happens, on which video."""
+
+    kind: Literal["crash", "hang", "memory", "io_error", "error"]  # SIGSEGV / sleep / allocate / OSError / bug
+    video: str  # fires on videos whose URI contains this
+    attempts: PositiveInt | None = None  # only on the first N attempts at the video (None: every attempt)
+
+
+class ReliabilityConfig(Section):
+    # attempts at a video whose worker dies on it (native crash, out-of-memory kill, hang) before the video
+    # becomes one error row naming what happened
+    max_attempts: PositiveInt = 3
+    video_timeout_s: Positive = 14400.0  # a video still in its decode task after this long hangs: the worker stops
+    memory_limit_gb: Positive = 8.0  # a decode worker past this RSS while on a video stops (the video is counted)
+    io_attempts: PositiveInt = 5  # reading a video: attempts on transient I/O errors (throttling, resets, timeouts)
+    backoff_s: Positive = 1.0  # the first wait between them; doubles, with jitter, up to 30 s
+    faults: list[FaultConfig] = Field(default_factory=list)
+
+
 class S3Config(Section):
     endpoint_url: str | None = None  # S3-compatible endpoint, e.g. http://127.0.0.1:9000; default AWS_ENDPOINT_URL
     region: str | None = None  # default AWS_REGION / AWS_DEFAULT_REGION / us-east-1
+    # credentials: default the usual AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, roles);
+    # given here they are never printed (the resolved config shows '**********')
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    max_attempts: PositiveInt = 10  # per request, with exponential backoff (SlowDown, 5xx, resets, timeouts)
+    connect_timeout_s: Positive = 5.0
+    request_timeout_s: Positive = 60.0
+
+    @model_validator(mode="after")
+    def _pair(self) -> "S3Config":
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("secret_access_key: s3.access_key_id and s3.secret_access_key go together")
+        return self
 
 
 class TagConfig(JobConfig):
@@ -143,6 +177,7 @@ class TagConfig(JobConfig):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     s3: S3Config = Field(default_factory=S3Config)
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     ray_address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray
 
 

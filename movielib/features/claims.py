@@ -17,8 +17,11 @@ before writing its own (DESIGN: exactly one row per key however a run dies).
 from __future__ import annotations
 
 import collections
+import os
 import random
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -46,8 +49,10 @@ class ClaimResult:
     stale: list[str] = field(default_factory=list)  # won videos a dead run claimed before: may have its debris
 
 
-def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attempts: int = 50) -> ClaimResult:
-    """Claim `ids` for `run_id` (renewing its own claims); skips complete videos and live claims of others."""
+def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attempts: int = 50,
+          dead: Callable[[str], bool] | None = None) -> ClaimResult:
+    """Claim `ids` for `run_id` (renewing its own claims); skips complete videos and live claims of others.
+    `dead(run)` says a run is known to be gone before its claims expire (its process on this machine ended)."""
     wanted = pa.array(sorted(set(ids)), pa.string())
     for attempt in range(attempts):
         snapshot = tables.open(CLAIMS_TABLE) or tables.create(CLAIMS_TABLE, CLAIMS)
@@ -58,6 +63,9 @@ def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attemp
                            schema=VIDEOS)["video_id"].combine_chunks()
         others = prior.filter(pc.not_equal(prior["run_id"], run_id))
         live = others.filter(pc.greater(others["expires_at"], pa.scalar(now, TS)))
+        gone = [r for r in pc.unique(live["run_id"]).to_pylist() if dead and dead(r)]
+        if gone:
+            live = live.filter(pc.invert(pc.is_in(live["run_id"], value_set=pa.array(gone, pa.string()))))
         blocked = pa.concat_arrays([done, live["video_id"].combine_chunks()])
         won = wanted.filter(pc.invert(pc.is_in(wanted, value_set=blocked)))
         expires = now + timedelta(seconds=ttl_s)
@@ -78,3 +86,45 @@ def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attemp
         except CommitFailedError:
             time.sleep(random.uniform(0.01, 0.05) * min(attempt + 1, 10))  # another claim landed first: read again
     raise StorageError(f"could not claim videos in {tables.uri(CLAIMS_TABLE)}: {attempts} conflicting claims in a row")
+
+
+def release(tables: DeltaTables, run_id: str, ids: list[str]) -> None:
+    """Drop this run's claims on `ids` (videos it gives back undone), so another run may take them now."""
+    if ids:
+        tables.delete(CLAIMS_TABLE, ids, where=f"run_id = '{run_id}'")
+
+
+def this_process() -> dict:
+    """What identifies the running job process: a later run on the same host can tell whether it is gone."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+
+
+def process_gone(record: dict) -> bool:
+    """True when `record` (this_process() of some run) names a process on this host that no longer runs;
+    False when it runs, is elsewhere, or cannot be told (then only the claim's expiry frees its videos)."""
+    if record.get("host") != socket.gethostname() or not record.get("started"):
+        return False
+    started = _start_time(int(record["pid"]))
+    return started is None or started != record["started"]  # gone, or the pid now belongs to another process
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux); None when no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def dead_runs(store) -> Callable[[str], bool]:
+    """`dead` for claim(): a run whose liveness record (DEST/_movielib/live/<run>.json) names a gone process.
+    A run that ended normally removed its record; one without a record is left to its claims' expiry."""
+    seen: dict[str, bool] = {}
+
+    def dead(run_id: str) -> bool:
+        if run_id not in seen:
+            record = store.read_json("live", f"{run_id}.json")
+            seen[run_id] = record is not None and process_gone(record)
+        return seen[run_id]
+    return dead

@@ -38,6 +38,14 @@ def storage_options(uri: str, s3: S3Options | None) -> dict[str, str] | None:
         if urlparse(endpoint).scheme == "http":
             opts["AWS_ALLOW_HTTP"] = "true"
     opts.update({k: os.environ[k] for k in _AWS_ENV if os.environ.get(k)})
+    if s3.access_key_id:  # the config's credentials win over the environment's
+        opts.update(AWS_ACCESS_KEY_ID=s3.access_key_id, AWS_SECRET_ACCESS_KEY=s3.secret_access_key)
+        opts.pop("AWS_SESSION_TOKEN", None)
+        opts.pop("AWS_PROFILE", None)
+    # object_store retries reads and unconditional writes itself; a commit (a conditional put) is retried
+    # by DeltaTables.append, whose application transaction makes the retry safe
+    opts.update(max_retries=str(s3.max_attempts), timeout=f"{s3.request_timeout_s:g}s",
+                connect_timeout=f"{s3.connect_timeout_s:g}s")
     return opts
 
 
@@ -123,13 +131,14 @@ class DeltaTables:
             return empty.select(columns) if columns and schema is not None else empty
         return dt.to_pyarrow_dataset().to_table(columns=columns, filter=filter)
 
-    def delete(self, name: str, ids: list[str], key: str = "video_id") -> int:
-        """Delete the rows whose `key` is one of `ids` (one commit); returns how many went."""
+    def delete(self, name: str, ids: list[str], key: str = "video_id", where: str | None = None) -> int:
+        """Delete the rows whose `key` is one of `ids` (and that match `where`) in one commit; returns how many."""
         dt = self.open(name)
         if dt is None or not ids:
             return 0
         quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-        return int(dt.delete(f"{key} IN ({quoted})").get("num_deleted_rows", 0))
+        predicate = f"{key} IN ({quoted})" + (f" AND {where}" if where else "")
+        return int(dt.delete(predicate).get("num_deleted_rows", 0))
 
     def names(self) -> list[str]:
         """Every Delta table under the root (folders holding a _delta_log), sorted."""

@@ -16,6 +16,7 @@ such a video deletes them before writing its own (claims make sure that run is t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -160,6 +161,10 @@ class CatalogStore:
         if tmp != path:
             self.fs.move(tmp, path)
         return path
+
+    def remove_json(self, *parts: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_file(self.meta_path(*parts))
 
     def write_run_summary(self, run_id: str, summary: dict) -> str:
         return self.write_json(summary, "runs", f"{run_id}.json")

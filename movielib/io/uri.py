@@ -12,7 +12,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,24 +26,36 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".m
 
 @dataclass(frozen=True)
 class S3Options:
-    """How to reach S3: endpoint override for S3-compatible stores, region, timeouts.
+    """How to reach S3: endpoint override for S3-compatible stores, region, credentials, retries.
 
-    Credentials are not stored here: pyarrow's default AWS chain reads AWS_ACCESS_KEY_ID /
-    AWS_SECRET_ACCESS_KEY / AWS_PROFILE / instance roles on each worker.
+    Credentials given in the config travel here (never in repr, logs or errors); without them
+    pyarrow's default AWS chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE /
+    instance roles on each worker. Every request is retried `max_attempts` times with exponential
+    backoff (AWS's standard strategy: throttling, 5xx, resets and timeouts).
     """
 
     endpoint_url: str | None = None
     region: str | None = None
     connect_timeout_s: float = 5.0
     request_timeout_s: float = 60.0
-    max_attempts: int = 3
+    max_attempts: int = 10
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, endpoint_url: str | None = None, region: str | None = None) -> "S3Options":
+    def from_env(cls, endpoint_url: str | None = None, region: str | None = None, **kwargs) -> "S3Options":
         """Explicit values win; otherwise AWS_ENDPOINT_URL(_S3) and AWS_REGION / AWS_DEFAULT_REGION."""
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         reg = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        return cls(endpoint_url=endpoint or None, region=reg)
+        return cls(endpoint_url=endpoint or None, region=reg, **kwargs)
+
+    @classmethod
+    def from_config(cls, cfg) -> "S3Options":
+        """From a job's `s3` config section (movielib.config.S3Config)."""
+        secret = (lambda v: v.get_secret_value() if v is not None else None)
+        return cls.from_env(cfg.endpoint_url, cfg.region, connect_timeout_s=cfg.connect_timeout_s,
+                            request_timeout_s=cfg.request_timeout_s, max_attempts=cfg.max_attempts,
+                            access_key_id=secret(cfg.access_key_id), secret_access_key=secret(cfg.secret_access_key))
 
     def filesystem(self) -> pafs.S3FileSystem:
         kwargs: dict = dict(
@@ -52,6 +64,8 @@ class S3Options:
             request_timeout=self.request_timeout_s,
             retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
         )
+        if self.access_key_id:
+            kwargs.update(access_key=self.access_key_id, secret_key=self.secret_access_key)
         if self.endpoint_url:
             parsed = urlparse(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}")
             kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")

@@ -53,9 +53,15 @@ class Tally:
     top1: collections.Counter = field(default_factory=collections.Counter)
     stage_s: collections.Counter = field(default_factory=collections.Counter)
     errors: list[dict] = field(default_factory=list)  # a sample of MAX_ERRORS_KEPT
+    # failed for reasons not their own (I/O that stayed down, a lost worker, a bug): no videos row, a re-run
+    # tries them again; a sample of MAX_ERRORS_KEPT, and (per chunk, not summed) every id, to release its claim
+    videos_retryable: int = 0
+    retryable: list[dict] = field(default_factory=list)
+    retryable_ids: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # per chunk: claimed videos no row of which reached the sink
 
 
-COUNTS = ("videos_ok", "videos_error", "shots", "clean_shots", "shots_with_faces", "commits")
+COUNTS = ("videos_ok", "videos_error", "videos_retryable", "shots", "clean_shots", "shots_with_faces", "commits")
 
 
 def add_tally(total, part: Tally) -> None:
@@ -65,6 +71,7 @@ def add_tally(total, part: Tally) -> None:
     total.top1.update(part.top1)
     total.stage_s.update(part.stage_s)
     total.errors += part.errors[: max(0, MAX_ERRORS_KEPT - len(total.errors))]
+    total.retryable += part.retryable[: max(0, MAX_ERRORS_KEPT - len(total.retryable))]
 
 
 class VideoAssembler:
@@ -121,6 +128,11 @@ class VideoAssembler:
                                       **{f"features/{f.modality}": [] for f in self.features}}
         tally = Tally()
         for video, shots in videos:
+            if video["status"] == "retryable":  # not done: no videos row, so a later run takes it again
+                tally.videos_retryable += 1
+                tally.retryable.append({"uri": video["uri"], "error": video["error"]})
+                tally.retryable_ids.append(video["video_id"])
+                continue
             out["videos"].append(video)
             if video["status"] == "error":
                 tally.videos_error += 1
@@ -201,22 +213,24 @@ class Committer:
         self.seq += 1
         tally.commits, tally.stage_s["write"] = 1, time.perf_counter() - t0
         add_tally(self.tally, tally)
+        self.tally.retryable_ids += tally.retryable_ids
 
-    def finish_chunk(self, failed: bool = False) -> Tally:
-        """Commit what is complete; videos still missing shots become error rows unless the chunk failed
-        (then they are left unclaimed-on-expiry for a later run). Returns and resets the chunk's tally."""
+    def finish_chunk(self, expected: list[str], failed: bool = False) -> Tally:
+        """Commit what is complete and return (and reset) the chunk's tally. Of the `expected` videos, those
+        some of whose shots never arrived become retryable (their task died past its retries, or the chunk
+        failed), and those no row of which arrived are listed as `lost` for the driver to report."""
         with self.lock:
             self._raise_failure()
-            missing = self.assembler.unfinished()
-            if not failed:
-                for vid, p in list(missing.items()):
-                    got, want = len(p.shots), p.n_shots
-                    row = next(iter(p.shots.values()))
-                    self.assembler.add({**{k: row[k] for k in VIDEOS.names}, "shot_idx": -1, "status": "error",
-                                        "error": f"only {got} of {want if want is not None else '?'} shots reached "
-                                                 f"the sink", "duration_s": None, "n_frames": None})
+            for vid, p in list(self.assembler.unfinished().items()):
+                row = next(iter(p.shots.values()))
+                want = p.n_shots if p.n_shots is not None else "?"
+                self.assembler.add({**{k: row[k] for k in VIDEOS.names}, "shot_idx": -1, "status": "retryable",
+                                    "error": f"only {len(p.shots)} of {want} shots reached the sink"
+                                             + (" (the chunk failed)" if failed else ""),
+                                    "duration_s": None, "n_frames": None})
             self._commit()
             out, self.tally = self.tally, Tally()
+            out.lost = [vid for vid in expected if vid not in self.assembler.closed]
             self.assembler = VideoAssembler(self.assembler.features)
             return out
 

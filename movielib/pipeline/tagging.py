@@ -13,10 +13,12 @@ driver's memory does not grow with it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +28,7 @@ import ray
 
 from movielib.config import TagConfig
 from movielib.errors import ConfigError
-from movielib.features.claims import claim
+from movielib.features.claims import claim, dead_runs, release, this_process
 from movielib.features.fingerprint import changes, fingerprint, output_fields
 from movielib.features.store import CatalogStore, new_run_id
 from movielib.io.cache import local_path
@@ -40,6 +42,7 @@ from movielib.pipeline.resources import (ClusterDescription, StageResources, dec
                                          resolve_num_gpus)
 from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
                                       FeatureSpec)
+from movielib.pipeline.attempts import AttemptLedger, VideoGuard
 from movielib.pipeline.commit import Committer, CommitterSink, Tally, add_tally
 from movielib.pipeline.todo import Todo, plan_todo, read_chunk, remove_chunks
 from movielib.shots import make_detector
@@ -75,6 +78,7 @@ class TagSummary:
     videos_listed: int
     videos_ok: int = 0
     videos_error: int = 0
+    videos_retryable: int = 0  # failed for reasons not their own: no videos row, a re-run tries them again
     videos_skipped: int = 0
     videos_held: int = 0  # claimed by another live run: left to it
     shots: int = 0
@@ -85,6 +89,8 @@ class TagSummary:
     features: list[str] = field(default_factory=list)
     top_labels: list[tuple[str, int]] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)  # a sample; the full list: videos where status = 'error'
+    retryable: list[dict] = field(default_factory=list)  # a sample
+    decode_peak_rss_mb: float = 0.0  # the most a decode worker held resident while on one video
     ignored: list[str] = field(default_factory=list)  # a sample of the objects that are not videos
     ignored_count: int = 0
     held_by: dict[str, int] = field(default_factory=dict)
@@ -99,7 +105,9 @@ class TagSummary:
                       "!! Pass --weights PATH|s3://URI for real tags.", "!" * 72]
         lines += [
             f"run {self.run_id}: {self.videos_listed} videos listed -> {self.videos_ok} tagged, "
-            f"{self.videos_error} failed, {self.videos_skipped} skipped (already in DEST)"
+            f"{self.videos_error} failed, "
+            + (f"{self.videos_retryable} to retry, " if self.videos_retryable else "")
+            + f"{self.videos_skipped} skipped (already in DEST)"
             + (f", {self.videos_held} left to live runs ({', '.join(self.held_by)})" if self.videos_held else ""),
             f"shots: {self.shots} written in {self.commits} commits ({self.clean_shots} clean: top-1 >= 0.4, "
             f"{self.shots_with_faces} with faces)",
@@ -109,6 +117,10 @@ class TagSummary:
         lines += [f"  failed: {e['uri']}: {e['error']}" for e in self.errors[:20]]
         if self.videos_error > 20:
             lines.append(f"  ... {self.videos_error - 20} more: `status = 'error'` rows of {self.dest}/videos")
+        if self.videos_retryable:
+            lines.append(f"{self.videos_retryable} videos failed for reasons not their own (store, workers): "
+                         f"not recorded as done; run the same command again to retry them")
+            lines += [f"  retryable: {e['uri']}: {e['error']}" for e in self.retryable[:20]]
         if self.debris_rows_removed:
             lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
@@ -129,7 +141,7 @@ class TagSummary:
 
 def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     """Validate everything and work out what to do; raises MovielibError subclasses naming the problem."""
-    s3 = S3Options.from_env(cfg.s3.endpoint_url, cfg.s3.region)
+    s3 = S3Options.from_config(cfg.s3)
     spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
     spec.validate()
     labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
@@ -222,16 +234,22 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     if plan.todo.chunks:
         if store.read_json("fingerprint.json") is None:
             store.write_json(plan.fingerprint, "fingerprint.json")
-        committer = ray.remote(Committer).options(num_cpus=0).remote(
-            plan.dest, plan.s3, plan.run_id, cfg.output.rows_per_file, cfg.output.commit_every_s, plan.features)
+        store.write_json(this_process(), "live", f"{plan.run_id}.json")  # a later run here can tell we died
+        actors = RunActors(
+            committer=ray.remote(Committer).options(num_cpus=0).remote(
+                plan.dest, plan.s3, plan.run_id, cfg.output.rows_per_file, cfg.output.commit_every_s, plan.features),
+            ledger=ray.remote(AttemptLedger).options(num_cpus=0).remote())
         try:
             for n, chunk in enumerate(plan.todo.chunks):
-                run_chunk(plan, store, chunk, committer, summary)
+                run_chunk(plan, store, chunk, actors, summary)
                 print(f"chunk {n + 1}/{len(plan.todo.chunks)}: {summary.videos_ok} tagged, {summary.videos_error} "
-                      f"failed, {summary.shots} shots in {summary.commits} commits so far", flush=True)
+                      f"failed, {summary.videos_retryable} to retry, {summary.shots} shots in {summary.commits} "
+                      f"commits so far", flush=True)
+            summary.decode_peak_rss_mb = round(ray.get(actors.ledger.max_peak_rss.remote()) / 2**20, 1)
         finally:
-            ray.get(committer.stop.remote())
+            ray.get(actors.committer.stop.remote())
             remove_chunks(store, plan.run_id)
+            store.remove_json("live", f"{plan.run_id}.json")
         if cfg.output.compact:
             t1 = time.perf_counter()
             store.compact()
@@ -245,12 +263,18 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     return summary
 
 
-def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary: TagSummary) -> None:
+@dataclass(frozen=True)
+class RunActors:
+    committer: "ray.actor.ActorHandle"  # the run's single writer (movielib.pipeline.commit)
+    ledger: "ray.actor.ActorHandle"  # attempts per video and what ended them (movielib.pipeline.attempts)
+
+
+def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, actors: RunActors, summary: TagSummary) -> None:
     """One bounded execution: claim the chunk's videos, clear what a dead run left of them, tag, commit."""
     ttl = plan.cfg.output.claim_ttl_s
     videos = read_chunk(store, chunk)
     ids = videos["video_id"].to_pylist()
-    claimed = claim(store.tables, plan.run_id, ids, ttl)
+    claimed = claim(store.tables, plan.run_id, ids, ttl, dead=dead_runs(store))
     summary.videos_skipped += claimed.done  # finished by another run since planning
     summary.videos_held += len(ids) - claimed.done - len(claimed.won)
     for run, n in claimed.held.items():
@@ -259,6 +283,7 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
         return
     summary.debris_rows_removed += store.remove_debris(claimed.stale)
     videos = videos.filter(pc.is_in(videos["video_id"], value_set=pa.array(claimed.won, pa.string())))
+    committer = actors.committer
     ray.get(committer.claims_valid_until.remote(claimed.expires_at.timestamp()))
     stop = threading.Event()
     renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop, committer),
@@ -266,14 +291,23 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, committer, summary
     renew.start()
     try:
         # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
-        build_dataset(plan, videos).write_datasink(CommitterSink(committer), ray_remote_args={"num_cpus": 0},
-                                                   concurrency=2)
+        build_dataset(plan, videos, actors.ledger).write_datasink(
+            CommitterSink(committer), ray_remote_args={"num_cpus": 0}, concurrency=2)
     except Exception:
-        summary.fold(ray.get(committer.finish_chunk.remote(failed=True)))  # what is complete still lands
+        ray.get(committer.finish_chunk.remote(claimed.won, failed=True))  # what is complete still lands
         raise
     finally:
         stop.set()
-    summary.fold(ray.get(committer.finish_chunk.remote()))
+    part = ray.get(committer.finish_chunk.remote(claimed.won))
+    if part.lost:  # no row reached the sink: the task died past its retries (Ray Data dropped the block)
+        causes = ray.get(actors.ledger.causes.remote(part.lost))
+        uris = dict(zip(videos["video_id"].to_pylist(), videos["uri"].to_pylist()))
+        part.videos_retryable += len(part.lost)
+        part.retryable += [{"uri": uris[v], "error": causes.get(v, "no row reached the sink: its task failed (see "
+                                                                    "the Ray Data log)")} for v in part.lost]
+        part.retryable_ids += part.lost
+    summary.fold(part)
+    release(store.tables, plan.run_id, part.retryable_ids)  # a re-run may take them at once
 
 
 def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event,
@@ -290,16 +324,17 @@ def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float
             ray.get(committer.claims_valid_until.remote(renewed.expires_at.timestamp()))
 
 
-def build_dataset(plan: TagPlan, videos: pa.Table) -> "ray.data.Dataset":
+def build_dataset(plan: TagPlan, videos: pa.Table, ledger=None) -> "ray.data.Dataset":
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
     cfg = plan.cfg
+    attempts = cfg.reliability.max_attempts
     decode = DecodeAndDetect(
         make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len),
         FramePreprocess.for_spec(plan.spec), cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir,
         cfg.decode.shots_per_block, people_max_side=cfg.people.max_side if cfg.people.enabled else None,
         audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads,
         people_frames_per_shot=cfg.people.frames_per_shot, max_frames_per_shot=cfg.sampling.max_frames_per_shot,
-        decoder=cfg.decode.decoder)
+        decoder=cfg.decode.decoder, guard=VideoGuard.from_config(cfg.reliability, ledger))
     cluster = ClusterDescription.from_ray()
     decode_gpus = resolve_num_gpus(cfg.decode.num_gpus, cluster, field="decode.num_gpus")
     score_res = scorer_resources(cfg, cluster)
@@ -315,8 +350,14 @@ def build_dataset(plan: TagPlan, videos: pa.Table) -> "ray.data.Dataset":
     # needs no reservations (the scorer actors hold their resources from the start): decode may take every
     # free CPU, and its concurrency cap keeps Ray Data from queueing the whole chunk's tasks at once.
     ds.context.op_resource_reservation_enabled = False
+    # a block that still fails after its retries is dropped, not fatal: its video is reported retryable
+    ds.context.max_errored_blocks = -1
     cap = decode_concurrency(cluster, decode_cpus, score_res, cfg.scoring.max_actors)
-    ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", concurrency=cap, **decode_res)
+    # bounded retries of a decode task whose worker died (Ray Data's default is forever): the attempt after
+    # the last allowed one only writes the video's error row (movielib.pipeline.attempts)
+    with _named_remote_args():
+        ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", concurrency=cap, max_retries=attempts,
+                            **decode_res)
     # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
     if cfg.people.enabled:
@@ -326,14 +367,26 @@ def build_dataset(plan: TagPlan, videos: pa.Table) -> "ray.data.Dataset":
         ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu)
     if cfg.features.text:
         ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu)
-    return ds.map_batches(
-        ClipSceneScorer,
-        fn_constructor_kwargs=dict(
-            spec=plan.spec, labels=plan.labels,
-            rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
-            frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
-            torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
-            image_features=cfg.features.image),
-        batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
-        **score_res.ray_args())
+    with _named_remote_args():
+        return ds.map_batches(
+            ClipSceneScorer,
+            fn_constructor_kwargs=dict(
+                spec=plan.spec, labels=plan.labels,
+                rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
+                frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
+                torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
+                image_features=cfg.features.image),
+            batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
+            # a killed scorer comes back, and its batch is tried `attempts` more times
+            max_restarts=-1, max_task_retries=attempts,
+            **score_res.ray_args())
+
+
+@contextlib.contextmanager
+def _named_remote_args():
+    """Ray 2.60 names some remote arguments of map_batches and warns about the rest, but task retries have no
+    name yet: `max_retries` can only be passed the old way (silenced here, where it is meant)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=Warning)
+        yield

@@ -37,7 +37,7 @@ def test_a_video_that_fails_after_some_shots_is_one_error_row_and_no_shots(tmp_p
     # shots 0 and 1 went downstream, then the video failed; a late block of shot 2 arrives after the error row
     for part in ([rows[0]], [rows[1]], error.to_pylist(), [rows[2]]):
         committer.add(pa.Table.from_pylist(part, schema=error.schema))
-    tally = committer.finish_chunk()
+    tally = committer.finish_chunk(["v"])
     committer.stop()
     store = CatalogStore(str(tmp_path / "out"))
     (video,) = store.read_table("videos").to_pylist()

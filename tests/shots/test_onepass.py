@@ -167,8 +167,9 @@ def test_torchcodec_decoder_behind_the_same_interface(clips):
     assert all(np.array_equal(a, b) for a, b in zip(tensor_column(ours, "frames"), tensor_column(ref, "frames")))
 
 
-def test_a_failure_after_shots_went_downstream_ends_as_an_error_row(clips):
-    """Blocks stream out as shots complete; if the video fails later, the job still gets one error row for it."""
+def test_a_failure_after_shots_went_downstream_ends_as_one_row_saying_so(clips):
+    """Blocks stream out as shots complete; if the video fails later, the job still gets one row for it: a
+    retryable one when the failure is not the video's fault (here the worker ran out of memory)."""
 
     class FailingDecoder(CountingDecoder):
         @contextlib.contextmanager
@@ -191,7 +192,8 @@ def test_a_failure_after_shots_went_downstream_ends_as_an_error_row(clips):
     rows = [r for t in stage.process("v", str(path)) for r in t.drop_columns(["frames"]).to_pylist()]
     # by frame 140 the detector has settled shots 0 and 1 (cuts at 40, 70); shot 0's block went out
     assert [r["shot_idx"] for r in rows] == [0, -1]
-    assert rows[-1]["status"] == "error" and rows[-1]["error"].startswith("stopped after 1 of its shots: MemoryError")
+    assert rows[-1]["status"] == "retryable"
+    assert rows[-1]["error"].startswith("stopped after 1 of its shots: MemoryError")
 
 
 @pytest.mark.parametrize("size", [(98, 56), (16, 16)])
@@ -243,7 +245,8 @@ def test_containers_and_odd_inputs_through_the_one_pass(tmp_path, name, args, ex
 
 
 def test_a_failing_consumer_stops_the_decode_thread_before_the_container_closes(clips):
-    """An error while frames are being consumed ends as an error row, and no decode thread outlives the video."""
+    """An error while frames are being consumed ends as one row (retryable: a bug is not the video's fault),
+    and no decode thread outlives the video."""
     import threading
 
     class FailingCrop(FramePreprocess):
@@ -253,5 +256,5 @@ def test_a_failing_consumer_stops_the_decode_thread_before_the_container_closes(
     # blocks of one shot: the failure surfaces while the frame iterator is suspended mid-video
     stage = DecodeAndDetect(make_detector("fast"), FailingCrop(size=PRE.size), decoder="pyav", shots_per_block=1)
     rows = [r for t in stage.process("v", str(clips["four.mp4"][0])) for r in t.drop_columns(["frames"]).to_pylist()]
-    assert rows[-1]["status"] == "error" and "simulated crop failure" in rows[-1]["error"]
+    assert rows[-1]["status"] == "retryable" and "simulated crop failure" in rows[-1]["error"]
     assert not [t for t in threading.enumerate() if t.name == "movielib-decode"]

@@ -18,6 +18,7 @@ from movielib.io.subtitles import sidecar_subtitles, text_between
 from movielib.io.uri import S3Options
 from movielib.io.video import VideoReadError, local_copy
 from movielib.models.clip import FramePreprocess
+from movielib.pipeline.attempts import TransientError, VideoGuard
 from movielib.pipeline.stages.columns import NO_AUDIO, SHOT_ROW, encode_frame, with_stage_time, with_tensor_column
 from movielib.shots.detect import Shot, ShotDetector
 from movielib.shots.onepass import OnePass, Sample
@@ -68,6 +69,7 @@ class DecodeAndDetect:
     people_frames_per_shot: int = 3
     max_frames_per_shot: int = 512
     decoder: str | Decoder = "auto"  # auto | pyav | nvdec, or a Decoder object
+    guard: VideoGuard | None = None  # attempts, limits, I/O retries (movielib.pipeline.attempts); None: none
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -75,19 +77,30 @@ class DecodeAndDetect:
             yield from self.process(str(video_id), str(uri))
 
     def process(self, video_id: str, uri: str) -> Iterator[pa.Table]:
+        """The video's shot blocks, or one row saying why not: an error row when the video itself is bad
+        (or killed its worker `max_attempts` times), a retryable row when the failure was not its fault."""
         t0 = time.perf_counter()
         emitted = 0
+        guard = self.guard or VideoGuard(None)
+        attempt = guard.begin(video_id)
+        poison = guard.exhausted(attempt)
+        if poison:
+            yield with_stage_time(self._error_row(video_id, uri, poison), "decode", time.perf_counter() - t0)
+            return
         try:
-            with local_copy(uri, self.s3, self.scratch_dir) as path:
+            with guard.watching(video_id, uri, attempt), \
+                    guard.reading(uri, lambda: local_copy(uri, self.s3, self.scratch_dir)) as path:
                 for block in self._shot_blocks(video_id, uri, path):
                     emitted += block.num_rows
                     yield with_stage_time(block, "decode", time.perf_counter() - t0)
                     t0 = time.perf_counter()  # the time spent downstream while suspended is not ours
         except Exception as exc:  # one bad video must not stop the catalog
-            msg = str(exc) if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
-            if emitted:  # its first shots already went downstream: they stay, and the video is marked failed
+            bad_video = isinstance(exc, VideoReadError)
+            msg = str(exc) if bad_video or isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
+            if emitted:  # its first shots already went downstream: the sink drops them when this row arrives
                 msg = f"stopped after {emitted} of its shots: {msg}"
-            yield with_stage_time(self._error_row(video_id, uri, msg), "decode", time.perf_counter() - t0)
+            row = self._error_row(video_id, uri, msg, status="error" if bad_video else "retryable")
+            yield with_stage_time(row, "decode", time.perf_counter() - t0)
 
     def _shot_blocks(self, video_id: str, uri: str, path: str) -> Iterator[pa.Table]:
         """Run the one pass; a block is emitted when `shots_per_block` shots are done, the rest at the end."""
@@ -171,8 +184,8 @@ class DecodeAndDetect:
             table = table.append_column("subtitle", pa.array(subtitles, pa.string()))
         return table
 
-    def _error_row(self, video_id: str, uri: str, error: str) -> pa.Table:
-        row = {**self._video_fields(video_id, uri, None, False, error), "n_shots": 0, "shot_idx": -1}
+    def _error_row(self, video_id: str, uri: str, error: str, status: str = "error") -> pa.Table:
+        row = {**self._video_fields(video_id, uri, None, False, error), "status": status, "n_shots": 0, "shot_idx": -1}
         table = pa.Table.from_pylist([row], schema=SHOT_ROW)
         h, w = (self.preprocess.size, self.preprocess.size) if isinstance(self.preprocess.size, int) else self.preprocess.size
         no_frames = np.zeros((0, h, w, 3), np.uint8)
