@@ -97,3 +97,38 @@ def hf_folder(path: Path, seed: int = 3) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "open_clip_model.safetensors"))
     (path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_QUICKGELU, "preprocess_cfg": FOLDER_PREPROCESS}))
     return path
+
+
+LIGHT = {"people.enabled": False, "features.audio": False, "features.text": False}  # scoring only: fast runs
+
+
+def link_catalog(folder: Path, clips: dict, copies: int = 1) -> dict[str, int]:
+    """`copies` differently named links to each clip (distinct videos: the id hashes the URI) -> shots each."""
+    folder.mkdir(parents=True)
+    expected = {}
+    for n in range(copies):
+        for name, (path, cuts) in clips.items():
+            (folder / f"{n}-{name}").symlink_to(path)
+            expected[f"{n}-{name}"] = len(cuts) + 1
+    return expected
+
+
+def assert_each_key_once(store, n_videos: int, n_shots: int) -> None:
+    for name in ("shots", "tags", "features/image"):
+        keys = store.read_table(name, columns=["video_id", "shot_idx"]).to_pylist()
+        assert len(keys) == len({(k["video_id"], k["shot_idx"]) for k in keys}) == n_shots, name
+    ids = store.video_ids().to_pylist()
+    assert len(ids) == len(set(ids)) == n_videos
+
+
+def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, **popen):
+    """`python -m movielib.cli ARGS` in a subprocess; `join_ray` makes it a driver of this session's Ray
+    (as a job submitted to a cluster is), else it starts a Ray of its own."""
+    import subprocess
+
+    import ray
+
+    full = {**os.environ, **(env or {})}
+    if join_ray:
+        full["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    return subprocess.Popen([sys.executable, "-m", "movielib.cli", *args], cwd=ROOT, env=full, **popen)

@@ -214,6 +214,9 @@ class LoadedClip:
     input_dtype: torch.dtype = torch.float32  # what images are cast to (the weights' dtype)
 
 
+RANDOM_INIT_SEED = 0
+
+
 def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> LoadedClip:
     """Build the model in eval mode on `device`, weights loaded as the spec says."""
     if precision not in PRECISIONS:
@@ -221,8 +224,10 @@ def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> L
     weights_precision, autocast = PRECISIONS[precision]
     source = spec.resolve()
     local_dir = source.model_name.startswith("local-dir:")
-    model = open_clip.create_model(source.model_name, pretrained=None if local_dir else source.checkpoint,
-                                   device=device, precision=weights_precision)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)  # random weights are one fixed model: every worker and every run agree
+        model = open_clip.create_model(source.model_name, pretrained=None if local_dir else source.checkpoint,
+                                       device=device, precision=weights_precision)
     model.eval()
     return LoadedClip(model=model, tokenizer=open_clip.get_tokenizer(source.model_name),
                       preprocess=FramePreprocess.from_cfg(open_clip.get_model_preprocess_cfg(model)), autocast=autocast,
