@@ -1,0 +1,56 @@
+"""A scoring actor and a decode task killed mid-run: the run finishes and every video appears exactly once."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import LIGHT, TINY, assert_each_key_once, link_catalog
+from movielib.config import load_config
+from movielib.features.store import CatalogStore
+from movielib.pipeline.tagging import plan_tagging, run_tagging
+
+pytestmark = pytest.mark.slow
+
+
+def _pids(title: str) -> list[int]:
+    """Processes whose command line (a Ray worker's title) contains `title`."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if title in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(p.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_killed_scorer_and_decode_workers_lose_and_duplicate_nothing(ray_local, tmp_path, clips):
+    expected = link_catalog(tmp_path / "catalog", clips, copies=3)
+    dest = tmp_path / "out"
+    # the decode task of one video dies once (its worker is SIGSEGV'd); the test SIGKILLs a scoring actor
+    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "output.rows_per_file": 2,
+                             "output.commit_every_s": 1, "scoring.batch_size": 2,
+                             "reliability.faults": [{"kind": "crash", "video": "1-four.mp4", "attempts": 1}]})
+    killed: list[int] = []
+
+    def kill_a_scorer() -> None:
+        first_commit = dest / "shots" / "_delta_log" / "00000000000000000000.json"
+        deadline = time.monotonic() + 240
+        while not first_commit.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in _pids("ClipSceneScorer")[:1]:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(len(CatalogStore(str(dest)).video_ids()))  # videos committed when it died
+
+    killer = threading.Thread(target=kill_a_scorer, daemon=True)
+    killer.start()
+    summary = run_tagging(plan_tagging(cfg, str(tmp_path / "catalog"), str(dest)))
+    killer.join()
+    assert killed and killed[0] < len(expected), "the scoring actor should die mid-run"
+    assert (summary.videos_ok, summary.videos_error, summary.videos_retryable) == (len(expected), 0, 0)
+    assert_each_key_once(CatalogStore(str(dest)), len(expected), sum(expected.values()))
