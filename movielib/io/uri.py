@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,8 +139,8 @@ def iter_source(source: str, s3: S3Options | None = None, extensions: tuple[str,
                 batch_size: int = 20_000) -> Iterator[SourceListing]:
     """List a catalog: a folder / s3 prefix (videos by extension), one video, or a manifest file of URIs.
 
-    A manifest lists one URI per line ('#' starts a comment; relative paths are relative to the
-    manifest). Every listed URI becomes a VideoRef, also when it is missing or not a video, so
+    A manifest lists one URI per line ('#' at a line's start or after a space starts a comment, so
+    keys may hold '#'; relative paths are relative to the manifest). Every listed URI becomes a VideoRef, also when it is missing or not a video, so
     the job records an error row for it instead of dropping it silently. A manifest is read and
     probed `batch_size` URIs at a time, so a million-line manifest never sits in memory as objects.
     """
@@ -163,12 +164,15 @@ def iter_source(source: str, s3: S3Options | None = None, extensions: tuple[str,
             yield SourceListing(videos=_probe(uris, s3), ignored=[])
 
 
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
 def _manifest_uris(fs: pafs.FileSystem, path: str, batch_size: int) -> Iterator[list[str]]:
     base = path.rsplit("/", 1)[0]
     batch: list[str] = []
     with fs.open_input_stream(path) as raw:
         for line in io.TextIOWrapper(raw, encoding="utf-8", errors="replace"):
-            line = line.split("#", 1)[0].strip()
+            line = _COMMENT.sub("", line).strip()  # '#' inside a key (s3://b/take#2.mp4) is part of it
             if not line:
                 continue
             if not is_s3(line) and "://" not in line and not line.startswith("/"):

@@ -353,20 +353,22 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger=None) -> "ray.data.Dat
     # a block that still fails after its retries is dropped, not fatal: its video is reported retryable
     ds.context.max_errored_blocks = -1
     cap = decode_concurrency(cluster, decode_cpus, score_res, cfg.scoring.max_actors)
-    # bounded retries of a decode task whose worker died (Ray Data's default is forever): the attempt after
-    # the last allowed one only writes the video's error row (movielib.pipeline.attempts)
-    with _named_remote_args():
-        ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", concurrency=cap, max_retries=attempts,
-                            **decode_res)
-    # the CPU stages below share the decode stage's CPU resources, so Ray Data fuses them into its tasks
+    # bounded retries of a task whose worker died (Ray Data's default is forever): the attempt after the last
+    # allowed one only writes the video's error row (movielib.pipeline.attempts). The CPU stages get the same
+    # arguments, so Ray Data still fuses them into the decode task: one task (and one ledger) per video.
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
-    if cfg.people.enabled:
-        ds = ds.map_batches(DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
-                            batch_size=None, batch_format="pyarrow", **cpu)
-    if plan.audio_encoder is not None:
-        ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu)
-    if cfg.features.text:
-        ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu)
+    # (Ray Data fuses task stages only when their concurrency caps are equal too)
+    same = {"max_retries": attempts, "concurrency": cap}
+    with _named_remote_args():
+        ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res, **same)
+        if cfg.people.enabled:
+            ds = ds.map_batches(DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
+                                batch_size=None, batch_format="pyarrow", **cpu, **same)
+        if plan.audio_encoder is not None:
+            ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu, **same)
+        if cfg.features.text:
+            ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu,
+                                **same)
     with _named_remote_args():
         return ds.map_batches(
             ClipSceneScorer,

@@ -20,11 +20,12 @@ def test_folder_listing_filters_by_extension(tmp_path):
 
 def test_manifest_keeps_missing_and_relative_entries(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"12")
+    (tmp_path / "take#2 100%.mp4").write_bytes(b"123")
     manifest = tmp_path / "catalog.txt"
-    manifest.write_text(f"# my catalog\nv.mp4\n{tmp_path}/gone.mp4  # deleted\n\n")
+    manifest.write_text(f"# my catalog\nv.mp4\n{tmp_path}/gone.mp4  # deleted\ntake#2 100%.mp4\n\n")
     refs = list_source(str(manifest)).videos
-    assert [os.path.basename(r.uri) for r in refs] == ["v.mp4", "gone.mp4"]
-    assert refs[0].size == 2 and refs[1].size == -1
+    assert [os.path.basename(r.uri) for r in refs] == ["v.mp4", "gone.mp4", "take#2 100%.mp4"]
+    assert [r.size for r in refs] == [2, -1, 3]
 
 
 def test_video_id_changes_with_the_object():

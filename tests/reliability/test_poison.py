@@ -93,3 +93,20 @@ def test_transient_failures_are_not_recorded_as_done_and_a_rerun_takes_them(ray_
     assert rc == 0, out
     assert f"2 videos to tag in 1 chunks, {len(expected)} already in" in out
     assert_each_key_once(store, len(expected) + 2, sum(expected.values()) + 8)
+
+
+def test_the_cpu_stages_run_in_the_decode_task_so_its_attempts_cover_them(ray_local, tmp_path, clips, capsys):
+    """A crash in the people, audio or text stage must count as an attempt at the video: that holds only while
+    Ray Data fuses them into the decode task (it stops when their remote args or concurrency caps differ)."""
+    import pyarrow as pa
+
+    from movielib.config import load_config
+    from movielib.pipeline.tagging import build_dataset, plan_tagging
+
+    link_catalog(tmp_path / "catalog", clips)
+    plan = plan_tagging(load_config(None, {"model.name": TINY, "model.random_weights": True}),
+                        str(tmp_path / "catalog"), str(tmp_path / "out"))
+    build_dataset(plan, pa.table({"video_id": ["v"], "uri": ["x.mp4"]})).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "[MapBatches(DecodeAndDetect)->MapBatches(DetectPeople)->MapBatches(EmbedAudio)->MapBatches(EmbedText)]" \
+        in optimized, optimized

@@ -1,0 +1,58 @@
+"""A flaky object store (503 SlowDown, reset connections, delays) in front of moto: the run retries with backoff
+and its tables are complete. A missing bucket or an endpoint nobody listens on fails before any work."""
+
+import time
+
+import pytest
+
+from conftest import LIGHT, TINY, assert_each_key_once
+from flaky_s3 import FlakyProxy
+from movielib.config import load_config
+from movielib.errors import StorageError
+from movielib.features.store import CatalogStore
+from movielib.io.uri import S3Options
+from movielib.demo.s3server import free_port
+from movielib.pipeline.tagging import plan_tagging, run_tagging
+
+
+def _cfg(endpoint, **extra):
+    return load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "s3.endpoint_url": endpoint,
+                              "output.rows_per_file": 3, "reliability.backoff_s": 0.1, **extra})
+
+
+@pytest.mark.slow
+def test_a_run_through_a_flaky_store_is_complete(ray_local, s3_server, bucket, clips):
+    client = s3_server.client()
+    expected = {}
+    for n in range(2):
+        for name, (path, cuts) in clips.items():
+            client.upload_file(str(path), bucket, f"catalog/{n}/{name}")
+            expected[f"{n}/{name}"] = len(cuts) + 1
+    proxy = FlakyProxy(s3_server.endpoint_url, slowdown=0.15, reset=0.05, delay=0.1).start()
+    try:
+        summary = run_tagging(plan_tagging(_cfg(proxy.url), f"s3://{bucket}/catalog/", f"s3://{bucket}/out"))
+    finally:
+        proxy.stop()
+    print("proxy:", dict(proxy.counts))
+    assert proxy.counts["slowdown"] >= 10 and proxy.counts["reset"] >= 3 and proxy.counts["delay"] >= 5, proxy.counts
+    assert (summary.videos_ok, summary.videos_error, summary.videos_retryable) == (len(expected), 0, 0)
+    store = CatalogStore(f"s3://{bucket}/out", S3Options.from_env(s3_server.endpoint_url))
+    assert_each_key_once(store, len(expected), sum(expected.values()))
+
+
+def test_a_missing_bucket_fails_before_any_work(s3_server, bucket, tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"0")
+    with pytest.raises(StorageError, match="DEST bucket 'no-such-bucket' does not exist"):
+        plan_tagging(_cfg(s3_server.endpoint_url), str(tmp_path), "s3://no-such-bucket/out")
+    with pytest.raises(StorageError, match="SOURCE 's3://no-such-bucket/catalog/' does not exist"):
+        plan_tagging(_cfg(s3_server.endpoint_url), "s3://no-such-bucket/catalog/", str(tmp_path / "out"))
+
+
+def test_an_endpoint_nobody_listens_on_fails_within_seconds_naming_it(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        plan_tagging(_cfg(dead, **{"s3.max_attempts": 3, "s3.connect_timeout_s": 1.0}), "s3://bucket/catalog/",
+                     str(tmp_path / "out"))
+    assert "s3://bucket/catalog/" in str(err.value) and dead.split("//")[1] in str(err.value)
+    assert time.monotonic() - t0 < 30  # not minutes of retries
