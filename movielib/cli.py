@@ -12,6 +12,8 @@ import yaml
 
 from movielib.errors import MovielibError
 
+EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
+
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
     out = {}
@@ -103,9 +105,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
     summary = run_tagging(plan)
     print(summary.render(), flush=True)
     return EXIT_RETRY if summary.videos_retryable else 0
-
-
-EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
 
 
 def _read_lines(path: str) -> list[str]:

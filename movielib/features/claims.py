@@ -91,7 +91,7 @@ def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attemp
 def release(tables: DeltaTables, run_id: str, ids: list[str]) -> None:
     """Drop this run's claims on `ids` (videos it gives back undone), so another run may take them now."""
     if ids:
-        tables.delete(CLAIMS_TABLE, ids, where=f"run_id = '{run_id}'")
+        tables.delete(CLAIMS_TABLE, ids, match={"run_id": run_id})
 
 
 def this_process() -> dict:

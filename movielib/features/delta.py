@@ -42,11 +42,16 @@ def storage_options(uri: str, s3: S3Options | None) -> dict[str, str] | None:
         opts.update(AWS_ACCESS_KEY_ID=s3.access_key_id, AWS_SECRET_ACCESS_KEY=s3.secret_access_key)
         opts.pop("AWS_SESSION_TOKEN", None)
         opts.pop("AWS_PROFILE", None)
-    # object_store retries reads and unconditional writes itself; a commit (a conditional put) is retried
-    # by DeltaTables.append, whose application transaction makes the retry safe
-    opts.update(max_retries=str(s3.max_attempts), timeout=f"{s3.request_timeout_s:g}s",
-                connect_timeout=f"{s3.connect_timeout_s:g}s")
     return opts
+
+
+def client_options(s3: S3Options | None) -> dict[str, str]:
+    """delta-rs's own retry and timeout settings (object_store keys other Delta readers do not all take).
+    object_store retries reads and unconditional writes itself; a commit (a conditional put) is retried
+    by DeltaTables.append, whose application transaction makes the retry safe."""
+    s3 = s3 or S3Options.from_env()
+    return {"max_retries": str(s3.max_attempts), "timeout": f"{s3.request_timeout_s:g}s",
+            "connect_timeout": f"{s3.connect_timeout_s:g}s"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,8 @@ class DeltaTables:
         self.s3 = s3
         self.fs, self.path = filesystem_for(root, s3)
         self.root = f"s3://{self.path}" if is_s3(root) else self.path
-        self.options = storage_options(self.root, s3)
+        self.options = storage_options(self.root, s3)  # what any Delta reader takes (Ray Data, polars)
+        self._rs = {**self.options, **client_options(s3)} if self.options else None  # delta-rs's own calls
 
     def uri(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -73,7 +79,7 @@ class DeltaTables:
     def open(self, name: str, version: int | None = None) -> DeltaTable | None:
         """The table's latest snapshot (or `version`); None when it was never written."""
         try:
-            return DeltaTable(self.uri(name), version=version, storage_options=self.options)
+            return DeltaTable(self.uri(name), version=version, storage_options=self._rs)
         except TableNotFoundError:
             return None
         except OSError as exc:
@@ -82,7 +88,7 @@ class DeltaTables:
     def create(self, name: str, schema: pa.Schema) -> DeltaTable:
         """An empty table with `schema`, or the table as it is when a concurrent writer created it first."""
         try:
-            DeltaTable.create(self.uri(name), schema, mode="ignore", storage_options=self.options)
+            DeltaTable.create(self.uri(name), schema, mode="ignore", storage_options=self._rs)
         except Exception:  # lost the race to write version 0: the winner's table is ours too
             pass
         table = self.open(name)
@@ -110,7 +116,7 @@ class DeltaTables:
                     return False
             try:
                 write_deltalake(target if target is not None else self.uri(name), data, mode="append",
-                                storage_options=self.options, commit_properties=props)
+                                storage_options=self._rs, commit_properties=props)
                 return True
             except CommitFailedError:
                 if snapshot is not None:
@@ -131,14 +137,38 @@ class DeltaTables:
             return empty.select(columns) if columns and schema is not None else empty
         return dt.to_pyarrow_dataset().to_table(columns=columns, filter=filter)
 
-    def delete(self, name: str, ids: list[str], key: str = "video_id", where: str | None = None) -> int:
-        """Delete the rows whose `key` is one of `ids` (and that match `where`) in one commit; returns how many."""
-        dt = self.open(name)
-        if dt is None or not ids:
-            return 0
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-        predicate = f"{key} IN ({quoted})" + (f" AND {where}" if where else "")
-        return int(dt.delete(predicate).get("num_deleted_rows", 0))
+    def delete(self, name: str, ids: list[str], key: str = "video_id", match: dict[str, str] | None = None,
+               attempts: int = 5) -> int:
+        """Delete the rows whose `key` is one of `ids` (and whose columns equal `match`) in one commit;
+        returns how many went.
+
+        A replace-where overwrite with no rows, not DeltaTable.delete: deltalake 1.6's delete rewrites
+        string columns as string_view, after which every filtered pyarrow read of the table fails
+        (delta-rs #4579); the overwrite writes the table's own types.
+        """
+        def sql(v: str) -> str:
+            return "'" + v.replace("'", "''") + "'"
+
+        predicate = f"{key} IN ({', '.join(sql(i) for i in ids)})" + \
+            "".join(f" AND {col} = {sql(v)}" for col, v in (match or {}).items())
+        expr = pds.field(key).isin(pa.array(ids, pa.string()))
+        for col, v in (match or {}).items():
+            expr = expr & (pds.field(col) == v)
+        for attempt in range(attempts):
+            dt = self.open(name)
+            if dt is None or not ids:
+                return 0
+            dataset = dt.to_pyarrow_dataset()
+            n = dataset.count_rows(filter=expr)
+            if not n:
+                return 0
+            try:
+                write_deltalake(dt, dataset.schema.empty_table(), mode="overwrite", predicate=predicate,
+                                storage_options=self._rs)
+                return n
+            except CommitFailedError:  # a concurrent commit touched the same files: read again
+                time.sleep(0.05 * (2 ** attempt))
+        raise StorageError(f"cannot delete from {self.uri(name)}: {attempts} conflicting commits in a row")
 
     def names(self) -> list[str]:
         """Every Delta table under the root (folders holding a _delta_log), sorted."""

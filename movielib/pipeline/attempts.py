@@ -270,7 +270,7 @@ class VideoGuard:
     # -- fault injection ---------------------------------------------------------------------------------
     def _inject(self, uri: str, n: int) -> None:
         for f in self.faults:
-            if f.kind in ("io_error",) or not f.fires(uri, n):
+            if f.kind == "io_error" or not f.fires(uri, n):  # io_error fires in reading()
                 continue
             if f.kind == "crash":
                 os.kill(os.getpid(), signal.SIGSEGV)  # faulthandler reports it, then the process dies of it

@@ -183,3 +183,18 @@ def test_a_committer_whose_claims_lapsed_writes_nothing(tmp_path, clips):
         committer.add(pa.Table.from_pylist(rows))
     committer.stop()
     assert CatalogStore(str(tmp_path / "out")).tables.open("videos") is None
+
+
+def test_rows_deleted_leave_a_table_every_filtered_read_still_reads(tmp_path):
+    """deltalake 1.6's own delete rewrites strings as string_view, and pyarrow filters then fail (delta-rs #4579)."""
+    import pyarrow.dataset as pds
+
+    from movielib.features.delta import DeltaTables
+
+    tables = DeltaTables(str(tmp_path))
+    tables.append("t", pa.table({"video_id": ["a", "b", "c"], "run_id": ["r1", "r2", "r1"]}))
+    tables.append("t", pa.table({"video_id": ["d"], "run_id": ["r1"]}))
+    assert tables.delete("t", ["a", "b", "d"], match={"run_id": "r1"}) == 2  # b belongs to r2: kept
+    assert tables.delete("t", ["x"]) == 0
+    got = tables.read("t", filter=pds.field("video_id").isin(pa.array(["b", "c"])))
+    assert sorted(got["video_id"].to_pylist()) == ["b", "c"] and got.schema.field("video_id").type == pa.string()

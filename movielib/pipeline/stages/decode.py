@@ -52,8 +52,9 @@ class DecodeAndDetect:
     detector (`people_frames_per_shot` of them, evenly spread, PNG-encoded at the shot's end).
     A shot keeps at most `max_frames_per_shot` samples (evenly thinned past that). Audio is
     extracted once per video and cut per shot; sidecar subtitles are cut the same way. Blocks of
-    `shots_per_block` shots are emitted as they complete. Any failure to read the video becomes
-    one error row.
+    `shots_per_block` shots are emitted as they complete. A video that cannot be read becomes
+    one error row; a failure that is not the video's fault (the store, the worker, a bug), one
+    retryable row; `guard` bounds the attempts at a video and its time and memory.
     """
 
     detector: ShotDetector
