@@ -140,8 +140,9 @@ def iter_source(source: str, s3: S3Options | None = None, extensions: tuple[str,
     """List a catalog: a folder / s3 prefix (videos by extension), one video, or a manifest file of URIs.
 
     A manifest lists one URI per line ('#' at a line's start or after a space starts a comment, so
-    keys may hold '#'; relative paths are relative to the manifest). Every listed URI becomes a VideoRef, also when it is missing or not a video, so
-    the job records an error row for it instead of dropping it silently. A manifest is read and
+    keys may hold '#'; relative paths are relative to the manifest). Every listed URI becomes a
+    VideoRef, also when it is missing or not a video, so the job records an error row for it
+    instead of dropping it silently. A manifest is read and
     probed `batch_size` URIs at a time, so a million-line manifest never sits in memory as objects.
     """
     fs, path = filesystem_for(source, s3)

@@ -125,7 +125,8 @@ class TagSummary:
             lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
             lines.append(f"ignored {self.ignored_count} non-video objects, e.g. {self.ignored[0]}")
-        lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
+        lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items())
+                     + (f"; decode worker peak RSS {self.decode_peak_rss_mb:.0f} MiB" if self.decode_peak_rss_mb else ""))
         if self.stage_s and self.shots:
             lines.append("stage time (summed over workers): " + ", ".join(
                 f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s" for k, v in self.stage_s.items()))
@@ -248,6 +249,8 @@ def run_tagging(plan: TagPlan) -> TagSummary:
             summary.decode_peak_rss_mb = round(ray.get(actors.ledger.max_peak_rss.remote()) / 2**20, 1)
         finally:
             ray.get(actors.committer.stop.remote())
+            for actor in (actors.committer, actors.ledger):
+                ray.kill(actor)
             remove_chunks(store, plan.run_id)
             store.remove_json("live", f"{plan.run_id}.json")
         if cfg.output.compact:
@@ -294,7 +297,7 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, actors: RunActors,
         build_dataset(plan, videos, actors.ledger).write_datasink(
             CommitterSink(committer), ray_remote_args={"num_cpus": 0}, concurrency=2)
     except Exception:
-        ray.get(committer.finish_chunk.remote(claimed.won, failed=True))  # what is complete still lands
+        summary.fold(ray.get(committer.finish_chunk.remote(claimed.won, failed=True)))  # what is complete lands
         raise
     finally:
         stop.set()
@@ -324,8 +327,9 @@ def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float
             ray.get(committer.claims_valid_until.remote(renewed.expires_at.timestamp()))
 
 
-def build_dataset(plan: TagPlan, videos: pa.Table, ledger=None) -> "ray.data.Dataset":
-    """The graph, top to bottom; the one place where stage resources (from the config) meet Ray."""
+def build_dataset(plan: TagPlan, videos: pa.Table, ledger: "ray.actor.ActorHandle | None" = None) -> "ray.data.Dataset":
+    """The graph, top to bottom; the one place where stage resources (from the config) meet Ray. `ledger`: the
+    run's AttemptLedger (None: no attempt tracking)."""
     cfg = plan.cfg
     attempts = cfg.reliability.max_attempts
     decode = DecodeAndDetect(
@@ -369,7 +373,6 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger=None) -> "ray.data.Dat
         if cfg.features.text:
             ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu,
                                 **same)
-    with _named_remote_args():
         return ds.map_batches(
             ClipSceneScorer,
             fn_constructor_kwargs=dict(
