@@ -131,7 +131,8 @@ class OutputConfig(Section):
 class FaultConfig(Section):
     """A fault to inject (reliability tests and drills; none by default): what happens, on which video."""
 
-    kind: Literal["crash", "hang", "memory", "io_error", "error"]  # SIGSEGV / sleep / allocate / OSError / bug
+    # SIGSEGV / SIGKILL (an OOM kill) / sleep / allocate / OSError reading it / a bug
+    kind: Literal["crash", "kill", "hang", "memory", "io_error", "error"]
     video: str  # fires on videos whose URI contains this
     attempts: PositiveInt | None = None  # only on the first N attempts at the video (None: every attempt)
 

@@ -87,7 +87,7 @@ class AttemptLedger:
 class Fault:
     """An injected fault (config `reliability.faults`): tests and drills prove the mechanisms with it."""
 
-    kind: str  # crash | hang | memory | io_error | error
+    kind: str  # crash | kill | hang | memory | io_error | error
     video: str  # a substring of the URI
     attempts: int | None = None  # the first N attempts (io_error: the first N reads) only
 
@@ -274,6 +274,8 @@ class VideoGuard:
                 continue
             if f.kind == "crash":
                 os.kill(os.getpid(), signal.SIGSEGV)  # faulthandler reports it, then the process dies of it
+            elif f.kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does: no report at all
             elif f.kind == "hang":
                 while True:
                     time.sleep(1)

@@ -36,10 +36,11 @@ def _summary(store, run_id=None):
 def test_poison_videos_end_as_error_rows_and_the_run_succeeds(ray_local, tmp_path, clips):
     catalog = tmp_path / "catalog"
     expected = link_catalog(catalog, clips)  # 3 good videos
-    for name in ("crash", "hang", "memory", "flaky"):  # copies of a good clip, each with its own fault
+    poison = ("crash", "kill", "hang", "memory")
+    for name in (*poison, "flaky"):  # copies of a good clip, each with its own fault
         shutil.copy(clips["three.mp4"][0], catalog / f"{name}.mp4")
-    faults = [{"kind": "crash", "video": "crash.mp4"}, {"kind": "hang", "video": "hang.mp4"},
-              {"kind": "memory", "video": "memory.mp4"},
+    faults = [{"kind": "crash", "video": "crash.mp4"}, {"kind": "kill", "video": "kill.mp4"},
+              {"kind": "hang", "video": "hang.mp4"}, {"kind": "memory", "video": "memory.mp4"},
               {"kind": "io_error", "video": "flaky.mp4", "attempts": 2}]  # two failed reads, then it reads
     config = _config(tmp_path, faults, max_attempts=2, video_timeout_s=6.0, memory_limit_gb=2.0, io_attempts=3,
                      backoff_s=0.05)
@@ -51,8 +52,9 @@ def test_poison_videos_end_as_error_rows_and_the_run_succeeds(ray_local, tmp_pat
 
     store = CatalogStore(str(dest))
     videos = {v["uri"].rsplit("/", 1)[1]: v for v in store.read_table("videos").to_pylist()}
-    assert len(videos) == len(expected) + 4
+    assert len(videos) == len(expected) + len(poison) + 1
     for name, what in (("crash", "crashed: Segmentation fault"), ("hang", "hung: still in its decode task after"),
+                       ("kill", "its worker died (killed by a signal, or by the kernel's or Ray's out-of-memory"),
                        ("memory", "out of memory: its worker reached")):
         v = videos[f"{name}.mp4"]
         assert v["status"] == "error" and v["error"].startswith("poison video: 2 attempts each ended with its "
@@ -60,10 +62,11 @@ def test_poison_videos_end_as_error_rows_and_the_run_succeeds(ray_local, tmp_pat
         assert what in v["error"], v["error"]
     assert "attempts.py" in videos["crash.mp4"]["error"]  # the Python frame the crash happened under
     assert videos["flaky.mp4"]["status"] == "ok" and all(videos[n]["status"] == "ok" for n in expected)
-    assert_each_key_once(store, len(expected) + 4, sum(expected.values()) + 3)
+    assert_each_key_once(store, len(expected) + len(poison) + 1, sum(expected.values()) + 3)
     summary = _summary(store)
-    assert (summary["videos_ok"], summary["videos_error"], summary["videos_retryable"]) == (len(expected) + 1, 3, 0)
-    assert "3 failed" in out and "poison video" in out
+    assert (summary["videos_ok"], summary["videos_error"], summary["videos_retryable"]) == \
+        (len(expected) + 1, len(poison), 0)
+    assert f"{len(poison)} failed" in out and "poison video" in out
 
 
 def test_transient_failures_are_not_recorded_as_done_and_a_rerun_takes_them(ray_local, tmp_path, clips, capsys):
