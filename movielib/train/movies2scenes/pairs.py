@@ -1,0 +1,49 @@
+"""Scene-pair selection (Movies2Scenes supp. §1b): which scenes of two similar movies look alike.
+
+All shots of both movies (no 1024 cut) go through E_learnable; every `window` x `window` block of
+the shot adjacency A (stride 1) is a candidate scene pair scored by its mean. The best `keep`
+share of the candidates is walked in score order, and a pair is kept when neither of its scenes
+overlaps a scene already kept in the same movie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ScenePair:
+    first: int  # first shot of the scene in movie 1 (the scene is shots [first, first + window))
+    second: int  # first shot of the scene in movie 2
+    score: float  # mean adjacency over the window
+
+
+def window_means(a: torch.Tensor, window: int = 9) -> torch.Tensor:
+    """(M - window + 1, N - window + 1): the mean of every window x window block of A, stride 1."""
+    return F.avg_pool2d(a[None, None].float(), kernel_size=window, stride=1)[0, 0]
+
+
+def select_scene_pairs(a: torch.Tensor, window: int = 9, keep: float = 0.5) -> list[ScenePair]:
+    """Non-overlapping scene pairs from the top `keep` share of window means, best first."""
+    if min(a.shape) < window:
+        return []
+    means = window_means(a, window).numpy()
+    cols = means.shape[1]
+    order = np.argsort(-means, axis=None, kind="stable")
+    order = order[: max(1, int(np.ceil(keep * order.size)))]
+    used1, used2 = np.zeros(a.shape[0], bool), np.zeros(a.shape[1], bool)
+    most = min(a.shape[0], a.shape[1]) // window  # no more pairs than this can be disjoint
+    pairs: list[ScenePair] = []
+    for flat in order:
+        i, j = divmod(int(flat), cols)
+        if used1[i:i + window].any() or used2[j:j + window].any():
+            continue
+        used1[i:i + window] = used2[j:j + window] = True
+        pairs.append(ScenePair(i, j, float(means[i, j])))
+        if len(pairs) == most:
+            break
+    return pairs

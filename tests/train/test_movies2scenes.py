@@ -1,0 +1,158 @@
+"""Movies2Scenes building blocks against their formulas, shapes and planted structure (no Ray)."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from movielib.train.movies2scenes.encoder import SceneEncoder, interpolate_positions
+from movielib.train.movies2scenes.moco import KeyQueue, MoCo, info_nce, momentum_update
+from movielib.train.movies2scenes.pairs import select_scene_pairs, window_means
+from movielib.train.movies2scenes.similarity import MovieSimilarity, pad_or_cut, pooled_size
+
+
+def test_pooling_shapes_for_1024_shots():
+    model = MovieSimilarity().eval()
+    assert pooled_size(1024, 16, 8) == 127 and pooled_size(127, 16, 8) == 14
+    x1, x2 = torch.randn(2, 1024, 512), torch.randn(2, 1024, 512)
+    assert model.adjacency(x1, x2).shape == (2, 1024, 1024)
+    assert model.pooled(model.adjacency(x1, x2)).shape == (2, 14 * 14)
+    assert model(x1, x2).shape == (2,)
+
+
+def test_padding_adds_nothing_to_the_adjacency():
+    feats, mask = pad_or_cut(torch.randn(300, 8), shots=512)
+    assert feats.shape == (512, 8) and mask.sum() == 300 and feats[300:].abs().sum() == 0
+    cut, cut_mask = pad_or_cut(torch.randn(700, 8), shots=512)
+    assert cut.shape == (512, 8) and bool(cut_mask.all())
+    model = MovieSimilarity(in_dim=8, dim=16, shots=512).eval()
+    a = model.adjacency(feats[None], feats[None], mask[None], mask[None])[0]
+    assert a[300:].abs().sum() == 0 and a[:, 300:].abs().sum() == 0 and a[:300, :300].abs().sum() > 0
+
+
+def test_window_means_equal_a_brute_force_loop():
+    a = torch.randn(23, 17)
+    got = window_means(a, 9)
+    want = torch.tensor([[a[i:i + 9, j:j + 9].mean().item() for j in range(17 - 8)] for i in range(23 - 8)])
+    assert got.shape == (15, 9) and torch.allclose(got, want, atol=1e-6)
+
+
+def test_selected_scene_pairs_do_not_overlap_and_find_the_planted_ones():
+    rng = np.random.default_rng(0)
+    a = torch.tensor(rng.normal(0, 0.1, (60, 50)), dtype=torch.float32)
+    a[10:19, 30:39] += 3.0  # two scenes that match: movie 1 shots 10-18 with movie 2 shots 30-38
+    a[40:49, 5:14] += 2.0
+    pairs = select_scene_pairs(a, window=9, keep=0.5)
+    assert (pairs[0].first, pairs[0].second) == (10, 30) and (pairs[1].first, pairs[1].second) == (40, 5)
+    assert [p.score for p in pairs] == sorted((p.score for p in pairs), reverse=True)
+    for side in ("first", "second"):
+        spans = sorted(getattr(p, side) for p in pairs)
+        assert all(b - a >= 9 for a, b in zip(spans, spans[1:])), spans  # scenes of one movie never overlap
+    assert len(pairs) <= 50 // 9
+    assert select_scene_pairs(torch.zeros(8, 40)) == []  # shorter than one scene
+
+
+@pytest.fixture(scope="module")
+def tower():
+    import open_clip
+
+    import movielib.models.clip  # noqa: F401  (registers the tiny config)
+
+    torch.manual_seed(0)
+    return open_clip.create_model(TINY).visual.eval()
+
+
+def test_position_embeddings_stretch_over_the_scene(tower):
+    pos = tower.positional_embedding
+    n_patches = pos.shape[0] - 1
+    assert torch.equal(interpolate_positions(pos, 1), pos)
+    for frames in (4, 9):
+        out = interpolate_positions(pos, frames)
+        assert out.shape == (1 + n_patches * frames, pos.shape[1]) and torch.equal(out[0], pos[0])
+    # a constant grid stays constant: interpolation only moves positions, never invents values
+    flat = torch.cat([pos[:1], torch.ones(n_patches, pos.shape[1])])
+    assert torch.allclose(interpolate_positions(flat, 9)[1:], torch.ones(n_patches * 9, pos.shape[1]), atol=1e-5)
+
+
+def test_one_shot_of_one_frame_is_the_clip_image_tower_exactly(tower):
+    size = tower.image_size[0] if isinstance(tower.image_size, tuple) else tower.image_size
+    frames = torch.randn(3, 1, 3, size, size)
+    encoder = SceneEncoder(tower)
+    with torch.no_grad():
+        assert torch.equal(encoder(frames), tower(frames[:, 0]))
+        assert encoder(torch.randn(2, 9, 3, size, size)).shape == (2, encoder.output_dim)
+
+
+def test_info_nce_against_its_formula():
+    g = torch.Generator().manual_seed(1)
+    q = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    k = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    queue = torch.nn.functional.normalize(torch.randn(10, 8, generator=g), dim=1)
+    loss, logits = info_nce(q, k, queue, temperature=0.07)
+    want = []
+    for i in range(4):
+        pos = torch.exp(q[i] @ k[i] / 0.07)
+        want.append(-torch.log(pos / (pos + torch.exp(queue @ q[i] / 0.07).sum())))
+    assert logits.shape == (4, 11) and torch.allclose(loss, torch.stack(want).mean(), atol=1e-5)
+
+
+def test_momentum_update_and_queue_ring():
+    query, key = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before_k, q = key.weight.clone(), query.weight.clone()
+    momentum_update(query, key, m=0.9)
+    assert torch.allclose(key.weight, 0.9 * before_k + 0.1 * q)
+    ring = KeyQueue(dim=2, size=5)
+    ring.push(torch.ones(3, 2))
+    assert int(ring.ptr) == 3 and torch.equal(ring.keys[:3], torch.ones(3, 2))
+    ring.push(2 * torch.ones(4, 2))  # wraps: slots 3, 4, 0, 1
+    assert int(ring.ptr) == 2 and torch.equal(ring.keys[[3, 4, 0, 1]], 2 * torch.ones(4, 2))
+    assert torch.equal(ring.keys[2], torch.ones(2))
+
+
+def test_moco_step_moves_the_key_encoder_and_fills_the_queue():
+    torch.manual_seed(0)
+    moco = MoCo(torch.nn.Linear(6, 12), encoder_dim=12, dim=4, queue=8, momentum=0.5)
+    key_before = [p.clone() for p in moco.key.parameters()]
+    loss, logits = moco(torch.randn(3, 6), torch.randn(3, 6))
+    loss.backward()
+    assert logits.shape == (3, 9) and int(moco.queue.ptr) == 3
+    assert all(p.grad is None for p in moco.key.parameters())  # keys are never back-propagated
+    assert all(p.grad is not None for p in moco.query.parameters())
+    # key params moved to 0.5 * old + 0.5 * query (query unchanged so far)
+    for kb, pk, pq in zip(key_before, moco.key.parameters(), moco.query.parameters()):
+        assert torch.allclose(pk, 0.5 * kb + 0.5 * pq)
+
+
+def test_similarity_learning_separates_planted_genres():
+    """Movies of the same genre share shot clusters: after a few epochs, held-out pairs are told apart."""
+    rng = np.random.default_rng(0)
+    genres, dim, shots = 4, 16, 64
+    centers = rng.normal(0, 1, (genres, 6, dim))  # each genre: 6 shot clusters
+
+    def movie(genre):
+        picks = rng.integers(0, 6, shots)
+        return torch.tensor(centers[genre, picks] + rng.normal(0, 0.8, (shots, dim)), dtype=torch.float32)
+
+    def pairs(n):
+        g1 = rng.integers(0, genres, n)
+        same = rng.random(n) < 0.5
+        g2 = np.where(same, g1, (g1 + rng.integers(1, genres, n)) % genres)
+        return (torch.stack([movie(g) for g in g1]), torch.stack([movie(g) for g in g2]),
+                torch.tensor(same, dtype=torch.float32))
+
+    torch.manual_seed(0)
+    model = MovieSimilarity(in_dim=dim, dim=32, shots=shots, avg=(8, 4), max_=(4, 2), dropout=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x1, x2, y = pairs(512)
+    for _ in range(15):
+        for i in range(0, 512, 64):
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x1[i:i + 64], x2[i:i + 64]), y[i:i + 64])
+            loss.backward()
+            opt.step()
+    model.eval()
+    t1, t2, ty = pairs(256)
+    with torch.no_grad():
+        accuracy = ((model(t1, t2) > 0).float() == ty).float().mean().item()
+    print("held-out pair accuracy", accuracy)
+    assert accuracy > 0.8, accuracy  # chance: 0.5
