@@ -1,0 +1,66 @@
+"""The training launcher: Ray Train + DeepSpeed ZeRO-2 on 2 CPU workers (gloo); a worker that dies mid-run is
+restarted from the last checkpoint and the run ends where an uninterrupted one ends."""
+
+import os
+import sys
+
+import pytest
+import torch
+
+from movielib.config import JobConfig, build_config
+from movielib.errors import ConfigError
+from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Worker, launch
+
+STEPS, EVERY = 20, 5
+
+
+def regression_loop(worker: Worker, config: dict) -> None:
+    """y = x . w_true, learned by a 2-layer MLP; the data of (rank, step) is fixed, so runs are comparable."""
+    steps, every = config["steps"], config["every"]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    engine = worker.engine(model, torch.optim.SGD(model.parameters(), lr=0.05))
+    state = worker.resume(engine)
+    first = state.get("step", 0)
+    w_true = torch.arange(8, dtype=torch.float32)[:, None] / 8
+    for step in range(first, steps):
+        g = torch.Generator().manual_seed(1000 * worker.rank + step)
+        x = torch.randn(16, 8, generator=g)
+        loss = torch.nn.functional.mse_loss(engine(x), x @ w_true)
+        engine.backward(loss)
+        engine.step()
+        if step == config.get("die_at") and not state and worker.rank == 1:
+            os._exit(1)  # a worker process dies mid-run (first attempt only)
+        if (step + 1) % every == 0:
+            worker.checkpoint(engine, {"step": step + 1, "loss": loss.item(), "resumed_from": first},
+                              {"step": step + 1})
+
+
+def _run(tmp_path, name, **config):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    return launch(regression_loop, {"steps": STEPS, "every": EVERY, **config}, ScalingSection(workers=2), DeepSpeedSection(zero_stage=2),
+                  RunSection(folder=str(tmp_path), name=name, max_failures=2), micro_batch=16)
+
+
+@pytest.mark.slow
+def test_a_worker_death_resumes_from_the_last_checkpoint_and_ends_like_an_uninterrupted_run(ray_local, tmp_path):
+    whole = _run(tmp_path, "whole")
+    broken = _run(tmp_path, "broken", die_at=12)
+    assert whole.metrics["step"] == broken.metrics["step"] == STEPS
+    # restarted from its last registered checkpoint (step 10, or 5 when the death beat step 10's registration)
+    assert whole.metrics["resumed_from"] == 0 and broken.metrics["resumed_from"] in (5, 10)
+    assert broken.metrics["loss"] == pytest.approx(whole.metrics["loss"], rel=1e-4)
+    assert os.path.isdir(broken.checkpoint.path) and str(tmp_path / "broken") in broken.checkpoint.path
+
+
+def test_a_bad_training_config_names_the_field():
+    class Job(JobConfig):
+        scaling: ScalingSection = ScalingSection()
+        deepspeed: DeepSpeedSection = DeepSpeedSection()
+
+    with pytest.raises(ConfigError, match="scaling.workers must be > 0, got 0"):
+        build_config(Job, {"scaling": {"workers": 0}})
+    with pytest.raises(ConfigError, match="deepspeed.zero_stage must be 0, 1, 2 or 3, got 4"):
+        build_config(Job, {"deepspeed": {"zero_stage": 4}})
