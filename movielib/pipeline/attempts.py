@@ -149,12 +149,12 @@ class _Watchdog:
             return self.peak
 
     def _run(self) -> None:
-        g = self.guard
         while True:
             time.sleep(0.2)
             with self.lock:
                 if self.video is None:
                     continue
+                g = self.guard  # the limits of the stage that armed it
                 rss = _rss_bytes()
                 self.peak = max(self.peak, rss)
                 elapsed = time.monotonic() - self.started

@@ -198,3 +198,18 @@ def test_rows_deleted_leave_a_table_every_filtered_read_still_reads(tmp_path):
     assert tables.delete("t", ["x"]) == 0
     got = tables.read("t", filter=pds.field("video_id").isin(pa.array(["b", "c"])))
     assert sorted(got["video_id"].to_pylist()) == ["b", "c"] and got.schema.field("video_id").type == pa.string()
+
+
+def test_videos_that_never_completed_are_retryable_not_done(tmp_path, clips):
+    """Shots of a video whose task died past its retries never complete it: no videos row (a re-run takes it),
+    and a claimed video no row of which arrived is reported as lost."""
+    _, rows = _shot_rows(clips)
+    schema = pa.Table.from_pylist(rows).schema
+    committer = Committer(str(tmp_path / "out"), None, "run-a", rows_per_commit=100, commit_every_s=600, features=[])
+    committer.add(pa.Table.from_pylist(rows[:2], schema=schema))
+    tally = committer.finish_chunk(["v", "never-seen"])
+    committer.stop()
+    assert (tally.videos_ok, tally.videos_error, tally.videos_retryable) == (0, 0, 1)
+    assert tally.retryable == [{"uri": rows[0]["uri"], "error": "only 2 of ? shots reached the sink"}]
+    assert tally.retryable_ids == ["v"] and tally.lost == ["never-seen"]
+    assert CatalogStore(str(tmp_path / "out")).read_table("videos").num_rows == 0
