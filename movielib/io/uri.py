@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,20 @@ def _file_info(fs: pafs.FileSystem, path: str, uri: str) -> pafs.FileInfo:
         return fs.get_file_info(path)
     except OSError as exc:
         raise StorageError(f"cannot reach {uri!r}: {exc}") from exc
+
+
+def check_endpoint(s3: S3Options) -> None:
+    """Fail at once, naming it, when an S3-compatible endpoint takes no connections: S3 requests to it
+    would each be retried with backoff for a minute and more before saying so."""
+    if not s3.endpoint_url:
+        return
+    url = urlparse(s3.endpoint_url if "://" in s3.endpoint_url else f"https://{s3.endpoint_url}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=s3.connect_timeout_s).close()
+    except OSError as exc:
+        raise StorageError(f"S3 endpoint {s3.endpoint_url} takes no connections ({exc.strerror or exc}): "
+                           f"check s3.endpoint_url / AWS_ENDPOINT_URL") from None
 
 
 def check_destination(dest: str, s3: S3Options | None = None) -> None:

@@ -32,7 +32,7 @@ from movielib.features.claims import claim, dead_runs, release, this_process
 from movielib.features.fingerprint import changes, fingerprint, output_fields
 from movielib.features.store import CatalogStore, new_run_id
 from movielib.io.cache import local_path
-from movielib.io.uri import S3Options, check_destination, filesystem_for, iter_source
+from movielib.io.uri import S3Options, check_destination, check_endpoint, filesystem_for, is_s3, iter_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
@@ -148,6 +148,8 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
         else LabelSet.movieclip(cfg.scoring.prompt)
     audio_encoder, features = feature_specs(cfg, spec, s3)
+    if is_s3(source) or is_s3(dest):
+        check_endpoint(s3)
     listing = iter_source(source, s3)
     first = next(listing)  # SOURCE is reachable and exists before anything else is checked
     check_destination(dest, s3)

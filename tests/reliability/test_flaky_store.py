@@ -51,8 +51,6 @@ def test_a_missing_bucket_fails_before_any_work(s3_server, bucket, tmp_path):
 def test_an_endpoint_nobody_listens_on_fails_within_seconds_naming_it(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
-    with pytest.raises(StorageError) as err:
-        plan_tagging(_cfg(dead, **{"s3.max_attempts": 3, "s3.connect_timeout_s": 1.0}), "s3://bucket/catalog/",
-                     str(tmp_path / "out"))
-    assert "s3://bucket/catalog/" in str(err.value) and dead.split("//")[1] in str(err.value)
-    assert time.monotonic() - t0 < 30  # not minutes of retries
+    with pytest.raises(StorageError, match=f"S3 endpoint {dead} takes no connections"):
+        plan_tagging(_cfg(dead), "s3://bucket/catalog/", str(tmp_path / "out"))  # default retries: 10 attempts
+    assert time.monotonic() - t0 < 30  # not the minute and a half of backed-off retries it took before
