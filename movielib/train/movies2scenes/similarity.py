@@ -30,6 +30,10 @@ class ShotEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.drop(self.fc1(x)))
 
+    def selection_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Where scene pairs are chosen (supp. §1b): E_learnable before its last fully-connected layer."""
+        return self.fc1(x)
+
 
 class MovieSimilarity(nn.Module):
     """logit(similar) for a batch of movie pairs, each (B, shots, in_dim) with a mask of real shots.
