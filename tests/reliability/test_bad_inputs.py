@@ -10,15 +10,13 @@ import pytest
 from conftest import TINY, assert_each_key_once
 from movielib.config import load_config
 from movielib.features.store import CatalogStore
+from movielib.io.ffmpeg import ffmpeg_exe
 from movielib.io.uri import S3Options
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 
 pytestmark = pytest.mark.slow
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
-
-
 def _ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *args], check=True)
 
 
 def _clip(path, size="160x96", seconds=2.0, fps=25, source="testsrc", audio=True, out=()):
@@ -52,9 +50,8 @@ def bad_catalog(tmp_path_factory):
                                             "aac"])  # moov at the end: cut short, it cannot be opened
     case("truncated.mp4", "error: cannot open video").write_bytes((d / "whole.mp4").read_bytes()[:20_000])
     case("random-bytes.mp4", "error: cannot open video").write_bytes(os.urandom(64_000))
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-frames:v", "1", str(case("image-as-video.mp4",
-                                                                                          (64, 64))) + ".png")
-    os.replace(str(d / "image-as-video.mp4") + ".png", d / "image-as-video.mp4")
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-frames:v", "1", str(d / "image.png"))
+    os.replace(d / "image.png", case("image-as-video.mp4", (64, 64)))  # a PNG named .mp4
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "2", "-c:a", "aac", str(case("audio-only.mp4",
                                                                                       "error: no video stream")))
     _clip(case("one-frame.mp4", (160, 96)), out=["-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])

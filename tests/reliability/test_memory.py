@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import TINY, movielib_cli
+from movielib.io.ffmpeg import ffmpeg_exe
 
 pytestmark = pytest.mark.slow
 BOUND_MB = 1536  # README: decode worker peak RSS on a 10-minute 640x360 video (1.05-1.2 GiB measured)
@@ -15,7 +16,7 @@ MARGIN_MB = 250  # 10 minutes against 1: the audio track (38 MB more at 16 kHz) 
 
 def _video(path, seconds):
     """One long shot of 640x360 at 15 fps with a tone: 9000 frames (2.6 GB decoded) for 10 minutes."""
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=15",
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=15",
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
                     str(path)], check=True)
