@@ -1,6 +1,6 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale]
+    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train]
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench import decode, end_to_end, scale, scoring, shot_detection  # noqa: E402
+from bench import decode, end_to_end, scale, scoring, shot_detection, train_scenes  # noqa: E402
 from bench.common import Row  # noqa: E402
 
-ALL = ("detect", "decode", "scoring", "e2e", "scale")
+ALL = ("detect", "decode", "scoring", "e2e", "scale", "train")
 
 
 def table(rows: list[Row]) -> str:
@@ -83,6 +83,8 @@ def main() -> int:
         rows += end_to_end.run(work, args.quick, args.model)
     if "scale" in only:
         rows += scale.run(work, args.quick)
+    if "train" in only:
+        rows += train_scenes.run(args.quick)
     print(table(rows))
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "quick": args.quick, "seconds": time.perf_counter() - t0, "rows": [r.to_dict() for r in rows], **extra}

@@ -83,6 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--retention-hours", type=int, default=168,
                            help="keep files younger than this (default 168: a week); live runs' files are young")
             p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    pretrain = sub.add_parser("pretrain", help="pretrain encoders on Ray Train + DeepSpeed").add_subparsers(
+        dest="method", required=True)
+    scenes = pretrain.add_parser("scenes", help="Movies2Scenes: similarity model -> scene pairs -> MoCo scene encoder")
+    scenes.add_argument("catalog", nargs="?", help="the DEST a tagging run with features.keyframes wrote "
+                                                   "(or `catalog:` in the config)")
+    scenes.add_argument("--config", help="YAML config file (sections: similarity, features, similarity_model, "
+                                         "selection, scenes, model, scaling, deepspeed, run, s3)")
+    scenes.add_argument("--similarity", help="similarity file (similarity.path)")
+    scenes.add_argument("--run-folder", help="local folder or s3:// prefix of the run (run.folder)")
+    scenes.add_argument("--name", help="the run's name in the run folder (run.name, default 'scenes')")
+    scenes.add_argument("--model", help="open_clip architecture of the scene encoder's CLIP tower")
+    scenes.add_argument("--weights", help="CLIP weights: local path, s3:// URI or HF cache folder")
+    scenes.add_argument("--random-weights", action="store_true", help="untrained tower (tests and demos only)")
+    scenes.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+    scenes.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    scenes.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. scenes.epochs=5")
+    embed = sub.add_parser("embed", help="write a trained encoder's embeddings into the catalog").add_subparsers(
+        dest="method", required=True)
+    escenes = embed.add_parser("scenes", help="shot and scene embeddings of a Movies2Scenes run -> features/scene")
+    escenes.add_argument("run", help="the run folder (<run.folder>/<run.name>) holding scene_encoder.pt")
+    escenes.add_argument("catalog", help="the DEST whose keyframes are embedded (and that receives features/scene)")
+    escenes.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+    escenes.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
@@ -179,6 +202,54 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from movielib.config import load_config
+    from movielib.pipeline.tagging import init_ray
+    from movielib.train.movies2scenes.config import PretrainScenesConfig
+    from movielib.train.movies2scenes.job import run_pretrain_scenes
+
+    overrides = _parse_set(args.set or [])
+    for opt, key in (("catalog", "catalog"), ("similarity", "similarity.path"), ("run_folder", "run.folder"),
+                     ("name", "run.name"), ("model", "model.name"), ("weights", "model.weights"),
+                     ("s3_endpoint", "s3.endpoint_url"), ("ray_address", "ray_address")):
+        if getattr(args, opt, None) is not None:
+            overrides[key] = getattr(args, opt)
+    if args.random_weights:
+        overrides["model.random_weights"] = True
+    cfg = load_config(args.config, overrides, schema=PretrainScenesConfig)
+    print("resolved config:\n" + cfg.to_yaml(), flush=True)
+    init_ray(cfg.ray_address)
+    summary = run_pretrain_scenes(cfg)
+    print(render_pretrain_summary(summary), flush=True)
+    return 0
+
+
+def render_pretrain_summary(summary: dict) -> str:
+    lines = [f"run {summary['run']}: {summary['pairs']['train']} movie pairs trained on, {summary['pairs']['val']} "
+             f"held out; {summary['scene_pairs']} scene pairs selected"]
+    for stage, keys in (("similarity", ("loss", "similarity_accuracy")), ("scenes", ("loss", "moco_top1", "moco_top5"))):
+        metrics = summary.get(stage) or {}
+        if metrics:
+            lines.append(f"{stage}: step {metrics.get('step')}, " + ", ".join(
+                f"{k} {metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)))
+    lines += [f"{name}: {path}" for name, path in summary["outputs"].items() if isinstance(path, str)]
+    lines += [f"curves: {path}" for path in summary["outputs"]["curves"]]
+    return "\n".join(lines)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from movielib.io.uri import S3Options
+    from movielib.pipeline.tagging import init_ray
+    from movielib.train.movies2scenes.embed import embed_scenes
+
+    s3 = S3Options.from_env(args.s3_endpoint)
+    init_ray(args.ray_address)
+    out = embed_scenes(args.run, args.catalog, s3)
+    print(f"{out['table']}: {out['rows']} rows ({', '.join(out['models'])}), model_version {out['model_version']}, "
+          f"{out['commits']} commits")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
@@ -202,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
                 "info": cmd_store, "compact": cmd_store, "vacuum": cmd_store,
-                "demo": cmd_demo}[args.command](args)
+                "pretrain": cmd_pretrain, "embed": cmd_embed, "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2

@@ -81,6 +81,9 @@ class PeopleConfig(Section):
 
 class FeaturesConfig(Section):
     image: bool = True  # CLIP image embedding per shot (same forward pass as scoring)
+    # opt-in: each shot's middle sampled frame as a model-size JPEG (table keyframes) and its own CLIP embedding
+    # (features/keyframe): what `movielib pretrain scenes` reads, so the catalog is never decoded again
+    keyframes: bool = False
     audio: bool = True  # audio embedding per shot (16 kHz mono)
     audio_model: str | None = None  # TorchScript encoder path / s3:// URI; default: log-mel statistics
     text: bool = True  # subtitle embedding per shot, from <video>.srt next to the video

@@ -52,6 +52,8 @@ def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str,
         "scoring.labels": f"{len(labels.labels)} labels, sha256 {label_digest}", "scoring.prompt": labels.prompt,
         "scoring.top_k": cfg.scoring.top_k, "scoring.clean_threshold": cfg.scoring.clean_threshold,
         "scoring.multi_threshold": cfg.scoring.multi_threshold,
+        # named only when on, so a DEST tagged before the option existed keeps its fingerprint
+        **({"features.keyframes": True} if cfg.features.keyframes else {}),
     }
 
 

@@ -42,10 +42,20 @@ TAGS = pa.schema([
     ("model", pa.string()),  # CLIP architecture / weights version that scored the shot
 ])
 
-TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS}
+# opt-in (features.keyframes): each shot's middle sampled frame, model-size, for trainers that need pixels
+KEYFRAMES = pa.schema([
+    ("video_id", pa.string()),
+    ("shot_idx", pa.int32()),
+    ("frame_s", pa.float64()),  # when the frame is on screen
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("jpeg", pa.binary()),
+])
+
+TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS, "keyframes": KEYFRAMES}
 
 
-FEATURE_MODALITIES = ("image", "audio", "text")
+FEATURE_MODALITIES = ("image", "keyframe", "audio", "text")
 
 
 # Delta Lake has no fixed-size lists: an embedding is a list<float32> whose length is the model's width.
@@ -67,7 +77,7 @@ class FeatureSpec:
     dim: int
 
 
-SHOT_TABLES = ("shots", "tags")  # keyed by (video_id, shot_idx), like every features/<modality> table
+SHOT_TABLES = ("shots", "tags", "keyframes")  # keyed by (video_id, shot_idx), like every features/<modality> table
 
 
 def table_schema(name: str) -> pa.Schema:

@@ -64,6 +64,23 @@ class Tally:
 COUNTS = ("videos_ok", "videos_error", "videos_retryable", "shots", "clean_shots", "shots_with_faces", "commits")
 
 
+def keyframe_row(row: dict) -> dict:
+    """A shot row's keyframe (the scorer's JPEG of its middle sampled frame) as a keyframes row."""
+    from movielib.tagging.tagger import keyframe_index
+
+    times = row.get("keyframe_s") or [None]
+    shape = _jpeg_size(row["keyframe_jpeg"])
+    return {"video_id": row["video_id"], "shot_idx": row["shot_idx"], "frame_s": times[keyframe_index(len(times))],
+            "width": shape[1], "height": shape[0], "jpeg": row["keyframe_jpeg"]}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    import cv2
+    import numpy as np
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).shape[:2]
+
+
 def add_tally(total, part: Tally) -> None:
     """Add `part` into `total` (a Tally, or the run summary, which has the same fields)."""
     for name in COUNTS:
@@ -124,7 +141,8 @@ class VideoAssembler:
 
     def tables(self, videos: list[tuple[dict, list[dict]]]) -> tuple[dict[str, pa.Table], Tally]:
         """The rows of a batch per table, and what they add to the run's tally."""
-        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [],
+        keyframes = any(f.modality == "keyframe" for f in self.features)
+        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [], **({"keyframes": []} if keyframes else {}),
                                       **{f"features/{f.modality}": [] for f in self.features}}
         tally = Tally()
         for video, shots in videos:
@@ -147,6 +165,8 @@ class VideoAssembler:
                     out[f"features/{f.modality}"].append({"video_id": r["video_id"], "shot_idx": r["shot_idx"],
                                                           "model": f.model, "model_version": f.version,
                                                           "embedding": r.get(f"{f.modality}_embedding")})
+                if keyframes and r.get("keyframe_jpeg"):
+                    out["keyframes"].append(keyframe_row(r))
                 if r.get("labels"):
                     tally.top1[r["labels"][0]] += 1
                 tally.clean_shots += bool(r.get("clean"))

@@ -188,6 +188,8 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
     out, encoder = [], None
     if f.image:
         out.append(FeatureSpec("image", spec.arch, spec.version, spec.embed_dim))
+    if f.keyframes:
+        out.append(FeatureSpec("keyframe", spec.arch, spec.version, spec.embed_dim))
     if f.audio:
         encoder = LogMelStats()
         if f.audio_model:
@@ -382,7 +384,7 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: "ray.actor.ActorHandl
                 rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
                 frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
                 torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
-                image_features=cfg.features.image),
+                image_features=cfg.features.image, keyframes=cfg.features.keyframes),
             batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
             # a killed scorer comes back, and its batch is tried `attempts` more times

@@ -24,6 +24,7 @@ from movielib.taxonomy.labels import LabelSet
 class TaggedShot:
     tags: ShotTags
     embedding: np.ndarray  # the shot's image feature: mean of its L2-normalised frame embeddings (float32)
+    keyframe_embedding: np.ndarray  # the L2-normalised embedding of its middle sampled frame (`keyframe_index`)
 
 
 class SceneTagger:
@@ -81,5 +82,11 @@ class SceneTagger:
         """Shots' frames back to back (`counts` frames each, >= 1) -> top-k tags and image feature per shot."""
         scores, emb = self.scores(crops, counts)
         per_shot = torch.split(torch.nn.functional.normalize(emb, dim=-1), counts)
-        return [TaggedShot(self.rules.apply(s, self.labels.labels), e.mean(dim=0).cpu().numpy().astype(np.float32))
+        return [TaggedShot(self.rules.apply(s, self.labels.labels), e.mean(dim=0).cpu().numpy().astype(np.float32),
+                           e[keyframe_index(len(e))].cpu().numpy().astype(np.float32))
                 for s, e in zip(scores, per_shot)]
+
+
+def keyframe_index(frames: int) -> int:
+    """A shot's keyframe among its sampled frames: the middle one (Movies2Scenes uses one keyframe per shot)."""
+    return frames // 2

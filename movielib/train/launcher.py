@@ -4,9 +4,10 @@ Every method (Movies2Scenes, long-range pretraining, the genre model) writes a p
 that receives a `Worker`: it builds the DeepSpeed engine from the config (ZeRO stage; bf16 on a
 GPU, fp32 on the CPU, where gloo is the backend and a torch optimizer is passed in so DeepSpeed's
 Adam is not JIT-compiled), resumes from the run's last checkpoint, and saves checkpoints through
-`ray.train.report`. A run lives in `<run.folder>/<run.name>/` (local or s3://); starting the same
-run again continues from its last checkpoint (Ray Train V2), and `run.max_failures` worker deaths
-are survived by restarting every worker from that checkpoint.
+`ray.train.report`. A run lives in `<run.folder>/<run.name>/` (local or s3://), one subfolder per
+stage a method trains (Ray Train's checkpoints, metrics.csv, curves.png), with the models the
+stages export beside them; starting the same run again continues from its last checkpoint (Ray
+Train V2), and `run.max_failures` worker deaths are survived by restarting every worker from it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from pydantic import Field
 
 from movielib.config import NonNegative, Positive, PositiveInt, Section
+from movielib.train.runlog import RunLog
 
 CHECKPOINT_TAG = "state"  # DeepSpeed's own `latest` file names the tag: the tag must not be "latest"
 
@@ -49,6 +51,9 @@ class Worker:
 
     deepspeed: DeepSpeedSection
     micro_batch: int
+    run_folder: str  # <run.folder>/<run.name>: what the stages export
+    stage: str  # <run_folder>/<stage>: Ray Train's checkpoints, metrics.csv and curves.png
+    _log: RunLog | None = None
 
     @property
     def rank(self) -> int:
@@ -92,18 +97,50 @@ class Worker:
         return state or {}
 
     def checkpoint(self, engine, metrics: dict, state: dict) -> None:
-        """Save the engine (every rank writes its shards) with `state`, and report `metrics` with it."""
+        """Save the engine (every rank writes its shards) with `state`, and report `metrics` with it
+        (rank 0 also logs them to the run folder's metrics.csv)."""
         import ray.train
 
+        self.log(metrics)
         with tempfile.TemporaryDirectory() as folder:
             engine.save_checkpoint(folder, tag=CHECKPOINT_TAG, client_state=state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
+    def log(self, metrics: dict) -> None:
+        """One row of the run's metrics.csv (rank 0 only; the other ranks' calls do nothing)."""
+        if self.rank == 0:
+            self._log = self._log or RunLog(f"{self.run_folder}/{self.stage}")
+            self._log.log(metrics)
+
+    def export(self, engine, name: str, meta: dict, prefix: str = "") -> str:
+        """The trained module's full state dict (gathered from every rank under ZeRO-3; only the keys under
+        `prefix`, without it) with `meta`, saved by rank 0 as `<run_folder>/<name>`: a plain torch file that
+        loads without DeepSpeed. Every rank calls it."""
+        import contextlib
+        import io
+
+        import deepspeed
+
+        gathered = (deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
+                    if self.deepspeed.zero_stage == 3 else contextlib.nullcontext())
+        with gathered:
+            if self.rank == 0:
+                state = {k[len(prefix):]: v.detach().float().cpu().clone()
+                         for k, v in engine.module.state_dict().items() if k.startswith(prefix)}
+        path = f"{self.run_folder}/{name}"
+        if self.rank == 0:
+            buf = io.BytesIO()
+            torch.save({"state_dict": state, **meta}, buf)
+            write_bytes(path, buf.getvalue())
+        return path
+
 
 def launch(loop: Callable[[Worker, dict], None], loop_config: dict, scaling: ScalingSection,
-           deepspeed: DeepSpeedSection, run: RunSection, micro_batch: int, datasets: dict | None = None):
+           deepspeed: DeepSpeedSection, run: RunSection, micro_batch: int, datasets: dict | None = None,
+           stage: str = "train"):
     """Run `loop(worker, loop_config)` on `scaling.workers` Ray Train workers; returns Ray Train's Result.
-    A run folder that holds checkpoints of the same run name continues from the last one."""
+    A run folder that holds checkpoints of the same stage continues from the last one. The stage's
+    metrics (metrics.csv, logged by the loop) are drawn as curves.png in its folder at the end."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -111,19 +148,47 @@ def launch(loop: Callable[[Worker, dict], None], loop_config: dict, scaling: Sca
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         _per_worker, train_loop_config={"loop": loop, "config": loop_config, "deepspeed": deepspeed.model_dump(),
-                                        "micro_batch": micro_batch},
+                                        "micro_batch": micro_batch, "run_folder": run_folder(run), "stage": stage},
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=run.name, storage_path=_storage(run.folder),
+        run_config=RunConfig(name=stage, storage_path=run_folder(run),
                              failure_config=FailureConfig(max_failures=run.max_failures)),
         datasets=datasets)
-    return trainer.fit()
+    result = trainer.fit()
+    log = RunLog(f"{run_folder(run)}/{stage}")
+    if log.rows:
+        log.curves()
+    return result
+
+
+def run_folder(run: RunSection) -> str:
+    """Where a run lives: one subfolder per stage (checkpoints, metrics.csv, curves.png), and its exports."""
+    return f"{_storage(run.folder).rstrip('/')}/{run.name}"
 
 
 def _per_worker(config: dict) -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), "movielib-torch-extensions"))
-    worker = Worker(DeepSpeedSection(**config["deepspeed"]), config["micro_batch"])
+    worker = Worker(DeepSpeedSection(**config["deepspeed"]), config["micro_batch"], config["run_folder"],
+                    config["stage"])
     config["loop"](worker, config["config"])
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """A whole file at a local path or s3:// URI (the run folder's exports and tables)."""
+    from movielib.io.uri import filesystem_for
+
+    fs, where = filesystem_for(path)
+    fs.create_dir(where.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(where) as f:
+        f.write(data)
+
+
+def read_bytes(path: str) -> bytes:
+    from movielib.io.uri import filesystem_for
+
+    fs, where = filesystem_for(path)
+    with fs.open_input_stream(where) as f:
+        return f.read()
 
 
 def _storage(folder: str) -> str:

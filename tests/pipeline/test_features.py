@@ -124,3 +124,37 @@ def test_job_with_some_stages_off_still_joins(ray_local, catalog, tmp_path):
     keys = ["video_id", "shot_idx"]
     joined = tags.select([*keys, "clean"]).join(image.select([*keys, "model"]), keys=keys, join_type="inner")
     assert joined.num_rows == tags.num_rows == image.num_rows
+
+
+def test_keyframes_opt_in_writes_the_middle_sampled_frame_and_its_embedding(ray_local, catalog, tmp_path):
+    import cv2
+    import torch
+
+    from movielib.tagging.tagger import SceneTagger
+    from movielib.taxonomy.labels import LabelSet
+
+    dest = tmp_path / "out"
+    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
+                             "features.audio": False, "features.text": False, "features.keyframes": True})
+    assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
+    store = CatalogStore(str(dest))
+    shots = {(s["video_id"], s["shot_idx"]): s for s in store.read_table("shots").to_pylist()}
+    frames = {(k["video_id"], k["shot_idx"]): k for k in store.read_table("keyframes").to_pylist()}
+    assert sorted(frames) == sorted(shots)
+    side = PRE.size if isinstance(PRE.size, int) else PRE.size[0]
+    for key, k in frames.items():  # the middle one of the shot's sampled frames, model-size
+        times = shots[key]["keyframe_s"]
+        assert k["frame_s"] == times[len(times) // 2] and (k["width"], k["height"]) == (side, side)
+    emb = {(e["video_id"], e["shot_idx"]): e for e in store.read_table("features/keyframe").to_pylist()}
+    assert sorted(emb) == sorted(shots) and {e["model"] for e in emb.values()} == {TINY}
+    # the stored embedding is the one of the stored frame (up to the JPEG's loss), not of the shot's mean
+    tagger = SceneTagger(ClipSpec(TINY, random_weights=True), LabelSet.movieclip())
+    keys = sorted(frames)
+    crops = np.stack([cv2.imdecode(np.frombuffer(frames[k]["jpeg"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+                      for k in keys])
+    again = torch.nn.functional.normalize(tagger.embed_images(crops), dim=1)
+    stored = torch.tensor([emb[k]["embedding"] for k in keys])
+    image = torch.tensor([r["embedding"] for r in store.read_table("features/image").sort_by(
+        [("video_id", "ascending"), ("shot_idx", "ascending")]).to_pylist()])
+    assert (again * stored).sum(1).min() > 0.99
+    assert not torch.allclose(stored, torch.nn.functional.normalize(image, dim=1), atol=1e-3)  # not the mean

@@ -10,6 +10,7 @@ import torch
 from movielib.config import JobConfig, build_config
 from movielib.errors import ConfigError
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Worker, launch
+from movielib.train.runlog import RunLog
 
 STEPS, EVERY = 20, 5
 
@@ -53,6 +54,12 @@ def test_a_worker_death_resumes_from_the_last_checkpoint_and_ends_like_an_uninte
     assert whole.metrics["resumed_from"] == 0 and broken.metrics["resumed_from"] in (5, 10)
     assert broken.metrics["loss"] == pytest.approx(whole.metrics["loss"], rel=1e-4)
     assert os.path.isdir(broken.checkpoint.path) and str(tmp_path / "broken") in broken.checkpoint.path
+    # the run folder's metrics: one row per checkpoint, the redone ones logged again; curves drawn at the end
+    log = RunLog(str(tmp_path / "broken" / "train"))
+    assert [r["step"] for r in log.by_step()] == [5, 10, 15, 20]
+    assert len(log.rows) == 4 + (10 - broken.metrics["resumed_from"]) // EVERY  # steps redone are logged again
+    assert log.by_step()[-1]["loss"] == pytest.approx(broken.metrics["loss"])
+    assert (tmp_path / "broken" / "train" / "curves.png").stat().st_size > 5000
 
 
 def test_a_bad_training_config_names_the_field():

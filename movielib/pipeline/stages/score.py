@@ -9,7 +9,7 @@ import torch
 from movielib.models.clip import ClipSpec
 from movielib.pipeline.stages.columns import EMBEDDING, SCORE_COLUMNS, tensor_column, timed
 from movielib.tagging.scene_score import CleanRules
-from movielib.tagging.tagger import SceneTagger
+from movielib.tagging.tagger import SceneTagger, keyframe_index
 from movielib.taxonomy.labels import LabelSet
 
 
@@ -22,11 +22,13 @@ class ClipSceneScorer:
     """
 
     def __init__(self, spec: ClipSpec, labels: LabelSet, rules: CleanRules, frames_per_forward: int = 64,
-                 precision: str = "fp32", torch_threads: int | None = None, image_features: bool = False):
+                 precision: str = "fp32", torch_threads: int | None = None, image_features: bool = False,
+                 keyframes: bool = False):
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.tagger = SceneTagger(spec, labels, rules, precision=precision, frames_per_forward=frames_per_forward)
         self.image_features = image_features
+        self.keyframes = keyframes
 
     @timed("score")
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -34,6 +36,8 @@ class ClipSceneScorer:
         scored = [i for i, f in enumerate(frames) if len(f)]
         columns: dict[str, list] = {f.name: [None] * batch.num_rows for f in SCORE_COLUMNS}
         image_emb: list = [None] * batch.num_rows
+        key_emb: list = [None] * batch.num_rows
+        jpegs: list = [None] * batch.num_rows
         if scored:
             shots = self.tagger.tag(np.concatenate([frames[i] for i in scored]), [len(frames[i]) for i in scored])
             for row, shot in zip(scored, shots):
@@ -41,9 +45,25 @@ class ClipSceneScorer:
                     columns[key][row] = getattr(shot.tags, key)
                 columns["model"][row] = self.tagger.model_name
                 image_emb[row] = shot.embedding.tolist()
+                if self.keyframes:
+                    key_emb[row] = shot.keyframe_embedding.tolist()
+                    jpegs[row] = encode_jpeg(frames[row][keyframe_index(len(frames[row]))])
         out = batch.drop_columns(["frames"])
         for f in SCORE_COLUMNS:
             out = out.append_column(f, pa.array(columns[f.name], f.type))
         if self.image_features:
             out = out.append_column("image_embedding", pa.array(image_emb, EMBEDDING))
+        if self.keyframes:
+            out = out.append_column("keyframe_embedding", pa.array(key_emb, EMBEDDING))
+            out = out.append_column("keyframe_jpeg", pa.array(jpegs, pa.binary()))
         return out
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    """A model-size RGB crop as a JPEG (what the keyframes table holds)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode a {rgb.shape} frame as JPEG")
+    return buf.tobytes()

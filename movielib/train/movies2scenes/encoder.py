@@ -55,3 +55,25 @@ class SceneEncoder(nn.Module):
         x = t.ln_pre(t.patch_dropout(x))
         pooled, _ = t._pool(t.transformer(x))
         return pooled @ t.proj if t.proj is not None else pooled
+
+
+def tower_config(model_cfg: dict) -> dict:
+    """What rebuilds an open_clip image tower without its weights or text side (saved with an exported encoder)."""
+    return {"embed_dim": model_cfg["embed_dim"], "vision_cfg": model_cfg["vision_cfg"],
+            "quick_gelu": bool(model_cfg.get("quick_gelu", False))}
+
+
+def build_tower(config: dict) -> nn.Module:
+    from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+    return _build_vision_tower(config["embed_dim"], CLIPVisionCfg(**config["vision_cfg"]), config["quick_gelu"])
+
+
+def load_scene_encoder(data: bytes) -> tuple[SceneEncoder, dict]:
+    """An exported scene encoder (scene_encoder.pt: a plain torch file, no DeepSpeed) and its metadata."""
+    import io
+
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    encoder = SceneEncoder(build_tower(saved["tower"]))
+    encoder.load_state_dict(saved["state_dict"])
+    return encoder.eval(), {k: v for k, v in saved.items() if k != "state_dict"}

@@ -1,0 +1,81 @@
+"""Scene-contrastive training samples/s: the launcher (Ray Train, one worker, DeepSpeed, Ray Data feeding) running
+Movies2Scenes' MoCo loop vs a plain single-process torch loop, same model, data, batch and threads. Both train
+two epochs; the second is timed (start-up, compile-free warm-up and the first epoch are left out of both)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from bench.common import Row
+from movielib.models.clip import ClipSpec, FramePreprocess
+from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, launch
+from movielib.train.movies2scenes.config import ScenesSection
+from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
+from movielib.train.movies2scenes.loops import scene_tower, scenes_loop, to_model_input
+from movielib.train.movies2scenes.moco import MoCo
+
+THREADS = 2
+
+
+def _scenes(n: int, shots: int, side: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {k: rng.integers(0, 256, (n, shots, side, side, 3), dtype=np.uint8) for k in ("q", "k")}
+
+
+def _plain(config: dict, data: dict[str, np.ndarray], batch: int) -> float:
+    """The same model and optimizer in one process, batches sliced from the arrays; pairs/s of the 2nd epoch."""
+    torch.set_num_threads(THREADS)
+    s = config["scenes"]
+    tower = scene_tower(config["clip"])
+    torch.manual_seed(0)
+    moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s["dim"], s["queue"], s["momentum"], s["temperature"])
+    opt = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s["lr"], weight_decay=s["weight_decay"])
+    n = len(data["q"]) // batch * batch
+    for epoch in range(2):
+        t0 = time.perf_counter()
+        for i in range(0, n, batch):
+            q = to_model_input(torch.from_numpy(data["q"][i:i + batch]), config["mean"], config["std"])
+            k = to_model_input(torch.from_numpy(data["k"][i:i + batch]), config["mean"], config["std"])
+            loss, _ = moco(q, k)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return n / (time.perf_counter() - t0)
+
+
+def _trainer(config: dict, data: dict[str, np.ndarray], batch: int, folder: str) -> float:
+    import ray.data
+
+    ds = ray.data.from_items([{"q": q, "k": k} for q, k in zip(data["q"], data["k"])]).materialize()
+    ds.context.enable_progress_bars = False
+    result = launch(scenes_loop, config, ScalingSection(workers=1, cpus_per_worker=THREADS), DeepSpeedSection(),
+                    RunSection(folder=folder, name="bench"), batch, datasets={"train": ds}, stage="scenes")
+    return float(result.metrics["scene_pairs_per_s"])
+
+
+def run(quick: bool, model: str = "movielib-tiny-clip") -> list[Row]:
+    import ray
+
+    shots, batch, n = (3, 16, 128) if quick else (9, 16, 256)
+    spec = ClipSpec(model, random_weights=True)
+    pre = FramePreprocess.for_spec(spec)
+    side = pre.size if isinstance(pre.size, int) else pre.size[0]
+    scenes = ScenesSection(shots=shots, queue=1024, batch=batch, epochs=2, warmup_epochs=0, lr=1e-4).model_dump()
+    config = {"scenes": scenes, "seed": 0, "clip": {"name": model, "weights": None, "random_weights": True},
+              "tower": tower_config(spec._config_source.model_cfg), "mean": list(pre.mean), "std": list(pre.std),
+              "steps_per_epoch": n // batch}
+    data = _scenes(n, shots, side)
+    plain = _plain(config, data, batch)
+    ray.init(num_cpus=THREADS, include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            ours = _trainer(config, data, batch, folder)
+    finally:
+        ray.shutdown()
+    return [Row("train_scenes", f"MoCo step, {model}, {shots} shots x {side}px, batch {batch}, 1 worker, {THREADS} threads",
+                ours, plain, "scene pairs/s", target=0.85,
+                note="Ray Train + DeepSpeed ZeRO-2 + Ray Data vs a plain torch loop")]

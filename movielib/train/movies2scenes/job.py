@@ -1,0 +1,201 @@
+"""`movielib pretrain scenes`: Movies2Scenes' three steps over a tagged catalog, as one resumable run.
+
+    <run.folder>/<run.name>/
+        config.yaml            the resolved config
+        similarity/            step 1: Ray Train checkpoints, metrics.csv, curves.png
+        similarity.pt          step 1's model (E_learnable + output layer), plain torch
+        scene_pairs.parquet    step 2: the selected scene pairs
+        scenes/                step 3: checkpoints, metrics.csv, curves.png
+        scene_encoder.pt       step 3's scene encoder (no DeepSpeed needed to load it)
+        summary.json
+
+A step whose output exists is done; started again with the same run folder, the job goes on from
+the first step that is not, and a step cut off mid-way resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from movielib.errors import ConfigError
+from movielib.features.store import CatalogStore
+from movielib.io.uri import S3Options, filesystem_for
+from movielib.train.launcher import launch, read_bytes, run_folder, write_bytes
+from movielib.train.movies2scenes.config import PretrainScenesConfig
+from movielib.train.movies2scenes.data import (PAIRS, PadPairs, decode_scenes, movie_pairs, not_null,
+                                               scene_frames)
+from movielib.train.movies2scenes.encoder import tower_config
+from movielib.train.movies2scenes.loops import similarity_loop, similarity_model, scenes_loop
+from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
+from movielib.train.movies2scenes.similar import dissimilar, read_similar
+from movielib.train.runlog import CURVES
+
+if TYPE_CHECKING:
+    import ray.data
+
+SIMILARITY, SCENE_PAIRS_FILE, ENCODER = "similarity.pt", "scene_pairs.parquet", "scene_encoder.pt"
+
+
+def exists(path: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, where = filesystem_for(path)
+    return fs.get_file_info(where).type != pafs.FileType.NotFound
+
+
+def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Table, pa.Table, int]:
+    """Similar pairs (label 1) and drawn dissimilar pairs (label 0) of catalog movies, named by video_id, split
+    into train and validation pairs; and how many similar pairs named movies the catalog does not hold."""
+    sim = cfg.similarity
+    videos = store.read_table("videos", columns=["video_id", "uri", "status"])
+    ok = [(v, u) for v, u, s in zip(*(videos[c].to_pylist() for c in ("video_id", "uri", "status"))) if s == "ok"]
+    ids = {v: v for v, _ in ok} | {u: v for v, u in ok}
+    named = read_similar(sim.path, sim.source, sim.per_movie, sim.seed, sim.text_model)
+    similar = {tuple(sorted((ids[a], ids[b]))) for a, b in named if a in ids and b in ids and ids[a] != ids[b]}
+    if not similar:
+        raise ConfigError(f"similarity.path: none of the {len(named)} similar pairs in {sim.path!r} names two tagged "
+                          f"movies of {cfg.catalog!r} (by uri or video_id)")
+    movies = sorted({m for p in similar for m in p})
+    negatives = dissimilar(similar, movies, sim.negatives * len(similar), sim.seed)
+    rows = [(a, b, 1.0) for a, b in sorted(similar)] + [(a, b, 0.0) for a, b in sorted(negatives)]
+    random.Random(sim.seed).shuffle(rows)
+    n_val = int(round(sim.val_fraction * len(rows)))
+    table = pa.Table.from_pylist([{"a": a, "b": b, "label": y} for a, b, y in rows], schema=PAIRS)
+    return table.slice(n_val), table.slice(0, n_val), len(named) - len(similar)
+
+
+class SelectScenes:
+    """Step 2 on a batch of similar movie pairs (all shots): scene pairs in E_learnable's selection space."""
+
+    def __init__(self, similarity: str, window: int, keep: float):
+        saved = torch.load(io.BytesIO(read_bytes(similarity)), map_location="cpu", weights_only=False)
+        model = similarity_model(saved["model"], saved["in_dim"])
+        model.load_state_dict(saved["state_dict"])
+        self.encoder, self.in_dim, self.window, self.keep = model.encoder.eval(), saved["in_dim"], window, keep
+
+    @torch.no_grad()
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = []
+        for r in batch.to_pylist():
+            ea, eb = (self.encoder.selection_space(torch.tensor(np.asarray(r[f"{s}_features"], np.float32)
+                                                                .reshape(-1, self.in_dim))) for s in ("a", "b"))
+            sa, sb = r["a_shot_idx"], r["b_shot_idx"]
+            for p in select_scene_pairs(ea @ eb.T, self.window, self.keep):
+                rows.append({"movie_a": r["a"], "a_first": sa[p.first], "a_last": sa[p.first + self.window - 1],
+                             "movie_b": r["b"], "b_first": sb[p.second], "b_last": sb[p.second + self.window - 1],
+                             "score": p.score})
+        return pa.Table.from_pylist(rows, schema=SCENE_PAIRS)
+
+
+def per_epoch(joined: "ray.data.Dataset", fn) -> "ray.data.Dataset":
+    """The joined rows computed once (materialized before the workers start), then `fn` over them on every
+    epoch's pass; the workers print their own per-epoch lines, so Ray Data's progress log is off there."""
+    ds = joined.materialize().map_batches(fn, batch_format="pyarrow", batch_size=16)
+    ds.context.enable_progress_bars = False
+    return ds
+
+
+def _feature_dim(store: CatalogStore, table: str, model: str | None) -> int:
+    sample = store.dataset(table, columns=["embedding"], model=model).filter(expr=not_null("embedding")).take(1)
+    if not sample:
+        raise ConfigError(f"features.table: {table} of {store.dest!r} holds no embeddings"
+                          + (f" of model {model!r}" if model else ""))
+    return len(sample[0]["embedding"])
+
+
+def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
+    """The tables the three steps read, before any work."""
+    names = set(store.table_names())
+    if "videos" not in names:
+        raise ConfigError(f"catalog: {cfg.catalog!r} holds no tagged catalog (no videos table)")
+    for table in (cfg.features.table, "keyframes"):
+        if table not in names:
+            raise ConfigError(f"catalog: {cfg.catalog!r} has no {table} table; tag it with "
+                              "--set features.keyframes=true (keyframes and features/keyframe)")
+    models = set(store.read_table(cfg.features.table, columns=["model"])["model"].unique().to_pylist())
+    if cfg.features.model is None and len(models) > 1:
+        raise ConfigError(f"features.model: {cfg.features.table} holds several models ({', '.join(sorted(models))}): "
+                          "name one")
+    if cfg.features.model is not None and cfg.features.model not in models:
+        raise ConfigError(f"features.model: {cfg.features.model!r} is not in {cfg.features.table} "
+                          f"(has {', '.join(sorted(models))})")
+
+
+def run_pretrain_scenes(cfg: PretrainScenesConfig) -> dict:
+    """The three steps, each skipped when its output is in the run folder already; returns the summary."""
+    import ray.data
+
+    s3 = S3Options.from_config(cfg.s3)
+    store = CatalogStore(cfg.catalog, s3)
+    check_catalog(cfg, store)
+    folder = run_folder(cfg.run)
+    write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode())
+    train, val, unmatched = catalog_pairs(cfg, store)
+    model, table = cfg.features.model, cfg.features.table
+    in_dim = _feature_dim(store, table, model)
+    summary: dict = {"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows,
+                                              "similar_not_in_catalog": unmatched}}
+    print(f"movie pairs: {train.num_rows} to train on, {val.num_rows} held out ({unmatched} similar pairs name movies "
+          f"not in the catalog)", flush=True)
+
+    m = cfg.similarity_model
+    workers = cfg.scaling.workers
+    if not exists(f"{folder}/{SIMILARITY}"):
+        print("step 1/3: movie similarity", flush=True)
+        result = launch(similarity_loop, {"model": m.model_dump(), "in_dim": in_dim, "seed": cfg.similarity.seed},
+                        cfg.scaling, cfg.deepspeed, cfg.run, m.batch // workers, stage="similarity",
+                        datasets={name: per_epoch(movie_pairs(store, pairs, table, model), PadPairs(m.shots, in_dim))
+                                  for name, pairs in (("train", train), ("val", val))})
+        summary["similarity"] = result.metrics
+
+    if not exists(f"{folder}/{SCENE_PAIRS_FILE}"):
+        print("step 2/3: scene pairs of similar movies", flush=True)
+        both = pa.concat_tables([train, val])
+        similar = both.filter(pc.equal(both["label"], 1.0))
+        selected = movie_pairs(store, similar, table, model).map_batches(
+            SelectScenes, fn_constructor_kwargs={"similarity": f"{folder}/{SIMILARITY}",
+                                                 "window": cfg.scenes.shots, "keep": cfg.selection.keep},
+            batch_size=8, batch_format="pyarrow", concurrency=1)
+        pairs = pa.concat_tables([*selected.iter_batches(batch_format="pyarrow", batch_size=None),
+                                  SCENE_PAIRS.empty_table()]).cast(SCENE_PAIRS)
+        buf = io.BytesIO()
+        pq.write_table(pairs, buf)
+        write_bytes(f"{folder}/{SCENE_PAIRS_FILE}", buf.getvalue())
+    pairs = pq.read_table(io.BytesIO(read_bytes(f"{folder}/{SCENE_PAIRS_FILE}")))
+    summary["scene_pairs"] = pairs.num_rows
+    print(f"scene pairs: {pairs.num_rows} in {folder}/{SCENE_PAIRS_FILE}", flush=True)
+
+    s = cfg.scenes
+    if not exists(f"{folder}/{ENCODER}"):
+        if pairs.num_rows < s.batch:
+            raise ConfigError(f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs, fewer than one batch "
+                              f"({s.batch}); lower scenes.batch or add movies")
+        print("step 3/3: scene encoder (MoCo)", flush=True)
+        from movielib.models.clip import ClipSpec, FramePreprocess
+
+        spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
+        source = spec.validate()
+        pre = FramePreprocess.for_spec(spec)
+        result = launch(scenes_loop, {"scenes": s.model_dump(), "seed": cfg.similarity.seed,
+                                      "clip": {"name": cfg.model.name, "weights": cfg.model.weights,
+                                               "random_weights": cfg.model.random_weights},
+                                      "tower": tower_config(source.model_cfg),
+                                      "mean": list(pre.mean), "std": list(pre.std),
+                                      "steps_per_epoch": pairs.num_rows // s.batch},
+                        cfg.scaling, cfg.deepspeed, cfg.run, s.batch // workers, stage="scenes",
+                        datasets={"train": per_epoch(scene_frames(store, ray.data.from_arrow(pairs)), decode_scenes)})
+        summary["scenes"] = result.metrics
+    summary["outputs"] = {"similarity_model": f"{folder}/{SIMILARITY}", "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",
+                          "scene_encoder": f"{folder}/{ENCODER}",
+                          "curves": [f"{folder}/{st}/{CURVES}" for st in ("similarity", "scenes")]}
+    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode())
+    return summary
