@@ -25,11 +25,14 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def tag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+COMMON = (("model", "model.name"), ("weights", "model.weights"), ("s3_endpoint", "s3.endpoint_url"),
+          ("ray_address", "ray_address"))
+
+
+def overrides_from(args: argparse.Namespace, options: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """CLI options as dotted config overrides (options given on the command line win over --config)."""
     overrides = _parse_set(args.set or [])
-    for opt, key in (("model", "model.name"), ("weights", "model.weights"), ("labels", "scoring.labels"),
-                     ("prompt", "scoring.prompt"), ("s3_endpoint", "s3.endpoint_url"), ("ray_address", "ray_address")):
+    for opt, key in COMMON + options:
         if getattr(args, opt, None) is not None:
             overrides[key] = getattr(args, opt)
     if getattr(args, "random_weights", False):
@@ -37,16 +40,25 @@ def tag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def add_tag_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (sections: model, shots, sampling, scoring, decode, output, s3)")
-    p.add_argument("--model", help="open_clip architecture (default ViT-B-32)")
+def tag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return overrides_from(args, (("labels", "scoring.labels"), ("prompt", "scoring.prompt")))
+
+
+def add_job_options(p: argparse.ArgumentParser, sections: str, model: str, example: str) -> None:
+    """--config, the CLIP model and weights, where S3 and Ray are, and --set: what every job takes."""
+    p.add_argument("--config", help=f"YAML config file (sections: {sections})")
+    p.add_argument("--model", help=f"open_clip architecture of the {model} (default ViT-B-32)")
     p.add_argument("--weights", help="CLIP weights: local path, s3:// URI or HF cache folder")
     p.add_argument("--random-weights", action="store_true", help="untrained model (tests and demos only)")
-    p.add_argument("--labels", help="label file, one label per line (default: the 179 MovieCLIP labels)")
-    p.add_argument("--prompt", help="prompt template with {label}")
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. scoring.batch_size=16")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"any config field, e.g. {example}")
+
+
+def add_tag_options(p: argparse.ArgumentParser) -> None:
+    add_job_options(p, "model, shots, sampling, scoring, decode, output, s3", "scorer", "scoring.batch_size=16")
+    p.add_argument("--labels", help="label file, one label per line (default: the 179 MovieCLIP labels)")
+    p.add_argument("--prompt", help="prompt template with {label}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,17 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenes = pretrain.add_parser("scenes", help="Movies2Scenes: similarity model -> scene pairs -> MoCo scene encoder")
     scenes.add_argument("catalog", nargs="?", help="the DEST a tagging run with features.keyframes wrote "
                                                    "(or `catalog:` in the config)")
-    scenes.add_argument("--config", help="YAML config file (sections: similarity, features, similarity_model, "
-                                         "selection, scenes, model, scaling, deepspeed, run, s3)")
+    add_job_options(scenes, "similarity, features, similarity_model, selection, scenes, model, scaling, deepspeed, "
+                            "run, s3", "scene encoder's CLIP tower", "scenes.epochs=5")
     scenes.add_argument("--similarity", help="similarity file (similarity.path)")
     scenes.add_argument("--run-folder", help="local folder or s3:// prefix of the run (run.folder)")
     scenes.add_argument("--name", help="the run's name in the run folder (run.name, default 'scenes')")
-    scenes.add_argument("--model", help="open_clip architecture of the scene encoder's CLIP tower")
-    scenes.add_argument("--weights", help="CLIP weights: local path, s3:// URI or HF cache folder")
-    scenes.add_argument("--random-weights", action="store_true", help="untrained tower (tests and demos only)")
-    scenes.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
-    scenes.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    scenes.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. scenes.epochs=5")
     embed = sub.add_parser("embed", help="write a trained encoder's embeddings into the catalog").add_subparsers(
         dest="method", required=True)
     escenes = embed.add_parser("scenes", help="shot and scene embeddings of a Movies2Scenes run -> features/scene")
@@ -110,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
     demo.add_argument("--out", default="demo-output", help="local folder that receives a copy of the output")
-    demo.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture (random weights)")
+    demo.add_argument("--model", help="open_clip architecture (random weights; default ViT-B-32-quickgelu, "
+                                      "with --pretrain movielib-tiny-clip)")
+    demo.add_argument("--pretrain", action="store_true",
+                      help="tag a generated 3-genre catalog with keyframes, pretrain scenes on it, embed scenes")
     return parser
 
 
@@ -208,14 +217,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from movielib.train.movies2scenes.config import PretrainScenesConfig
     from movielib.train.movies2scenes.job import run_pretrain_scenes
 
-    overrides = _parse_set(args.set or [])
-    for opt, key in (("catalog", "catalog"), ("similarity", "similarity.path"), ("run_folder", "run.folder"),
-                     ("name", "run.name"), ("model", "model.name"), ("weights", "model.weights"),
-                     ("s3_endpoint", "s3.endpoint_url"), ("ray_address", "ray_address")):
-        if getattr(args, opt, None) is not None:
-            overrides[key] = getattr(args, opt)
-    if args.random_weights:
-        overrides["model.random_weights"] = True
+    overrides = overrides_from(args, (("catalog", "catalog"), ("similarity", "similarity.path"),
+                                      ("run_folder", "run.folder"), ("name", "run.name")))
     cfg = load_config(args.config, overrides, schema=PretrainScenesConfig)
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     init_ray(cfg.ray_address)
@@ -261,9 +264,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.pretrain:
+        from movielib.demo.pretrain import run_pretrain_demo
+
+        return run_pretrain_demo(args.out, args.model or "movielib-tiny-clip")
     from movielib.demo.run import run_demo
 
-    return run_demo(args.out, args.model)
+    return run_demo(args.out, args.model or "ViT-B-32-quickgelu")
 
 
 def main(argv: list[str] | None = None) -> int:

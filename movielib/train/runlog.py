@@ -61,7 +61,8 @@ class RunLog:
         names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("step", "epoch")
                  and all(isinstance(r.get(k), (int, float)) for r in rows)]
         cols = min(3, max(1, len(names)))
-        fig, axes = plt.subplots(math.ceil(len(names) / cols) or 1, cols, figsize=(4.5 * cols, 3.2), squeeze=False)
+        rows_of_panels = math.ceil(len(names) / cols) or 1
+        fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.5 * cols, 2.8 * rows_of_panels), squeeze=False)
         for ax, name in zip(axes.flat, names):
             ax.plot([r["step"] for r in rows], [r[name] for r in rows], marker="." if len(rows) < 50 else None)
             ax.set_title(name)

@@ -75,6 +75,10 @@ class ScenesSection(Section):
     epochs: PositiveInt = 20
 
 
+class ScenesRunSection(RunSection):
+    name: str = "scenes"
+
+
 class PretrainScenesConfig(JobConfig):
     """`movielib pretrain scenes`: Movies2Scenes' three steps over a tagged catalog, as one resumable run."""
 
@@ -87,7 +91,7 @@ class PretrainScenesConfig(JobConfig):
     model: ModelConfig = Field(default_factory=ModelConfig)  # the CLIP tower the scene encoder starts from
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
-    run: RunSection = Field(default_factory=lambda: RunSection(name="scenes"))
+    run: ScenesRunSection = Field(default_factory=ScenesRunSection)
     s3: S3Config = Field(default_factory=S3Config)
     ray_address: str | None = None
 

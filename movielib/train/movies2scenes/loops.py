@@ -7,6 +7,7 @@ parameters of the module), and a restarted run continues after the last finished
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -46,9 +47,38 @@ def _gather(keys: torch.Tensor) -> torch.Tensor:
 
 
 def _progress(worker: Worker, stage: str, metrics: dict) -> None:
+    """Rank 0's per-epoch line. Logged, not printed: Ray Train V2 turns a worker's print into a log record
+    and also passes it on to the redirected stdout, so every printed line reached the driver twice."""
     if worker.rank == 0:
         shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-        print(f"[{stage}] {shown}", flush=True)
+        log = logging.getLogger("movielib.train")
+        log.setLevel(logging.INFO)
+        log.info(f"[{stage}] {shown}")
+
+
+class Throughput:
+    """Items per second of an epoch, timed from the end of its first step to the end of its last (the data
+    iterator's start-up and first batch left out, as the benchmarks time both sides); the whole epoch when it
+    has one step."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.last, self.items, self.total = self.start, 0, 0
+
+    def step(self, items: int) -> None:
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+        else:
+            self.items += items
+        self.total += items
+
+    @property
+    def per_s(self) -> float:
+        if self.items:
+            return self.items / (self.last - self.first)
+        return self.total / max(self.last - self.start, 1e-9)
 
 
 def similarity_model(m: dict, in_dim: int) -> MovieSimilarity:
@@ -68,7 +98,7 @@ def similarity_loop(worker: Worker, c: dict) -> None:
     step = state.get("step", 0)
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     for epoch in range(state.get("epoch", 0), m["epochs"]):
-        t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+        speed, loss_sum, seen = Throughput(), 0.0, 0
         engine.train()
         for batch in train.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
             logit = engine(batch["x1"], batch["x2"], batch["m1"], batch["m2"])
@@ -77,6 +107,7 @@ def similarity_loop(worker: Worker, c: dict) -> None:
             engine.step()
             step += 1
             loss_sum, seen = loss_sum + loss.item() * len(logit), seen + len(logit)
+            speed.step(len(logit) * worker.world_size)
         correct, total = 0, 0
         engine.eval()
         with torch.no_grad():
@@ -87,7 +118,7 @@ def similarity_loop(worker: Worker, c: dict) -> None:
         loss_sum, seen, correct, total = _all_sum(loss_sum, seen, correct, total)
         metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": m["lr"],
                    "similarity_accuracy": correct / total if total else float("nan"),
-                   "pairs_per_s": seen / (time.perf_counter() - t0)}
+                   "pairs_per_s": speed.per_s}
         _progress(worker, "similarity", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
     worker.export(engine, "similarity.pt", {"model": m, "in_dim": c["in_dim"]})
@@ -132,7 +163,7 @@ def scenes_loop(worker: Worker, c: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     dtype = next(p for p in engine.module.parameters()).dtype
     for epoch in range(state.get("epoch", 0), s["epochs"]):
-        t0, sums = time.perf_counter(), [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
+        speed, sums = Throughput(), [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
         engine.train()
         for batch in shard.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
             lr = learning_rate(step, s["lr"], warmup, total)
@@ -148,11 +179,12 @@ def scenes_loop(worker: Worker, c: dict) -> None:
             n = len(q)
             sums = [sums[0] + loss.item() * n, sums[1] + float((top5[:, 0] == 0).sum()),
                     sums[2] + float((top5 == 0).any(1).sum()), sums[3] + n]
+            speed.step(n * worker.world_size)
         loss_sum, top1, top5_hits, seen = _all_sum(*sums)
         metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
                    "lr": learning_rate(max(step - 1, 0), s["lr"], warmup, total),
                    "moco_top1": top1 / max(seen, 1), "moco_top5": top5_hits / max(seen, 1),
-                   "scene_pairs_per_s": seen / (time.perf_counter() - t0)}
+                   "scene_pairs_per_s": speed.per_s}
         _progress(worker, "scenes", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
     worker.export(engine, "scene_encoder.pt", {"tower": c["tower"], "mean": c["mean"], "std": c["std"],

@@ -78,8 +78,13 @@ def dissimilar(similar: set[Pair], movies: list[str], n: int, seed: int = 0) -> 
 
 
 def _read(path: str, columns: list[str]) -> pa.Table:
+    """A CSV or Parquet file at a local path or s3:// URI."""
+    from movielib.io.uri import filesystem_for
+
     try:
-        table = pq.read_table(path) if path.endswith(".parquet") else pcsv.read_csv(path)
+        fs, where = filesystem_for(path)
+        with fs.open_input_file(where) as f:
+            table = pq.read_table(f) if path.endswith(".parquet") else pcsv.read_csv(f)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ConfigError(f"similarity file {path!r} cannot be read: {exc}") from None
     missing = [c for c in columns if c not in table.column_names]

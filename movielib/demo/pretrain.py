@@ -1,0 +1,92 @@
+"""`movielib demo --pretrain`: tag -> pretrain scenes -> embed scenes, on the embedded default, from nothing.
+
+Starts an S3 server on 127.0.0.1, generates a catalog of short "movies" in three genres (each a run
+of one-second shots drawn from its genre's looks), tags it with keyframes on, runs Movies2Scenes'
+three steps at demo size (movielib/demo/pretrain_scenes.yaml) with the run folder on S3, writes
+features/scene, and copies the catalog and the run folder to a local folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from movielib.config import load_config
+from movielib.demo.run import BUCKET, _fresh_output_folder
+from movielib.demo.s3server import MotoS3Server
+from movielib.demo.samples import Segment, generate_clip
+from movielib.io.uri import S3Options
+from movielib.pipeline.tagging import init_ray, plan_tagging, run_tagging
+
+CONFIG = Path(__file__).with_name("pretrain_scenes.yaml")
+LOOKS = {  # what a genre's shots look like: lavfi sources PySceneDetect cuts between cleanly
+    "warm": ["color:red", "color:orange", "color:yellow", "color:pink", "color:brown"],
+    "cool": ["color:navy", "color:teal", "color:darkgreen", "color:purple", "color:blue"],
+    "cards": ["testsrc", "smptebars", "rgbtestsrc", "testsrc2", "yuvtestsrc"],
+}
+
+
+def write_genre_catalog(folder: Path, prefix: str, movies_per_genre: int = 4, shots: int = 16, seed: int = 0) -> Path:
+    """`movies_per_genre` clips per genre of `shots` one-second shots under folder/catalog, and genres.csv naming
+    them by URI (`prefix` + file name, where they will be uploaded)."""
+    rng = random.Random(seed)
+    rows = []
+    for genre, looks in LOOKS.items():
+        for m in range(movies_per_genre):
+            picks: list[str] = []
+            while len(picks) < shots:  # no look twice in a row: every segment boundary is a cut
+                look = rng.choice(looks)
+                if not picks or look != picks[-1]:
+                    picks.append(look)
+            name = f"{genre}-{m}.mp4"
+            generate_clip(folder / "catalog" / name, [Segment(p, 1.0) for p in picks], size=(160, 120), audio=False)
+            rows.append((prefix + name, genre))
+    with open(folder / "genres.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("movie", "genres"), *rows])
+    return folder / "genres.csv"
+
+
+def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
+    from movielib.train.movies2scenes.config import PretrainScenesConfig
+    from movielib.train.movies2scenes.embed import embed_scenes
+    from movielib.train.movies2scenes.job import run_pretrain_scenes
+
+    t0 = time.perf_counter()
+    with MotoS3Server() as server, tempfile.TemporaryDirectory() as tmp:
+        server.use()
+        source, dest, runs = f"s3://{BUCKET}/genre-catalog/", f"s3://{BUCKET}/genre-tags", f"s3://{BUCKET}/runs"
+        genres = write_genre_catalog(Path(tmp), source)
+        n = server.upload_folder(str(Path(tmp) / "catalog"), BUCKET, "genre-catalog")
+        s3 = S3Options.from_env(server.endpoint_url)
+        with s3.filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
+            f.write(genres.read_bytes())
+        print(f"S3 server {server.endpoint_url}: {n} generated movies in 3 genres in {source}", flush=True)
+        tag = load_config(None, {"model.name": model, "model.random_weights": True, "s3.endpoint_url": server.endpoint_url,
+                                 "features.keyframes": True, "people.enabled": False, "features.audio": False,
+                                 "features.text": False})
+        plan = plan_tagging(tag, source, dest)
+        init_ray(tag.ray_address)
+        print(run_tagging(plan).render(), flush=True)
+        cfg = load_config(str(CONFIG), {"catalog": dest, "similarity.path": f"s3://{BUCKET}/genres.csv",
+                                        "run.folder": runs, "model.name": model, "model.random_weights": True,
+                                        "s3.endpoint_url": server.endpoint_url}, schema=PretrainScenesConfig)
+        print("pretrain scenes, resolved config:\n" + cfg.to_yaml(), flush=True)
+        summary = run_pretrain_scenes(cfg)
+        embedded = embed_scenes(summary["run"], dest, s3)
+        print(f"{embedded['table']}: {embedded['rows']} rows, model_version {embedded['model_version']}", flush=True)
+        local = _fresh_output_folder(out)
+        pafs.copy_files(f"{BUCKET}/genre-tags", str(local / "tags"), source_filesystem=s3.filesystem())
+        pafs.copy_files(summary["run"][len("s3://"):], str(local / "run"), source_filesystem=s3.filesystem())
+        (local / "_movielib").mkdir(exist_ok=True)  # marks the folder as a movielib output (the next demo replaces it)
+        from movielib.cli import render_pretrain_summary
+
+        print(render_pretrain_summary(summary))
+        print(f"copied the catalog and the run to {local}: curves in {local / 'run' / 'similarity' / 'curves.png'} and "
+              f"{local / 'run' / 'scenes' / 'curves.png'}")
+    print(f"pretraining demo finished in {time.perf_counter() - t0:.1f}s")
+    return 0
