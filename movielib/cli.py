@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     escenes.add_argument("catalog", help="the DEST whose keyframes are embedded (and that receives features/scene)")
     escenes.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
     escenes.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    tune = sub.add_parser("tune", help="Ray Tune sweeps").add_subparsers(dest="method", required=True)
+    train = sub.add_parser("train", help="train one model without a sweep").add_subparsers(dest="method", required=True)
+    for p, text in ((tune.add_parser("heads", help="sweep heads on a features table (Ray Tune, ASHA)"), "sweep"),
+                    (train.add_parser("head", help="train one head on a features table (the sweep's layout)"), "one")):
+        p.add_argument("--config", help="YAML config file (sections: data, head, search, tune, run, s3)")
+        p.add_argument("--catalog", help="the tagged DEST (data.catalog)")
+        p.add_argument("--run-folder", help="local folder or s3:// prefix of the run (run.folder)")
+        p.add_argument("--name", help="the run's name in the run folder (run.name, default 'heads')")
+        p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
+        p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. head.epochs=30")
+        if text == "sweep":
+            p.add_argument("--resume", metavar="RUN", help="continue an interrupted sweep in this run folder "
+                                                           "(<run.folder>/<run.name>)")
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
@@ -120,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "with --pretrain movielib-tiny-clip)")
     demo.add_argument("--pretrain", action="store_true",
                       help="tag a generated 3-genre catalog with keyframes, pretrain scenes on it, embed scenes")
+    demo.add_argument("--heads", action="store_true",
+                      help="sweep scene heads with Ray Tune (ASHA) over a planted-signal catalog")
     return parser
 
 
@@ -240,6 +256,39 @@ def render_pretrain_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_heads(args: argparse.Namespace) -> int:
+    from movielib.config import load_config
+    from movielib.heads.config import HeadsConfig
+    from movielib.heads.sweep import resume_config, run_heads
+    from movielib.pipeline.tagging import init_ray
+
+    resume = getattr(args, "resume", None)
+    if resume:
+        cfg = resume_config(resume)
+    else:
+        cfg = load_config(args.config, overrides_from(args, (("catalog", "data.catalog"), ("run_folder", "run.folder"),
+                                                             ("name", "run.name"))), schema=HeadsConfig)
+    print("resolved config:\n" + cfg.to_yaml(), flush=True)
+    init_ray(cfg.ray_address)
+    summary = run_heads(cfg, sweep=args.command == "tune", resume=bool(resume))
+    print(render_heads_summary(summary), flush=True)
+    return 0
+
+
+def render_heads_summary(summary: dict) -> str:
+    metric = summary["metric"].removeprefix("val_")
+    best = summary["best"]
+    lines = [f"run {summary['run']}: {summary['trials']} trials, {summary['epochs_run']} epochs in all, "
+             f"{summary['wall_s']:.1f}s",
+             f"best {best['trial']} (epoch {best['epoch']}): test {metric} {best['test'].get(metric, float('nan')):.4f}; "
+             f"chance {summary['chance'].get(metric, float('nan')):.4f}; linear probe "
+             f"{summary['linear_probe'].get(metric, float('nan')):.4f}",
+             "best config: " + ", ".join(f"{k}={best['config'].get(k)}" for k in
+                                         ("lr", "weight_decay", "dropout", "width", "batch_size"))]
+    lines += [f"{name}: {path}" for name, path in summary["outputs"].items()]
+    return "\n".join(lines)
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from movielib.io.uri import S3Options
     from movielib.pipeline.tagging import init_ray
@@ -264,6 +313,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.heads:
+        from movielib.demo.heads import run_heads_demo
+
+        return run_heads_demo(args.out)
     if args.pretrain:
         from movielib.demo.pretrain import run_pretrain_demo
 
@@ -280,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
                 "info": cmd_store, "compact": cmd_store, "vacuum": cmd_store,
-                "pretrain": cmd_pretrain, "embed": cmd_embed, "demo": cmd_demo}[args.command](args)
+                "pretrain": cmd_pretrain, "embed": cmd_embed,
+                "tune": cmd_heads, "train": cmd_heads, "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,36 @@
+"""Wall time of an 8-trial head sweep with ASHA vs the same sweep (same seeded trial configs) without early
+stopping (FIFO: every trial runs all its epochs), on a planted-signal catalog; and the best held-out mAP of each."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bench.common import Row
+from movielib.config import build_config
+from movielib.demo.planted_heads import build as plant
+from movielib.heads.config import HeadsConfig
+from movielib.heads.sweep import run_heads
+
+
+def run(quick: bool) -> list[Row]:
+    import ray
+
+    epochs = 8 if quick else 20
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    walls, maps = {}, {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            dest = plant(str(Path(tmp) / "catalog"), videos=40, shots=40).dest
+            for scheduler in ("asha", "fifo"):
+                cfg = build_config(HeadsConfig, {
+                    "data": {"catalog": dest}, "head": {"name": "mlp2", "epochs": epochs},
+                    "tune": {"num_samples": 8, "scheduler": scheduler, "grace_period": 1, "reduction_factor": 3},
+                    "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler}})
+                summary = run_heads(cfg)
+                walls[scheduler], maps[scheduler] = summary["wall_s"], summary["best"]["test"]["map"]
+    finally:
+        ray.shutdown()
+    return [Row("tune_heads", f"8-trial sweep, mlp2, {epochs} epochs max: ASHA vs FIFO wall time", walls["asha"],
+                walls["fifo"], "s", note=f"best test mAP {maps['asha']:.3f} (ASHA) vs {maps['fifo']:.3f} (FIFO); "
+                                         "lower is better")]

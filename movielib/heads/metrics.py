@@ -1,0 +1,88 @@
+"""Metrics of a head's predictions, computed by scikit-learn (and scipy for Pearson), never re-derived here.
+
+Shapes: multi-label targets are (n, labels) 0/1 with scores (n, labels); single-label targets are (n,)
+class ids with scores (n, classes); regression targets and predictions are (n,) or (n, outputs).
+
+Labels with no positive in `y_true` (common in small held-out splits): average precision is undefined
+for them, so mAP and macro / weighted AU-PRC leave them out and average over the labels that have
+positives (`labels_scored` says how many); micro AU-PRC pools every label. With no positive at all
+these are nan. Precision / recall / F1 count 0 for a label with no predicted or no true positive
+(scikit-learn's zero_division=0). Pearson is per sample across its outputs; samples whose target or
+prediction is constant have none and are left out (nan when none is left).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import (average_precision_score, mean_squared_error, precision_recall_fscore_support,
+                             top_k_accuracy_score)
+
+
+def _scored(y_true: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.asarray(y_true).sum(axis=0) > 0)
+
+
+def auprc(y_true: np.ndarray, y_score: np.ndarray, average: str = "macro") -> float:
+    """Area under the precision-recall curve (average precision): micro, macro or weighted over labels."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    keep = _scored(y_true)
+    if keep.size == 0:
+        return float("nan")
+    if average != "micro":
+        y_true, y_score = y_true[:, keep], y_score[:, keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(average_precision_score(y_true, y_score, average=average))
+
+
+def mean_average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """mAP: macro average precision over the labels with positives (MovieNet place tagging, LVU)."""
+    return auprc(y_true, y_score, "macro")
+
+
+def weighted_prf(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float]:
+    """Weighted precision, recall and F1 of multi-label predictions `y_score >= threshold`."""
+    p, r, f, _ = precision_recall_fscore_support(np.asarray(y_true), np.asarray(y_score) >= threshold,
+                                                 average="weighted", zero_division=0)
+    return float(p), float(r), float(f)
+
+
+def top1_accuracy(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Share of samples whose highest score is their class (single-label)."""
+    y_score = np.asarray(y_score)
+    return float(top_k_accuracy_score(np.asarray(y_true), y_score, k=1, labels=np.arange(y_score.shape[1])))
+
+
+def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(mean_squared_error(np.asarray(y_true), np.asarray(y_pred)))
+
+
+def mean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean over samples of the Pearson correlation between a sample's targets and its predictions."""
+    from scipy.stats import pearsonr
+
+    y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
+    values = [pearsonr(t, p).statistic for t, p in zip(y_true, y_pred) if np.ptp(t) > 0 and np.ptp(p) > 0]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def labels_scored(y_true: np.ndarray) -> int:
+    return int(_scored(y_true).size)
+
+
+def evaluate(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Every metric that fits the task (multilabel: scores are probabilities; single: class scores;
+    regression: predictions)."""
+    if task == "multilabel":
+        p, r, f = weighted_prf(y_true, y_score, threshold)
+        return {"map": mean_average_precision(y_true, y_score), "auprc_micro": auprc(y_true, y_score, "micro"),
+                "auprc_macro": auprc(y_true, y_score, "macro"), "auprc_weighted": auprc(y_true, y_score, "weighted"),
+                "precision_weighted": p, "recall_weighted": r, "f1_weighted": f,
+                "labels_scored": labels_scored(y_true)}
+    if task == "single":
+        return {"top1": top1_accuracy(y_true, y_score)}
+    if task == "regression":
+        return {"mse": mse(y_true, y_score), "pearson": mean_pearson(y_true, y_score)}
+    raise ValueError(f"task must be multilabel, single or regression, got {task!r}")

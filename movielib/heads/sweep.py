@@ -1,0 +1,224 @@
+"""`movielib tune heads` and `movielib train head`: heads on a features table with Ray Tune, one layout.
+
+    <run.folder>/<run.name>/
+        config.yaml         the resolved config
+        split.csv           video_id -> train / val / test
+        sweep/              Ray Tune's experiment (trials, checkpoints every epoch); `--resume` restores it
+        trials.csv          every trial: its hyperparameters, best and last metric, epochs run, status
+        best_config.yaml    the best trial's hyperparameters
+        best/head.pt        the best checkpoint as Serve loads it (weights, head spec, labels, feature model)
+        best/test_predictions.npy   what that checkpoint predicted for the test split inside its trial
+        sweep.png           the metric of every trial per epoch, and the best trial's learning curves
+        summary.json        held-out (test) metrics of the best head, against chance and a linear probe
+
+Each trial reports its validation metrics and a checkpoint every epoch through `ray.tune.report`, so
+ASHA stops weak trials early and the best checkpoint is kept; trials run side by side as far as the
+cluster's resources allow (`tune.cpus_per_trial`, fractional `tune.gpus_per_trial`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import torch
+import yaml
+
+from movielib.features.store import CatalogStore
+from movielib.heads.config import HeadsConfig
+from movielib.heads.data import HeadData, build
+from movielib.heads.metrics import evaluate
+from movielib.heads.train import PRIMARY, export_bytes, fit
+from movielib.io.uri import S3Options
+from movielib.train.launcher import read_bytes, run_folder, write_bytes
+
+STATE = "state.pt"
+
+
+def trial(config: dict, data: HeadData) -> None:
+    """One Tune trial: the head with `config`, resumed from the trial's last checkpoint when there is one."""
+    from ray import tune
+
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(os.path.join(folder, STATE), weights_only=False)
+
+    def report(metrics: dict, epoch_state: dict) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(epoch_state, os.path.join(folder, STATE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    fit(data, config, report, state)
+
+
+def metric_and_mode(cfg: HeadsConfig, task: str) -> tuple[str, str]:
+    metric, mode = PRIMARY[task]
+    metric = cfg.tune.metric or metric
+    if cfg.tune.mode != "auto":
+        mode = cfg.tune.mode
+    elif cfg.tune.metric:
+        mode = "min" if "mse" in metric or "loss" in metric else "max"
+    return metric, mode
+
+
+def search_space(cfg: HeadsConfig, sweep: bool) -> dict:
+    from ray import tune
+
+    space = {**cfg.head.model_dump(), "seed": cfg.data.seed}
+    if sweep:
+        s = cfg.search
+        space.update(lr=tune.loguniform(*s.lr), weight_decay=tune.loguniform(*s.weight_decay),
+                     dropout=tune.choice(s.dropout), width=tune.choice(s.width), batch_size=tune.choice(s.batch_size))
+    return space
+
+
+def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    metric, mode = metric_and_mode(cfg, data.task)
+    t = cfg.tune
+    trainable = tune.with_resources(tune.with_parameters(trial, data=data),
+                                    {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial})
+    folder = run_folder(cfg.run)
+    if restore:
+        return tune.Tuner.restore(f"{folder}/sweep", trainable=trainable, resume_unfinished=True, resume_errored=True)
+    scheduler = (ASHAScheduler(max_t=cfg.head.epochs, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+                 if sweep and t.scheduler == "asha" else FIFOScheduler())
+    return tune.Tuner(
+        trainable, param_space=search_space(cfg, sweep),
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler,
+                                    # seeded sampling: the same config draws the same trials (ASHA vs FIFO compare)
+                                    search_alg=BasicVariantGenerator(random_state=cfg.data.seed),
+                                    num_samples=t.num_samples if sweep else 1,
+                                    max_concurrent_trials=t.max_concurrent_trials),
+        run_config=tune.RunConfig(name="sweep", storage_path=folder, verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                                          checkpoint_score_order=mode)))
+
+
+def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> dict:
+    """Build the data (validating the tables and labels), run the trials, write the run folder; the summary."""
+    s3 = S3Options.from_config(cfg.s3)
+    store = CatalogStore(cfg.data.catalog, s3)
+    data = build(store, cfg.data)
+    folder = run_folder(cfg.run)
+    if not resume:
+        write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode())
+    _write_csv(f"{folder}/split.csv", data.split_table())
+    print(f"head data: {data.task}, {data.level}-level, {len(data.label_names) or 1} outputs, "
+          + ", ".join(f"{s} {len(data.x[s])}" for s in data.x) + f" rows; features {data.features} ({data.feature_model})",
+          flush=True)
+    t0 = time.perf_counter()
+    results = _tuner(cfg, data, sweep, resume).fit()
+    wall = time.perf_counter() - t0
+    return write_results(cfg, data, results, wall)
+
+
+def _write_csv(path: str, table: pa.Table) -> None:
+    import pyarrow.csv as pcsv
+
+    buf = io.BytesIO()
+    pcsv.write_csv(table, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> dict:
+    """Trials table, best config, exported best head, plots and held-out figures."""
+    metric, mode = metric_and_mode(cfg, data.task)
+    folder = run_folder(cfg.run)
+    better = max if mode == "max" else min
+    rows, curves = [], {}
+    for r in results:
+        history = r.metrics_dataframe
+        values = [] if history is None or metric not in history else history[metric].dropna().tolist()
+        curves[r.path] = (history, values)
+        rows.append({"trial": os.path.basename(r.path), **{k: r.config.get(k) for k in
+                                                           ("lr", "weight_decay", "dropout", "width", "batch_size")},
+                     f"best_{metric}": better(values) if values else None, f"last_{metric}": values[-1] if values else None,
+                     "epochs": len(values), "status": "error" if r.error else "done"})
+    _write_csv(f"{folder}/trials.csv", pa.Table.from_pylist(rows))
+    best = results.get_best_result(metric, mode, scope="all")
+    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    with checkpoint.as_directory() as ckpt:
+        state = torch.load(os.path.join(ckpt, STATE), weights_only=False)
+    params = {k: v for k, v in best.config.items()}
+    write_bytes(f"{folder}/best_config.yaml", yaml.safe_dump(params, sort_keys=False).encode())
+    write_bytes(f"{folder}/best/head.pt", export_bytes(state, params, data))
+    buf = io.BytesIO()
+    np.save(buf, state["test_predictions"])
+    write_bytes(f"{folder}/best/test_predictions.npy", buf.getvalue())
+    test = evaluate(data.task, data.y["test"], state["test_predictions"], params.get("threshold", 0.5))
+    summary = {"run": folder, "task": data.task, "level": data.level, "metric": metric, "mode": mode,
+               "trials": len(rows), "epochs_run": sum(r["epochs"] for r in rows), "wall_s": wall_s,
+               "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params,
+                        "test": test}, "chance": chance(data), "linear_probe": linear_probe(cfg, data),
+               "outputs": {"trials": f"{folder}/trials.csv", "best_config": f"{folder}/best_config.yaml",
+                           "head": f"{folder}/best/head.pt", "plot": f"{folder}/sweep.png"}}
+    write_bytes(f"{folder}/sweep.png", plot(curves, metric, best.path))
+    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=float).encode())
+    return summary
+
+
+def chance(data: HeadData) -> dict[str, float]:
+    """What guessing scores on the test split: mAP of scores that ignore the input equals each label's share
+    of positives (averaged over labels with positives); the commonest training class; the training mean."""
+    y = data.y["test"]
+    if data.task == "multilabel":
+        share = y[:, y.sum(0) > 0].mean(0)
+        return {"map": float(share.mean()) if share.size else float("nan")}
+    if data.task == "single":
+        common = np.bincount(data.y["train"], minlength=data.out_dim).argmax()
+        return {"top1": float((y == common).mean())}
+    return {"mse": float(((y - data.y["train"].mean()) ** 2).mean())}
+
+
+def linear_probe(cfg: HeadsConfig, data: HeadData) -> dict[str, float]:
+    """A linear probe with the head section's lr / epochs, trained here, scored on the test split."""
+    last: dict = {}
+    fit(data, {**cfg.head.model_dump(), "name": "linear", "seed": cfg.data.seed},
+        lambda metrics, state: last.update(state))
+    return evaluate(data.task, data.y["test"], last["test_predictions"], cfg.head.threshold)
+
+
+def plot(curves: dict, metric: str, best_path: str) -> bytes:
+    """Left: every trial's validation metric per epoch (ASHA's stops show as short lines); right: the best
+    trial's training loss and validation metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for path, (_, values) in curves.items():
+        left.plot(range(1, len(values) + 1), values, marker=".", alpha=0.9 if path == best_path else 0.5,
+                  linewidth=2.5 if path == best_path else 1, label=os.path.basename(path)[-18:])
+    left.set(title=f"{metric} per trial", xlabel="epoch", ylabel=metric)
+    left.legend(fontsize=6)
+    history = curves[best_path][0]
+    if history is not None:
+        right.plot(history["epoch"], history["train_loss"], color="tab:red", label="train loss")
+        other = right.twinx()
+        other.plot(history["epoch"], history[metric], color="tab:blue", label=metric)
+        other.set_ylabel(metric, color="tab:blue")
+    right.set(title="best trial", xlabel="epoch", ylabel="train loss")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def resume_config(run: str) -> HeadsConfig:
+    """The config a run was started with (its config.yaml), for `--resume RUN`."""
+    from movielib.config import build_config
+
+    return build_config(HeadsConfig, yaml.safe_load(read_bytes(f"{run.rstrip('/')}/config.yaml")))

@@ -1,0 +1,105 @@
+"""One head trained on a HeadData's arrays, reporting every epoch; the exported head and how it predicts.
+
+The loss follows the task: BCE with logits (multi-label; `pos_weight` weighs each label's positives by
+its negatives / positives in the training split), cross-entropy (single-label), MSE (regression).
+Predictions are probabilities (multi-label: sigmoid; single-label: softmax) or values.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from movielib.heads.data import HeadData
+from movielib.heads.metrics import evaluate
+from movielib.heads.models import build_head
+
+PRIMARY = {"multilabel": ("val_map", "max"), "single": ("val_top1", "max"), "regression": ("val_mse", "min")}
+
+
+def _loss(task: str, logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    if task == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+    if task == "single":
+        return F.cross_entropy(logits, y)
+    return F.mse_loss(logits[:, 0], y)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, task: str, batch: int = 4096) -> np.ndarray:
+    """Probabilities (multi-label, single-label) or values (regression) for (n, in_dim) features."""
+    model.eval()
+    out = [model(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]
+    logits = torch.cat(out) if out else torch.zeros(0, 1)
+    if task == "multilabel":
+        return torch.sigmoid(logits).numpy()
+    if task == "single":
+        return torch.softmax(logits, dim=1).numpy()
+    return logits[:, 0].numpy()
+
+
+def head_spec(params: dict, data: HeadData) -> dict:
+    """What rebuilds the head: its name, sizes and the hyperparameters that shape it."""
+    return {"name": params["name"], "in_dim": data.in_dim, "out_dim": data.out_dim, "width": params.get("width"),
+            "dropout": params.get("dropout")}
+
+
+def make_head(spec: dict) -> torch.nn.Module:
+    return build_head(spec["name"], spec["in_dim"], spec["out_dim"], spec.get("width"), spec.get("dropout"))
+
+
+def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], state: dict | None = None) -> None:
+    """Train for params["epochs"]; after each epoch `report(metrics, state)` with the val metrics and a state
+    (model, optimizer, epoch, test predictions) that `state=` resumes from."""
+    torch.manual_seed(params.get("seed", 0))
+    model = make_head(head_spec(params, data))
+    opt = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    first = 0
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        first = state["epoch"]
+    x, y = torch.from_numpy(data.x["train"]), torch.from_numpy(data.y["train"])
+    pos_weight = None
+    if data.task == "multilabel" and params.get("pos_weight"):
+        positives = y.sum(0).clamp(min=1)
+        pos_weight = ((len(y) - y.sum(0)) / positives).clamp(min=1.0)
+    g = torch.Generator().manual_seed(params.get("seed", 0))
+    for epoch in range(first, params["epochs"]):
+        model.train()
+        order = torch.randperm(len(x), generator=g)
+        total = 0.0
+        for i in range(0, len(x), params["batch_size"]):
+            idx = order[i:i + params["batch_size"]]
+            loss = _loss(data.task, model(x[idx]), y[idx], pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        val = predict(model, data.x["val"], data.task)
+        metrics = {"epoch": epoch + 1, "train_loss": total / max(len(x), 1),
+                   **{f"val_{k}": v for k, v in evaluate(data.task, data.y["val"], val, params.get("threshold", 0.5))
+                      .items()}}
+        report(metrics, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                         "test_predictions": predict(model, data.x["test"], data.task)})
+
+
+def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:
+    """The head as Serve loads it: weights, the head's spec, task, label names and the features it expects."""
+    buf = io.BytesIO()
+    torch.save({"state_dict": state["model"], "head": head_spec(params, data), "task": data.task,
+                "label_names": data.label_names, "features": data.features, "feature_model": data.feature_model,
+                "level": data.level, "threshold": params.get("threshold", 0.5), "params": params}, buf)
+    return buf.getvalue()
+
+
+def load_head(blob: bytes) -> tuple[torch.nn.Module, dict]:
+    """An exported head (plain torch) and its metadata."""
+    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    model = make_head(saved["head"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}

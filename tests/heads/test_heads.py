@@ -1,0 +1,83 @@
+"""Heads by name, their data from the catalog's tables (clean-tag recipe, labels files), split by video."""
+
+import numpy as np
+import pytest
+import torch
+
+from movielib.config import build_config
+from movielib.errors import ConfigError
+from movielib.features.store import CatalogStore
+from movielib.heads.config import DataSection, HeadsConfig
+from movielib.heads.data import build, split_videos
+from movielib.heads.models import build_head
+from movielib.demo.planted_heads import build as plant
+
+
+def test_heads_have_the_papers_shapes():
+    scene = build_head("scene", 512, 179)
+    assert [tuple(l.weight.shape) for l in scene if isinstance(l, torch.nn.Linear)] == [(4096, 512), (4096, 4096),
+                                                                                        (179, 4096)]
+    assert any(isinstance(l, torch.nn.Dropout) and l.p == 0.2 for l in scene)
+    trailer = build_head("trailer", 512, 13)
+    assert [tuple(l.weight.shape) for l in trailer if isinstance(l, torch.nn.Linear)] == [(512, 512), (512, 512),
+                                                                                          (13, 512)]
+    assert isinstance(build_head("linear", 64, 3), torch.nn.Linear)
+    assert build_head("mlp2", 64, 3, width=32)(torch.zeros(2, 64)).shape == (2, 3)
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_head("transformer", 64, 3)
+
+
+def test_split_is_by_video_seeded_and_covers_every_video():
+    ids = [f"v{i}" for i in range(100)]
+    a, b = split_videos(ids * 3, 0.15, 0.15, seed=7), split_videos(ids, 0.15, 0.15, seed=7)
+    assert a == b and set(a) == set(ids)
+    assert sum(s == "test" for s in a.values()) == 15 and sum(s == "val" for s in a.values()) == 15
+    assert split_videos(ids, 0.15, 0.15, seed=8) != a
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return plant(str(tmp_path_factory.mktemp("heads") / "catalog"), videos=20, shots=10)
+
+
+def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on_two_sides(ray_local, catalog):
+    data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
+    assert data.task == "multilabel" and data.level == "shot"
+    assert sum(len(x) for x in data.x.values()) == len(catalog.clean)
+    # each row's target is its shot's planted labels (found through the features: rows are unique vectors)
+    store = CatalogStore(catalog.dest)
+    feats = {np.asarray(e, np.float32).tobytes(): (v, s) for v, s, e in zip(*(store.read_table("features/image")[c].to_pylist()
+                                                                for c in ("video_id", "shot_idx", "embedding")))}
+    for split in ("train", "val", "test"):
+        for x, y in zip(data.x[split], data.y[split]):
+            key = feats[np.asarray(x, np.float32).tobytes()]
+            assert key in catalog.clean and data.split[key[0]] == split
+            assert sorted(data.label_names[j] for j in np.flatnonzero(y)) == sorted(catalog.labels[key])
+    assert {data.split[v] for v in data.split} == {"train", "val", "test"}
+
+
+def test_a_movie_level_labels_file_averages_each_videos_shots(ray_local, catalog, tmp_path):
+    path = tmp_path / "genres.csv"
+    path.write_text("video_id,label\n" + "".join(f"{v},{'|'.join(g)}\n" for v, g in catalog.genres.items()))
+    data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, labels=str(path)))
+    assert data.level == "movie" and data.task == "multilabel"
+    assert sum(len(x) for x in data.x.values()) == len(catalog.genres)
+    store = CatalogStore(catalog.dest)
+    video = next(v for v, s in data.split.items() if s == "train")
+    shots = np.array(store.read_table("features/image", video_id=video)["embedding"].to_pylist())
+    assert any(np.allclose(row, shots.mean(0), atol=1e-5) for row in data.x["train"])
+
+
+def test_bad_head_inputs_fail_before_any_work_naming_what_is_wrong(ray_local, catalog, tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("video_id,label\nvideo-000,a\nnope-1,b\nnope-2,c\n")
+    with pytest.raises(ConfigError, match=r"2 of the 3 video ids .* are not tagged videos .*nope-1"):
+        build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, labels=str(path)))
+    with pytest.raises(ConfigError, match="data.features: .* has no features/scene table .*features/image"):
+        build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, features="features/scene"))
+    with pytest.raises(ConfigError, match="data.test_fraction"):
+        build_config(HeadsConfig, {"data": {"catalog": "x", "val_fraction": 0.5, "test_fraction": 0.5}})
+    with pytest.raises(ConfigError, match="search.lr must be \\[low, high\\]"):
+        build_config(HeadsConfig, {"data": {"catalog": "x"}, "search": {"lr": [0.1, 0.01]}})
+    with pytest.raises(ConfigError, match="tune.grace_period must be <= head.epochs"):
+        build_config(HeadsConfig, {"data": {"catalog": "x"}, "head": {"epochs": 3}, "tune": {"grace_period": 5}})

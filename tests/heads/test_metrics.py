@@ -1,0 +1,61 @@
+"""Every head metric equals scikit-learn's (scipy's for Pearson) on random and edge-case inputs."""
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr
+from sklearn.metrics import average_precision_score, mean_squared_error, precision_recall_fscore_support
+
+from movielib.heads import metrics as m
+
+
+def _multilabel(rng, n=200, k=7):
+    y = (rng.random((n, k)) < 0.3).astype(int)
+    return y, np.clip(y * 0.3 + rng.random((n, k)) * 0.8, 0, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multilabel_metrics_equal_sklearn(seed):
+    y, s = _multilabel(np.random.default_rng(seed))
+    for average in ("micro", "macro", "weighted"):
+        assert m.auprc(y, s, average) == pytest.approx(average_precision_score(y, s, average=average), abs=1e-6)
+    assert m.mean_average_precision(y, s) == pytest.approx(average_precision_score(y, s, average="macro"), abs=1e-6)
+    p, r, f, _ = precision_recall_fscore_support(y, s >= 0.4, average="weighted", zero_division=0)
+    assert m.weighted_prf(y, s, 0.4) == pytest.approx((p, r, f), abs=1e-6)
+
+
+def test_a_label_with_no_positives_is_left_out_not_a_crash():
+    rng = np.random.default_rng(3)
+    y, s = _multilabel(rng)
+    y[:, 2] = 0  # nobody has label 2 in this split
+    keep = [j for j in range(y.shape[1]) if j != 2]
+    assert m.mean_average_precision(y, s) == pytest.approx(
+        average_precision_score(y[:, keep], s[:, keep], average="macro"), abs=1e-6)
+    assert m.auprc(y, s, "micro") == pytest.approx(average_precision_score(y, s, average="micro"), abs=1e-6)
+    assert m.labels_scored(y) == y.shape[1] - 1
+    assert np.isnan(m.mean_average_precision(np.zeros_like(y), s))  # no positive at all: undefined, said so
+    p, r, f = m.weighted_prf(np.zeros_like(y), s)
+    assert (p, r, f) == (0.0, 0.0, 0.0)
+
+
+def test_single_label_and_regression_metrics_equal_sklearn_and_scipy():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 5, 300)
+    scores = rng.random((300, 5))
+    assert m.top1_accuracy(y, scores) == pytest.approx(float((scores.argmax(1) == y).mean()), abs=1e-6)
+    assert m.top1_accuracy(np.array([0, 0, 0]), np.eye(5)[[0, 1, 0]]) == pytest.approx(2 / 3)  # classes 2-4 absent
+    t, p = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    assert m.mse(t, p) == pytest.approx(mean_squared_error(t, p), abs=1e-6)
+    assert m.mean_pearson(t, p) == pytest.approx(np.mean([pearsonr(a, b).statistic for a, b in zip(t, p)]), abs=1e-6)
+    t[0] = 1.0  # a constant sample has no correlation: left out
+    assert m.mean_pearson(t, p) == pytest.approx(np.mean([pearsonr(a, b).statistic for a, b in zip(t[1:], p[1:])]),
+                                                 abs=1e-6)
+    assert np.isnan(m.mean_pearson(np.ones((3, 4)), p[:3]))
+
+
+def test_evaluate_picks_the_tasks_metrics():
+    rng = np.random.default_rng(5)
+    y, s = _multilabel(rng)
+    assert {"map", "auprc_micro", "f1_weighted"} <= set(m.evaluate("multilabel", y, s))
+    assert set(m.evaluate("single", rng.integers(0, 3, 10), rng.random((10, 3)))) == {"top1"}
+    with pytest.raises(ValueError, match="task must be"):
+        m.evaluate("ranking", y, s)
