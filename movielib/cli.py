@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         if text == "sweep":
             p.add_argument("--resume", metavar="RUN", help="continue an interrupted sweep in this run folder "
                                                            "(<run.folder>/<run.name>)")
+    srv = sub.add_parser("serve", help="serve the CLIP encoders, the scene tagger and heads with Ray Serve (HTTP)")
+    add_job_options(srv, "model, tagger, heads, max_body_mb, host, port, ingress, text, image, scenes, head, s3",
+                    "tagger and encoders", "scenes.max_batch_size=16")
+    srv.add_argument("--write-serve-config", metavar="PATH",
+                     help="write the Ray Serve config file (serve run / serve deploy / RayService) and exit")
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
@@ -289,6 +294,25 @@ def render_heads_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from movielib.config import load_config
+    from movielib.serving.config import ServeConfig
+
+    cfg = load_config(args.config, overrides_from(args), schema=ServeConfig)
+    if args.write_serve_config:
+        from movielib.serving.app import serve_config
+
+        with open(args.write_serve_config, "w", encoding="utf-8") as f:
+            yaml.safe_dump(serve_config(cfg), f, sort_keys=False)
+        print(f"wrote {args.write_serve_config}: serve run {args.write_serve_config}")
+        return 0
+    print("resolved config:\n" + cfg.to_yaml(), flush=True)
+    from movielib.serving.run import start
+
+    start(cfg)
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from movielib.io.uri import S3Options
     from movielib.pipeline.tagging import init_ray
@@ -334,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
                 "info": cmd_store, "compact": cmd_store, "vacuum": cmd_store,
                 "pretrain": cmd_pretrain, "embed": cmd_embed,
-                "tune": cmd_heads, "train": cmd_heads, "demo": cmd_demo}[args.command](args)
+                "tune": cmd_heads, "train": cmd_heads, "serve": cmd_serve, "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2
