@@ -1,6 +1,6 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,tune]
+    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,tune,serve]
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench import decode, end_to_end, scale, scoring, shot_detection, train_scenes, tune_heads  # noqa: E402
+from bench import (decode, end_to_end, scale, scoring, serve_tagger, shot_detection, train_scenes,  # noqa: E402
+                   tune_heads)
 from bench.common import Row  # noqa: E402
 
-ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "tune")
+ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "tune", "serve")
 
 
 def table(rows: list[Row]) -> str:
@@ -87,6 +88,8 @@ def main() -> int:
         rows += train_scenes.run(args.quick)
     if "tune" in only:
         rows += tune_heads.run(args.quick)
+    if "serve" in only:
+        rows += serve_tagger.run(args.quick)
     print(table(rows))
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "quick": args.quick, "seconds": time.perf_counter() - t0, "rows": [r.to_dict() for r in rows], **extra}
