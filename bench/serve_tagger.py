@@ -68,17 +68,19 @@ async def _http(url: str, images: list[bytes], clients: int) -> tuple[list[float
     return times, len(images) / (time.perf_counter() - t0)
 
 
-def _deploy(model: str, batch: int) -> str:
+def _deploy(model: str, batch: int, port: int | None = None) -> str:
+    """The app with the tagger batching up to `batch`; a second deploy reuses the running HTTP proxy's port."""
     from movielib.serving.run import start
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     small = {"num_cpus": 0.1, "max_ongoing_requests": 32}
     cfg = build_config(ServeConfig, {"model": {"name": model, "random_weights": True}, "port": port,
                                      **{d: small for d in ("text", "image", "head")},
                                      "scenes": {**small, "num_cpus": 1.0, "max_batch_size": batch,
-                                                "batch_wait_timeout_s": 0.005},
+                                                "batch_wait_timeout_s": 0.002},
                                      "ingress": {**small, "max_batch_size": 1, "max_ongoing_requests": 64}})
     return start(cfg, block=False)
 
@@ -100,7 +102,7 @@ def run(quick: bool) -> list[Row]:
         s50, s99 = _percentiles(one)
         _, batched = asyncio.run(_http(url, images, 16))
         serve.delete("movielib")
-        url = _deploy(model, 1)
+        url = _deploy(model, 1, port=int(url.rsplit(":", 1)[1]))
         asyncio.run(_http(url, images[:10], 1))
         _, unbatched = asyncio.run(_http(url, images, 16))
     finally:

@@ -128,7 +128,7 @@ class Ingress:
     async def tag(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind.startswith("image/"):
-            return _answer(await self.tagger.frames.remote([decode_image(await self._body(request))]))
+            return _answer(await self.tagger.image.remote(await self._body(request)))
         if kind.startswith("video/") or kind == "application/octet-stream":
             body = await self._body(request)
             if not body:

@@ -124,6 +124,15 @@ class Tagger(Batched):
             at += len(counts)
         return out
 
+    async def image(self, data: bytes) -> dict:
+        """One encoded image (decoded here, beside the model: the ingress forwards the compact bytes)."""
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if image is None:
+            return {"status": 422, "error": "the body is not an image that can be decoded (JPEG, PNG, WebP, BMP, ...)"}
+        return await self.frames([np.ascontiguousarray(image[..., ::-1])])
+
     async def frames(self, images: list[np.ndarray]) -> dict:
         """One shot of RGB frames (an image is a one-frame shot)."""
         if len(images) > self.max_frames:

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 SMALL = {  # the paper's steps at test size: 64-shot movies, 3-shot scenes, a small queue, fast learning rates
     "similarity": {"val_fraction": 0.2},
     "similarity_model": {"shots": 64, "avg_kernel": 8, "avg_stride": 4, "max_kernel": 8, "max_stride": 4, "dim": 64,
-                         "batch": 16, "epochs": 20},
+                         "batch": 16, "epochs": 12},
     "scenes": {"shots": 3, "dim": 32, "queue": 256, "momentum": 0.99, "lr": 1e-3, "warmup_epochs": 1, "batch": 32,
                "epochs": 3},
     "model": {"name": TINY, "random_weights": True},
@@ -62,7 +62,7 @@ def trained(ray_local, tmp_path_factory):
 def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trained):
     planted, cfg, summary, run = trained
     assert load_config(str(run / "config.yaml"), schema=PretrainScenesConfig) == cfg  # the resolved config, reloadable
-    for stage, columns, steps in (("similarity", {"loss", "lr", "similarity_accuracy"}, 20),
+    for stage, columns, steps in (("similarity", {"loss", "lr", "similarity_accuracy"}, 12),
                                   ("scenes", {"loss", "lr", "moco_top1", "moco_top5"}, 3)):
         log = RunLog(str(run / stage))
         assert columns <= set(log.rows[0]) and [r["epoch"] for r in log.by_step()] == list(range(1, steps + 1))
