@@ -200,7 +200,7 @@ def plot(curves: dict, metric: str, best_path: str) -> bytes:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for path, (_, values) in curves.items():
         left.plot(range(1, len(values) + 1), values, marker=".", alpha=0.9 if path == best_path else 0.5,
-                  linewidth=2.5 if path == best_path else 1, label=os.path.basename(path)[-18:])
+                  linewidth=2.5 if path == best_path else 1, label="_".join(os.path.basename(path).split("_")[:3]))
     left.set(title=f"{metric} per trial", xlabel="epoch", ylabel=metric)
     left.legend(fontsize=6)
     history = curves[best_path][0]
