@@ -55,21 +55,10 @@ class HeadData:
 
 
 def _read_labels(path: str) -> pa.Table:
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
+    from movielib.io.uri import read_tabular
 
-    from movielib.io.uri import filesystem_for
-
-    try:
-        fs, where = filesystem_for(path)
-        with fs.open_input_file(where) as f:
-            table = pq.read_table(f) if path.endswith(".parquet") else pcsv.read_csv(f)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ConfigError(f"data.labels: cannot read {path!r}: {exc}") from None
-    missing = [c for c in ("video_id", "label") if c not in table.column_names]
-    if missing:
-        raise ConfigError(f"data.labels: {path!r} needs columns video_id, label (and shot_idx for shot labels); "
-                          f"missing {', '.join(missing)} (has {', '.join(table.column_names)})")
+    table = read_tabular(path, ["video_id", "label"], "data.labels: the labels file (video_id, label, and shot_idx "
+                                                      "for shot labels)")
     return table.select([c for c in ("video_id", "shot_idx", "label") if c in table.column_names])
 
 

@@ -92,6 +92,28 @@ def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSyst
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
+def read_tabular(path: str, columns: list[str], what: str, s3: "S3Options | None" = None):
+    """A CSV or Parquet file (local or s3://) that users hand in: ConfigError, naming `what`, when it cannot be
+    read or lacks one of `columns`."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from movielib.errors import ConfigError
+
+    try:
+        fs, where = filesystem_for(path, s3)
+        with fs.open_input_file(where) as f:
+            table = pq.read_table(f) if path.endswith(".parquet") else pcsv.read_csv(f)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"{what} {path!r} cannot be read: {exc}") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"{what} {path!r} needs columns {', '.join(columns)}; missing {', '.join(missing)} "
+                          f"(has {', '.join(table.column_names)})")
+    return table
+
+
 def download(fs: pafs.FileSystem, path: str, target: str | os.PathLike) -> None:
     """Stream one object to a local file, 8 MiB at a time."""
     with fs.open_input_stream(path) as src, open(target, "wb") as out:

@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 
 from movielib.errors import ConfigError
 
@@ -78,20 +76,9 @@ def dissimilar(similar: set[Pair], movies: list[str], n: int, seed: int = 0) -> 
 
 
 def _read(path: str, columns: list[str]) -> pa.Table:
-    """A CSV or Parquet file at a local path or s3:// URI."""
-    from movielib.io.uri import filesystem_for
+    from movielib.io.uri import read_tabular
 
-    try:
-        fs, where = filesystem_for(path)
-        with fs.open_input_file(where) as f:
-            table = pq.read_table(f) if path.endswith(".parquet") else pcsv.read_csv(f)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ConfigError(f"similarity file {path!r} cannot be read: {exc}") from None
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise ConfigError(f"similarity file {path!r} needs columns {', '.join(columns)}; missing "
-                          f"{', '.join(missing)} (has {', '.join(table.column_names)})")
-    return table
+    return read_tabular(path, columns, "similarity file")
 
 
 def read_similar(path: str, kind: str, per_movie: int = 3, seed: int = 0, model_path: str | None = None
