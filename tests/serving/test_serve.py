@@ -44,7 +44,19 @@ def _head(path) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, tmp_path_factory):
+def tagged_clip(ray_local, tmp_path_factory):
+    """A clip and the tags the batch job wrote for it, made before Serve's replicas hold the CPUs."""
+    tmp = tmp_path_factory.mktemp("batch")
+    clip = tmp / "clips" / "three.mp4"
+    generate_clip(clip, [Segment("testsrc", 1.5), Segment("smptebars", 1.5), Segment("color:darkblue", 1.5)])
+    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT})
+    run_tagging(plan_tagging(cfg, str(clip.parent), str(tmp / "dest")))
+    tags = CatalogStore(str(tmp / "dest")).read_table("tags").to_pylist()
+    return clip, sorted(tags, key=lambda r: r["shot_idx"])
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, tagged_clip, tmp_path_factory):
     from ray import serve
 
     from movielib.serving.run import start
@@ -85,13 +97,9 @@ def test_every_route_answers_with_the_right_shapes(server):
     assert requests.get(f"{url}/openapi.json").json()["info"]["title"] == "movielib"
 
 
-def test_a_clip_tagged_online_gets_the_tags_the_batch_job_wrote(server, tmp_path):
+def test_a_clip_tagged_online_gets_the_tags_the_batch_job_wrote(server, tagged_clip):
     url, _ = server
-    clip = tmp_path / "clips" / "three.mp4"
-    generate_clip(clip, [Segment("testsrc", 1.5), Segment("smptebars", 1.5), Segment("color:darkblue", 1.5)])
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT})
-    run_tagging(plan_tagging(cfg, str(clip.parent), str(tmp_path / "dest")))
-    batch = sorted(CatalogStore(str(tmp_path / "dest")).read_table("tags").to_pylist(), key=lambda r: r["shot_idx"])
+    clip, batch = tagged_clip
     online = requests.post(f"{url}/tag", data=clip.read_bytes(), headers={"Content-Type": "video/mp4"}).json()["shots"]
     assert len(online) == len(batch) == 3
     for o, b in zip(online, batch):
