@@ -96,6 +96,18 @@ class CatalogStore:
             out = left
         return out.sort_by([(k, "ascending") for k in keys])
 
+    def feature_model(self, table: str, model: str | None, field: str) -> str:
+        """The model whose rows of a features table a reader takes: `model` when the table holds it, else the
+        table's only one; ConfigError naming `field` (the config field that chose it) otherwise."""
+        from movielib.errors import ConfigError
+
+        models = sorted(set(self.read_table(table, columns=["model"])["model"].unique().to_pylist()))
+        if model is None and len(models) > 1:
+            raise ConfigError(f"{field}: {table} holds several models ({', '.join(models)}): name one")
+        if model is not None and model not in models:
+            raise ConfigError(f"{field}: {model!r} is not in {table} (has {', '.join(models)})")
+        return model or models[0]
+
     def dataset(self, name: str, columns: list[str] | None = None, model: str | None = None,
                 version: str | None = None) -> "ray.data.Dataset":
         """One table as a Ray Dataset (`ray.data.read_delta`), filtered by model / version when asked."""

@@ -77,15 +77,11 @@ def _features(store: CatalogStore, data: DataSection):
     if data.features not in names:
         raise ConfigError(f"data.features: the catalog {data.catalog!r} has no {data.features} table (has "
                           f"{', '.join(n for n in names if n.startswith('features/')) or 'no features tables'})")
-    models = pc.unique(store.read_table(data.features, columns=["model"])["model"]).to_pylist()
-    if data.model is None and len(models) > 1:
-        raise ConfigError(f"data.model: {data.features} holds several models ({', '.join(sorted(models))}): name one")
-    if data.model is not None and data.model not in models:
-        raise ConfigError(f"data.model: {data.model!r} is not in {data.features} (has {', '.join(sorted(models))})")
+    model = store.feature_model(data.features, data.model, "data.model")
     from movielib.train.movies2scenes.data import not_null
 
     ds = store.dataset(data.features, columns=[*SHOT_KEYS, "model", "model_version", "embedding"], model=data.model)
-    return ds.filter(expr=not_null("embedding")), data.model or models[0]
+    return ds.filter(expr=not_null("embedding")), model
 
 
 def _mean_per_video(group: pa.Table) -> pa.Table:

@@ -121,13 +121,7 @@ def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
         if table not in names:
             raise ConfigError(f"catalog: {cfg.catalog!r} has no {table} table; tag it with "
                               "--set features.keyframes=true (keyframes and features/keyframe)")
-    models = set(store.read_table(cfg.features.table, columns=["model"])["model"].unique().to_pylist())
-    if cfg.features.model is None and len(models) > 1:
-        raise ConfigError(f"features.model: {cfg.features.table} holds several models ({', '.join(sorted(models))}): "
-                          "name one")
-    if cfg.features.model is not None and cfg.features.model not in models:
-        raise ConfigError(f"features.model: {cfg.features.model!r} is not in {cfg.features.table} "
-                          f"(has {', '.join(sorted(models))})")
+    store.feature_model(cfg.features.table, cfg.features.model, "features.model")
 
 
 def run_pretrain_scenes(cfg: PretrainScenesConfig) -> dict:
