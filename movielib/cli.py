@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from movielib.cluster.submit import JOBS
 from movielib.errors import MovielibError
 
 EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
@@ -130,7 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_options(srv, "model, tagger, heads, max_body_mb, host, port, ingress, text, image, scenes, head, s3",
                     "tagger and encoders", "scenes.max_batch_size=16")
     srv.add_argument("--write-serve-config", metavar="PATH",
-                     help="write the Ray Serve config file (serve run / serve deploy / RayService) and exit")
+                     help="write the Ray Serve config file (serve run / serve deploy) and exit; an existing RayService "
+                          "manifest gets it as its serveConfigV2")
+    submit = sub.add_parser("submit", help="run a movielib job on a Ray cluster (Ray's Job Submission SDK)",
+                            description="movielib submit JOB --address http://HEAD:8265 [--working-dir DIR] "
+                                        "[--no-package] [--no-wait] [--submission-id ID] [job args]: ships DIR "
+                                        "(default: here) and this movielib, streams the logs, exits with the job's status")
+    submit.add_argument("job", choices=sorted(JOBS), help="the job: " + ", ".join(
+        f"{name} (movielib {' '.join(cmd)})" for name, cmd in JOBS.items()))
+    submit.add_argument("job_args", nargs=argparse.REMAINDER,
+                        help="--address URL (default: RAY_ADDRESS), the options above, then the job's own arguments")
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
@@ -144,11 +154,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_tag(args: argparse.Namespace) -> int:
+def job_config(args: argparse.Namespace):
+    """The resolved config a job command runs with (CLI options over --config over defaults), without running it:
+    what the commands below start from, and what a manifest's entrypoint is checked against."""
     from movielib.config import load_config
+
+    if args.command == "tag":
+        return load_config(args.config, tag_overrides(args))
+    if args.command == "pretrain":
+        from movielib.train.movies2scenes.config import PretrainScenesConfig
+
+        return load_config(args.config, overrides_from(args, (("catalog", "catalog"), ("similarity", "similarity.path"),
+                                                               ("run_folder", "run.folder"), ("name", "run.name"))),
+                           schema=PretrainScenesConfig)
+    if args.command in ("tune", "train"):
+        from movielib.heads.config import HeadsConfig
+        from movielib.heads.sweep import resume_config
+
+        if getattr(args, "resume", None):
+            return resume_config(args.resume)
+        return load_config(args.config, overrides_from(args, (("catalog", "data.catalog"), ("run_folder", "run.folder"),
+                                                              ("name", "run.name"))), schema=HeadsConfig)
+    if args.command == "serve":
+        from movielib.serving.config import ServeConfig
+
+        return load_config(args.config, overrides_from(args), schema=ServeConfig)
+    return None  # the command takes no config (embed scenes: the run folder holds it)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
     from movielib.pipeline.tagging import init_ray, plan_tagging, run_tagging
 
-    cfg = load_config(args.config, tag_overrides(args))
+    cfg = job_config(args)
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     plan = plan_tagging(cfg, args.source, args.dest)
     print(f"{plan.todo.videos} videos to tag in {len(plan.todo.chunks)} chunks, {plan.todo.skipped} already in "
@@ -233,14 +270,10 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from movielib.config import load_config
     from movielib.pipeline.tagging import init_ray
-    from movielib.train.movies2scenes.config import PretrainScenesConfig
     from movielib.train.movies2scenes.job import run_pretrain_scenes
 
-    overrides = overrides_from(args, (("catalog", "catalog"), ("similarity", "similarity.path"),
-                                      ("run_folder", "run.folder"), ("name", "run.name")))
-    cfg = load_config(args.config, overrides, schema=PretrainScenesConfig)
+    cfg = job_config(args)
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     init_ray(cfg.ray_address)
     summary = run_pretrain_scenes(cfg)
@@ -262,17 +295,11 @@ def render_pretrain_summary(summary: dict) -> str:
 
 
 def cmd_heads(args: argparse.Namespace) -> int:
-    from movielib.config import load_config
-    from movielib.heads.config import HeadsConfig
-    from movielib.heads.sweep import resume_config, run_heads
+    from movielib.heads.sweep import run_heads
     from movielib.pipeline.tagging import init_ray
 
     resume = getattr(args, "resume", None)
-    if resume:
-        cfg = resume_config(resume)
-    else:
-        cfg = load_config(args.config, overrides_from(args, (("catalog", "data.catalog"), ("run_folder", "run.folder"),
-                                                             ("name", "run.name"))), schema=HeadsConfig)
+    cfg = job_config(args)
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     init_ray(cfg.ray_address)
     summary = run_heads(cfg, sweep=args.command == "tune", resume=bool(resume))
@@ -295,16 +322,12 @@ def render_heads_summary(summary: dict) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from movielib.config import load_config
-    from movielib.serving.config import ServeConfig
-
-    cfg = load_config(args.config, overrides_from(args), schema=ServeConfig)
+    cfg = job_config(args)
     if args.write_serve_config:
+        from movielib.cluster.serve_config import write_serve_config
         from movielib.serving.app import serve_config
 
-        with open(args.write_serve_config, "w", encoding="utf-8") as f:
-            yaml.safe_dump(serve_config(cfg), f, sort_keys=False)
-        print(f"wrote {args.write_serve_config}: serve run {args.write_serve_config}")
+        print(write_serve_config(serve_config(cfg), args.write_serve_config))
         return 0
     print("resolved config:\n" + cfg.to_yaml(), flush=True)
     from movielib.serving.run import start
@@ -324,6 +347,29 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"{out['table']}: {out['rows']} rows ({', '.join(out['models'])}), model_version {out['model_version']}, "
           f"{out['commits']} commits")
     return 0
+
+
+def submit_options() -> argparse.ArgumentParser:
+    """`movielib submit`'s own options, picked out of the job's arguments (no abbreviations: a job flag stays whole)."""
+    p = argparse.ArgumentParser(prog="movielib submit JOB", allow_abbrev=False, add_help=False)
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="the Ray dashboard, http://HEAD:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--working-dir", default=".", help="folder shipped with the job; relative paths resolve in it")
+    p.add_argument("--no-package", action="store_true", help="use the movielib installed on the cluster (its image)")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted")
+    p.add_argument("--submission-id", help="the job's id (default: Ray picks one)")
+    return p
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from movielib.cluster.submit import Submission, submit
+
+    opts, job_args = submit_options().parse_known_args(args.job_args)
+    if not opts.address or "://" not in opts.address:
+        raise MovielibError(f"--address: the Ray dashboard's URL, e.g. http://HEAD:8265 (got {opts.address!r})")
+    sub = Submission(args.job, [a for a in job_args if a != "--"], opts.working_dir,
+                     ship_package=not opts.no_package, submission_id=opts.submission_id)
+    return submit(sub, opts.address, wait=not opts.no_wait)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -358,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         return {"tag": cmd_tag, "taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench,
                 "info": cmd_store, "compact": cmd_store, "vacuum": cmd_store,
                 "pretrain": cmd_pretrain, "embed": cmd_embed,
-                "tune": cmd_heads, "train": cmd_heads, "serve": cmd_serve, "demo": cmd_demo}[args.command](args)
+                "tune": cmd_heads, "train": cmd_heads, "serve": cmd_serve, "submit": cmd_submit,
+                "demo": cmd_demo}[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,6 @@ The planted catalog (tests/train/planted.py): genres own scene clusters, movies 
 keyframes are the cluster's grating under colour casts that dominate what an untrained tower sees.
 """
 
-import io
 import shutil
 import signal
 import subprocess

@@ -1,0 +1,54 @@
+"""What `movielib submit` decides before it talks to a cluster: what ships, what runs, what is refused."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT
+from movielib.cli import main
+from movielib.cluster.submit import PACKAGE, Submission, exit_code
+from movielib.errors import ConfigError
+
+
+def test_the_entrypoint_is_the_movielib_command_of_the_job(tmp_path):
+    sub = Submission("pretrain-scenes", ["s3://b/tags", "--similarity", "s3://b/g.csv", "--set", "a b=1"], tmp_path)
+    assert sub.entrypoint == "python -m movielib pretrain scenes s3://b/tags --similarity s3://b/g.csv --set 'a b=1'"
+
+
+def test_movielib_ships_as_a_module_unless_the_working_dir_holds_it(tmp_path):
+    outside = Submission("tag", ["a", "b"], tmp_path).runtime_env
+    assert outside["working_dir"] == str(tmp_path) and outside["py_modules"] == [str(PACKAGE)]
+    assert ".venv" in outside["excludes"] and ".git" in outside["excludes"]
+    assert "py_modules" not in Submission("tag", ["a", "b"], ROOT).runtime_env  # the checkout ships it already
+    assert "py_modules" not in Submission("tag", ["a", "b"], tmp_path, ship_package=False).runtime_env
+
+
+def test_a_config_file_must_travel_with_the_job(tmp_path):
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "outside.yaml").write_text("scoring: {batch_size: 4}\n")
+    (tmp_path / "wd" / "tag.yaml").write_text("scoring: {batch_size: 4}\n")
+    Submission("tag", ["a", "b", "--config", "tag.yaml"], tmp_path / "wd").check()
+    with pytest.raises(ConfigError, match="outside the working dir"):
+        Submission("tag", ["a", "b", "--config", str(tmp_path / "outside.yaml")], tmp_path / "wd").check()
+    with pytest.raises(ConfigError, match="no such file"):
+        Submission("tag", ["a", "b", "--config", "nope.yaml"], tmp_path / "wd").check()
+    with pytest.raises(SystemExit):  # argparse: the job's own usage, before anything is uploaded
+        Submission("tag", ["a"], tmp_path).check()
+
+
+def test_unknown_job_and_missing_address_are_refused(tmp_path, capsys, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown job 'tagg'"):
+        Submission("tagg", [], tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["submit", "tag", "a", "b"]) == 2
+    assert "--address" in capsys.readouterr().err
+    assert main(["submit", "tag", "--address", "http://127.0.0.1:1", "a", "b", "--random-weights"]) == 2
+    assert "cannot reach the Ray dashboard at http://127.0.0.1:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("status,driver,code", [("SUCCEEDED", 0, 0), ("FAILED", 75, 75), ("FAILED", 2, 2),
+                                                 ("FAILED", None, 1), ("STOPPED", None, 1)])
+def test_the_exit_status_is_the_jobs(status, driver, code):
+    assert exit_code(SimpleNamespace(status=status, driver_exit_code=driver)) == code
