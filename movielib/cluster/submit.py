@@ -27,8 +27,9 @@ JOBS: dict[str, tuple[str, ...]] = {
     "tune-heads": ("tune", "heads"),
     "train-head": ("train", "head"),
 }
-# what never needs to travel with a job (Ray also leaves out what the working dir's .gitignore names)
-EXCLUDES = [".git", ".venv", "**/__pycache__", "*.egg-info", ".pytest_cache", "bench-results", "demo-output"]
+# what never needs to travel with a job, beyond what Ray leaves out itself (.git, .venv, ... and whatever the
+# working dir's .gitignore names)
+EXCLUDES = ["**/__pycache__", "*.egg-info", ".pytest_cache", "bench-results", "demo-output"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 PACKAGE = Path(__file__).resolve().parents[1]  # the movielib package this command runs from
 

@@ -20,7 +20,7 @@ def test_the_entrypoint_is_the_movielib_command_of_the_job(tmp_path):
 def test_movielib_ships_as_a_module_unless_the_working_dir_holds_it(tmp_path):
     outside = Submission("tag", ["a", "b"], tmp_path).runtime_env
     assert outside["working_dir"] == str(tmp_path) and outside["py_modules"] == [str(PACKAGE)]
-    assert ".venv" in outside["excludes"] and ".git" in outside["excludes"]
+    assert "**/__pycache__" in outside["excludes"] and "bench-results" in outside["excludes"]
     assert "py_modules" not in Submission("tag", ["a", "b"], ROOT).runtime_env  # the checkout ships it already
     assert "py_modules" not in Submission("tag", ["a", "b"], tmp_path, ship_package=False).runtime_env
 
