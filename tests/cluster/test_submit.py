@@ -4,6 +4,7 @@ ports), the tagging job over a tiny catalog on the session's S3 server, and a jo
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def ray_head(s3_server, tmp_path_factory):
         proc.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _submit(address: str, cwd: Path, *job: str) -> subprocess.CompletedProcess:
