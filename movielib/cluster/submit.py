@@ -62,7 +62,7 @@ class Submission:
     @property
     def runtime_env(self) -> dict:
         env: dict = {"working_dir": str(self.working_dir), "excludes": EXCLUDES}
-        if self.ship_package and not PACKAGE.is_relative_to(self.working_dir):
+        if self.ship_package and PACKAGE.parent != self.working_dir:  # else `python -m` finds it in the cwd
             env["py_modules"] = [str(PACKAGE)]
         return env
 

@@ -22,6 +22,7 @@ def test_movielib_ships_as_a_module_unless_the_working_dir_holds_it(tmp_path):
     assert outside["working_dir"] == str(tmp_path) and outside["py_modules"] == [str(PACKAGE)]
     assert "**/__pycache__" in outside["excludes"] and "bench-results" in outside["excludes"]
     assert "py_modules" not in Submission("tag", ["a", "b"], ROOT).runtime_env  # the checkout ships it already
+    assert "py_modules" in Submission("tag", ["a", "b"], ROOT.parent).runtime_env  # holds it, but not importably
     assert "py_modules" not in Submission("tag", ["a", "b"], tmp_path, ship_package=False).runtime_env
 
 
