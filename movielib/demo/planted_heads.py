@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-
-from movielib.features.schema import FEATURES, SHOTS, TAGS, VIDEOS
-from movielib.features.store import CatalogStore
+from movielib.demo.planted import commit, shot_row, video_row
 
 
 @dataclass
@@ -43,18 +40,13 @@ def build(dest: str, videos: int = 40, shots: int = 20, dim: int = 32, labels: i
             out.labels[(vid, s)] = on
             if clean:
                 out.clean.add((vid, s))
-            tables["shots"].append({"video_id": vid, "shot_idx": s, "start_frame": s * 25, "end_frame": s * 25 + 25,
-                                    "start_s": float(s), "end_s": s + 1.0, "keyframes": [s * 25], "keyframe_s": [s + 0.0]})
+            tables["shots"].append(shot_row(vid, s))
             tables["tags"].append({"video_id": vid, "shot_idx": s, "labels": on or [names[0]],
                                    "scores": [0.5 if clean else 0.1] * max(1, len(on)), "clean": clean,
                                    "labels_multi": on if clean else [], "model": "planted"})
             tables["features/image"].append({"video_id": vid, "shot_idx": s, "model": "planted", "model_version": "1",
                                              "embedding": x.astype(np.float32).tolist()})
         out.genres[vid] = sorted({g for s in range(shots) for g in out.labels[(vid, s)]})[:2] or [names[0]]
-        tables["videos"].append({"video_id": vid, "uri": f"s3://planted/{vid}.mp4", "duration_s": float(shots),
-                                 "fps": 25.0, "width": 64, "height": 64, "n_frames": shots * 25, "status": "ok",
-                                 "error": None})
-    schemas = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS, "features/image": FEATURES}
-    CatalogStore(dest).commit({n: pa.Table.from_pylist(rows, schema=schemas[n]) for n, rows in tables.items()},
-                              run_id="planted", seq=0)
+        tables["videos"].append(video_row(vid, shots))
+    commit(dest, tables)
     return out

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import pyarrow as pa
-
-from movielib.features.schema import FEATURES, KEYFRAMES, SHOTS, VIDEOS
-from movielib.features.store import CatalogStore
+from movielib.demo.planted import commit, shot_row, video_row
 
 GENRES = ("action", "drama", "horror")
 
@@ -64,24 +61,17 @@ def build(dest: str, folder, movies_per_genre: int = 12, held_out: int = 2, scen
             for c in kinds:
                 for _ in range(scene_len):
                     planted.cluster[(vid, shot)] = int(c)
-                    t = float(shot)
-                    tables["shots"].append({"video_id": vid, "shot_idx": shot, "start_frame": shot * 25,
-                                            "end_frame": shot * 25 + 25, "start_s": t, "end_s": t + 1,
-                                            "keyframes": [shot * 25 + 12], "keyframe_s": [t + 0.5]})
+                    tables["shots"].append(shot_row(vid, shot, key_frame=12, key_s=0.5))
                     ok, jpeg = cv2.imencode(".jpg", grating(int(c), rng)[..., ::-1])
-                    tables["keyframes"].append({"video_id": vid, "shot_idx": shot, "frame_s": t + 0.5, "width": 64,
+                    tables["keyframes"].append({"video_id": vid, "shot_idx": shot, "frame_s": shot + 0.5, "width": 64,
                                                 "height": 64, "jpeg": jpeg.tobytes()})
                     feat = centres[c] + 0.8 * rng.normal(size=dim)
                     tables["features/keyframe"].append({"video_id": vid, "shot_idx": shot, "model": "planted",
                                                         "model_version": "1",
                                                         "embedding": feat.astype(np.float32).tolist()})
                     shot += 1
-            tables["videos"].append({"video_id": vid, "uri": f"s3://planted/{vid}.mp4", "duration_s": float(shot),
-                                     "fps": 25.0, "width": 64, "height": 64, "n_frames": shot * 25, "status": "ok",
-                                     "error": None})
-    schemas = {"videos": VIDEOS, "shots": SHOTS, "keyframes": KEYFRAMES, "features/keyframe": FEATURES}
-    CatalogStore(dest).commit({n: pa.Table.from_pylist(rows, schema=schemas[n]) for n, rows in tables.items()},
-                              run_id="planted", seq=0)
+            tables["videos"].append(video_row(vid, shot))
+    commit(dest, tables)
     with open(planted.genres_file, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["movie", "genres"])
