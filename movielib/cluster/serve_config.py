@@ -17,12 +17,10 @@ from movielib.errors import ConfigError
 _BLOCK = re.compile(r"^(?P<indent>\s*)serveConfigV2:\s*\|[-+]?\s*(#.*)?$")
 
 
-def is_rayservice(path: Path) -> bool:
-    """True when `path` exists and holds a RayService manifest (among other documents or alone)."""
-    if not path.is_file():
-        return False
+def is_rayservice(manifest: str) -> bool:
+    """True when `manifest` holds a RayService (among other documents or alone)."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        docs = list(yaml.safe_load_all(manifest))
     except yaml.YAMLError:
         return False
     return any(isinstance(d, dict) and d.get("kind") == "RayService" for d in docs)
@@ -56,8 +54,9 @@ def write_serve_config(config: dict, path: str) -> str:
     """Write `config` (serving.app.serve_config) to `path`; returns what was written, for the user."""
     target = Path(path)
     text = yaml.safe_dump(config, sort_keys=False)
-    if is_rayservice(target):
-        updated = with_serve_config(target.read_text(encoding="utf-8"), text)
+    existing = target.read_text(encoding="utf-8") if target.is_file() else ""
+    if is_rayservice(existing):
+        updated = with_serve_config(existing, text)
         assert rayservice_serve_config(updated) == config, "the RayService's serveConfigV2 did not round-trip"
         target.write_text(updated, encoding="utf-8")
         return f"wrote the Serve config into {path}'s serveConfigV2: kubectl apply -f {path}"
