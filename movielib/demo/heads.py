@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-import pyarrow.fs as pafs
 
 from movielib.demo.planted_heads import build as plant
-from movielib.demo.run import BUCKET, _fresh_output_folder
+from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.io.uri import S3Options
 from movielib.pipeline.tagging import init_ray
@@ -38,10 +37,7 @@ def run_heads_demo(out: str) -> int:
         print("tune heads, resolved config:\n" + cfg.to_yaml(), flush=True)
         init_ray(cfg.ray_address)
         summary = run_heads(cfg)
-        local = _fresh_output_folder(out)
-        s3 = S3Options.from_env(server.endpoint_url)
-        pafs.copy_files(summary["run"][len("s3://"):], str(local / "run"), source_filesystem=s3.filesystem())
-        (local / "_movielib").mkdir(exist_ok=True)
+        local = copy_to_output(out, S3Options.from_env(server.endpoint_url), {"run": summary["run"]})
         print(render_heads_summary(summary))
         print(f"copied the run to {local / 'run'}: trials.csv, best_config.yaml, best/head.pt, sweep.png")
     print(f"heads demo finished in {time.perf_counter() - t0:.1f}s")

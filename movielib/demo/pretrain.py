@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.fs as pafs
 
 from movielib.config import load_config
-from movielib.demo.run import BUCKET, _fresh_output_folder
+from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.demo.samples import Segment, generate_clip
 from movielib.io.uri import S3Options
@@ -79,10 +78,7 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         summary = run_pretrain_scenes(cfg)
         embedded = embed_scenes(summary["run"], dest, s3)
         print(f"{embedded['table']}: {embedded['rows']} rows, model_version {embedded['model_version']}", flush=True)
-        local = _fresh_output_folder(out)
-        pafs.copy_files(f"{BUCKET}/genre-tags", str(local / "tags"), source_filesystem=s3.filesystem())
-        pafs.copy_files(summary["run"][len("s3://"):], str(local / "run"), source_filesystem=s3.filesystem())
-        (local / "_movielib").mkdir(exist_ok=True)  # marks the folder as a movielib output (the next demo replaces it)
+        local = copy_to_output(out, s3, {"tags": f"{BUCKET}/genre-tags", "run": summary["run"]})
         from movielib.cli import render_pretrain_summary
 
         print(render_pretrain_summary(summary))

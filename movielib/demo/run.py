@@ -36,6 +36,16 @@ def _fresh_output_folder(out: str) -> Path:
     return local
 
 
+def copy_to_output(out: str, s3: S3Options, prefixes: dict[str, str]) -> Path:
+    """Each S3 prefix into its subfolder of the demo's fresh output folder ("": the folder itself), which is
+    then marked as a movielib output (`_movielib/`) so that the next demo may replace it."""
+    local = _fresh_output_folder(out)
+    for sub, prefix in prefixes.items():
+        pafs.copy_files(prefix.removeprefix("s3://"), str(local / sub), source_filesystem=s3.filesystem())
+    (local / "_movielib").mkdir(parents=True, exist_ok=True)
+    return local
+
+
 def run_demo(out: str, model: str = "ViT-B-32") -> int:
     t0 = time.perf_counter()
     with MotoS3Server() as server, tempfile.TemporaryDirectory() as tmp:
@@ -52,9 +62,8 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
         init_ray(cfg.ray_address)
         summary = run_tagging(plan)
         print(summary.render(), flush=True)
-        local = _fresh_output_folder(out)
         s3 = S3Options.from_env(server.endpoint_url)
-        pafs.copy_files(f"{BUCKET}/tags", str(local), source_filesystem=s3.filesystem())
+        local = copy_to_output(out, s3, {"": f"{BUCKET}/tags"})
         store = CatalogStore(str(local))
         tables = store.read_tables("videos", "shots", "tags")
         counts = {name: table.num_rows for name, table in tables.items()}
