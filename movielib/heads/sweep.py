@@ -79,7 +79,7 @@ def search_space(cfg: HeadsConfig, sweep: bool) -> dict:
     return space
 
 
-def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool):
+def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool, restart_errored: bool = False):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -90,7 +90,8 @@ def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool):
                                     {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial})
     folder = run_folder(cfg.run)
     if restore:
-        return tune.Tuner.restore(f"{folder}/sweep", trainable=trainable, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(f"{folder}/sweep", trainable=trainable, resume_unfinished=True,
+                                  resume_errored=not restart_errored, restart_errored=restart_errored)
     scheduler = (ASHAScheduler(max_t=cfg.head.epochs, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
                  if sweep and t.scheduler == "asha" else FIFOScheduler())
     return tune.Tuner(
@@ -119,8 +120,18 @@ def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> dic
           flush=True)
     t0 = time.perf_counter()
     results = _tuner(cfg, data, sweep, resume).fit()
+    if resume and any(_lost_checkpoint(r.error) for r in results):
+        print("restarting trials whose last checkpoint was gone from their first epoch", flush=True)
+        results = _tuner(cfg, data, sweep, restore=True, restart_errored=True).fit()
     wall = time.perf_counter() - t0
     return write_results(cfg, data, results, wall)
+
+
+def _lost_checkpoint(error: BaseException | None) -> bool:
+    """A trial that could not be resumed because the checkpoint Tune's saved state names is gone: with
+    num_to_keep, Tune deletes a trial's previous checkpoint when it registers a new one, and a driver that dies
+    before it next saves the experiment's state leaves that state naming the deleted one."""
+    return error is not None and "does not exist on storage anymore" in str(error)
 
 
 def _write_csv(path: str, table: pa.Table) -> None:
