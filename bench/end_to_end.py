@@ -38,11 +38,11 @@ def catalog(folder: Path, n_videos: int) -> Path:
 def job(source: str, dest: str, workers: int, model: str) -> dict:
     import ray
 
-    from movielib.config import load_config
+    from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    cfg = load_config(None, {"model.name": model, "model.random_weights": True, "decode.num_cpus": 0.5,
+    cfg = load_tag_config(None, {"model.name": model, "model.random_weights": True, "decode.num_cpus": 0.5,
                              "scoring.num_cpus": 0.5, "scoring.max_actors": workers, "scoring.batch_size": 4})
     plan = plan_tagging(cfg, source, dest)
     t0 = time.perf_counter()

@@ -31,9 +31,9 @@ def build_dest(folder: Path, n: int) -> tuple[Path, Path]:
     import numpy as np
     import pyarrow as pa
 
-    from movielib.features.claims import CLAIMS, CLAIMS_TABLE
-    from movielib.features.schema import SHOTS, VIDEOS
-    from movielib.features.store import CatalogStore
+    from movielib.store.claims import CLAIMS, CLAIMS_TABLE
+    from movielib.store.schema import SHOTS, VIDEOS
+    from movielib.store.store import CatalogStore
     from movielib.io.uri import VideoRef
 
     dest, manifest = folder / f"scale-dest-{n}", folder / f"scale-manifest-{n}.txt"
@@ -78,7 +78,7 @@ def plan_once(dest: str, manifest: str) -> dict:
     Memory is the peak resident size above what the process held before planning (sampled)."""
     import threading
 
-    from movielib.features.store import CatalogStore
+    from movielib.store.store import CatalogStore
     from movielib.io.uri import iter_source
     from movielib.pipeline.todo import plan_todo
 
@@ -158,13 +158,13 @@ def tagging_throughput(folder: Path, many: int) -> Row:
 def tag_once(source: str, dest: str) -> dict:
     import ray
 
-    from movielib.config import load_config
+    from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - t0
-    cfg = load_config(None, {"model.name": "movielib-tiny-clip", "model.random_weights": True,
+    cfg = load_tag_config(None, {"model.name": "movielib-tiny-clip", "model.random_weights": True,
                              "people.enabled": False, "features.audio": False, "features.text": False})
     plan = plan_tagging(cfg, source, dest)
     t1 = time.perf_counter()

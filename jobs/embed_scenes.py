@@ -6,7 +6,7 @@
 
 import sys
 
-from movielib.cli import main
+from movielib.cli import run_job
 
 if __name__ == "__main__":
-    sys.exit(main(["embed", "scenes", *sys.argv[1:]]))
+    sys.exit(run_job("embed-scenes"))

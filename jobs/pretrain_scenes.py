@@ -7,7 +7,7 @@
 
 import sys
 
-from movielib.cli import main
+from movielib.cli import run_job
 
 if __name__ == "__main__":
-    sys.exit(main(["pretrain", "scenes", *sys.argv[1:]]))
+    sys.exit(run_job("pretrain-scenes"))

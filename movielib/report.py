@@ -14,7 +14,7 @@ import pyarrow.dataset as pds
 from PIL import Image
 
 from movielib.errors import MovielibError
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.decode import read_frames
 from movielib.io.uri import S3Options
 from movielib.io.video import local_copy

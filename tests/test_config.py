@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from movielib.config import JobConfig, Section, TagConfig, load_config
+from movielib.config import JobConfig, Section, load_config
+from movielib.pipeline.config import TagConfig, load_tag_config
 from movielib.errors import ConfigError
 
 
@@ -32,23 +33,23 @@ from movielib.errors import ConfigError
 ])
 def test_every_invalid_field_is_named(override, message):
     with pytest.raises(ConfigError) as err:
-        load_config(None, override)
+        load_tag_config(None, override)
     assert message in str(err.value)
 
 
 def test_defaults_are_the_papers_and_ints_are_accepted_for_floats():
-    cfg = load_config(None, {"sampling.fps": 2, "scoring.num_gpus": 1})
+    cfg = load_tag_config(None, {"sampling.fps": 2, "scoring.num_gpus": 1})
     assert cfg.sampling.fps == 2.0 and isinstance(cfg.sampling.fps, float)
     assert cfg.model.name is None and cfg.model.precision == "fp32"  # None: the folder's config, else OpenAI ViT-B/32
     assert (cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold) == (5, 0.4, 0.1)
     assert cfg.shots.detector == "fast" and cfg.shots.min_scene_len == 15
-    assert load_config().scoring.num_gpus == "auto"
+    assert load_tag_config().scoring.num_gpus == "auto"
 
 
 def test_yaml_file_then_overrides_and_the_resolved_config_round_trips(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text("scoring:\n  batch_size: 8\n  max_actors: 4\nshots: {detector: content}\n")
-    cfg = load_config(str(path), {"scoring.batch_size": 16})
+    cfg = load_tag_config(str(path), {"scoring.batch_size": 16})
     assert (cfg.scoring.batch_size, cfg.scoring.max_actors, cfg.shots.detector) == (16, 4, "content")
     again = TagConfig.model_validate(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg

@@ -5,14 +5,14 @@ from PIL import Image
 
 from conftest import TINY
 from movielib.cli import main
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 
 
 @pytest.mark.slow
 def test_contact_sheet_of_a_tagged_video(ray_local, clips, tmp_path, capsys):
     path, cuts = clips["four.mp4"]
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True})
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True})
     run_tagging(plan_tagging(cfg, str(path), str(tmp_path / "out")))
     assert main(["report", str(tmp_path / "out"), "--video", "four.mp4", "--out", str(tmp_path / "sheet")]) == 0
     assert "contact sheet of 4 shots" in capsys.readouterr().out

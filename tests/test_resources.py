@@ -2,7 +2,7 @@
 
 import pytest
 
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.devices import choose_device, torch_device
 from movielib.errors import ConfigError
 from movielib.pipeline.resources import ClusterDescription, NodeType, resolve_num_gpus
@@ -33,7 +33,7 @@ def test_a_gpu_request_the_cluster_can_never_grant_fails_naming_the_field():
 
 
 def test_scorer_reservation_on_a_gpu_cluster_at_zero_gpu_workers():
-    cfg = load_config(None, {"scoring.num_cpus": 2})
+    cfg = load_tag_config(None, {"scoring.num_cpus": 2})
     res = scorer_resources(cfg, ClusterDescription({"CPU": 16}, (CPU_GROUP, GPU_AT_ZERO)))
     assert res.ray_args() == {"num_cpus": 2.0, "num_gpus": 1.0, "memory": 2 << 30}
     assert "num_gpus" not in scorer_resources(cfg, ClusterDescription({"CPU": 16}, (CPU_GROUP,))).ray_args()

@@ -17,16 +17,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movielib import registry
 from movielib.errors import ConfigError, MovielibError
 
-# movielib submit JOB -> the `movielib` command it runs on the cluster (the same commands jobs/, tune/ wrap)
-JOBS: dict[str, tuple[str, ...]] = {
-    "tag": ("tag",),
-    "pretrain-scenes": ("pretrain", "scenes"),
-    "embed-scenes": ("embed", "scenes"),
-    "tune-heads": ("tune", "heads"),
-    "train-head": ("train", "head"),
-}
+
+def jobs() -> dict[str, tuple[str, ...]]:
+    """movielib submit JOB -> the `movielib` command it runs on the cluster: the registry's jobs that end."""
+    return {job.name: job.command for job in registry.JOBS if job.submit}
+
+
 # what never needs to travel with a job, beyond what Ray leaves out itself (.git, .venv, ... and whatever the
 # working dir's .gitignore names)
 EXCLUDES = ["**/__pycache__", "*.egg-info", ".pytest_cache", "bench-results", "demo-output"]
@@ -45,15 +44,15 @@ class Submission:
     submission_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.job not in JOBS:
-            raise ConfigError(f"unknown job {self.job!r}: one of {', '.join(JOBS)}")
+        if self.job not in jobs():
+            raise ConfigError(f"unknown job {self.job!r}: one of {', '.join(jobs())}")
         self.working_dir = Path(self.working_dir).resolve()
         if not self.working_dir.is_dir():
             raise ConfigError(f"--working-dir {str(self.working_dir)!r} is not a folder")
 
     @property
     def argv(self) -> list[str]:
-        return [*JOBS[self.job], *self.job_args]
+        return [*jobs()[self.job], *self.job_args]
 
     @property
     def entrypoint(self) -> str:
@@ -68,9 +67,7 @@ class Submission:
 
     def check(self) -> None:
         """The job's arguments as the cluster will parse them, and its config file, checked here first."""
-        from movielib.cli import build_parser
-
-        args = build_parser().parse_args(self.argv)  # argparse: usage + exit 2 on a bad flag
+        args = registry.job_parser().parse_args(self.argv)  # argparse: usage + exit 2 on a bad flag
         config = getattr(args, "config", None)
         if config and "://" not in config:
             path = (self.working_dir / config) if not Path(config).is_absolute() else Path(config)

@@ -15,11 +15,10 @@ from movielib.demo.planted_heads import build as plant
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.io.uri import S3Options
-from movielib.pipeline.tagging import init_ray
+from movielib.runtime import init_ray
 
 
 def run_heads_demo(out: str) -> int:
-    from movielib.cli import render_heads_summary
     from movielib.config import load_config
     from movielib.heads.config import HeadsConfig
     from movielib.heads.sweep import run_heads
@@ -38,7 +37,7 @@ def run_heads_demo(out: str) -> int:
         init_ray(cfg.ray_address)
         summary = run_heads(cfg)
         local = copy_to_output(out, S3Options.from_env(server.endpoint_url), {"run": summary["run"]})
-        print(render_heads_summary(summary))
+        print(summary.render())
         print(f"copied the run to {local / 'run'}: trials.csv, best_config.yaml, best/head.pt, sweep.png")
     print(f"heads demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

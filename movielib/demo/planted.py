@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from movielib.features.schema import table_schema
-from movielib.features.store import CatalogStore
+from movielib.store.schema import table_schema
+from movielib.store.store import CatalogStore
 
 FPS = 25
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 
 from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.demo.samples import Segment, generate_clip
 from movielib.io.uri import S3Options
-from movielib.pipeline.tagging import init_ray, plan_tagging, run_tagging
+from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.runtime import init_ray
 
 CONFIG = Path(__file__).with_name("pretrain_scenes.yaml")
 LOOKS = {  # what a genre's shots look like: lavfi sources PySceneDetect cuts between cleanly
@@ -65,7 +67,7 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         with s3.filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
             f.write(genres.read_bytes())
         print(f"S3 server {server.endpoint_url}: {n} generated movies in 3 genres in {source}", flush=True)
-        tag = load_config(None, {"model.name": model, "model.random_weights": True, "s3.endpoint_url": server.endpoint_url,
+        tag = load_tag_config(None, {"model.name": model, "model.random_weights": True, "s3.endpoint_url": server.endpoint_url,
                                  "features.keyframes": True, "people.enabled": False, "features.audio": False,
                                  "features.text": False})
         plan = plan_tagging(tag, source, dest)
@@ -79,9 +81,7 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         embedded = embed_scenes(summary["run"], dest, s3)
         print(f"{embedded['table']}: {embedded['rows']} rows, model_version {embedded['model_version']}", flush=True)
         local = copy_to_output(out, s3, {"tags": f"{BUCKET}/genre-tags", "run": summary["run"]})
-        from movielib.cli import render_pretrain_summary
-
-        print(render_pretrain_summary(summary))
+        print(summary.render())
         print(f"copied the catalog and the run to {local}: curves in {local / 'run' / 'similarity' / 'curves.png'} and "
               f"{local / 'run' / 'scenes' / 'curves.png'}")
     print(f"pretraining demo finished in {time.perf_counter() - t0:.1f}s")

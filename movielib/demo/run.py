@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.demo.s3server import MotoS3Server
 from movielib.demo.samples import write_sample_catalog
 from movielib.errors import MovielibError
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.uri import S3Options
-from movielib.pipeline.tagging import init_ray, plan_tagging, run_tagging
+from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.runtime import init_ray
 from movielib.report import contact_sheet
 
 BUCKET = "movielib-demo"
@@ -56,7 +57,7 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
               f"({sum(v is not None for v in known.values())} generated clips with known cuts, "
               f"packaged footage, 1 truncated object)", flush=True)
         source, dest = f"s3://{BUCKET}/catalog/", f"s3://{BUCKET}/tags"
-        cfg = load_config(None, {"model.name": model, "model.random_weights": True,
+        cfg = load_tag_config(None, {"model.name": model, "model.random_weights": True,
                                  "s3.endpoint_url": server.endpoint_url})
         plan = plan_tagging(cfg, source, dest)
         init_ray(cfg.ray_address)

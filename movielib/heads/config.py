@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from movielib.config import JobConfig, Positive, PositiveInt, S3Config, Section, UnitInterval
-from movielib.train.launcher import RunSection
+from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInterval
+from movielib.runtime import RunSection
 
 
 class DataSection(Section):
@@ -93,8 +93,6 @@ class HeadsConfig(JobConfig):
     search: SearchSection = Field(default_factory=SearchSection)
     tune: TuneSection = Field(default_factory=TuneSection)
     run: HeadsRunSection = Field(default_factory=HeadsRunSection)
-    s3: S3Config = Field(default_factory=S3Config)
-    ray_address: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> "HeadsConfig":

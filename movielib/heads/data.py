@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
-from movielib.features.store import SHOT_KEYS, CatalogStore
+from movielib.store import SHOT_KEYS, CatalogStore, not_null
 from movielib.heads.config import DataSection
 
 SPLITS = ("train", "val", "test")
@@ -78,8 +78,6 @@ def _features(store: CatalogStore, data: DataSection):
         raise ConfigError(f"data.features: the catalog {data.catalog!r} has no {data.features} table (has "
                           f"{', '.join(n for n in names if n.startswith('features/')) or 'no features tables'})")
     model = store.feature_model(data.features, data.model, "data.model")
-    from movielib.train.movies2scenes.data import not_null
-
     ds = store.dataset(data.features, columns=[*SHOT_KEYS, "model", "model_version", "embedding"], model=data.model)
     return ds.filter(expr=not_null("embedding")), model
 

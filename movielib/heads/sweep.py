@@ -29,13 +29,13 @@ import pyarrow as pa
 import torch
 import yaml
 
-from movielib.features.store import CatalogStore
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import HeadData, build
 from movielib.heads.metrics import evaluate
 from movielib.heads.train import PRIMARY, export_bytes, fit
 from movielib.io.uri import S3Options
-from movielib.train.launcher import read_bytes, run_folder, write_bytes
+from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes
+from movielib.store import CatalogStore
 
 STATE = "state.pt"
 
@@ -106,15 +106,46 @@ def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool, restart
                                                                           checkpoint_score_order=mode)))
 
 
-def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> dict:
+class HeadsSummary(dict):
+    """The run's summary.json, rendered for the console."""
+
+    exit_code = 0
+
+    def render(self) -> str:
+        metric = self["metric"].removeprefix("val_")
+        best = self["best"]
+        lines = [f"run {self['run']}: {self['trials']} trials, {self['epochs_run']} epochs in all, "
+                 f"{self['wall_s']:.1f}s",
+                 f"best {best['trial']} (epoch {best['epoch']}): test {metric} "
+                 f"{best['test'].get(metric, float('nan')):.4f}; chance {self['chance'].get(metric, float('nan')):.4f}; "
+                 f"linear probe {self['linear_probe'].get(metric, float('nan')):.4f}",
+                 "best config: " + ", ".join(f"{k}={best['config'].get(k)}" for k in
+                                             ("lr", "weight_decay", "dropout", "width", "batch_size"))]
+        lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
+        return "\n".join(lines)
+
+
+def run_sweep(cfg: HeadsConfig, args=None) -> HeadsSummary:
+    """`movielib tune heads` (`--resume RUN`: the interrupted sweep of that run folder, restored)."""
+    init_ray(cfg.ray_address)
+    return run_heads(cfg, sweep=True, resume=bool(getattr(args, "resume", None)))
+
+
+def run_one(cfg: HeadsConfig, args=None) -> HeadsSummary:
+    """`movielib train head`: one trial with the head section's settings, in the sweep's layout."""
+    init_ray(cfg.ray_address)
+    return run_heads(cfg, sweep=False)
+
+
+def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> HeadsSummary:
     """Build the data (validating the tables and labels), run the trials, write the run folder; the summary."""
     s3 = S3Options.from_config(cfg.s3)
     store = CatalogStore(cfg.data.catalog, s3)
     data = build(store, cfg.data)
     folder = run_folder(cfg.run)
     if not resume:
-        write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode())
-    _write_csv(f"{folder}/split.csv", data.split_table())
+        write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode(), s3)
+    _write_csv(f"{folder}/split.csv", data.split_table(), s3)
     print(f"head data: {data.task}, {data.level}-level, {len(data.label_names) or 1} outputs, "
           + ", ".join(f"{s} {len(data.x[s])}" for s in data.x) + f" rows; features {data.features} ({data.feature_model})",
           flush=True)
@@ -134,18 +165,18 @@ def _lost_checkpoint(error: BaseException | None) -> bool:
     return error is not None and "does not exist on storage anymore" in str(error)
 
 
-def _write_csv(path: str, table: pa.Table) -> None:
+def _write_csv(path: str, table: pa.Table, s3: S3Options) -> None:
     import pyarrow.csv as pcsv
 
     buf = io.BytesIO()
     pcsv.write_csv(table, buf)
-    write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue(), s3)
 
 
-def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> dict:
+def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> HeadsSummary:
     """Trials table, best config, exported best head, plots and held-out figures."""
     metric, mode = metric_and_mode(cfg, data.task)
-    folder = run_folder(cfg.run)
+    folder, s3 = run_folder(cfg.run), S3Options.from_config(cfg.s3)
     better = max if mode == "max" else min
     rows, curves = [], {}
     for r in results:
@@ -156,26 +187,26 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> d
                                                            ("lr", "weight_decay", "dropout", "width", "batch_size")},
                      f"best_{metric}": better(values) if values else None, f"last_{metric}": values[-1] if values else None,
                      "epochs": len(values), "status": "error" if r.error else "done"})
-    _write_csv(f"{folder}/trials.csv", pa.Table.from_pylist(rows))
+    _write_csv(f"{folder}/trials.csv", pa.Table.from_pylist(rows), s3)
     best = results.get_best_result(metric, mode, scope="all")
     checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
     with checkpoint.as_directory() as ckpt:
         state = torch.load(os.path.join(ckpt, STATE), weights_only=False)
     params = {k: v for k, v in best.config.items()}
-    write_bytes(f"{folder}/best_config.yaml", yaml.safe_dump(params, sort_keys=False).encode())
-    write_bytes(f"{folder}/best/head.pt", export_bytes(state, params, data))
+    write_bytes(f"{folder}/best_config.yaml", yaml.safe_dump(params, sort_keys=False).encode(), s3)
+    write_bytes(f"{folder}/best/head.pt", export_bytes(state, params, data), s3)
     buf = io.BytesIO()
     np.save(buf, state["test_predictions"])
-    write_bytes(f"{folder}/best/test_predictions.npy", buf.getvalue())
+    write_bytes(f"{folder}/best/test_predictions.npy", buf.getvalue(), s3)
     test = evaluate(data.task, data.y["test"], state["test_predictions"], params.get("threshold", 0.5))
-    summary = {"run": folder, "task": data.task, "level": data.level, "metric": metric, "mode": mode,
+    summary = HeadsSummary({"run": folder, "task": data.task, "level": data.level, "metric": metric, "mode": mode,
                "trials": len(rows), "epochs_run": sum(r["epochs"] for r in rows), "wall_s": wall_s,
                "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params,
                         "test": test}, "chance": chance(data), "linear_probe": linear_probe(cfg, data),
                "outputs": {"trials": f"{folder}/trials.csv", "best_config": f"{folder}/best_config.yaml",
-                           "head": f"{folder}/best/head.pt", "plot": f"{folder}/sweep.png"}}
-    write_bytes(f"{folder}/sweep.png", plot(curves, metric, best.path))
-    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=float).encode())
+                           "head": f"{folder}/best/head.pt", "plot": f"{folder}/sweep.png"}})
+    write_bytes(f"{folder}/sweep.png", plot(curves, metric, best.path), s3)
+    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=float).encode(), s3)
     return summary
 
 
@@ -228,8 +259,8 @@ def plot(curves: dict, metric: str, best_path: str) -> bytes:
     return buf.getvalue()
 
 
-def resume_config(run: str) -> HeadsConfig:
+def resume_config(run: str, s3: S3Options | None = None) -> HeadsConfig:
     """The config a run was started with (its config.yaml), for `--resume RUN`."""
     from movielib.config import build_config
 
-    return build_config(HeadsConfig, yaml.safe_load(read_bytes(f"{run.rstrip('/')}/config.yaml")))
+    return build_config(HeadsConfig, yaml.safe_load(read_bytes(f"{run.rstrip('/')}/config.yaml", s3)))

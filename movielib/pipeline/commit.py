@@ -23,8 +23,8 @@ import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from movielib.features.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
-from movielib.features.store import CatalogStore
+from movielib.store.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
+from movielib.store.store import CatalogStore
 from movielib.errors import StorageError
 from movielib.io.uri import S3Options
 

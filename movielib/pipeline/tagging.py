@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from movielib.config import TagConfig
 from movielib.errors import ConfigError
-from movielib.features.claims import claim, dead_runs, release, this_process
-from movielib.features.fingerprint import changes, fingerprint, output_fields
-from movielib.features.store import CatalogStore, new_run_id
+from movielib.pipeline.config import TagConfig
+from movielib.store import CatalogStore, new_run_id
+from movielib.store.claims import claim, dead_runs, release, this_process
+from movielib.pipeline.fingerprint import changes, fingerprint, output_fields
 from movielib.io.cache import local_path
 from movielib.io.uri import S3Options, check_destination, check_endpoint, filesystem_for, is_s3, iter_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
@@ -45,11 +45,13 @@ from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPe
 from movielib.pipeline.attempts import AttemptLedger, VideoGuard
 from movielib.pipeline.commit import Committer, CommitterSink, Tally, add_tally
 from movielib.pipeline.todo import Todo, plan_todo, read_chunk, remove_chunks
+from movielib.runtime import init_ray
 from movielib.shots import make_detector
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
 
 log = logging.getLogger(__name__)
+EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
 
 
 @dataclass
@@ -134,10 +136,25 @@ class TagSummary:
                      f"summary: {self.dest}/_movielib/runs/{self.run_id}.json")
         return "\n".join(lines)
 
+    @property
+    def exit_code(self) -> int:
+        """75 (sysexits' EX_TEMPFAIL) when videos failed for reasons of the moment: running again retries them."""
+        return EXIT_RETRY if self.videos_retryable else 0
+
     def fold(self, part: Tally) -> None:
         """Add one chunk's tally (from the Committer)."""
         add_tally(self, part)
         self.top_labels = self.top1.most_common(5)
+
+
+def run(cfg: TagConfig, args) -> TagSummary:
+    """`movielib tag SOURCE DEST`: plan (every check before any work), then tag what DEST does not hold."""
+    plan = plan_tagging(cfg, args.source, args.dest)
+    print(f"{plan.todo.videos} videos to tag in {len(plan.todo.chunks)} chunks, {plan.todo.skipped} already in "
+          f"{plan.dest}", flush=True)
+    if plan.todo.chunks:  # nothing to do: answer without starting (or joining) Ray
+        init_ray(cfg.ray_address)
+    return run_tagging(plan)
 
 
 def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
@@ -209,12 +226,6 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
             raise ConfigError(f"features.text_model: cannot load {f.text_model!r}: {exc}") from exc
         out.append(FeatureSpec("text", text_model_name(f.text_model), "sentence-transformers", dim))
     return encoder, out
-
-
-def init_ray(address: str | None = None) -> None:
-    """Join the cluster a job was submitted to (RAY_ADDRESS), or start a local Ray."""
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
 
 
 def scorer_resources(cfg: TagConfig, cluster: ClusterDescription) -> StageResources:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.uri import SourceListing
 
 TODO = pa.schema([("video_id", pa.string()), ("uri", pa.string())])

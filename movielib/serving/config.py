@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from movielib.config import JobConfig, ModelConfig, NonNegative, Positive, PositiveInt, S3Config, Section, UnitInterval
+from movielib.config import JobConfig, ModelConfig, NonNegative, Positive, PositiveInt, Section, UnitInterval
 from movielib.taxonomy.labels import DEFAULT_PROMPT
 
 
@@ -61,5 +61,3 @@ class ServeConfig(JobConfig):
     image: DeploymentSection = Field(default_factory=DeploymentSection)
     scenes: DeploymentSection = Field(default_factory=DeploymentSection)
     head: DeploymentSection = Field(default_factory=DeploymentSection)
-    s3: S3Config = Field(default_factory=S3Config)
-    ray_address: str | None = None

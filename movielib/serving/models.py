@@ -2,7 +2,7 @@
 
 Each loads its model once per replica and scores requests in dynamic batches (`@serve.batch`; the
 batch size and wait come from the config through `reconfigure`, so `serve deploy` can change them
-in place). The tagger runs the batch job's own code: a clip is cut and sampled by `DecodeAndDetect`
+in place). The tagger runs the batch job's own code: a clip is cut and sampled by `VideoCutter`
 (one decode pass, 4 fps per shot) and scored by `SceneTagger` (same crops, same CLIPSceneScore,
 same clean rules), so a video tagged online gets the tags the batch job wrote for it.
 A request that is bad for reasons of its own comes back as {"error": ..., "status": 4xx}, never as
@@ -16,7 +16,6 @@ import os
 import tempfile
 
 import numpy as np
-import pyarrow as pa
 import torch
 from ray import serve
 
@@ -24,6 +23,7 @@ from movielib.heads.train import load_head, predict
 from movielib.models.clip import ClipSpec, load_clip
 from movielib.tagging.scene_score import CleanRules
 from movielib.tagging.tagger import SceneTagger
+from movielib.tagging.video import VideoCutter, VideoReadError
 from movielib.taxonomy.labels import LabelSet
 
 
@@ -103,14 +103,14 @@ class Tagger(Batched):
                  s3: dict | None = None):
         from movielib.io.uri import S3Options
         from movielib.models.clip import FramePreprocess
-        from movielib.pipeline.stages.decode import DecodeAndDetect
         from movielib.shots import make_detector
 
         clip_spec = ClipSpec(**spec)
         label_set = LabelSet.from_file(labels, prompt) if labels else LabelSet.movieclip(prompt)
         self.tagger = SceneTagger(clip_spec, label_set, CleanRules(**rules))
-        self.decode = DecodeAndDetect(make_detector(), FramePreprocess.for_spec(clip_spec), fps,
-                                      S3Options.from_env(**(s3 or {})))  # the batch job's sampling, unchanged
+        self.s3 = S3Options.from_env(**(s3 or {}))
+        # the batch job's cutting and sampling, unchanged (the tagging core both shells use)
+        self.cutter = VideoCutter(make_detector(), FramePreprocess.for_spec(clip_spec), fps, self.s3)
         self.max_frames = max_frames
 
     @serve.batch
@@ -140,20 +140,20 @@ class Tagger(Batched):
         tagged = await self._score((self.tagger.crop(images), [len(images)]))
         return {"shots": [_shot(tagged[0], frames=len(images))]}
 
-    def _cut(self, path: str, uri: str) -> tuple[np.ndarray | None, list[int], list[dict], str | None]:
-        from movielib.pipeline.stages.columns import tensor_column
+    def _cut(self, where: str, uri: str) -> tuple[np.ndarray | None, list[int], list[dict], str | None]:
+        """The clip at `where` (a path or s3:// URI; `uri` names it) cut into shots as the batch job cuts them:
+        (crops, frames per shot, shot times, None), or the reason it cannot be read."""
+        from movielib.io.video import local_copy
 
-        blocks = [b for b in self.decode.process("request", path) if b.num_rows]
-        rows = pa.concat_tables(blocks) if blocks else None
-        if rows is None or rows.num_rows == 0:
+        try:
+            with local_copy(where, self.s3) as path:
+                shots = [s for block in self.cutter.blocks(path, uri) for s in block.shots if len(s.crops)]
+        except VideoReadError as exc:  # the clip's own fault
+            return None, [], [], str(exc)
+        if not shots:
             return None, [], [], f"{uri}: no shots"
-        if rows["shot_idx"][0].as_py() < 0:  # the batch job's error row: the video's own fault
-            return None, [], [], rows["error"][0].as_py() or f"{uri}: cannot be decoded"
-        frames = tensor_column(rows, "frames")
-        meta = [{"start_s": s, "end_s": e} for s, e in zip(rows["start_s"].to_pylist(), rows["end_s"].to_pylist())]
-        keep = [i for i, f in enumerate(frames) if len(f)]
-        return (np.concatenate([frames[i] for i in keep]), [len(frames[i]) for i in keep], [meta[i] for i in keep],
-                None)
+        meta = [{"start_s": s.shot.start_s, "end_s": s.shot.end_s} for s in shots]
+        return np.concatenate([s.crops for s in shots]), [len(s.crops) for s in shots], meta, None
 
     async def clip(self, data: bytes | None = None, uri: str | None = None) -> dict:
         """A short video (uploaded bytes, or an s3:// URI / path) cut into shots and tagged like the batch job."""
@@ -183,7 +183,7 @@ class Heads(Batched):
     batched = ("_predict",)
 
     def __init__(self, heads: dict[str, str]):
-        from movielib.train.launcher import read_bytes
+        from movielib.runtime import read_bytes
 
         self.heads = {name: load_head(read_bytes(uri)) for name, uri in heads.items()}
 

@@ -7,11 +7,31 @@ import time
 from movielib.serving.config import ServeConfig
 
 
+class ServeSummary(str):
+    """What `movielib serve` answers once it returns: the written config's path, or that Serve stopped."""
+
+    exit_code = 0
+
+    def render(self) -> str:
+        return str(self)
+
+
+def run(cfg: ServeConfig, args=None) -> ServeSummary:
+    """`movielib serve`: deploy and serve until Ctrl-C, or (--write-serve-config PATH) write Serve's config file."""
+    target = getattr(args, "write_serve_config", None)
+    if target:
+        from movielib.serving.manifest import write_serve_config
+        from movielib.serving.app import serve_config
+
+        return ServeSummary(write_serve_config(serve_config(cfg), target))
+    return ServeSummary(f"stopped serving {start(cfg)}")
+
+
 def start(cfg: ServeConfig, block: bool = True) -> str:
     """Deploy the app (HTTP on cfg.host:cfg.port); returns its URL. `block`: wait until interrupted."""
     from ray import serve
 
-    from movielib.pipeline.tagging import init_ray
+    from movielib.runtime import init_ray
     from movielib.serving.app import build_app
 
     app = build_app(cfg)  # weights are checked here, before Ray or any replica starts

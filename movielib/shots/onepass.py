@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from movielib.io.decode import DecodedFrame, DecodedStream, Decoder, PyAVDecoder, VideoInfo
-from movielib.shots.detect import DetectedVideo, Shot, ShotDetector
+from movielib.shots.types import DetectedVideo, Shot, ShotDetector
 from movielib.shots.sampling import ShotSampler
 
 

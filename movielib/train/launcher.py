@@ -16,35 +16,19 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TypeVar
 
 import torch
-from pydantic import Field
 
-from movielib.config import NonNegative, Positive, PositiveInt, Section
+from movielib.io.uri import S3Options
+from movielib.runtime import RunSection, run_folder, write_bytes
+from movielib.train.config import DeepSpeedSection, ScalingSection
 from movielib.train.runlog import RunLog
 
+__all__ = ["DeepSpeedSection", "RunSection", "ScalingSection", "Worker", "launch"]
+
+C = TypeVar("C")
 CHECKPOINT_TAG = "state"  # DeepSpeed's own `latest` file names the tag: the tag must not be "latest"
-
-
-class ScalingSection(Section):
-    workers: PositiveInt = 2
-    cpus_per_worker: Positive = 1.0
-    gpus_per_worker: NonNegative = 0.0  # > 0: NCCL and bf16 on the workers' GPUs
-
-
-class DeepSpeedSection(Section):
-    # auto: 0 on one worker (nothing to partition across; ZeRO-2 on a CPU worker costs ~70% more per step for
-    # no memory saved), 2 with several
-    zero_stage: Literal["auto", 0, 1, 2, 3] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
-    gradient_clipping: NonNegative = 0.0  # 0: none
-
-
-class RunSection(Section):
-    folder: str = "runs"  # local path or s3:// prefix; the run is <folder>/<name>
-    name: str = "run"
-    max_failures: int = Field(default=2, ge=0)  # worker deaths survived (restart from the last checkpoint)
 
 
 @dataclass
@@ -55,6 +39,7 @@ class Worker:
     micro_batch: int
     run_folder: str  # <run.folder>/<run.name>: what the stages export
     stage: str  # <run_folder>/<stage>: Ray Train's checkpoints, metrics.csv and curves.png
+    s3: S3Options | None = None  # the job's S3 options, for exports to an s3:// run folder
     _log: RunLog | None = None
 
     @property
@@ -119,7 +104,7 @@ class Worker:
     def log(self, metrics: dict) -> None:
         """One row of the run's metrics.csv (rank 0 only; the other ranks' calls do nothing)."""
         if self.rank == 0:
-            self._log = self._log or RunLog(f"{self.run_folder}/{self.stage}")
+            self._log = self._log or RunLog(f"{self.run_folder}/{self.stage}", self.s3)
             self._log.log(metrics)
 
     def export(self, engine, name: str, meta: dict, prefix: str = "") -> str:
@@ -141,14 +126,15 @@ class Worker:
         if self.rank == 0:
             buf = io.BytesIO()
             torch.save({"state_dict": state, **meta}, buf)
-            write_bytes(path, buf.getvalue())
+            write_bytes(path, buf.getvalue(), self.s3)
         return path
 
 
-def launch(loop: Callable[[Worker, dict], None], loop_config: dict, scaling: ScalingSection,
-           deepspeed: DeepSpeedSection, run: RunSection, micro_batch: int, datasets: dict | None = None,
-           stage: str = "train"):
+def launch(loop: Callable[[Worker, C], None], loop_config: C, scaling: ScalingSection, deepspeed: DeepSpeedSection,
+           run: RunSection, micro_batch: int, datasets: dict | None = None, stage: str = "train",
+           s3: S3Options | None = None):
     """Run `loop(worker, loop_config)` on `scaling.workers` Ray Train workers; returns Ray Train's Result.
+    `loop_config` reaches the workers as it is (typed sections and dataclasses pickle), never as a dict.
     A run folder that holds checkpoints of the same stage continues from the last one. The stage's
     metrics (metrics.csv, logged by the loop) are drawn as curves.png in its folder at the end."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -156,51 +142,22 @@ def launch(loop: Callable[[Worker, dict], None], loop_config: dict, scaling: Sca
 
     use_gpu = scaling.gpus_per_worker > 0
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if use_gpu else {})}
+    folder = run_folder(run)
+    worker = Worker(deepspeed, micro_batch, folder, stage, s3)
     trainer = TorchTrainer(
-        _per_worker, train_loop_config={"loop": loop, "config": loop_config, "deepspeed": deepspeed.model_dump(),
-                                        "micro_batch": micro_batch, "run_folder": run_folder(run), "stage": stage},
+        _per_worker, train_loop_config={"loop": loop, "config": loop_config, "worker": worker},
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=stage, storage_path=run_folder(run),
+        run_config=RunConfig(name=stage, storage_path=folder,
                              failure_config=FailureConfig(max_failures=run.max_failures)),
         datasets=datasets)
     result = trainer.fit()
-    log = RunLog(f"{run_folder(run)}/{stage}")
+    log = RunLog(f"{folder}/{stage}", s3)
     if log.rows:
         log.curves()
     return result
 
 
-def run_folder(run: RunSection) -> str:
-    """Where a run lives: one subfolder per stage (checkpoints, metrics.csv, curves.png), and its exports."""
-    return f"{_storage(run.folder).rstrip('/')}/{run.name}"
-
-
 def _per_worker(config: dict) -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), "movielib-torch-extensions"))
-    worker = Worker(DeepSpeedSection(**config["deepspeed"]), config["micro_batch"], config["run_folder"],
-                    config["stage"])
-    config["loop"](worker, config["config"])
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    """A whole file at a local path or s3:// URI (the run folder's exports and tables)."""
-    from movielib.io.uri import filesystem_for
-
-    fs, where = filesystem_for(path)
-    fs.create_dir(where.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(where) as f:
-        f.write(data)
-
-
-def read_bytes(path: str) -> bytes:
-    from movielib.io.uri import filesystem_for
-
-    fs, where = filesystem_for(path)
-    with fs.open_input_stream(where) as f:
-        return f.read()
-
-
-def _storage(folder: str) -> str:
-    """Ray Train's storage_path: s3:// as it is, a local folder absolute."""
-    return folder if "://" in folder else os.path.abspath(os.path.expanduser(folder))
+    config["loop"](config["worker"], config["config"])

@@ -19,12 +19,18 @@ import yaml
 from conftest import ROOT, SHARED_DATA
 from kube_schema import crd_schema, errors
 from movielib.cli import build_parser, job_config, main
+from movielib.registry import JOBS, job_for
 
 KUBERAY = ROOT / "cluster" / "kuberay"
 CRDS = {kind: SHARED_DATA / "kuberay" / f"ray.io_{kind.lower()}s.yaml" for kind in ("RayCluster", "RayJob", "RayService")}
 MANIFESTS = sorted(KUBERAY.glob("*.yaml"))
-SCRIPTS = {"jobs/tag_catalog.py": ["tag"], "jobs/pretrain_scenes.py": ["pretrain", "scenes"],
-           "jobs/embed_scenes.py": ["embed", "scenes"], "tune/sweep_heads.py": ["tune", "heads"]}
+
+
+def _script_job(script: str, argv: list[str]) -> tuple[str, list[str]]:
+    """The registry job an entry point script runs (`run_job("NAME")`, or jobs/run.py's first argument) and
+    the arguments left for it."""
+    named = re.search(r'run_job\("([\w-]+)"\)', (ROOT / script).read_text())
+    return (named.group(1), argv) if named else (argv[0], argv[1:])
 
 
 def _docs(path: Path) -> list[dict]:
@@ -57,8 +63,10 @@ def _pin(name: str) -> str:
 def test_every_kind_movielib_runs_has_a_manifest():
     kinds = [(name, d["kind"]) for name, d in _ray_docs()]
     assert {k for _, k in kinds} == {"RayCluster", "RayJob", "RayService"}
-    jobs = {shlex.split(d["spec"]["entrypoint"])[1] for _, d in _ray_docs() if d["kind"] == "RayJob"}
-    assert jobs == set(SCRIPTS)  # tagging, each pretraining job, the Tune sweep
+    argvs = [shlex.split(d["spec"]["entrypoint"])[1:] for _, d in _ray_docs() if d["kind"] == "RayJob"]
+    jobs = {_script_job(argv[0], argv[1:])[0] for argv in argvs}
+    assert jobs == {"tag", "pretrain-scenes", "embed-scenes", "tune-heads"}  # tagging, each pretraining job, the sweep
+    assert jobs <= {j.name for j in JOBS if j.submit}  # every one a registry job that runs to an end
 
 
 @pytest.mark.parametrize("name,doc", _ray_docs(), ids=lambda v: v if isinstance(v, str) else v["kind"])
@@ -154,7 +162,8 @@ def _entrypoint_args(doc: dict, configmaps: dict[str, dict], tmp_path: Path) -> 
             for fname, text in configmaps[mounts[m["name"]]]["data"].items():
                 (tmp_path / fname).write_text(text)
                 argv = [a.replace(f"{m['mountPath']}/{fname}", str(tmp_path / fname)) for a in argv]
-    return [*SCRIPTS[argv[1]], *argv[2:]]
+    name, rest = _script_job(argv[1], argv[2:])
+    return [*job_for(name).command, *rest]
 
 
 @pytest.mark.parametrize("path", [p for p in MANIFESTS if p.name.startswith("rayjob-")], ids=lambda p: p.name)
@@ -209,7 +218,7 @@ def test_the_rayservice_serve_config_is_what_movielib_serve_generates(tmp_path):
 
 
 def test_writing_into_a_rayservice_keeps_the_rest_of_the_manifest(tmp_path):
-    from movielib.cluster.serve_config import rayservice_serve_config
+    from movielib.serving.manifest import rayservice_serve_config
 
     manifest = tmp_path / "svc.yaml"
     manifest.write_text("# mine\napiVersion: ray.io/v1\nkind: RayService\nmetadata: {name: x}\nspec:\n"

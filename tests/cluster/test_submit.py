@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TINY
 from movielib.demo.s3server import free_port
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -6,7 +6,7 @@ import torch
 
 from movielib.config import build_config
 from movielib.errors import ConfigError
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.heads.config import DataSection, HeadsConfig
 from movielib.heads.data import build, split_videos
 from movielib.heads.models import build_head

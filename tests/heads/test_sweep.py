@@ -12,7 +12,7 @@ import yaml
 
 from conftest import movielib_cli
 from movielib.config import build_config
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import build
 from movielib.heads.sweep import run_heads

@@ -7,16 +7,16 @@ import skimage.data
 from PIL import Image
 
 from conftest import TINY
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.demo.samples import DEMO_SUBTITLES, Segment, generate_clip
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.ffmpeg import run_ffmpeg
 from movielib.models.audio import LogMelStats
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import embed_texts
 from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText
-from movielib.pipeline.stages.decode import spread
+from movielib.tagging.video import spread
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.shots import make_detector
 
@@ -86,7 +86,7 @@ def test_text_stage_embeds_subtitles_with_minilm(catalog):
 @pytest.mark.slow
 def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
     dest = tmp_path / "out"
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4})
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4})
     summary = run_tagging(plan_tagging(cfg, str(catalog), str(dest)))
     assert summary.videos_ok == 3 and summary.shots == 6
     store = CatalogStore(str(dest))
@@ -114,7 +114,7 @@ def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
 @pytest.mark.slow
 def test_job_with_some_stages_off_still_joins(ray_local, catalog, tmp_path):
     dest = tmp_path / "out"
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
                              "features.audio": False, "features.text": False})
     assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
     store = CatalogStore(str(dest))
@@ -134,7 +134,7 @@ def test_keyframes_opt_in_writes_the_middle_sampled_frame_and_its_embedding(ray_
     from movielib.taxonomy.labels import LabelSet
 
     dest = tmp_path / "out"
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
                              "features.audio": False, "features.text": False, "features.keyframes": True})
     assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
     store = CatalogStore(str(dest))

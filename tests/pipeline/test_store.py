@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 
 from conftest import TINY
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.errors import ConfigError
-from movielib.features.claims import claim
-from movielib.features.store import CatalogStore
+from movielib.store.claims import claim
+from movielib.store.store import CatalogStore
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.commit import Committer, VideoAssembler
 from movielib.pipeline.stages import DecodeAndDetect
@@ -107,7 +107,7 @@ def test_claims_lapse_and_a_later_claimant_is_told_what_the_dead_run_held(tmp_pa
 
 
 def _tiny(**extra):
-    return load_config(None, {"model.name": TINY, "model.random_weights": True, **extra})
+    return load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **extra})
 
 
 def test_a_rerun_with_other_output_settings_is_refused_naming_them_or_goes_alongside(tmp_path, clips):
@@ -189,7 +189,7 @@ def test_rows_deleted_leave_a_table_every_filtered_read_still_reads(tmp_path):
     """deltalake 1.6's own delete rewrites strings as string_view, and pyarrow filters then fail (delta-rs #4579)."""
     import pyarrow.dataset as pds
 
-    from movielib.features.delta import DeltaTables
+    from movielib.store.delta import DeltaTables
 
     tables = DeltaTables(str(tmp_path))
     tables.append("t", pa.table({"video_id": ["a", "b", "c"], "run_id": ["r1", "r2", "r1"]}))

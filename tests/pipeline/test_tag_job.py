@@ -9,8 +9,8 @@ import pyarrow.fs as pafs
 import pytest
 
 from conftest import ROOT, TINY
-from movielib.config import load_config
-from movielib.features.store import CatalogStore
+from movielib.pipeline.config import load_tag_config
+from movielib.store.store import CatalogStore
 from movielib.io.uri import S3Options
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.taxonomy.labels import LabelSet
@@ -23,7 +23,7 @@ def _config(endpoint=None, **extra):
                  "output.rows_per_file": 4, **extra}
     if endpoint:
         overrides["s3.endpoint_url"] = endpoint
-    return load_config(None, overrides)
+    return load_tag_config(None, overrides)
 
 
 def _keys(fs, root):
@@ -183,7 +183,7 @@ def test_job_with_an_hf_folder_scores_like_open_clips_local_dir(ray_local, tmp_p
 
     folder = hf_folder(tmp_path / "clip")
     path = clips["four.mp4"][0]
-    cfg = load_config(None, {"model.weights": str(folder), "people.enabled": False, "features.audio": False,
+    cfg = load_tag_config(None, {"model.weights": str(folder), "people.enabled": False, "features.audio": False,
                              "features.text": False, "scoring.batch_size": 4})
     run_tagging(plan_tagging(cfg, str(path), str(tmp_path / "out")))
     store = CatalogStore(str(tmp_path / "out"))

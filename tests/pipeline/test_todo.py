@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.uri import SourceListing, VideoRef
 from movielib.pipeline.todo import IdIndex, plan_todo, read_chunk
 

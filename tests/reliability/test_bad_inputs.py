@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from conftest import TINY, assert_each_key_once
-from movielib.config import load_config
-from movielib.features.store import CatalogStore
+from movielib.pipeline.config import load_tag_config
+from movielib.store.store import CatalogStore
 from movielib.io.ffmpeg import ffmpeg_exe
 from movielib.io.uri import S3Options
 from movielib.pipeline.tagging import plan_tagging, run_tagging
@@ -78,7 +78,7 @@ def test_every_bad_input_is_correct_rows_or_one_readable_error(ray_local, s3_ser
     client = s3_server.client()
     for key in files:
         client.upload_file(str(folder / key.replace("/", "__")), bucket, f"catalog/{key}")
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, "s3.endpoint_url": s3_server.endpoint_url,
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "s3.endpoint_url": s3_server.endpoint_url,
                              "output.rows_per_file": 8})
     summary = run_tagging(plan_tagging(cfg, f"s3://{bucket}/catalog/", f"s3://{bucket}/out"))
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from conftest import LIGHT, TINY, assert_each_key_once, link_catalog, movielib_cli
-from movielib.config import load_config
-from movielib.features.store import CatalogStore
+from movielib.pipeline.config import load_tag_config
+from movielib.store.store import CatalogStore
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ SETTINGS = {**LIGHT, "output.rows_per_file": 2, "output.commit_every_s": 1, "sco
 
 
 def _cfg():
-    return load_config(None, {"model.name": TINY, "model.random_weights": True, **SETTINGS})
+    return load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **SETTINGS})
 
 
 def _rows(store, name, columns):

@@ -7,16 +7,16 @@ import pytest
 
 from conftest import LIGHT, TINY, assert_each_key_once
 from flaky_s3 import FlakyProxy
-from movielib.config import load_config
+from movielib.pipeline.config import load_tag_config
 from movielib.errors import StorageError
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.io.uri import S3Options
 from movielib.demo.s3server import free_port
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 
 
 def _cfg(endpoint, **extra):
-    return load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "s3.endpoint_url": endpoint,
+    return load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "s3.endpoint_url": endpoint,
                               "output.rows_per_file": 3, "reliability.backoff_s": 0.1, **extra})
 
 

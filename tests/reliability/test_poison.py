@@ -11,7 +11,7 @@ import yaml
 
 from conftest import LIGHT, TINY, assert_each_key_once, link_catalog, movielib_cli
 from movielib.cli import EXIT_RETRY, main
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 
@@ -103,11 +103,11 @@ def test_the_cpu_stages_run_in_the_decode_task_so_its_attempts_cover_them(ray_lo
     Ray Data fuses them into the decode task (it stops when their remote args or concurrency caps differ)."""
     import pyarrow as pa
 
-    from movielib.config import load_config
+    from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import build_dataset, plan_tagging
 
     link_catalog(tmp_path / "catalog", clips)
-    plan = plan_tagging(load_config(None, {"model.name": TINY, "model.random_weights": True}),
+    plan = plan_tagging(load_tag_config(None, {"model.name": TINY, "model.random_weights": True}),
                         str(tmp_path / "catalog"), str(tmp_path / "out"))
     build_dataset(plan, pa.table({"video_id": ["v"], "uri": ["x.mp4"]})).explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]

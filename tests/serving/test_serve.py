@@ -12,9 +12,10 @@ import requests
 from PIL import Image
 
 from conftest import LIGHT, TINY
-from movielib.config import build_config, load_config
+from movielib.config import build_config
+from movielib.pipeline.config import load_tag_config
 from movielib.demo.samples import Segment, generate_clip
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.heads.data import HeadData
 from movielib.heads.train import export_bytes, fit
 from movielib.pipeline.tagging import plan_tagging, run_tagging
@@ -49,7 +50,7 @@ def tagged_clip(ray_local, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batch")
     clip = tmp / "clips" / "three.mp4"
     generate_clip(clip, [Segment("testsrc", 1.5), Segment("smptebars", 1.5), Segment("color:darkblue", 1.5)])
-    cfg = load_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT})
+    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT})
     run_tagging(plan_tagging(cfg, str(clip.parent), str(tmp / "dest")))
     tags = CatalogStore(str(tmp / "dest")).read_table("tags").to_pylist()
     return clip, sorted(tags, key=lambda r: r["shot_idx"])

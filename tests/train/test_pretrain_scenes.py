@@ -19,7 +19,7 @@ import torch
 from conftest import TINY, movielib_cli
 from movielib.config import build_config, load_config
 from movielib.errors import ConfigError
-from movielib.features.store import CatalogStore
+from movielib.store.store import CatalogStore
 from movielib.models.clip import ClipSpec, load_clip
 from movielib.train.movies2scenes.config import PretrainScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs
@@ -60,7 +60,7 @@ def trained(ray_local, tmp_path_factory):
 
 def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trained):
     planted, cfg, summary, run = trained
-    assert load_config(str(run / "config.yaml"), schema=PretrainScenesConfig) == cfg  # the resolved config, reloadable
+    assert load_config(str(run / "config.yaml"), None, schema=PretrainScenesConfig) == cfg  # the resolved config, reloadable
     for stage, columns, steps in (("similarity", {"loss", "lr", "similarity_accuracy"}, 12),
                                   ("scenes", {"loss", "lr", "moco_top1", "moco_top5"}, 3)):
         log = RunLog(str(run / stage))

@@ -11,7 +11,7 @@ What each stage needs (CPUs, GPUs, memory) is part of the job config (decode.*, 
 is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 """
 
-from movielib.features.schema import FeatureSpec
+from movielib.store.schema import FeatureSpec
 from movielib.pipeline.stages.columns import tensor_column
 from movielib.pipeline.stages.decode import DecodeAndDetect
 from movielib.pipeline.stages.embed import EmbedAudio, EmbedText

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
-from movielib.features.schema import SHOTS, TAGS, VIDEOS
+from movielib.store.schema import SHOTS, TAGS, VIDEOS
 
 # Columns every per-shot row carries between stages; error rows have shot_idx == -1.
 SHOT_ROW = pa.schema([

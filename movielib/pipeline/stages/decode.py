@@ -1,60 +1,33 @@
-"""DecodeAndDetect: one video in, its shots out, from a single decode pass (a CPU task, or NVDEC on a GPU task)."""
+"""DecodeAndDetect: the Ray Data shell over the tagging core's VideoCutter (a CPU task, or NVDEC on a GPU task)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from movielib.devices import torch_device
-from movielib.io.audio import extract_audio, slice_seconds
-from movielib.io.decode import Decoder, make_decoder
-from movielib.io.subtitles import sidecar_subtitles, text_between
+from movielib.io.decode import Decoder
 from movielib.io.uri import S3Options
 from movielib.io.video import VideoReadError, local_copy
 from movielib.models.clip import FramePreprocess
 from movielib.pipeline.attempts import TransientError, VideoGuard
 from movielib.pipeline.stages.columns import NO_AUDIO, SHOT_ROW, encode_frame, with_stage_time, with_tensor_column
-from movielib.shots.detect import Shot, ShotDetector
-from movielib.shots.onepass import OnePass, Sample
-from movielib.shots.sampling import ThinnedSamples
-
-
-def spread(items: list, k: int) -> list:
-    """At most k items, evenly spaced, first and last included when k >= 2."""
-    if len(items) <= k:
-        return list(items)
-    if k == 1:
-        return [items[len(items) // 2]]
-    return [items[round(j * (len(items) - 1) / (k - 1))] for j in range(k)]
-
-
-def shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    scale = max_side / max(h, w)
-    return frame if scale >= 1 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+from movielib.shots.detect import ShotDetector
+from movielib.tagging.video import ShotBlock, VideoCutter, VideoFacts
 
 
 @dataclass
 class DecodeAndDetect:
-    """Cut one video into shots and gather what later stages need per shot.
+    """Cut one video into shots (movielib.tagging.video.VideoCutter) and turn its blocks into per-shot rows.
 
-    One decode pass feeds the detector and the 4 fps sampler (movielib.shots.onepass). Each
-    sampled frame becomes a model-size crop for CLIP (open_clip's eval resize + crop) on a thread
-    pool while decoding goes on, and a copy at most `people_max_side` pixels kept for the people
-    detector (`people_frames_per_shot` of them, evenly spread, PNG-encoded at the shot's end).
-    A shot keeps at most `max_frames_per_shot` samples (evenly thinned past that). Audio is
-    extracted once per video and cut per shot; sidecar subtitles are cut the same way. Blocks of
-    `shots_per_block` shots are emitted as they complete. A video that cannot be read becomes
-    one error row; a failure that is not the video's fault (the store, the worker, a bug), one
-    retryable row; `guard` bounds the attempts at a video and its time and memory.
+    The stage's own part is what a batch job over a catalog needs: the object is copied to scratch
+    (with I/O retries), `guard` bounds the attempts at a video and its time and memory, people-detector
+    frames travel PNG-encoded, and a video that fails becomes one row: an error row when the video
+    itself is bad (or killed its worker `max_attempts` times), a retryable row when it was not its fault.
     """
 
     detector: ShotDetector
@@ -71,6 +44,13 @@ class DecodeAndDetect:
     max_frames_per_shot: int = 512
     decoder: str | Decoder = "auto"  # auto | pyav | nvdec, or a Decoder object
     guard: VideoGuard | None = None  # attempts, limits, I/O retries (movielib.pipeline.attempts); None: none
+    cutter: VideoCutter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cutter = VideoCutter(
+            self.detector, self.preprocess, self.sampling_fps, self.s3, self.shots_per_block, self.people_max_side,
+            self.audio, self.subtitles, self.prepare_threads, self.people_frames_per_shot, self.max_frames_per_shot,
+            self.decoder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -91,9 +71,10 @@ class DecodeAndDetect:
         try:
             with guard.watching(video_id, uri, attempt), \
                     guard.reading(uri, lambda: local_copy(uri, self.s3, self.scratch_dir)) as path:
-                for block in self._shot_blocks(video_id, uri, path):
-                    emitted += block.num_rows
-                    yield with_stage_time(block, "decode", time.perf_counter() - t0)
+                for block in self.cutter.blocks(path, uri):
+                    rows = self._rows(video_id, uri, block)
+                    emitted += rows.num_rows
+                    yield with_stage_time(rows, "decode", time.perf_counter() - t0)
                     t0 = time.perf_counter()  # the time spent downstream while suspended is not ours
         except Exception as exc:  # one bad video must not stop the catalog
             bad_video = isinstance(exc, VideoReadError)
@@ -103,74 +84,17 @@ class DecodeAndDetect:
             row = self._error_row(video_id, uri, msg, status="error" if bad_video else "retryable")
             yield with_stage_time(row, "decode", time.perf_counter() - t0)
 
-    def _shot_blocks(self, video_id: str, uri: str, path: str) -> Iterator[pa.Table]:
-        """Run the one pass; a block is emitted when `shots_per_block` shots are done, the rest at the end."""
-        onepass = OnePass(self.detector, self.sampling_fps)
-        done: list[tuple[Shot, list[tuple[int, float, Future]], list[Future]]] = []
-        frames, people = self._new_shot()
-        decoder = self.decoder if not isinstance(self.decoder, str) else \
-            make_decoder(self.decoder, gpu_reserved=torch_device() == "cuda")
-        with ThreadPoolExecutor(self.prepare_threads) as pool, decoder.open_stream(path) as stream:
-            # the container opened as a video: now its audio track and sidecar subtitles
-            samples = extract_audio(path) if self.audio else None
-            cues = sidecar_subtitles(uri, self.s3) if self.subtitles else None
-            for event in onepass.run(stream):
-                if isinstance(event, Sample):
-                    if frames.wants(event.k):
-                        # crop (PIL releases the GIL) while the decoder moves on to the next frames
-                        for_people = bool(self.people_max_side) and people.wants(event.k)
-                        prepared = pool.submit(self._prepare, event.frame, for_people)
-                        frames.add(event.k, (event.frame.index, event.frame.pts_s, prepared))
-                        if for_people:
-                            people.add(event.k, prepared)
-                    continue
-                done.append((event, frames.values(), people.values()))
-                frames, people = self._new_shot()
-                if len(done) > self.shots_per_block:  # the last block waits for the pass's end (and its counts)
-                    yield self._block(video_id, uri, onepass, done[: self.shots_per_block], samples, cues, final=False)
-                    done = done[self.shots_per_block:]
-            if done:
-                yield self._block(video_id, uri, onepass, done, samples, cues, final=True)
-
-    def _new_shot(self) -> tuple[ThinnedSamples[tuple[int, float, Future]], ThinnedSamples[Future]]:
-        """A shot's sampled frames (index, time, prepared crop) and its people-detector candidates, both bounded."""
-        return ThinnedSamples(self.max_frames_per_shot), ThinnedSamples(4 * self.people_frames_per_shot)
-
-    def _block(self, video_id, uri, onepass: OnePass, done, samples, cues, final: bool) -> pa.Table:
-        video = self._video_fields(video_id, uri, onepass, final)
-        rows, crops, people_frames = [], [], []
-        for shot, sampled, people in done:
-            rows.append({**video, "shot_idx": shot.idx, "start_frame": shot.start_frame, "end_frame": shot.end_frame,
-                         "start_s": shot.start_s, "end_s": shot.end_s, "keyframes": [i for i, _, _ in sampled],
-                         "keyframe_s": [t for _, t, _ in sampled]})
-            crops.append(np.stack([c.result()[0] for _, _, c in sampled]))
-            people_frames.append([encode_frame(p.result()[1]) for p in spread(people, self.people_frames_per_shot)])
-        table = pa.Table.from_pylist(rows, schema=SHOT_ROW)
-        shots = [s for s, _, _ in done]
+    def _rows(self, video_id: str, uri: str, block: ShotBlock) -> pa.Table:
+        """One block of cut shots as per-shot rows with the inputs of the enabled downstream stages."""
+        video = _video_fields(video_id, uri, block.video)
+        rows = [{**video, "shot_idx": s.shot.idx, "start_frame": s.shot.start_frame, "end_frame": s.shot.end_frame,
+                 "start_s": s.shot.start_s, "end_s": s.shot.end_s, "keyframes": [i for i, _ in s.frames],
+                 "keyframe_s": [t for _, t in s.frames]} for s in block.shots]
         return self._with_inputs(
-            table, crops, people=people_frames,
-            audio=[slice_seconds(samples, s.start_s, s.end_s) if samples is not None else NO_AUDIO for s in shots],
-            has_audio=samples is not None,
-            subtitles=[text_between(cues, s.start_s, s.end_s) if cues else None for s in shots])
-
-    def _prepare(self, frame, for_people: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """One sampled frame -> its CLIP crop and, for the people detector's frames, a small copy."""
-        rgb = frame.rgb()
-        return self.preprocess.crop([rgb])[0], shrink(rgb, self.people_max_side) if for_people else None
-
-    @staticmethod
-    def _video_fields(video_id: str, uri: str, onepass: OnePass | None, final: bool, error: str | None = None) -> dict:
-        """The videos-table columns each row carries; frame count and duration are known at the pass's end
-        (rows of earlier blocks carry nulls there, and the sink takes the video row from the last block)."""
-        known = onepass is not None and final
-        return {
-            "video_id": video_id, "uri": uri,
-            "duration_s": onepass.duration_s if known else None, "fps": onepass.info.fps if known else None,
-            "width": onepass.info.width if known else None, "height": onepass.info.height if known else None,
-            "n_frames": onepass.n_frames if known else None,
-            "status": "error" if error else "ok", "error": error,
-            "n_shots": onepass.n_shots if known else None,
-        }
+            pa.Table.from_pylist(rows, schema=SHOT_ROW), [s.crops for s in block.shots],
+            people=[[encode_frame(p) for p in s.people] for s in block.shots],
+            audio=[s.audio if s.audio is not None else NO_AUDIO for s in block.shots], has_audio=block.has_audio,
+            subtitles=[s.subtitle for s in block.shots])
 
     def _with_inputs(self, table: pa.Table, frames: list[np.ndarray], people: list[list[bytes]],
                      audio: list[np.ndarray], has_audio: bool, subtitles: list[str | None]) -> pa.Table:
@@ -186,8 +110,20 @@ class DecodeAndDetect:
         return table
 
     def _error_row(self, video_id: str, uri: str, error: str, status: str = "error") -> pa.Table:
-        row = {**self._video_fields(video_id, uri, None, False, error), "status": status, "n_shots": 0, "shot_idx": -1}
+        row = {**_video_fields(video_id, uri, None, error), "status": status, "n_shots": 0, "shot_idx": -1}
         table = pa.Table.from_pylist([row], schema=SHOT_ROW)
-        h, w = (self.preprocess.size, self.preprocess.size) if isinstance(self.preprocess.size, int) else self.preprocess.size
+        size = self.preprocess.size
+        h, w = (size, size) if isinstance(size, int) else size
         no_frames = np.zeros((0, h, w, 3), np.uint8)
         return self._with_inputs(table, [no_frames], people=[[]], audio=[NO_AUDIO], has_audio=False, subtitles=[None])
+
+
+def _video_fields(video_id: str, uri: str, video: VideoFacts | None, error: str | None = None) -> dict:
+    """The videos-table columns each row carries; frame count and duration are known at the pass's end
+    (rows of earlier blocks carry nulls there, and the sink takes the video row from the last block)."""
+    return {"video_id": video_id, "uri": uri,
+            "duration_s": video.duration_s if video else None, "fps": video.fps if video else None,
+            "width": video.width if video else None, "height": video.height if video else None,
+            "n_frames": video.n_frames if video else None,
+            "status": "error" if error else "ok", "error": error,
+            "n_shots": video.n_shots if video else None}

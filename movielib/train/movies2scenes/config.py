@@ -6,9 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from movielib.config import JobConfig, ModelConfig, Positive, PositiveInt, S3Config, Section, UnitInterval
-from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection
-from movielib.train.movies2scenes.similarity import pooled_size
+from movielib.config import JobConfig, ModelConfig, Positive, PositiveInt, Section, UnitInterval
+from movielib.runtime import RunSection
+from movielib.train.config import DeepSpeedSection, ScalingSection
+
+
+def pooled_size(shots: int, kernel: int, stride: int) -> int:
+    """Side of a (kernel, stride) pooling's output over `shots` (no padding, floor)."""
+    return (shots - kernel) // stride + 1
 
 
 class SimilaritySection(Section):
@@ -92,8 +97,6 @@ class PretrainScenesConfig(JobConfig):
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
     run: ScenesRunSection = Field(default_factory=ScenesRunSection)
-    s3: S3Config = Field(default_factory=S3Config)
-    ray_address: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> "PretrainScenesConfig":
@@ -107,4 +110,18 @@ class PretrainScenesConfig(JobConfig):
                                  f"got {getattr(self, section).batch}")
         if self.deepspeed.zero_stage == 3:  # the momentum encoder reads the query encoder's whole parameters
             raise ValueError("deepspeed.zero_stage: must be 0, 1 or 2 (MoCo's momentum update reads whole parameters), got 3")
+        return self
+
+
+class EmbedScenesConfig(JobConfig):
+    """`movielib embed scenes RUN CATALOG`: a trained scene encoder's embeddings into the catalog's features/scene."""
+
+    run: str | None = None  # the run folder (<run.folder>/<run.name>) holding scene_encoder.pt
+    catalog: str | None = None  # the DEST whose keyframes are embedded
+
+    @model_validator(mode="after")
+    def _complete(self) -> "EmbedScenesConfig":
+        for name in ("run", "catalog"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: is required (movielib embed scenes RUN CATALOG)")
         return self

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from movielib.features.store import CatalogStore
+from movielib.store import CatalogStore, not_null
 from movielib.train.movies2scenes.similarity import pad_or_cut
 
 if TYPE_CHECKING:
@@ -42,12 +42,6 @@ def movies(store: CatalogStore, table: str, model: str | None = None) -> "ray.da
     ds = store.dataset(table, columns=["video_id", "shot_idx", "model", "embedding"], model=model)
     ds = ds.filter(expr=not_null("embedding"))
     return ds.groupby("video_id").map_groups(_stack_movie, batch_format="pyarrow")
-
-
-def not_null(column: str):
-    from ray.data.expressions import col
-
-    return col(column).is_not_null()
 
 
 def _join_movies(pairs: "ray.data.Dataset", movie_rows: "ray.data.Dataset", partitions: int) -> "ray.data.Dataset":

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from movielib.features.schema import FEATURES
-from movielib.features.store import CatalogStore
 from movielib.io.uri import S3Options
-from movielib.train.launcher import read_bytes
+from movielib.runtime import init_ray, read_bytes
+from movielib.store import FEATURES, CatalogStore
+from movielib.train.movies2scenes.config import EmbedScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs, keyframe_movies
 from movielib.train.movies2scenes.encoder import load_scene_encoder
 from movielib.train.movies2scenes.loops import to_model_input
@@ -36,8 +36,8 @@ def scene_windows(n_shots: int, shots: int) -> np.ndarray:
 class EmbedScenes:
     """One movie's keyframes -> its shot and scene embeddings (an actor: the encoder is loaded once)."""
 
-    def __init__(self, encoder: str, version: str, batch: int = 32):
-        self.encoder, self.meta = load_scene_encoder(read_bytes(encoder))
+    def __init__(self, encoder: str, version: str, batch: int = 32, s3: S3Options | None = None):
+        self.encoder, self.meta = load_scene_encoder(read_bytes(encoder, s3))
         self.version, self.batch = version, batch
 
     @torch.no_grad()
@@ -59,19 +59,35 @@ class EmbedScenes:
         return pa.Table.from_pylist(rows, schema=FEATURES)
 
 
-def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_commit: int = 4096) -> dict:
+class EmbedSummary(dict):
+    """What `embed scenes` wrote, rendered for the console."""
+
+    exit_code = 0
+
+    def render(self) -> str:
+        return (f"{self['table']}: {self['rows']} rows ({', '.join(self['models'])}), model_version "
+                f"{self['model_version']}, {self['commits']} commits")
+
+
+def run(cfg: EmbedScenesConfig, args=None) -> EmbedSummary:
+    """`movielib embed scenes RUN CATALOG`: on the cluster in RAY_ADDRESS / ray_address, else a local Ray."""
+    init_ray(cfg.ray_address)
+    return embed_scenes(cfg.run, cfg.catalog, S3Options.from_config(cfg.s3))
+
+
+def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_commit: int = 4096) -> EmbedSummary:
     """Write features/scene for every movie with keyframes; returns what was written."""
     import ray.data
 
     path = f"{run.rstrip('/')}/scene_encoder.pt"
-    data = read_bytes(path)
+    data = read_bytes(path, s3)
     version = f"{run.rstrip('/').rsplit('/', 1)[-1]}-{hashlib.sha256(data).hexdigest()[:12]}"
     store = CatalogStore(catalog, s3)
     if "keyframes" not in store.table_names():
         from movielib.errors import ConfigError
 
         raise ConfigError(f"catalog {catalog!r} has no keyframes table; tag it with --set features.keyframes=true")
-    ds = keyframe_movies(store).map_batches(EmbedScenes, fn_constructor_kwargs={"encoder": path, "version": version},
+    ds = keyframe_movies(store).map_batches(EmbedScenes, fn_constructor_kwargs={"encoder": path, "version": version, "s3": s3},
                                             batch_size=4, batch_format="pyarrow",
                                             compute=ray.data.ActorPoolStrategy(size=1))
     if TABLE in store.table_names():  # the same weights embedded before: their rows are replaced
@@ -81,5 +97,5 @@ def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_c
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         store.tables.append(TABLE, table.cast(FEATURES), metadata={"movielib.embed": version})
         rows, commits = rows + table.num_rows, commits + 1
-    return {"table": f"{catalog.rstrip('/')}/{TABLE}", "model_version": version, "rows": rows, "commits": commits,
-            "models": [SHOT_MODEL, SCENE_MODEL]}
+    return EmbedSummary({"table": f"{catalog.rstrip('/')}/{TABLE}", "model_version": version, "rows": rows,
+                         "commits": commits, "models": [SHOT_MODEL, SCENE_MODEL]})

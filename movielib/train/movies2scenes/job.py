@@ -27,14 +27,15 @@ import pyarrow.parquet as pq
 import torch
 
 from movielib.errors import ConfigError
-from movielib.features.store import CatalogStore
-from movielib.io.uri import S3Options, filesystem_for
-from movielib.train.launcher import launch, read_bytes, run_folder, write_bytes
-from movielib.train.movies2scenes.config import PretrainScenesConfig
-from movielib.train.movies2scenes.data import (PAIRS, PadPairs, decode_scenes, movie_pairs, not_null,
-                                               scene_frames)
+from movielib.io.uri import S3Options
+from movielib.runtime import exists, init_ray, read_bytes, run_folder, write_bytes
+from movielib.store import CatalogStore, not_null
+from movielib.train.launcher import launch
+from movielib.train.movies2scenes.config import PretrainScenesConfig, SimilarityModelSection
+from movielib.train.movies2scenes.data import PAIRS, PadPairs, decode_scenes, movie_pairs, scene_frames
 from movielib.train.movies2scenes.encoder import tower_config
-from movielib.train.movies2scenes.loops import similarity_loop, similarity_model, scenes_loop
+from movielib.train.movies2scenes.loops import (ScenesLoop, SimilarityLoop, scenes_loop, similarity_loop,
+                                                similarity_model)
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
 from movielib.train.movies2scenes.similar import dissimilar, read_similar
 from movielib.train.runlog import CURVES
@@ -43,13 +44,6 @@ if TYPE_CHECKING:
     import ray.data
 
 SIMILARITY, SCENE_PAIRS_FILE, ENCODER = "similarity.pt", "scene_pairs.parquet", "scene_encoder.pt"
-
-
-def exists(path: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, where = filesystem_for(path)
-    return fs.get_file_info(where).type != pafs.FileType.NotFound
 
 
 def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Table, pa.Table, int]:
@@ -76,9 +70,9 @@ def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Ta
 class SelectScenes:
     """Step 2 on a batch of similar movie pairs (all shots): scene pairs in E_learnable's selection space."""
 
-    def __init__(self, similarity: str, window: int, keep: float):
-        saved = torch.load(io.BytesIO(read_bytes(similarity)), map_location="cpu", weights_only=False)
-        model = similarity_model(saved["model"], saved["in_dim"])
+    def __init__(self, similarity: str, window: int, keep: float, s3: S3Options | None = None):
+        saved = torch.load(io.BytesIO(read_bytes(similarity, s3)), map_location="cpu", weights_only=True)
+        model = similarity_model(SimilarityModelSection(**saved["model"]), saved["in_dim"])
         model.load_state_dict(saved["state_dict"])
         self.encoder, self.in_dim, self.window, self.keep = model.encoder.eval(), saved["in_dim"], window, keep
 
@@ -124,7 +118,32 @@ def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
     store.feature_model(cfg.features.table, cfg.features.model, "features.model")
 
 
-def run_pretrain_scenes(cfg: PretrainScenesConfig) -> dict:
+class ScenesSummary(dict):
+    """The run's summary.json, rendered for the console."""
+
+    exit_code = 0
+
+    def render(self) -> str:
+        lines = [f"run {self['run']}: {self['pairs']['train']} movie pairs trained on, {self['pairs']['val']} "
+                 f"held out; {self['scene_pairs']} scene pairs selected"]
+        for stage, keys in (("similarity", ("loss", "similarity_accuracy")),
+                            ("scenes", ("loss", "moco_top1", "moco_top5"))):
+            metrics = self.get(stage) or {}
+            if metrics:
+                lines.append(f"{stage}: step {metrics.get('step')}, " + ", ".join(
+                    f"{k} {metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)))
+        lines += [f"{name}: {path}" for name, path in self["outputs"].items() if isinstance(path, str)]
+        lines += [f"curves: {path}" for path in self["outputs"]["curves"]]
+        return "\n".join(lines)
+
+
+def run(cfg: PretrainScenesConfig, args=None) -> ScenesSummary:
+    """`movielib pretrain scenes`: on the cluster in RAY_ADDRESS / ray_address, else a local Ray."""
+    init_ray(cfg.ray_address)
+    return run_pretrain_scenes(cfg)
+
+
+def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
     """The three steps, each skipped when its output is in the run folder already; returns the summary."""
     import ray.data
 
@@ -132,44 +151,44 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> dict:
     store = CatalogStore(cfg.catalog, s3)
     check_catalog(cfg, store)
     folder = run_folder(cfg.run)
-    write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode())
+    write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode(), s3)
     train, val, unmatched = catalog_pairs(cfg, store)
     model, table = cfg.features.model, cfg.features.table
     in_dim = _feature_dim(store, table, model)
-    summary: dict = {"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows,
-                                              "similar_not_in_catalog": unmatched}}
+    summary = ScenesSummary({"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows,
+                                              "similar_not_in_catalog": unmatched}})
     print(f"movie pairs: {train.num_rows} to train on, {val.num_rows} held out ({unmatched} similar pairs name movies "
           f"not in the catalog)", flush=True)
 
     m = cfg.similarity_model
     workers = cfg.scaling.workers
-    if not exists(f"{folder}/{SIMILARITY}"):
+    if not exists(f"{folder}/{SIMILARITY}", s3):
         print("step 1/3: movie similarity", flush=True)
-        result = launch(similarity_loop, {"model": m.model_dump(), "in_dim": in_dim, "seed": cfg.similarity.seed},
-                        cfg.scaling, cfg.deepspeed, cfg.run, m.batch // workers, stage="similarity",
+        result = launch(similarity_loop, SimilarityLoop(m, in_dim, cfg.similarity.seed),
+                        cfg.scaling, cfg.deepspeed, cfg.run, m.batch // workers, stage="similarity", s3=s3,
                         datasets={name: per_epoch(movie_pairs(store, pairs, table, model), PadPairs(m.shots, in_dim))
                                   for name, pairs in (("train", train), ("val", val))})
         summary["similarity"] = result.metrics
 
-    if not exists(f"{folder}/{SCENE_PAIRS_FILE}"):
+    if not exists(f"{folder}/{SCENE_PAIRS_FILE}", s3):
         print("step 2/3: scene pairs of similar movies", flush=True)
         both = pa.concat_tables([train, val])
         similar = both.filter(pc.equal(both["label"], 1.0))
         selected = movie_pairs(store, similar, table, model).map_batches(
             SelectScenes, fn_constructor_kwargs={"similarity": f"{folder}/{SIMILARITY}",
-                                                 "window": cfg.scenes.shots, "keep": cfg.selection.keep},
+                                                 "window": cfg.scenes.shots, "keep": cfg.selection.keep, "s3": s3},
             batch_size=8, batch_format="pyarrow", concurrency=1)
         pairs = pa.concat_tables([*selected.iter_batches(batch_format="pyarrow", batch_size=None),
                                   SCENE_PAIRS.empty_table()]).cast(SCENE_PAIRS)
         buf = io.BytesIO()
         pq.write_table(pairs, buf)
-        write_bytes(f"{folder}/{SCENE_PAIRS_FILE}", buf.getvalue())
-    pairs = pq.read_table(io.BytesIO(read_bytes(f"{folder}/{SCENE_PAIRS_FILE}")))
+        write_bytes(f"{folder}/{SCENE_PAIRS_FILE}", buf.getvalue(), s3)
+    pairs = pq.read_table(io.BytesIO(read_bytes(f"{folder}/{SCENE_PAIRS_FILE}", s3)))
     summary["scene_pairs"] = pairs.num_rows
     print(f"scene pairs: {pairs.num_rows} in {folder}/{SCENE_PAIRS_FILE}", flush=True)
 
     s = cfg.scenes
-    if not exists(f"{folder}/{ENCODER}"):
+    if not exists(f"{folder}/{ENCODER}", s3):
         if pairs.num_rows < s.batch:
             raise ConfigError(f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs, fewer than one batch "
                               f"({s.batch}); lower scenes.batch or add movies")
@@ -179,17 +198,13 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> dict:
         spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
         source = spec.validate()
         pre = FramePreprocess.for_spec(spec)
-        result = launch(scenes_loop, {"scenes": s.model_dump(), "seed": cfg.similarity.seed,
-                                      "clip": {"name": cfg.model.name, "weights": cfg.model.weights,
-                                               "random_weights": cfg.model.random_weights},
-                                      "tower": tower_config(source.model_cfg),
-                                      "mean": list(pre.mean), "std": list(pre.std),
-                                      "steps_per_epoch": pairs.num_rows // s.batch},
-                        cfg.scaling, cfg.deepspeed, cfg.run, s.batch // workers, stage="scenes",
+        loop = ScenesLoop(s, cfg.similarity.seed, spec, tower_config(source.model_cfg), tuple(pre.mean),
+                          tuple(pre.std), pairs.num_rows // s.batch)  # the spec built here is the workers' too
+        result = launch(scenes_loop, loop, cfg.scaling, cfg.deepspeed, cfg.run, s.batch // workers, stage="scenes", s3=s3,
                         datasets={"train": per_epoch(scene_frames(store, ray.data.from_arrow(pairs)), decode_scenes)})
         summary["scenes"] = result.metrics
     summary["outputs"] = {"similarity_model": f"{folder}/{SIMILARITY}", "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",
                           "scene_encoder": f"{folder}/{ENCODER}",
                           "curves": [f"{folder}/{st}/{CURVES}" for st in ("similarity", "scenes")]}
-    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode())
+    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode(), s3)
     return summary

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from movielib.models.clip import ClipSpec
 from movielib.train.launcher import Worker
+from movielib.train.movies2scenes.config import ScenesSection, SimilarityModelSection
 from movielib.train.movies2scenes.encoder import SceneEncoder
 from movielib.train.movies2scenes.moco import MoCo
 from movielib.train.movies2scenes.similarity import MovieSimilarity
@@ -81,23 +84,45 @@ class Throughput:
         return self.total / max(self.last - self.start, 1e-9)
 
 
-def similarity_model(m: dict, in_dim: int) -> MovieSimilarity:
-    return MovieSimilarity(in_dim, m["dim"], m["shots"], (m["avg_kernel"], m["avg_stride"]),
-                           (m["max_kernel"], m["max_stride"]), m["dropout"])
+@dataclass(frozen=True)
+class SimilarityLoop:
+    """What step 1's workers need: the model section, the features' width, the seed."""
+
+    model: SimilarityModelSection
+    in_dim: int
+    seed: int
 
 
-def similarity_loop(worker: Worker, c: dict) -> None:
+@dataclass(frozen=True)
+class ScenesLoop:
+    """What step 3's workers need: the scenes section, the CLIP tower (spec and shape), its normalisation."""
+
+    scenes: ScenesSection
+    seed: int
+    clip: ClipSpec
+    tower: dict  # encoder.tower_config: saved with the export, so it loads without open_clip's config
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    steps_per_epoch: int
+
+
+def similarity_model(m: SimilarityModelSection, in_dim: int) -> MovieSimilarity:
+    return MovieSimilarity(in_dim, m.dim, m.shots, (m.avg_kernel, m.avg_stride), (m.max_kernel, m.max_stride),
+                           m.dropout)
+
+
+def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
     """Step 1: BCE of MovieSimilarity's logit against similar (1) / dissimilar (0) movie pairs; SGD."""
     import ray.train
 
-    m = c["model"]
-    torch.manual_seed(c["seed"])
-    model = similarity_model(m, c["in_dim"])
-    engine = worker.engine(model, torch.optim.SGD(model.parameters(), lr=m["lr"]))
+    m = c.model
+    torch.manual_seed(c.seed)
+    model = similarity_model(m, c.in_dim)
+    engine = worker.engine(model, torch.optim.SGD(model.parameters(), lr=m.lr))
     state = worker.resume(engine)
     step = state.get("step", 0)
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    for epoch in range(state.get("epoch", 0), m["epochs"]):
+    for epoch in range(state.get("epoch", 0), m.epochs):
         speed, loss_sum, seen = Throughput(), 0.0, 0
         engine.train()
         for batch in train.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
@@ -116,12 +141,12 @@ def similarity_loop(worker: Worker, c: dict) -> None:
                 correct += int(((logit > 0).float() == batch["label"].to(logit.dtype)).sum())
                 total += len(logit)
         loss_sum, seen, correct, total = _all_sum(loss_sum, seen, correct, total)
-        metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": m["lr"],
+        metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": m.lr,
                    "similarity_accuracy": correct / total if total else float("nan"),
                    "pairs_per_s": speed.per_s}
         _progress(worker, "similarity", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
-    worker.export(engine, "similarity.pt", {"model": m, "in_dim": c["in_dim"]})
+    worker.export(engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim})  # plain data: loads with weights_only
 
 
 def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
@@ -131,14 +156,14 @@ def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def scene_tower(clip: dict) -> torch.nn.Module:
+def scene_tower(clip: ClipSpec) -> torch.nn.Module:
     """The CLIP image tower the tagging job used (open_clip; weights from the config's path / URI, or random)."""
-    from movielib.models.clip import ClipSpec, load_clip
+    from movielib.models.clip import load_clip
 
-    return load_clip(ClipSpec(**clip)).model.visual
+    return load_clip(clip).model.visual
 
 
-def to_model_input(frames: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+def to_model_input(frames: torch.Tensor, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]) -> torch.Tensor:
     """(B, n, H, W, 3) uint8 scenes -> (B, n, 3, H, W) normalised as CLIP's preprocessing."""
     x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
     m = torch.tensor(mean, device=x.device).view(1, 1, 3, 1, 1)
@@ -146,31 +171,31 @@ def to_model_input(frames: torch.Tensor, mean: list[float], std: list[float]) ->
     return (x - m) / s
 
 
-def scenes_loop(worker: Worker, c: dict) -> None:
+def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
     """Step 3: MoCo over scene pairs (query: movie a's scene, key: movie b's), Adam with warm-up."""
     import ray.train
 
-    s = c["scenes"]
-    tower = scene_tower(c["clip"])
-    torch.manual_seed(c["seed"])
-    moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s["dim"], s["queue"], s["momentum"], s["temperature"])
-    optimizer = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s["lr"],
-                                 weight_decay=s["weight_decay"])
+    s = c.scenes
+    tower = scene_tower(c.clip)
+    torch.manual_seed(c.seed)
+    moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s.dim, s.queue, s.momentum, s.temperature)
+    optimizer = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s.lr,
+                                 weight_decay=s.weight_decay)
     engine = worker.engine(moco, optimizer)
     state = worker.resume(engine)
-    step, per_epoch = state.get("step", 0), c["steps_per_epoch"]
-    warmup, total = s["warmup_epochs"] * per_epoch, s["epochs"] * per_epoch
+    step, per_epoch = state.get("step", 0), c.steps_per_epoch
+    warmup, total = s.warmup_epochs * per_epoch, s.epochs * per_epoch
     shard = ray.train.get_dataset_shard("train")
     dtype = next(p for p in engine.module.parameters()).dtype
-    for epoch in range(state.get("epoch", 0), s["epochs"]):
+    for epoch in range(state.get("epoch", 0), s.epochs):
         speed, sums = Throughput(), [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
         engine.train()
         for batch in shard.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
-            lr = learning_rate(step, s["lr"], warmup, total)
+            lr = learning_rate(step, s.lr, warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            q = to_model_input(batch["q"], c["mean"], c["std"]).to(dtype)
-            k = to_model_input(batch["k"], c["mean"], c["std"]).to(dtype)
+            q = to_model_input(batch["q"], c.mean, c.std).to(dtype)
+            k = to_model_input(batch["k"], c.mean, c.std).to(dtype)
             loss, logits = engine(q, k, _gather)
             engine.backward(loss)
             engine.step()
@@ -182,10 +207,10 @@ def scenes_loop(worker: Worker, c: dict) -> None:
             speed.step(n * worker.world_size)
         loss_sum, top1, top5_hits, seen = _all_sum(*sums)
         metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
-                   "lr": learning_rate(max(step - 1, 0), s["lr"], warmup, total),
+                   "lr": learning_rate(max(step - 1, 0), s.lr, warmup, total),
                    "moco_top1": top1 / max(seen, 1), "moco_top5": top5_hits / max(seen, 1),
                    "scene_pairs_per_s": speed.per_s}
         _progress(worker, "scenes", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
-    worker.export(engine, "scene_encoder.pt", {"tower": c["tower"], "mean": c["mean"], "std": c["std"],
-                                               "shots": s["shots"], "step": step}, prefix="query.0.")
+    worker.export(engine, "scene_encoder.pt", {"tower": c.tower, "mean": list(c.mean), "std": list(c.std),
+                                               "shots": s.shots, "step": step}, prefix="query.0.")

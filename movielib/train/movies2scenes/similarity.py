@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from movielib.train.movies2scenes.config import pooled_size
+
 MOVIE_SHOTS = 1024  # movies are padded or cut to this many shots for this step
 
 
-def pooled_size(shots: int, kernel: int, stride: int) -> int:
-    """Side of a (kernel, stride) pooling's output over `shots` (no padding, floor)."""
-    return (shots - kernel) // stride + 1
 
 
 class ShotEncoder(nn.Module):

@@ -31,8 +31,8 @@ import pyarrow.dataset as pds
 from deltalake.exceptions import CommitFailedError
 
 from movielib.errors import StorageError
-from movielib.features.delta import DeltaTables
-from movielib.features.schema import VIDEOS
+from movielib.store.delta import DeltaTables
+from movielib.store.schema import VIDEOS
 
 CLAIMS_TABLE = "_movielib/claims"
 CLAIMS_APP = "movielib-claims"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from movielib.config import TagConfig
+from movielib.pipeline.config import TagConfig
 from movielib.models.clip import ClipSpec
 from movielib.taxonomy.labels import LabelSet
 

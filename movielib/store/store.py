@@ -3,7 +3,7 @@
     DEST/videos            one row per video (ok or error): the completion mark
     DEST/shots, DEST/tags  one row per (video_id, shot_idx)
     DEST/features/<m>      one row per (video_id, shot_idx) and model, m in image / audio / text
-    DEST/_movielib/claims  which run works on which video (features/claims.py)
+    DEST/_movielib/claims  which run works on which video (store/claims.py)
     DEST/_movielib/fingerprint.json, DEST/_movielib/runs/<run>.json   what produced DEST; run summaries
 
 Exactly once (README, "Resuming"): a batch holds whole videos only. Its shot-level tables are
@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pds
 import pyarrow.fs as pafs
 
-from movielib.features.delta import DeltaTables, TableInfo
-from movielib.features.schema import SHOT_TABLES, table_schema
+from movielib.store.delta import DeltaTables, TableInfo
+from movielib.store.schema import SHOT_TABLES, table_schema
 from movielib.io.uri import S3Options
 
 if TYPE_CHECKING:
@@ -249,6 +249,14 @@ def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model
     for p in parts:
         expr = p if expr is None else expr & p
     return expr
+
+
+def not_null(column: str):
+    """A Ray Data filter expression: rows whose `column` holds a value (features of shots without audio /
+    subtitles are null)."""
+    from ray.data.expressions import col
+
+    return col(column).is_not_null()
 
 
 def new_run_id() -> str:

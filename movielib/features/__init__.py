@@ -1,1 +1,0 @@
-"""Arrow schemas of every output table and the Parquet store that commits them."""
