@@ -1,6 +1,6 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-    python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,tune,serve]
+python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,tune,serve]
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench import (decode, end_to_end, scale, scoring, serve_tagger, shot_detection, train_scenes,  # noqa: E402
-                   tune_heads)
+from bench import decode, end_to_end, scale, scoring, serve_tagger, shot_detection, train_scenes, tune_heads  # noqa: E402
 from bench.common import Row  # noqa: E402
 
 ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "tune", "serve")
@@ -26,8 +25,10 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'benchmark':20} {'case':70} {'ours':>9} {'baseline':>9} {'ratio':>6} {'target':>7}  note"]
     for r in rows:
         target = "" if r.target is None else f">={r.target:g}" + (" ok" if r.ratio >= r.target else " MISS")
-        lines.append(f"{r.benchmark:20} {r.case:70} {r.ours:9.1f} {r.baseline:9.1f} {r.ratio:6.2f} {target:>7}  "
-                     f"{r.unit}; {r.note}")
+        lines.append(
+            f"{r.benchmark:20} {r.case:70} {r.ours:9.1f} {r.baseline:9.1f} {r.ratio:6.2f} {target:>7}  "
+            f"{r.unit}; {r.note}"
+        )
     return "\n".join(lines)
 
 
@@ -91,8 +92,13 @@ def main() -> int:
     if "serve" in only:
         rows += serve_tagger.run(args.quick)
     print(table(rows))
-    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "quick": args.quick, "seconds": time.perf_counter() - t0, "rows": [r.to_dict() for r in rows], **extra}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "quick": args.quick,
+        "seconds": time.perf_counter() - t0,
+        "rows": [r.to_dict() for r in rows],
+        **extra,
+    }
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     chart(rows, out / "bench.png")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.png'} ({report['seconds']:.0f}s)")

@@ -9,8 +9,14 @@ from pathlib import Path
 
 from movielib.demo.samples import Segment, generate_clip
 
-SEGMENTS = [Segment("testsrc2", 4.0), Segment("smptebars", 3.0), Segment("mandelbrot", 4.0), Segment("color:navy", 3.0),
-            Segment("rgbtestsrc", 3.0), Segment("testsrc", 3.0)]
+SEGMENTS = [
+    Segment("testsrc2", 4.0),
+    Segment("smptebars", 3.0),
+    Segment("mandelbrot", 4.0),
+    Segment("color:navy", 3.0),
+    Segment("rgbtestsrc", 3.0),
+    Segment("testsrc", 3.0),
+]
 
 
 @dataclass

@@ -54,11 +54,19 @@ def run(folder: Path, quick: bool = False) -> list[Row]:
     rows = []
     for case, size in (("1080p", (1920, 1080)), ("480p", (854, 480))):
         path = str(video(folder, f"onepass-{case}-{1 if quick else 2}.mp4", size, 1 if quick else 2))
-        t_one, (starts, keyframes, crops, n) = best_of(2, lambda: one_pass(path))
-        t_two, (starts2, crops2) = best_of(2, lambda: two_passes(path, keyframes))
+        t_one, (starts, keyframes, crops, n) = best_of(2, lambda path=path: one_pass(path))
+        t_two, (starts2, crops2) = best_of(2, lambda path=path, keyframes=keyframes: two_passes(path, keyframes))
         same = starts == starts2 and all(np.array_equal(a, b) for a, b in zip(crops, crops2))
-        rows.append(Row("decode+detect+sample", f"{case}: one decode pass vs detect pass + OpenCV sample pass",
-                        n / t_one, n / t_two, "video frames/s", None,
-                        ("same cuts, same samples" if same else "DIFFERENT cuts or samples")
-                        + f"; {sum(map(len, keyframes))} samples, {len(starts)} shots"))
+        rows.append(
+            Row(
+                "decode+detect+sample",
+                f"{case}: one decode pass vs detect pass + OpenCV sample pass",
+                n / t_one,
+                n / t_two,
+                "video frames/s",
+                None,
+                ("same cuts, same samples" if same else "DIFFERENT cuts or samples")
+                + f"; {sum(map(len, keyframes))} samples, {len(starts)} shots",
+            )
+        )
     return rows

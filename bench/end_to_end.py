@@ -42,8 +42,17 @@ def job(source: str, dest: str, workers: int, model: str) -> dict:
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    cfg = load_tag_config(None, {"model.name": model, "model.random_weights": True, "decode.num_cpus": 0.5,
-                             "scoring.num_cpus": 0.5, "scoring.max_actors": workers, "scoring.batch_size": 4})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": model,
+            "model.random_weights": True,
+            "decode.num_cpus": 0.5,
+            "scoring.num_cpus": 0.5,
+            "scoring.max_actors": workers,
+            "scoring.batch_size": 4,
+        },
+    )
     plan = plan_tagging(cfg, source, dest)
     t0 = time.perf_counter()
     summary = run_tagging(plan)
@@ -57,17 +66,41 @@ def run(folder: Path, quick: bool = False, model: str = "ViT-B-32-quickgelu") ->
         dest = folder / f"e2e-out-{workers}"
         shutil.rmtree(dest, ignore_errors=True)
         cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:workers])
-        cmd = [sys.executable, "-m", "bench.end_to_end", str(source), str(dest), "--workers", str(workers), "--model", model]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.end_to_end",
+            str(source),
+            str(dest),
+            "--workers",
+            str(workers),
+            "--model",
+            model,
+        ]
         if shutil.which("taskset"):
             cmd = ["taskset", "-c", cores, *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
-                              env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"end-to-end run with {workers} workers failed:\n{proc.stderr[-3000:]}")
         result[workers] = json.loads(proc.stdout.strip().splitlines()[-1])
     one, two = (result[w]["shots"] / result[w]["seconds"] for w in (1, 2))
-    return [Row("end-to-end tagging", f"{result[2]['shots']} shots, {model}, all stages: 2 vs 1 CPU workers",
-                two, one, "shots/s", 1.7, f"1 worker {result[1]['seconds']:.1f}s, 2 workers {result[2]['seconds']:.1f}s")]
+    return [
+        Row(
+            "end-to-end tagging",
+            f"{result[2]['shots']} shots, {model}, all stages: 2 vs 1 CPU workers",
+            two,
+            one,
+            "shots/s",
+            1.7,
+            f"1 worker {result[1]['seconds']:.1f}s, 2 workers {result[2]['seconds']:.1f}s",
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ def build_dest(folder: Path, n: int) -> tuple[Path, Path]:
     import numpy as np
     import pyarrow as pa
 
+    from movielib.io.uri import VideoRef
     from movielib.store.claims import CLAIMS, CLAIMS_TABLE
     from movielib.store.schema import SHOTS, VIDEOS
     from movielib.store.store import CatalogStore
-    from movielib.io.uri import VideoRef
 
     dest, manifest = folder / f"scale-dest-{n}", folder / f"scale-manifest-{n}.txt"
     if (dest / "_movielib" / "ready").exists():
@@ -48,22 +48,52 @@ def build_dest(folder: Path, n: int) -> tuple[Path, Path]:
             out.write("\n".join(uris) + "\n")
             ids = [VideoRef(u, -1, 0).video_id for u in uris]  # what the listing computes for these URIs
             k = len(ids)
-            store.tables.append("videos", pa.table({
-                "video_id": ids, "uri": uris, "duration_s": np.full(k, 124.0), "fps": np.full(k, 24.0),
-                "width": np.full(k, 1920, np.int32), "height": np.full(k, 1080, np.int32),
-                "n_frames": np.full(k, 2976, np.int64), "status": ["ok"] * k, "error": pa.nulls(k, pa.string())},
-                schema=VIDEOS))
+            store.tables.append(
+                "videos",
+                pa.table(
+                    {
+                        "video_id": ids,
+                        "uri": uris,
+                        "duration_s": np.full(k, 124.0),
+                        "fps": np.full(k, 24.0),
+                        "width": np.full(k, 1920, np.int32),
+                        "height": np.full(k, 1080, np.int32),
+                        "n_frames": np.full(k, 2976, np.int64),
+                        "status": ["ok"] * k,
+                        "error": pa.nulls(k, pa.string()),
+                    },
+                    schema=VIDEOS,
+                ),
+            )
             idx = np.tile(np.arange(SHOTS_PER_VIDEO, dtype=np.int32), k)
             start_f = idx.astype(np.int64) * 85
-            store.tables.append("shots", pa.table({
-                "video_id": pa.array(np.repeat(np.array(ids, dtype=object), SHOTS_PER_VIDEO), pa.string()),
-                "shot_idx": idx, "start_frame": start_f, "end_frame": start_f + 85,
-                "start_s": start_f / 24.0, "end_s": (start_f + 85) / 24.0,
-                "keyframes": pa.nulls(len(idx), pa.list_(pa.int64())),
-                "keyframe_s": pa.nulls(len(idx), pa.list_(pa.float64()))}, schema=SHOTS))
-            now = pa.array([time.time() * 1e6] * k, pa.int64()).cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
-            store.tables.append(CLAIMS_TABLE, pa.table({"video_id": ids, "run_id": ["run-bench"] * k,
-                                                        "claimed_at": now, "expires_at": now}, schema=CLAIMS))
+            store.tables.append(
+                "shots",
+                pa.table(
+                    {
+                        "video_id": pa.array(np.repeat(np.array(ids, dtype=object), SHOTS_PER_VIDEO), pa.string()),
+                        "shot_idx": idx,
+                        "start_frame": start_f,
+                        "end_frame": start_f + 85,
+                        "start_s": start_f / 24.0,
+                        "end_s": (start_f + 85) / 24.0,
+                        "keyframes": pa.nulls(len(idx), pa.list_(pa.int64())),
+                        "keyframe_s": pa.nulls(len(idx), pa.list_(pa.float64())),
+                    },
+                    schema=SHOTS,
+                ),
+            )
+            now = (
+                pa.array([time.time() * 1e6] * k, pa.int64())
+                .cast(pa.timestamp("us"))
+                .cast(pa.timestamp("us", tz="UTC"))
+            )
+            store.tables.append(
+                CLAIMS_TABLE,
+                pa.table(
+                    {"video_id": ids, "run_id": ["run-bench"] * k, "claimed_at": now, "expires_at": now}, schema=CLAIMS
+                ),
+            )
     (dest / "_movielib" / "ready").touch()
     return dest, manifest
 
@@ -78,9 +108,9 @@ def plan_once(dest: str, manifest: str) -> dict:
     Memory is the peak resident size above what the process held before planning (sampled)."""
     import threading
 
-    from movielib.store.store import CatalogStore
     from movielib.io.uri import iter_source
     from movielib.pipeline.todo import plan_todo
+    from movielib.store.store import CatalogStore
 
     base, peak, done = _rss_mb(), [0.0], threading.Event()
 
@@ -93,13 +123,16 @@ def plan_once(dest: str, manifest: str) -> dict:
     todo = plan_todo(CatalogStore(dest), iter_source(manifest), "run-plan", 1000)
     seconds = time.perf_counter() - t0
     done.set()
-    return {"seconds": seconds, "rss_mb": max(peak[0], _rss_mb()) - base, "skipped": todo.skipped,
-            "todo": todo.videos}
+    return {"seconds": seconds, "rss_mb": max(peak[0], _rss_mb()) - base, "skipped": todo.skipped, "todo": todo.videos}
 
 
 def _in_process(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "bench.scale", *args], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench.scale {args[0]} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,18 +146,34 @@ def run(folder: Path, quick: bool = False) -> list[Row]:
         results[n] = _in_process("plan", str(dest), str(manifest))
         assert results[n]["skipped"] == n and results[n]["todo"] == 0, results[n]
         r = results[n]
-        print(f"scale: re-run planning over {n} committed videos: {r['seconds']:.2f}s, "
-              f"{r['seconds'] / n * 1e6:.1f} us and {r['rss_mb'] * 1024 / n:.2f} KB a video", flush=True)
+        print(
+            f"scale: re-run planning over {n} committed videos: {r['seconds']:.2f}s, "
+            f"{r['seconds'] / n * 1e6:.1f} us and {r['rss_mb'] * 1024 / n:.2f} KB a video",
+            flush=True,
+        )
     small, big = sizes[0], sizes[-1]
     per_video = {n: results[n]["seconds"] / n for n in sizes}
     mem = {n: results[n]["rss_mb"] / n for n in sizes}
     rows = [
-        Row("scale: planning", f"re-run over {big} vs {small} committed videos: time per video",
-            1 / per_video[big] / 1e3, 1 / per_video[small] / 1e3, "k videos/s", 1 / 1.5,
-            f"{small}: {results[small]['seconds']:.2f}s, {big}: {results[big]['seconds']:.2f}s"),
-        Row("scale: planning", f"re-run over {big} vs {small} committed videos: driver memory per video",
-            1 / mem[big], 1 / mem[small], "videos/MB", 1 / 1.5,
-            f"peak RSS above imports: {small}: {results[small]['rss_mb']:.0f} MB, {big}: {results[big]['rss_mb']:.0f} MB"),
+        Row(
+            "scale: planning",
+            f"re-run over {big} vs {small} committed videos: time per video",
+            1 / per_video[big] / 1e3,
+            1 / per_video[small] / 1e3,
+            "k videos/s",
+            1 / 1.5,
+            f"{small}: {results[small]['seconds']:.2f}s, {big}: {results[big]['seconds']:.2f}s",
+        ),
+        Row(
+            "scale: planning",
+            f"re-run over {big} vs {small} committed videos: driver memory per video",
+            1 / mem[big],
+            1 / mem[small],
+            "videos/MB",
+            1 / 1.5,
+            f"peak RSS above imports: {small}: {results[small]['rss_mb']:.0f} MB, "
+            f"{big}: {results[big]['rss_mb']:.0f} MB",
+        ),
     ]
     rows.append(tagging_throughput(folder, 100 if quick else 1000))
     return rows
@@ -149,10 +198,15 @@ def tagging_throughput(folder: Path, many: int) -> Row:
         out[n] = _in_process("tag", str(cat), str(dest))
     fixed = out[10]["startup_s"]
     per = {n: (out[n]["seconds"]) / n for n in out}
-    return Row("scale: tagging", f"tiny videos, tiny model: time per video, {many} vs 10 videos",
-               1 / per[many], 1 / per[10], "videos/s", None,
-               f"10: {out[10]['seconds']:.1f}s, {many}: {out[many]['seconds']:.1f}s, "
-               f"Ray start-up apart: {fixed:.1f}s")
+    return Row(
+        "scale: tagging",
+        f"tiny videos, tiny model: time per video, {many} vs 10 videos",
+        1 / per[many],
+        1 / per[10],
+        "videos/s",
+        None,
+        f"10: {out[10]['seconds']:.1f}s, {many}: {out[many]['seconds']:.1f}s, Ray start-up apart: {fixed:.1f}s",
+    )
 
 
 def tag_once(source: str, dest: str) -> dict:
@@ -164,8 +218,16 @@ def tag_once(source: str, dest: str) -> dict:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - t0
-    cfg = load_tag_config(None, {"model.name": "movielib-tiny-clip", "model.random_weights": True,
-                             "people.enabled": False, "features.audio": False, "features.text": False})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": "movielib-tiny-clip",
+            "model.random_weights": True,
+            "people.enabled": False,
+            "features.audio": False,
+            "features.text": False,
+        },
+    )
     plan = plan_tagging(cfg, source, dest)
     t1 = time.perf_counter()
     summary = run_tagging(plan)

@@ -77,11 +77,16 @@ def _deploy(model: str, batch: int, port: int | None = None) -> str:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     small = {"num_cpus": 0.1, "max_ongoing_requests": 32}
-    cfg = build_config(ServeConfig, {"model": {"name": model, "random_weights": True}, "port": port,
-                                     **{d: small for d in ("text", "image", "head")},
-                                     "scenes": {**small, "num_cpus": 1.0, "max_batch_size": batch,
-                                                "batch_wait_timeout_s": 0.002},
-                                     "ingress": {**small, "max_batch_size": 1, "max_ongoing_requests": 64}})
+    cfg = build_config(
+        ServeConfig,
+        {
+            "model": {"name": model, "random_weights": True},
+            "port": port,
+            **{d: small for d in ("text", "image", "head")},
+            "scenes": {**small, "num_cpus": 1.0, "max_batch_size": batch, "batch_wait_timeout_s": 0.002},
+            "ingress": {**small, "max_batch_size": 1, "max_ongoing_requests": 64},
+        },
+    )
     return start(cfg, block=False)
 
 
@@ -109,7 +114,22 @@ def run(quick: bool) -> list[Row]:
         serve.shutdown()
         ray.shutdown()
     case = f"scene tagger, {model} random-init, one 320x240 JPEG a request"
-    return [Row("serve", f"{case}: p50 latency, Serve (HTTP) vs in-process", s50, l50, "ms",
-                note=f"Serve adds {s50 - l50:.1f} ms at p50 (target < 10); p99 {s99:.1f} vs {l99:.1f} ms"),
-            Row("serve", f"{case}: requests/s, 16 clients, batching (8) vs none (1)", batched, unbatched, "req/s",
-                target=1.0, note=f"in-process one at a time: {1000 / l50:.1f} req/s")]
+    return [
+        Row(
+            "serve",
+            f"{case}: p50 latency, Serve (HTTP) vs in-process",
+            s50,
+            l50,
+            "ms",
+            note=f"Serve adds {s50 - l50:.1f} ms at p50 (target < 10); p99 {s99:.1f} vs {l99:.1f} ms",
+        ),
+        Row(
+            "serve",
+            f"{case}: requests/s, 16 clients, batching (8) vs none (1)",
+            batched,
+            unbatched,
+            "req/s",
+            target=1.0,
+            note=f"in-process one at a time: {1000 / l50:.1f} req/s",
+        ),
+    ]

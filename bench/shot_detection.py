@@ -37,15 +37,38 @@ def run(folder: Path, quick: bool = False) -> tuple[list[Row], dict]:
     cases = {"1080p": ((1920, 1080), 1 if quick else 2), "480p": ((854, 480), 1 if quick else 4)}
     for case, (size, repeats) in cases.items():
         path = str(video(folder, f"detect-{case}-{repeats}.mp4", size, repeats))
-        t_ref, ref = best_of(2, lambda: _pyscenedetect(path))
-        t_fast, fast = best_of(2, lambda: FastContentDetector().detect(path))
-        t_dec, n_dec = best_of(2, lambda: _decode_only(path))
+        t_ref, ref = best_of(2, lambda path=path: _pyscenedetect(path))
+        t_fast, fast = best_of(2, lambda path=path: FastContentDetector().detect(path))
+        t_dec, n_dec = best_of(2, lambda path=path: _decode_only(path))
         ref_cuts, fast_cuts = ref[0], [s.start_frame for s in fast.shots[1:]]
         diff = sorted(set(ref_cuts) ^ set(fast_cuts))
-        cuts[case] = {"pyscenedetect": ref_cuts, "fast": fast_cuts, "identical": ref_cuts == fast_cuts, "differences": diff}
+        cuts[case] = {
+            "pyscenedetect": ref_cuts,
+            "fast": fast_cuts,
+            "identical": ref_cuts == fast_cuts,
+            "differences": diff,
+        }
         n = ref[1]
-        rows.append(Row("shot detection", f"{case} fast vs PySceneDetect", n / t_fast, n / t_ref, "frames/s", 1.5,
-                        "same cuts" if not diff else f"cuts differ at {diff}"))
-        rows.append(Row("shot detection", f"{case} fast vs decode only", n / t_fast, n_dec / t_dec, "frames/s", 0.95,
-                        f"decode-only {n_dec / t_dec:.0f} frames/s: detector overhead {100 * (1 - t_dec / t_fast):.1f}%"))
+        rows.append(
+            Row(
+                "shot detection",
+                f"{case} fast vs PySceneDetect",
+                n / t_fast,
+                n / t_ref,
+                "frames/s",
+                1.5,
+                "same cuts" if not diff else f"cuts differ at {diff}",
+            )
+        )
+        rows.append(
+            Row(
+                "shot detection",
+                f"{case} fast vs decode only",
+                n / t_fast,
+                n_dec / t_dec,
+                "frames/s",
+                0.95,
+                f"decode-only {n_dec / t_dec:.0f} frames/s: detector overhead {100 * (1 - t_dec / t_fast):.1f}%",
+            )
+        )
     return rows, cuts

@@ -33,13 +33,15 @@ def _plain(config: dict, data: dict[str, np.ndarray], batch: int) -> float:
     tower = scene_tower(config["clip"])
     torch.manual_seed(0)
     moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s["dim"], s["queue"], s["momentum"], s["temperature"])
-    opt = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s["lr"], weight_decay=s["weight_decay"])
+    opt = torch.optim.Adam(
+        [p for p in moco.parameters() if p.requires_grad], lr=s["lr"], weight_decay=s["weight_decay"]
+    )
     n = len(data["q"]) // batch * batch
-    for epoch in range(2):
+    for _epoch in range(2):
         speed = Throughput()
         for i in range(0, n, batch):
-            q = to_model_input(torch.from_numpy(data["q"][i:i + batch]), config["mean"], config["std"])
-            k = to_model_input(torch.from_numpy(data["k"][i:i + batch]), config["mean"], config["std"])
+            q = to_model_input(torch.from_numpy(data["q"][i : i + batch]), config["mean"], config["std"])
+            k = to_model_input(torch.from_numpy(data["k"][i : i + batch]), config["mean"], config["std"])
             loss, _ = moco(q, k)
             opt.zero_grad()
             loss.backward()
@@ -54,8 +56,16 @@ def _trainer(config: dict, data: dict[str, np.ndarray], batch: int, folder: str)
 
     ds = ray.data.from_items([{"q": q, "k": k} for q, k in zip(data["q"], data["k"])]).repartition(8).materialize()
     ds.context.enable_progress_bars = False
-    result = launch(scenes_loop, config, ScalingSection(workers=1, cpus_per_worker=THREADS), DeepSpeedSection(),
-                    RunSection(folder=folder, name="bench"), batch, datasets={"train": ds}, stage="scenes")
+    result = launch(
+        scenes_loop,
+        config,
+        ScalingSection(workers=1, cpus_per_worker=THREADS),
+        DeepSpeedSection(),
+        RunSection(folder=folder, name="bench"),
+        batch,
+        datasets={"train": ds},
+        stage="scenes",
+    )
     return float(result.metrics["scene_pairs_per_s"])
 
 
@@ -66,9 +76,15 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     pre = FramePreprocess.for_spec(spec)
     side = pre.size if isinstance(pre.size, int) else pre.size[0]
     scenes = ScenesSection(shots=shots, queue=1024, batch=batch, epochs=2, warmup_epochs=0, lr=1e-4).model_dump()
-    config = {"scenes": scenes, "seed": 0, "clip": {"name": model, "weights": None, "random_weights": True},
-              "tower": tower_config(spec._config_source.model_cfg), "mean": list(pre.mean), "std": list(pre.std),
-              "steps_per_epoch": n // batch}
+    config = {
+        "scenes": scenes,
+        "seed": 0,
+        "clip": {"name": model, "weights": None, "random_weights": True},
+        "tower": tower_config(spec._config_source.model_cfg),
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "steps_per_epoch": n // batch,
+    }
     data = _scenes(n, shots, side)
     plain = _plain(config, data, batch)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -77,9 +93,15 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
             ours = _trainer(config, data, batch, folder)
     finally:
         ray.shutdown()
-    return Row("train_scenes", f"MoCo step, {model}, {shots} shots x {side}px, batch {batch}, 1 worker, {THREADS} threads",
-               ours, plain, "scene pairs/s", target=0.85,
-               note="Ray Train + DeepSpeed (ZeRO auto: 0 on one worker) + Ray Data vs a plain torch loop")
+    return Row(
+        "train_scenes",
+        f"MoCo step, {model}, {shots} shots x {side}px, batch {batch}, 1 worker, {THREADS} threads",
+        ours,
+        plain,
+        "scene pairs/s",
+        target=0.85,
+        note="Ray Train + DeepSpeed (ZeRO auto: 0 on one worker) + Ray Data vs a plain torch loop",
+    )
 
 
 def run(quick: bool) -> list[Row]:

@@ -23,14 +23,26 @@ def run(quick: bool) -> list[Row]:
         with tempfile.TemporaryDirectory() as tmp:
             dest = plant(str(Path(tmp) / "catalog"), videos=40, shots=40).dest
             for scheduler in ("asha", "fifo"):
-                cfg = build_config(HeadsConfig, {
-                    "data": {"catalog": dest}, "head": {"name": "mlp2", "epochs": epochs},
-                    "tune": {"num_samples": 8, "scheduler": scheduler, "grace_period": 1, "reduction_factor": 3},
-                    "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler}})
+                cfg = build_config(
+                    HeadsConfig,
+                    {
+                        "data": {"catalog": dest},
+                        "head": {"name": "mlp2", "epochs": epochs},
+                        "tune": {"num_samples": 8, "scheduler": scheduler, "grace_period": 1, "reduction_factor": 3},
+                        "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler},
+                    },
+                )
                 summary = run_heads(cfg)
                 walls[scheduler], maps[scheduler] = summary["wall_s"], summary["best"]["test"]["map"]
     finally:
         ray.shutdown()
-    return [Row("tune_heads", f"8-trial sweep, mlp2, {epochs} epochs max: ASHA vs FIFO wall time", walls["asha"],
-                walls["fifo"], "s", note=f"best test mAP {maps['asha']:.3f} (ASHA) vs {maps['fifo']:.3f} (FIFO); "
-                                         "lower is better")]
+    return [
+        Row(
+            "tune_heads",
+            f"8-trial sweep, mlp2, {epochs} epochs max: ASHA vs FIFO wall time",
+            walls["asha"],
+            walls["fifo"],
+            "s",
+            note=f"best test mAP {maps['asha']:.3f} (ASHA) vs {maps['fifo']:.3f} (FIFO); lower is better",
+        )
+    ]

@@ -7,21 +7,26 @@ import logging
 import os
 import sys
 
-from movielib.errors import MovielibError
 from movielib import registry
+from movielib.errors import MovielibError
 from movielib.registry import add_job_parsers, job_for
 
 EXIT_RETRY = 75  # sysexits' EX_TEMPFAIL: some videos failed for reasons of the moment; running again retries them
-GROUPS = {"pretrain": "pretrain encoders on Ray Train + DeepSpeed",
-          "embed": "write a trained encoder's embeddings into the catalog",
-          "tune": "Ray Tune sweeps", "train": "train one model without a sweep"}
+GROUPS = {
+    "pretrain": "pretrain encoders on Ray Train + DeepSpeed",
+    "embed": "write a trained encoder's embeddings into the catalog",
+    "tune": "Ray Tune sweeps",
+    "train": "train one model without a sweep",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movielib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_job_parsers(sub, group_help=GROUPS)
-    tax = sub.add_parser("taxonomy", help="scene taxonomy curation (MovieCLIP §3)").add_subparsers(dest="tax_command", required=True)
+    tax = sub.add_parser("taxonomy", help="scene taxonomy curation (MovieCLIP §3)").add_subparsers(
+        dest="tax_command", required=True
+    )
     slug = tax.add_parser("from-sluglines", help="screenplay sluglines -> place labels with counts")
     slug.add_argument("files", nargs="+", help="screenplay text files")
     slug.add_argument("--min-count", type=int, default=1, help="keep labels named by at least this many sluglines")
@@ -38,35 +43,56 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--video", help="video id, or part of its URI (default: the first tagged video)")
     report.add_argument("--out", default="contact-sheet", help="output path without extension")
     report.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
-    for name, text in (("info", "tables of a DEST: versions, rows, files, size"),
-                       ("compact", "rewrite each table's small files into large ones (Delta optimize)"),
-                       ("vacuum", "delete files no table version younger than the retention needs (Delta vacuum)")):
+    for name, text in (
+        ("info", "tables of a DEST: versions, rows, files, size"),
+        ("compact", "rewrite each table's small files into large ones (Delta optimize)"),
+        ("vacuum", "delete files no table version younger than the retention needs (Delta vacuum)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("dest", help="the DEST a tagging run wrote")
         p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)")
         if name == "vacuum":
-            p.add_argument("--retention-hours", type=int, default=168,
-                           help="keep files younger than this (default 168: a week); live runs' files are young")
+            p.add_argument(
+                "--retention-hours",
+                type=int,
+                default=168,
+                help="keep files younger than this (default 168: a week); live runs' files are young",
+            )
             p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     jobs = {j.name: j for j in registry.JOBS if j.submit}
-    submit = sub.add_parser("submit", help="run a movielib job on a Ray cluster (Ray's Job Submission SDK)",
-                            description="movielib submit JOB --address http://HEAD:8265 [--working-dir DIR] "
-                                        "[--no-package] [--no-wait] [--submission-id ID] [job args]: ships DIR "
-                                        "(default: here) and this movielib, streams the logs, exits with the job's status")
-    submit.add_argument("job", choices=sorted(jobs), help="the job: " + ", ".join(
-        f"{name} (movielib {' '.join(j.command)})" for name, j in jobs.items()))
-    submit.add_argument("job_args", nargs=argparse.REMAINDER,
-                        help="--address URL (default: RAY_ADDRESS), the options above, then the job's own arguments")
+    submit = sub.add_parser(
+        "submit",
+        help="run a movielib job on a Ray cluster (Ray's Job Submission SDK)",
+        description="movielib submit JOB --address http://HEAD:8265 [--working-dir DIR] "
+        "[--no-package] [--no-wait] [--submission-id ID] [job args]: ships DIR "
+        "(default: here) and this movielib, streams the logs, exits with the job's status",
+    )
+    submit.add_argument(
+        "job",
+        choices=sorted(jobs),
+        help="the job: " + ", ".join(f"{name} (movielib {' '.join(j.command)})" for name, j in jobs.items()),
+    )
+    submit.add_argument(
+        "job_args",
+        nargs=argparse.REMAINDER,
+        help="--address URL (default: RAY_ADDRESS), the options above, then the job's own arguments",
+    )
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench) from a source checkout")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick --only detect")
     demo = sub.add_parser("demo", help="start local Ray + an S3 server on 127.0.0.1, tag a generated sample catalog")
     demo.add_argument("--out", default="demo-output", help="local folder that receives a copy of the output")
-    demo.add_argument("--model", help="open_clip architecture (random weights; default ViT-B-32-quickgelu, "
-                                      "with --pretrain movielib-tiny-clip)")
-    demo.add_argument("--pretrain", action="store_true",
-                      help="tag a generated 3-genre catalog with keyframes, pretrain scenes on it, embed scenes")
-    demo.add_argument("--heads", action="store_true",
-                      help="sweep scene heads with Ray Tune (ASHA) over a planted-signal catalog")
+    demo.add_argument(
+        "--model",
+        help="open_clip architecture (random weights; default ViT-B-32-quickgelu, with --pretrain movielib-tiny-clip)",
+    )
+    demo.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="tag a generated 3-genre catalog with keyframes, pretrain scenes on it, embed scenes",
+    )
+    demo.add_argument(
+        "--heads", action="store_true", help="sweep scene heads with Ray Tune (ASHA) over a planted-signal catalog"
+    )
     return parser
 
 
@@ -130,8 +156,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from movielib.store.store import CatalogStore
     from movielib.io.uri import S3Options
+    from movielib.store.store import CatalogStore
 
     store = CatalogStore(args.dest, S3Options.from_env(args.s3_endpoint))
     if args.command == "compact":
@@ -152,8 +178,11 @@ def cmd_store(args: argparse.Namespace) -> int:
 def submit_options() -> argparse.ArgumentParser:
     """`movielib submit`'s own options, picked out of the job's arguments (no abbreviations: a job flag stays whole)."""
     p = argparse.ArgumentParser(prog="movielib submit JOB", allow_abbrev=False, add_help=False)
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="the Ray dashboard, http://HEAD:8265 (default: RAY_ADDRESS)")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="the Ray dashboard, http://HEAD:8265 (default: RAY_ADDRESS)",
+    )
     p.add_argument("--working-dir", default=".", help="folder shipped with the job; relative paths resolve in it")
     p.add_argument("--no-package", action="store_true", help="use the movielib installed on the cluster (its image)")
     p.add_argument("--no-wait", action="store_true", help="return once submitted")
@@ -167,8 +196,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     opts, job_args = submit_options().parse_known_args(args.job_args)
     if not opts.address or "://" not in opts.address:
         raise MovielibError(f"--address: the Ray dashboard's URL, e.g. http://HEAD:8265 (got {opts.address!r})")
-    sub = Submission(args.job, [a for a in job_args if a != "--"], opts.working_dir,
-                     ship_package=not opts.no_package, submission_id=opts.submission_id)
+    sub = Submission(
+        args.job,
+        [a for a in job_args if a != "--"],
+        opts.working_dir,
+        ship_package=not opts.no_package,
+        submission_id=opts.submission_id,
+    )
     return submit(sub, opts.address, wait=not opts.no_wait)
 
 
@@ -196,8 +230,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.model or "ViT-B-32-quickgelu")
 
 
-TOOLS = {"taxonomy": cmd_taxonomy, "report": cmd_report, "bench": cmd_bench, "info": cmd_store,
-         "compact": cmd_store, "vacuum": cmd_store, "submit": cmd_submit, "demo": cmd_demo}
+TOOLS = {
+    "taxonomy": cmd_taxonomy,
+    "report": cmd_report,
+    "bench": cmd_bench,
+    "info": cmd_store,
+    "compact": cmd_store,
+    "vacuum": cmd_store,
+    "submit": cmd_submit,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ class S3Config(Section):
     request_timeout_s: Positive = 60.0
 
     @model_validator(mode="after")
-    def _pair(self) -> "S3Config":
+    def _pair(self) -> S3Config:
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("secret_access_key: s3.access_key_id and s3.secret_access_key go together")
         return self
@@ -76,9 +76,16 @@ class ModelConfig(Section):
 SHARED = ("s3", "ray_address")  # JobConfig's own fields
 C = TypeVar("C", bound=JobConfig)
 
-_TYPE_NAMES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
-               "bool_type": "true/false", "dict_type": "a mapping", "model_type": "a mapping",
-               "literal_error": None, "none_required": "null"}
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true/false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "literal_error": None,
+    "none_required": "null",
+}
 _UNION_ARMS = ("str", "int", "float", "bool", "none")  # steps pydantic adds to a location inside `X | Y`
 
 
@@ -114,8 +121,16 @@ def _message(err: dict, schema: type[JobConfig]) -> str:
 def _collapse_unions(errors: list[dict]) -> list[dict]:
     """A value that fits no arm of `X | None` yields one error per arm: keep the most telling one."""
     by_field: dict[tuple, dict] = {}
-    rank = {"extra_forbidden": 0, "value_error": 0, "greater_than": 1, "greater_than_equal": 1, "less_than_equal": 1,
-            "less_than": 1, "literal_error": 3, "none_required": 4}
+    rank = {
+        "extra_forbidden": 0,
+        "value_error": 0,
+        "greater_than": 1,
+        "greater_than_equal": 1,
+        "less_than_equal": 1,
+        "less_than": 1,
+        "literal_error": 3,
+        "none_required": 4,
+    }
     for err in errors:
         key = tuple(_field_path(err["loc"]))
         if key not in by_field or rank.get(err["type"], 2) < rank.get(by_field[key]["type"], 2):

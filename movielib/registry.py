@@ -10,9 +10,9 @@ Entry functions are imported only when their job runs, so `movielib --help` stay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,21 +47,31 @@ class Option:
 
 
 # what every job takes (beyond --config and --set): where S3 and Ray are
-WHERE = (Option(("--s3-endpoint",), "S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)", "s3.endpoint_url"),
-         Option(("--ray-address",), "Ray cluster address (default: RAY_ADDRESS, else a local Ray)", "ray_address"))
+WHERE = (
+    Option(("--s3-endpoint",), "S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)", "s3.endpoint_url"),
+    Option(("--ray-address",), "Ray cluster address (default: RAY_ADDRESS, else a local Ray)", "ray_address"),
+)
 
 
 def clip_options(model: str) -> tuple[Option, ...]:
     """--model / --weights / --random-weights: the CLIP model a job loads."""
-    return (Option(("--model",), f"open_clip architecture of the {model} (default ViT-B-32)", "model.name"),
-            Option(("--weights",), "CLIP weights: local path, s3:// URI or HF cache folder", "model.weights"),
-            Option(("--random-weights",), "untrained model (tests and demos only)", "model.random_weights",
-                   {"action": "store_true", "default": None}))
+    return (
+        Option(("--model",), f"open_clip architecture of the {model} (default ViT-B-32)", "model.name"),
+        Option(("--weights",), "CLIP weights: local path, s3:// URI or HF cache folder", "model.weights"),
+        Option(
+            ("--random-weights",),
+            "untrained model (tests and demos only)",
+            "model.random_weights",
+            {"action": "store_true", "default": None},
+        ),
+    )
 
 
 def run_options(default_name: str) -> tuple[Option, ...]:
-    return (Option(("--run-folder",), "local folder or s3:// prefix of the run (run.folder)", "run.folder"),
-            Option(("--name",), f"the run's name in the run folder (run.name, default '{default_name}')", "run.name"))
+    return (
+        Option(("--run-folder",), "local folder or s3:// prefix of the run (run.folder)", "run.folder"),
+        Option(("--name",), f"the run's name in the run folder (run.name, default '{default_name}')", "run.name"),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,11 @@ class Job:
 
     def sections(self) -> str:
         """The schema's sections, its own first (as the resolved config prints them)."""
-        names = [k for k, f in self.schema.model_fields.items()
-                 if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
+        names = [
+            k
+            for k, f in self.schema.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+        ]
         return ", ".join(sorted(names, key=lambda k: k in SHARED))
 
     def all_options(self) -> tuple[Option, ...]:
@@ -138,42 +151,105 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 HEADS_OPTIONS = (Option(("--catalog",), "the tagged DEST (data.catalog)", "data.catalog"), *run_options("heads"))
 
 JOBS: tuple[Job, ...] = (
-    Job("tag", ("tag",), "tag a catalog: shots -> CLIP scene tags -> Delta Lake tables", TagConfig,
-        "movielib.pipeline.tagging:run", (
+    Job(
+        "tag",
+        ("tag",),
+        "tag a catalog: shots -> CLIP scene tags -> Delta Lake tables",
+        TagConfig,
+        "movielib.pipeline.tagging:run",
+        (
             Option(("source",), "s3:// prefix, local folder, single video, or a manifest file of URIs"),
             Option(("dest",), "s3:// or local prefix of the Delta tables videos/, shots/, tags/, features/*"),
             *clip_options("scorer"),
-            Option(("--labels",), "label file, one label per line (default: the 179 MovieCLIP labels)",
-                   "scoring.labels"),
-            Option(("--prompt",), "prompt template with {label}", "scoring.prompt"))),
-    Job("pretrain-scenes", ("pretrain", "scenes"),
-        "Movies2Scenes: similarity model -> scene pairs -> MoCo scene encoder", PretrainScenesConfig,
-        "movielib.train.movies2scenes.job:run", (
-            Option(("catalog",), "the DEST a tagging run with features.keyframes wrote (or `catalog:` in the config)",
-                   "catalog", {"nargs": "?"}),
+            Option(
+                ("--labels",), "label file, one label per line (default: the 179 MovieCLIP labels)", "scoring.labels"
+            ),
+            Option(("--prompt",), "prompt template with {label}", "scoring.prompt"),
+        ),
+    ),
+    Job(
+        "pretrain-scenes",
+        ("pretrain", "scenes"),
+        "Movies2Scenes: similarity model -> scene pairs -> MoCo scene encoder",
+        PretrainScenesConfig,
+        "movielib.train.movies2scenes.job:run",
+        (
+            Option(
+                ("catalog",),
+                "the DEST a tagging run with features.keyframes wrote (or `catalog:` in the config)",
+                "catalog",
+                {"nargs": "?"},
+            ),
             *clip_options("scene encoder's CLIP tower"),
             Option(("--similarity",), "similarity file (similarity.path)", "similarity.path"),
-            *run_options("scenes")), example="scenes.epochs=5"),
-    Job("embed-scenes", ("embed", "scenes"), "shot and scene embeddings of a Movies2Scenes run -> features/scene",
-        EmbedScenesConfig, "movielib.train.movies2scenes.embed:run", (
-            Option(("run",), "the run folder (<run.folder>/<run.name>) holding scene_encoder.pt", "run",
-                   {"nargs": "?"}),
-            Option(("catalog",), "the DEST whose keyframes are embedded (and that receives features/scene)",
-                   "catalog", {"nargs": "?"})), example="catalog=s3://bucket/tags"),
-    Job("tune-heads", ("tune", "heads"), "sweep heads on a features table (Ray Tune, ASHA)", HeadsConfig,
-        "movielib.heads.sweep:run_sweep", (
+            *run_options("scenes"),
+        ),
+        example="scenes.epochs=5",
+    ),
+    Job(
+        "embed-scenes",
+        ("embed", "scenes"),
+        "shot and scene embeddings of a Movies2Scenes run -> features/scene",
+        EmbedScenesConfig,
+        "movielib.train.movies2scenes.embed:run",
+        (
+            Option(
+                ("run",), "the run folder (<run.folder>/<run.name>) holding scene_encoder.pt", "run", {"nargs": "?"}
+            ),
+            Option(
+                ("catalog",),
+                "the DEST whose keyframes are embedded (and that receives features/scene)",
+                "catalog",
+                {"nargs": "?"},
+            ),
+        ),
+        example="catalog=s3://bucket/tags",
+    ),
+    Job(
+        "tune-heads",
+        ("tune", "heads"),
+        "sweep heads on a features table (Ray Tune, ASHA)",
+        HeadsConfig,
+        "movielib.heads.sweep:run_sweep",
+        (
             *HEADS_OPTIONS,
-            Option(("--resume",), "continue an interrupted sweep in this run folder (<run.folder>/<run.name>)",
-                   kwargs={"metavar": "RUN"}, loads_config="movielib.heads.sweep:resume_config")),
-        example="head.epochs=30"),
-    Job("train-head", ("train", "head"), "train one head on a features table (the sweep's layout)", HeadsConfig,
-        "movielib.heads.sweep:run_one", HEADS_OPTIONS, example="head.epochs=30"),
-    Job("serve", ("serve",), "serve the CLIP encoders, the scene tagger and heads with Ray Serve (HTTP)", ServeConfig,
-        "movielib.serving.run:run", (
+            Option(
+                ("--resume",),
+                "continue an interrupted sweep in this run folder (<run.folder>/<run.name>)",
+                kwargs={"metavar": "RUN"},
+                loads_config="movielib.heads.sweep:resume_config",
+            ),
+        ),
+        example="head.epochs=30",
+    ),
+    Job(
+        "train-head",
+        ("train", "head"),
+        "train one head on a features table (the sweep's layout)",
+        HeadsConfig,
+        "movielib.heads.sweep:run_one",
+        HEADS_OPTIONS,
+        example="head.epochs=30",
+    ),
+    Job(
+        "serve",
+        ("serve",),
+        "serve the CLIP encoders, the scene tagger and heads with Ray Serve (HTTP)",
+        ServeConfig,
+        "movielib.serving.run:run",
+        (
             *clip_options("tagger and encoders"),
-            Option(("--write-serve-config",), "write the Ray Serve config file (serve run / serve deploy) and exit; "
-                   "an existing RayService manifest gets it as its serveConfigV2", kwargs={"metavar": "PATH"},
-                   quiet=True)), example="scenes.max_batch_size=16", submit=False),
+            Option(
+                ("--write-serve-config",),
+                "write the Ray Serve config file (serve run / serve deploy) and exit; "
+                "an existing RayService manifest gets it as its serveConfigV2",
+                kwargs={"metavar": "PATH"},
+                quiet=True,
+            ),
+        ),
+        example="scenes.max_batch_size=16",
+        submit=False,
+    ),
 )
 
 
@@ -185,8 +261,11 @@ def job_for(name_or_command: str | tuple[str, ...]) -> Job:
     raise ConfigError(f"unknown job {name_or_command!r}: one of {', '.join(j.name for j in JOBS)}")
 
 
-def add_job_parsers(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction] | None = None,
-                    group_help: Mapping[str, str] = {}) -> None:
+def add_job_parsers(
+    sub: argparse._SubParsersAction,
+    groups: dict[str, argparse._SubParsersAction] | None = None,
+    group_help: Mapping[str, str] = {},
+) -> None:
     """A subcommand per job (a job of two words, e.g. `pretrain scenes`, under a group subcommand); each
     parser's defaults name its job, so `args.movielib_job` says which one runs."""
     groups = {} if groups is None else groups
@@ -197,7 +276,8 @@ def add_job_parsers(sub: argparse._SubParsersAction, groups: dict[str, argparse.
             group, word = job.command
             if group not in groups:
                 groups[group] = sub.add_parser(group, help=group_help.get(group, group)).add_subparsers(
-                    dest="method", required=True)
+                    dest="method", required=True
+                )
             p = groups[group].add_parser(word, help=job.help)
         job.add_arguments(p)
         p.set_defaults(movielib_job=job.name)

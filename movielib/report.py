@@ -14,10 +14,10 @@ import pyarrow.dataset as pds
 from PIL import Image
 
 from movielib.errors import MovielibError
-from movielib.store.store import CatalogStore
 from movielib.io.decode import read_frames
 from movielib.io.uri import S3Options
 from movielib.io.video import local_copy
+from movielib.store.store import CatalogStore
 
 
 @dataclass
@@ -36,7 +36,9 @@ def _timecode(seconds: float) -> str:
     return f"{int(m):02d}:{s:05.2f}"
 
 
-def shot_cards(dest: str, video: str | None = None, s3: S3Options | None = None, thumb_width: int = 320) -> tuple[dict, list[ShotCard]]:
+def shot_cards(
+    dest: str, video: str | None = None, s3: S3Options | None = None, thumb_width: int = 320
+) -> tuple[dict, list[ShotCard]]:
     """The video row (first ok video, or the one whose id or URI contains `video`) and its shot cards."""
     store = CatalogStore(dest, s3)
     videos = store.read_table("videos", filter=pds.field("status") == "ok").to_pylist()
@@ -59,8 +61,17 @@ def shot_cards(dest: str, video: str | None = None, s3: S3Options | None = None,
         img = Image.fromarray(frames[kf])
         img.thumbnail((thumb_width, thumb_width))
         tag = tags.get(shot["shot_idx"], {})
-        cards.append(ShotCard(shot["shot_idx"], shot["start_s"], shot["end_s"], kf, np.asarray(img),
-                              list(zip(tag.get("labels") or [], tag.get("scores") or []))[:3], tag.get("face_count")))
+        cards.append(
+            ShotCard(
+                shot["shot_idx"],
+                shot["start_s"],
+                shot["end_s"],
+                kf,
+                np.asarray(img),
+                list(zip(tag.get("labels") or [], tag.get("scores") or []))[:3],
+                tag.get("face_count"),
+            )
+        )
     return row, cards
 
 
@@ -78,8 +89,11 @@ def render_png(row: dict, cards: list[ShotCard], path: Path, columns: int = 4) -
         ax.imshow(card.image)
         labels = "\n".join(f"{label} {score:.2f}" for label, score in card.labels)
         faces = "" if card.face_count is None else f"  faces {card.face_count}"
-        ax.set_title(f"shot {card.shot_idx}  {_timecode(card.start_s)}-{_timecode(card.end_s)}{faces}\n{labels}",
-                     fontsize=8, loc="left")
+        ax.set_title(
+            f"shot {card.shot_idx}  {_timecode(card.start_s)}-{_timecode(card.end_s)}{faces}\n{labels}",
+            fontsize=8,
+            loc="left",
+        )
     fig.suptitle(row["uri"], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -93,15 +107,19 @@ def render_html(row: dict, cards: list[ShotCard], path: Path) -> None:
         Image.fromarray(card.image).save(buf, format="JPEG", quality=85)
         labels = "".join(f"<li>{html.escape(label)} <b>{score:.2f}</b></li>" for label, score in card.labels)
         faces = "" if card.face_count is None else f" &middot; faces {card.face_count}"
-        cells.append(f'<figure><img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-                     f"<figcaption>shot {card.shot_idx} &middot; {_timecode(card.start_s)}&ndash;{_timecode(card.end_s)}"
-                     f"{faces}<ul>{labels}</ul></figcaption></figure>")
+        cells.append(
+            f'<figure><img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+            f"<figcaption>shot {card.shot_idx} &middot; {_timecode(card.start_s)}&ndash;{_timecode(card.end_s)}"
+            f"{faces}<ul>{labels}</ul></figcaption></figure>"
+        )
     path.write_text(
         "<!doctype html><meta charset=utf-8><title>movielib contact sheet</title>"
         "<style>body{font-family:sans-serif}figure{display:inline-block;width:330px;vertical-align:top;margin:6px}"
         "img{width:320px}ul{margin:2px 0;padding-left:18px}</style>"
         f"<h1>{html.escape(row['uri'])}</h1><p>{len(cards)} shots, {row['duration_s']:.1f} s, "
-        f"{row['width']}x{row['height']} @ {row['fps']:.3f} fps</p>" + "".join(cells), encoding="utf-8")
+        f"{row['width']}x{row['height']} @ {row['fps']:.3f} fps</p>" + "".join(cells),
+        encoding="utf-8",
+    )
 
 
 def contact_sheet(dest: str, out: str, video: str | None = None, s3: S3Options | None = None) -> tuple[Path, Path, int]:

@@ -25,8 +25,15 @@ TINY = "movielib-tiny-clip"
 # Clips with known cuts: sources PySceneDetect separates cleanly, different lengths and frame rates.
 CLIPS = {
     "three.mp4": ([Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)], 25),
-    "four.mp4": ([Segment("mandelbrot", 1.6), Segment("color:red", 1.2), Segment("rgbtestsrc", 2.0),
-                  Segment("color:green", 1.4)], 25),
+    "four.mp4": (
+        [
+            Segment("mandelbrot", 1.6),
+            Segment("color:red", 1.2),
+            Segment("rgbtestsrc", 2.0),
+            Segment("color:green", 1.4),
+        ],
+        25,
+    ),
     "two_30fps.mp4": ([Segment("smptebars", 1.5), Segment("testsrc2", 1.5)], 30),
 }
 
@@ -80,7 +87,12 @@ def _tiny_quickgelu_config() -> dict:
 
 TINY_QUICKGELU = _tiny_quickgelu_config()
 # a preprocessing config that differs from the defaults, so it must come from the folder
-FOLDER_PREPROCESS = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear", "resize_mode": "squash"}
+FOLDER_PREPROCESS = {
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bilinear",
+    "resize_mode": "squash",
+}
 
 
 def hf_folder(path: Path, seed: int = 3) -> Path:
@@ -95,7 +107,9 @@ def hf_folder(path: Path, seed: int = 3) -> Path:
     torch.manual_seed(seed)
     model = open_clip.create_model(TINY, force_quick_gelu=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "open_clip_model.safetensors"))
-    (path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_QUICKGELU, "preprocess_cfg": FOLDER_PREPROCESS}))
+    (path / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": TINY_QUICKGELU, "preprocess_cfg": FOLDER_PREPROCESS})
+    )
     return path
 
 

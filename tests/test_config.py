@@ -4,33 +4,39 @@ import pytest
 import yaml
 
 from movielib.config import JobConfig, Section, load_config
-from movielib.pipeline.config import TagConfig, load_tag_config
 from movielib.errors import ConfigError
+from movielib.pipeline.config import TagConfig, load_tag_config
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"scoring.batch_size": 0}, "scoring.batch_size must be > 0, got 0"),
-    ({"scoring.num_cpus": -1}, "scoring.num_cpus must be > 0"),
-    ({"decode.memory_gb": 0}, "decode.memory_gb must be > 0"),
-    ({"scoring.num_gpus": -1}, "scoring.num_gpus must be >= 0"),
-    ({"scoring.num_gpus": "lots"}, "scoring.num_gpus must be"),
-    ({"scoring.clean_threshold": 0.05}, "scoring.clean_threshold must be >= scoring.multi_threshold (0.1)"),
-    ({"scoring.clean_threshold": 1.5}, "scoring.clean_threshold must be <= 1"),
-    ({"scoring.min_actors": 3, "scoring.max_actors": 2}, "scoring.min_actors must be <= scoring.max_actors (2)"),
-    ({"scoring.prompt": "a photo"}, "scoring.prompt must contain '{label}'"),
-    ({"scoring.top_k": 2.5}, "scoring.top_k must be an integer"),
-    ({"shots.detector": "magic"}, "shots.detector must be 'fast', 'content', 'adaptive' or 'transnetv2', got 'magic'"),
-    ({"shots.threshold": -2}, "shots.threshold must be > 0"),
-    ({"model.precision": "fp8"}, "model.precision must be 'fp32'"),
-    ({"model.name": [1, 2]}, "model.name must be a string"),
-    ({"people.enabled": "yes"}, "people.enabled must be true/false, got 'yes'"),
-    ({"sampling.fps": "4"}, "sampling.fps must be a number, got '4'"),
-    ({"sampling.max_frames_per_shot": 0}, "sampling.max_frames_per_shot must be > 0"),
-    ({"decode.decoder": "gpu"}, "decode.decoder must be 'auto', 'pyav' or 'nvdec'"),
-    ({"scoring.bach_size": 8}, "unknown config field 'scoring.bach_size' (known: labels, prompt"),
-    ({"nonsense.field": 1}, "unknown config field 'nonsense'"),
-    ({"model": 3}, "model must be a mapping, got 3"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"scoring.batch_size": 0}, "scoring.batch_size must be > 0, got 0"),
+        ({"scoring.num_cpus": -1}, "scoring.num_cpus must be > 0"),
+        ({"decode.memory_gb": 0}, "decode.memory_gb must be > 0"),
+        ({"scoring.num_gpus": -1}, "scoring.num_gpus must be >= 0"),
+        ({"scoring.num_gpus": "lots"}, "scoring.num_gpus must be"),
+        ({"scoring.clean_threshold": 0.05}, "scoring.clean_threshold must be >= scoring.multi_threshold (0.1)"),
+        ({"scoring.clean_threshold": 1.5}, "scoring.clean_threshold must be <= 1"),
+        ({"scoring.min_actors": 3, "scoring.max_actors": 2}, "scoring.min_actors must be <= scoring.max_actors (2)"),
+        ({"scoring.prompt": "a photo"}, "scoring.prompt must contain '{label}'"),
+        ({"scoring.top_k": 2.5}, "scoring.top_k must be an integer"),
+        (
+            {"shots.detector": "magic"},
+            "shots.detector must be 'fast', 'content', 'adaptive' or 'transnetv2', got 'magic'",
+        ),
+        ({"shots.threshold": -2}, "shots.threshold must be > 0"),
+        ({"model.precision": "fp8"}, "model.precision must be 'fp32'"),
+        ({"model.name": [1, 2]}, "model.name must be a string"),
+        ({"people.enabled": "yes"}, "people.enabled must be true/false, got 'yes'"),
+        ({"sampling.fps": "4"}, "sampling.fps must be a number, got '4'"),
+        ({"sampling.max_frames_per_shot": 0}, "sampling.max_frames_per_shot must be > 0"),
+        ({"decode.decoder": "gpu"}, "decode.decoder must be 'auto', 'pyav' or 'nvdec'"),
+        ({"scoring.bach_size": 8}, "unknown config field 'scoring.bach_size' (known: labels, prompt"),
+        ({"nonsense.field": 1}, "unknown config field 'nonsense'"),
+        ({"model": 3}, "model must be a mapping, got 3"),
+    ],
+)
 def test_every_invalid_field_is_named(override, message):
     with pytest.raises(ConfigError) as err:
         load_tag_config(None, override)

@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
+
 from movielib import registry
 from movielib.cli import build_parser, main
 from movielib.cluster.submit import Submission, jobs
@@ -25,8 +25,9 @@ def _placeholders(job: Job) -> list[str]:
 
 @pytest.mark.parametrize("job", JOBS, ids=lambda j: j.name)
 def test_every_job_is_a_cli_command_whose_options_reach_its_config(job):
-    args = build_parser().parse_args([*job.command, *_placeholders(job), "--s3-endpoint", "http://127.0.0.1:9",
-                                      "--ray-address", "auto"])
+    args = build_parser().parse_args(
+        [*job.command, *_placeholders(job), "--s3-endpoint", "http://127.0.0.1:9", "--ray-address", "auto"]
+    )
     assert args.movielib_job == job.name
     overrides = job.overrides(args)
     assert overrides["s3.endpoint_url"] == "http://127.0.0.1:9" and overrides["ray_address"] == "auto"
@@ -47,8 +48,9 @@ def test_submit_and_the_entry_points_derive_from_the_registry():
 
 
 def test_jobs_run_py_runs_any_job_by_name():
-    proc = subprocess.run([sys.executable, "jobs/run.py", "embed-scenes", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "jobs/run.py", "embed-scenes", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "usage: movielib embed scenes" in proc.stdout, proc.stderr
     bad = subprocess.run([sys.executable, "jobs/run.py"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "tune-heads" in bad.stderr
@@ -64,7 +66,8 @@ class CountConfig(JobConfig):
 def test_a_new_job_is_one_module_plus_one_registry_entry(tmp_path, monkeypatch, capsys):
     """A job module with run(cfg, args) and one Job(...) appended: the CLI runs it, prints its resolved config and
     summary and exits with its code; `movielib submit` accepts it and checks its arguments before shipping."""
-    (tmp_path / "toy_job.py").write_text(textwrap.dedent('''
+    (tmp_path / "toy_job.py").write_text(
+        textwrap.dedent("""
         class Summary(str):
             exit_code = 3
 
@@ -74,19 +77,28 @@ def test_a_new_job_is_one_module_plus_one_registry_entry(tmp_path, monkeypatch, 
 
         def run(cfg, args):
             return Summary(" ".join([cfg.word] * cfg.times) + f" from {args.source}")
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    toy = Job("count-words", ("count", "words"), "a toy job", CountConfig, "toy_job:run",
-              (Option(("source",), "where"), Option(("--times",), "how often", "times", {"type": int})),
-              example="word=take")
+    toy = Job(
+        "count-words",
+        ("count", "words"),
+        "a toy job",
+        CountConfig,
+        "toy_job:run",
+        (Option(("source",), "where"), Option(("--times",), "how often", "times", {"type": int})),
+        example="word=take",
+    )
     monkeypatch.setattr(registry, "JOBS", (*JOBS, toy))
     assert main(["count", "words", "s3://b/x", "--times", "2", "--set", "word=take"]) == 3
     out = capsys.readouterr().out
     assert "resolved config:\nword: take\ntimes: 2\n" in out and "take take from s3://b/x" in out
     assert main(["count", "words", "x", "--set", "times=many"]) == 2  # its config is checked like any job's
     assert "times must be an integer, got 'many'" in capsys.readouterr().err
-    assert Submission("count-words", ["s3://b/x", "--times", "4"], tmp_path).entrypoint == \
-        "python -m movielib count words s3://b/x --times 4"
+    assert (
+        Submission("count-words", ["s3://b/x", "--times", "4"], tmp_path).entrypoint
+        == "python -m movielib count words s3://b/x --times 4"
+    )
     with pytest.raises(SystemExit):  # the job's own parser refuses a missing argument before anything ships
         Submission("count-words", [], tmp_path).check()
     with pytest.raises(ConfigError, match="unknown job"):

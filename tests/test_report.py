@@ -1,9 +1,9 @@
 """Contact sheet and taxonomy commands through the CLI."""
 
 import pytest
+from conftest import TINY
 from PIL import Image
 
-from conftest import TINY
 from movielib.cli import main
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging

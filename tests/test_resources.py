@@ -2,9 +2,9 @@
 
 import pytest
 
-from movielib.pipeline.config import load_tag_config
 from movielib.devices import choose_device, torch_device
 from movielib.errors import ConfigError
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.resources import ClusterDescription, NodeType, resolve_num_gpus
 from movielib.pipeline.tagging import scorer_resources
 
@@ -13,13 +13,16 @@ CPU_GROUP = NodeType("cpu", {"CPU": 16, "memory": 64e9}, 0, 32)
 GPU_AT_ZERO = NodeType("gpu", {"CPU": 8, "GPU": 1}, 0, 8)
 
 
-@pytest.mark.parametrize("cluster, expected", [
-    (ClusterDescription({"CPU": 16}, (CPU_HEAD, CPU_GROUP, GPU_AT_ZERO)), 1.0),  # GPU group at zero workers
-    (ClusterDescription({"CPU": 16, "GPU": 2}, ()), 1.0),  # GPUs up now, no autoscaler
-    (ClusterDescription({"CPU": 16}, (CPU_HEAD, CPU_GROUP)), 0.0),  # no GPU anywhere
-    (ClusterDescription({"CPU": 16}, (NodeType("gpu", {"GPU": 1}, 0, 0),)), 0.0),  # a GPU type that may not start
-    (ClusterDescription({"CPU": 2}, ()), 0.0),  # a laptop
-])
+@pytest.mark.parametrize(
+    "cluster, expected",
+    [
+        (ClusterDescription({"CPU": 16}, (CPU_HEAD, CPU_GROUP, GPU_AT_ZERO)), 1.0),  # GPU group at zero workers
+        (ClusterDescription({"CPU": 16, "GPU": 2}, ()), 1.0),  # GPUs up now, no autoscaler
+        (ClusterDescription({"CPU": 16}, (CPU_HEAD, CPU_GROUP)), 0.0),  # no GPU anywhere
+        (ClusterDescription({"CPU": 16}, (NodeType("gpu", {"GPU": 1}, 0, 0),)), 0.0),  # a GPU type that may not start
+        (ClusterDescription({"CPU": 2}, ()), 0.0),  # a laptop
+    ],
+)
 def test_auto_means_a_gpu_whenever_the_cluster_can_have_one(cluster, expected):
     assert resolve_num_gpus("auto", cluster) == expected
     if expected:
@@ -39,12 +42,15 @@ def test_scorer_reservation_on_a_gpu_cluster_at_zero_gpu_workers():
     assert "num_gpus" not in scorer_resources(cfg, ClusterDescription({"CPU": 16}, (CPU_GROUP,))).ray_args()
 
 
-@pytest.mark.parametrize("cuda, in_worker, assigned, expected", [
-    (True, True, [], "cpu"),  # a CPU stage on a GPU node: GPU 0 is visible but not ours
-    (True, True, [0], "cuda"),  # a scoring actor that reserved a GPU
-    (True, False, [], "cuda"),  # the driver or a script
-    (False, True, [0], "cpu"),
-])
+@pytest.mark.parametrize(
+    "cuda, in_worker, assigned, expected",
+    [
+        (True, True, [], "cpu"),  # a CPU stage on a GPU node: GPU 0 is visible but not ours
+        (True, True, [0], "cuda"),  # a scoring actor that reserved a GPU
+        (True, False, [], "cuda"),  # the driver or a script
+        (False, True, [0], "cpu"),
+    ],
+)
 def test_a_stage_uses_a_gpu_only_when_it_reserved_one(cuda, in_worker, assigned, expected):
     assert choose_device(cuda, in_worker, assigned) == expected
 

@@ -72,11 +72,15 @@ class Submission:
         if config and "://" not in config:
             path = (self.working_dir / config) if not Path(config).is_absolute() else Path(config)
             if not path.is_file():
-                raise ConfigError(f"--config {config!r}: no such file (relative paths are read from the working "
-                                  f"dir {self.working_dir}, which ships with the job)")
+                raise ConfigError(
+                    f"--config {config!r}: no such file (relative paths are read from the working "
+                    f"dir {self.working_dir}, which ships with the job)"
+                )
             if not path.resolve().is_relative_to(self.working_dir):
-                raise ConfigError(f"--config {config!r} is outside the working dir {self.working_dir}, so it would "
-                                  "not reach the cluster: move it there or pass --working-dir")
+                raise ConfigError(
+                    f"--config {config!r} is outside the working dir {self.working_dir}, so it would "
+                    "not reach the cluster: move it there or pass --working-dir"
+                )
 
 
 def _auth_token() -> str | None:
@@ -104,11 +108,15 @@ def client_for(address: str):
                 raise
             return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
     except AuthenticationError as exc:
-        raise MovielibError(f"the Ray cluster at {address} refused this client's token: "
-                            f"{str(exc).splitlines()[0]} (set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)") from exc
+        raise MovielibError(
+            f"the Ray cluster at {address} refused this client's token: "
+            f"{str(exc).splitlines()[0]} (set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
+        ) from exc
     except Exception as exc:  # ConnectionError, or a RuntimeError wrapping one
-        raise MovielibError(f"cannot reach the Ray dashboard at {address} ({exc}); is the head up and its "
-                            "dashboard port (8265) reachable?") from exc
+        raise MovielibError(
+            f"cannot reach the Ray dashboard at {address} ({exc}); is the head up and its "
+            "dashboard port (8265) reachable?"
+        ) from exc
 
 
 async def _stream_logs(client, job_id: str) -> None:
@@ -139,18 +147,26 @@ def submit(sub: Submission, address: str, wait: bool = True) -> int:
     """Submit `sub` to the cluster at `address`; with `wait`, stream its logs and return its exit status."""
     sub.check()
     client = client_for(address)
-    job_id = client.submit_job(entrypoint=sub.entrypoint, runtime_env=sub.runtime_env,
-                               submission_id=sub.submission_id, metadata={"movielib_job": sub.job})
-    print(f"submitted {job_id} to {address}: {sub.entrypoint}\n"
-          f"  logs: ray job logs --address {address} -f {job_id}   stop: ray job stop --address {address} {job_id}",
-          flush=True)
+    job_id = client.submit_job(
+        entrypoint=sub.entrypoint,
+        runtime_env=sub.runtime_env,
+        submission_id=sub.submission_id,
+        metadata={"movielib_job": sub.job},
+    )
+    print(
+        f"submitted {job_id} to {address}: {sub.entrypoint}\n"
+        f"  logs: ray job logs --address {address} -f {job_id}   stop: ray job stop --address {address} {job_id}",
+        flush=True,
+    )
     if not wait:
         return 0
     try:
         info = wait_for(client, job_id)
     except KeyboardInterrupt:
-        print(f"\nmovielib: stopped following {job_id}; the job goes on (ray job stop --address {address} {job_id})",
-              file=sys.stderr)
+        print(
+            f"\nmovielib: stopped following {job_id}; the job goes on (ray job stop --address {address} {job_id})",
+            file=sys.stderr,
+        )
         return 130
     code = exit_code(info)
     line = f"job {job_id} {info.status}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-
 from movielib.demo.planted_heads import build as plant
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
@@ -29,10 +28,23 @@ def run_heads_demo(out: str) -> int:
         server.client().create_bucket(Bucket=BUCKET)
         dest, runs = f"s3://{BUCKET}/heads-catalog", f"s3://{BUCKET}/runs"
         planted = plant(dest, videos=40, shots=20)
-        print(f"S3 server {server.endpoint_url}: a planted catalog in {dest} ({len(planted.genres)} videos, "
-              f"{len(planted.clean)} clean shots)", flush=True)
-        cfg = load_config(None, {"data.catalog": dest, "head.name": "mlp2", "head.epochs": 12, "run.folder": runs,
-                                 "tune.grace_period": 1, "s3.endpoint_url": server.endpoint_url}, schema=HeadsConfig)
+        print(
+            f"S3 server {server.endpoint_url}: a planted catalog in {dest} ({len(planted.genres)} videos, "
+            f"{len(planted.clean)} clean shots)",
+            flush=True,
+        )
+        cfg = load_config(
+            None,
+            {
+                "data.catalog": dest,
+                "head.name": "mlp2",
+                "head.epochs": 12,
+                "run.folder": runs,
+                "tune.grace_period": 1,
+                "s3.endpoint_url": server.endpoint_url,
+            },
+            schema=HeadsConfig,
+        )
         print("tune heads, resolved config:\n" + cfg.to_yaml(), flush=True)
         init_ray(cfg.ray_address)
         summary = run_heads(cfg)

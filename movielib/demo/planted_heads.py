@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from movielib.demo.planted import commit, shot_row, video_row
 
 
@@ -22,8 +23,15 @@ class PlantedHeads:
     genres: dict[str, list[str]]  # video_id -> movie-level labels
 
 
-def build(dest: str, videos: int = 40, shots: int = 20, dim: int = 32, labels: int = 6, seed: int = 0,
-          clean_share: float = 0.7) -> PlantedHeads:
+def build(
+    dest: str,
+    videos: int = 40,
+    shots: int = 20,
+    dim: int = 32,
+    labels: int = 6,
+    seed: int = 0,
+    clean_share: float = 0.7,
+) -> PlantedHeads:
     rng = np.random.default_rng(seed)
     names = [f"label{j}" for j in range(labels)]
     directions = rng.normal(size=(labels, dim))
@@ -41,11 +49,26 @@ def build(dest: str, videos: int = 40, shots: int = 20, dim: int = 32, labels: i
             if clean:
                 out.clean.add((vid, s))
             tables["shots"].append(shot_row(vid, s))
-            tables["tags"].append({"video_id": vid, "shot_idx": s, "labels": on or [names[0]],
-                                   "scores": [0.5 if clean else 0.1] * max(1, len(on)), "clean": clean,
-                                   "labels_multi": on if clean else [], "model": "planted"})
-            tables["features/image"].append({"video_id": vid, "shot_idx": s, "model": "planted", "model_version": "1",
-                                             "embedding": x.astype(np.float32).tolist()})
+            tables["tags"].append(
+                {
+                    "video_id": vid,
+                    "shot_idx": s,
+                    "labels": on or [names[0]],
+                    "scores": [0.5 if clean else 0.1] * max(1, len(on)),
+                    "clean": clean,
+                    "labels_multi": on if clean else [],
+                    "model": "planted",
+                }
+            )
+            tables["features/image"].append(
+                {
+                    "video_id": vid,
+                    "shot_idx": s,
+                    "model": "planted",
+                    "model_version": "1",
+                    "embedding": x.astype(np.float32).tolist(),
+                }
+            )
         out.genres[vid] = sorted({g for s in range(shots) for g in out.labels[(vid, s)]})[:2] or [names[0]]
         tables["videos"].append(video_row(vid, shots))
     commit(dest, tables)

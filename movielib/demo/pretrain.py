@@ -14,13 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from movielib.config import load_config
-from movielib.pipeline.config import load_tag_config
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.demo.samples import Segment, generate_clip
 from movielib.io.uri import S3Options
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.runtime import init_ray
 
@@ -67,22 +66,42 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         with s3.filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
             f.write(genres.read_bytes())
         print(f"S3 server {server.endpoint_url}: {n} generated movies in 3 genres in {source}", flush=True)
-        tag = load_tag_config(None, {"model.name": model, "model.random_weights": True, "s3.endpoint_url": server.endpoint_url,
-                                 "features.keyframes": True, "people.enabled": False, "features.audio": False,
-                                 "features.text": False})
+        tag = load_tag_config(
+            None,
+            {
+                "model.name": model,
+                "model.random_weights": True,
+                "s3.endpoint_url": server.endpoint_url,
+                "features.keyframes": True,
+                "people.enabled": False,
+                "features.audio": False,
+                "features.text": False,
+            },
+        )
         plan = plan_tagging(tag, source, dest)
         init_ray(tag.ray_address)
         print(run_tagging(plan).render(), flush=True)
-        cfg = load_config(str(CONFIG), {"catalog": dest, "similarity.path": f"s3://{BUCKET}/genres.csv",
-                                        "run.folder": runs, "model.name": model, "model.random_weights": True,
-                                        "s3.endpoint_url": server.endpoint_url}, schema=PretrainScenesConfig)
+        cfg = load_config(
+            str(CONFIG),
+            {
+                "catalog": dest,
+                "similarity.path": f"s3://{BUCKET}/genres.csv",
+                "run.folder": runs,
+                "model.name": model,
+                "model.random_weights": True,
+                "s3.endpoint_url": server.endpoint_url,
+            },
+            schema=PretrainScenesConfig,
+        )
         print("pretrain scenes, resolved config:\n" + cfg.to_yaml(), flush=True)
         summary = run_pretrain_scenes(cfg)
         embedded = embed_scenes(summary["run"], dest, s3)
         print(f"{embedded['table']}: {embedded['rows']} rows, model_version {embedded['model_version']}", flush=True)
         local = copy_to_output(out, s3, {"tags": f"{BUCKET}/genre-tags", "run": summary["run"]})
         print(summary.render())
-        print(f"copied the catalog and the run to {local}: curves in {local / 'run' / 'similarity' / 'curves.png'} and "
-              f"{local / 'run' / 'scenes' / 'curves.png'}")
+        print(
+            f"copied the catalog and the run to {local}: curves in {local / 'run' / 'similarity' / 'curves.png'} and "
+            f"{local / 'run' / 'scenes' / 'curves.png'}"
+        )
     print(f"pretraining demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

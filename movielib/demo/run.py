@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from movielib.pipeline.config import load_tag_config
 from movielib.demo.s3server import MotoS3Server
 from movielib.demo.samples import write_sample_catalog
 from movielib.errors import MovielibError
-from movielib.store.store import CatalogStore
 from movielib.io.uri import S3Options
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
-from movielib.runtime import init_ray
 from movielib.report import contact_sheet
+from movielib.runtime import init_ray
+from movielib.store.store import CatalogStore
 
 BUCKET = "movielib-demo"
 
@@ -53,12 +53,16 @@ def run_demo(out: str, model: str = "ViT-B-32") -> int:
         server.use()
         known = write_sample_catalog(tmp)
         n = server.upload_folder(tmp, BUCKET, "catalog")
-        print(f"S3 server {server.endpoint_url}: uploaded {n} objects to s3://{BUCKET}/catalog/ "
-              f"({sum(v is not None for v in known.values())} generated clips with known cuts, "
-              f"packaged footage, 1 truncated object)", flush=True)
+        print(
+            f"S3 server {server.endpoint_url}: uploaded {n} objects to s3://{BUCKET}/catalog/ "
+            f"({sum(v is not None for v in known.values())} generated clips with known cuts, "
+            f"packaged footage, 1 truncated object)",
+            flush=True,
+        )
         source, dest = f"s3://{BUCKET}/catalog/", f"s3://{BUCKET}/tags"
-        cfg = load_tag_config(None, {"model.name": model, "model.random_weights": True,
-                                 "s3.endpoint_url": server.endpoint_url})
+        cfg = load_tag_config(
+            None, {"model.name": model, "model.random_weights": True, "s3.endpoint_url": server.endpoint_url}
+        )
         plan = plan_tagging(cfg, source, dest)
         init_ray(cfg.ray_address)
         summary = run_tagging(plan)

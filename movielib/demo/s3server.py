@@ -13,8 +13,11 @@ from pathlib import Path
 
 import boto3
 
-DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movielib", "AWS_SECRET_ACCESS_KEY": "movielib-secret",
-                    "AWS_DEFAULT_REGION": "us-east-1"}
+DEMO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "movielib",
+    "AWS_SECRET_ACCESS_KEY": "movielib-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -35,11 +38,12 @@ class MotoS3Server:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 30.0) -> "MotoS3Server":
+    def start(self, timeout_s: float = 30.0) -> MotoS3Server:
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
         cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-        self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [*cmd, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -67,9 +71,13 @@ class MotoS3Server:
         os.environ.update(self.env())
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-                            aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def upload_folder(self, folder: str | os.PathLike, bucket: str, prefix: str) -> int:
         """Upload every file under `folder` to s3://bucket/prefix/ (creating the bucket); returns the count."""
@@ -81,7 +89,7 @@ class MotoS3Server:
             s3.upload_file(str(p), bucket, f"{prefix.strip('/')}/{p.relative_to(folder).as_posix()}")
         return len(files)
 
-    def __enter__(self) -> "MotoS3Server":
+    def __enter__(self) -> MotoS3Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -30,8 +30,13 @@ def _lavfi(seg: Segment, size: tuple[int, int], fps: int) -> str:
     return f"{seg.source}={common}"
 
 
-def generate_clip(path: str | os.PathLike, segments: list[Segment], fps: int = 25,
-                  size: tuple[int, int] = (320, 240), audio: bool = True) -> list[int]:
+def generate_clip(
+    path: str | os.PathLike,
+    segments: list[Segment],
+    fps: int = 25,
+    size: tuple[int, int] = (320, 240),
+    audio: bool = True,
+) -> list[int]:
     """Encode the segments back to back as H.264 mp4; returns the 0-based frames where shots start after the first."""
     args: list[str] = []
     for seg in segments:
@@ -72,8 +77,12 @@ def packaged_footage() -> dict[str, Path]:
 
 DEMO_CLIPS: dict[str, list[Segment]] = {
     "generated/three_shots.mp4": [Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)],
-    "generated/four_shots.mp4": [Segment("mandelbrot", 1.6), Segment("color:red", 1.2), Segment("rgbtestsrc", 2.0),
-                                 Segment("color:green", 1.4)],
+    "generated/four_shots.mp4": [
+        Segment("mandelbrot", 1.6),
+        Segment("color:red", 1.2),
+        Segment("rgbtestsrc", 2.0),
+        Segment("color:green", 1.4),
+    ],
     "generated/one_shot.mp4": [Segment("testsrc2", 3.0)],
 }
 

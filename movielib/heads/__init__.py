@@ -7,3 +7,22 @@ Ray Tune sweeps.
     train.py    one head trained on arrays, reporting every epoch (inside a Tune trial or alone)
     sweep.py    `movielib tune heads` / `movielib train head`: Tuner + ASHA, results, export of the best
 """
+
+import importlib
+
+# the public API, imported on first use: a light submodule (a config, for the CLI) does not pull in torch
+_PUBLIC = {
+    "load_head": "movielib.heads.train",
+    "predict": "movielib.heads.train",
+    "export_bytes": "movielib.heads.train",
+    "build_head": "movielib.heads.models",
+    "evaluate": "movielib.heads.metrics",
+    "HeadsConfig": "movielib.heads.config",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

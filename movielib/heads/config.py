@@ -27,10 +27,12 @@ class DataSection(Section):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _fractions(self) -> "DataSection":
+    def _fractions(self) -> DataSection:
         if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError(f"test_fraction: data.val_fraction + data.test_fraction must be < 1, got "
-                             f"{self.val_fraction} + {self.test_fraction}")
+            raise ValueError(
+                f"test_fraction: data.val_fraction + data.test_fraction must be < 1, got "
+                f"{self.val_fraction} + {self.test_fraction}"
+            )
         return self
 
 
@@ -58,7 +60,7 @@ class SearchSection(Section):
     batch_size: list[PositiveInt] = Field(default_factory=lambda: [64, 128, 256])
 
     @model_validator(mode="after")
-    def _ranges(self) -> "SearchSection":
+    def _ranges(self) -> SearchSection:
         for name in ("lr", "weight_decay"):
             bounds = getattr(self, name)
             if len(bounds) != 2 or bounds[0] >= bounds[1]:
@@ -95,10 +97,11 @@ class HeadsConfig(JobConfig):
     run: HeadsRunSection = Field(default_factory=HeadsRunSection)
 
     @model_validator(mode="after")
-    def _complete(self) -> "HeadsConfig":
+    def _complete(self) -> HeadsConfig:
         if not self.data.catalog:
             raise ValueError("data.catalog: is required (the tagged DEST whose features the head reads)")
         if self.tune.grace_period > self.head.epochs:
-            raise ValueError(f"tune.grace_period: must be <= head.epochs ({self.head.epochs}), "
-                             f"got {self.tune.grace_period}")
+            raise ValueError(
+                f"tune.grace_period: must be <= head.epochs ({self.head.epochs}), got {self.tune.grace_period}"
+            )
         return self

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
-from movielib.store import SHOT_KEYS, CatalogStore, not_null
 from movielib.heads.config import DataSection
+from movielib.store import SHOT_KEYS, CatalogStore, not_null
 
 SPLITS = ("train", "val", "test")
 
@@ -57,8 +57,9 @@ class HeadData:
 def _read_labels(path: str) -> pa.Table:
     from movielib.io.uri import read_tabular
 
-    table = read_tabular(path, ["video_id", "label"], "data.labels: the labels file (video_id, label, and shot_idx "
-                                                      "for shot labels)")
+    table = read_tabular(
+        path, ["video_id", "label"], "data.labels: the labels file (video_id, label, and shot_idx for shot labels)"
+    )
     return table.select([c for c in ("video_id", "shot_idx", "label") if c in table.column_names])
 
 
@@ -68,15 +69,19 @@ def _check_ids(store: CatalogStore, labels: pa.Table, path: str) -> None:
     ids = pc.unique(labels["video_id"].cast(pa.string()))
     unknown = ids.filter(pc.invert(pc.is_in(ids, value_set=ok))).to_pylist()
     if unknown:
-        raise ConfigError(f"data.labels: {len(unknown)} of the {len(ids)} video ids in {path!r} are not tagged videos "
-                          f"of the catalog (e.g. {', '.join(map(str, unknown[:5]))})")
+        raise ConfigError(
+            f"data.labels: {len(unknown)} of the {len(ids)} video ids in {path!r} are not tagged videos "
+            f"of the catalog (e.g. {', '.join(map(str, unknown[:5]))})"
+        )
 
 
 def _features(store: CatalogStore, data: DataSection):
     names = store.table_names()
     if data.features not in names:
-        raise ConfigError(f"data.features: the catalog {data.catalog!r} has no {data.features} table (has "
-                          f"{', '.join(n for n in names if n.startswith('features/')) or 'no features tables'})")
+        raise ConfigError(
+            f"data.features: the catalog {data.catalog!r} has no {data.features} table (has "
+            f"{', '.join(n for n in names if n.startswith('features/')) or 'no features tables'})"
+        )
     model = store.feature_model(data.features, data.model, "data.model")
     ds = store.dataset(data.features, columns=[*SHOT_KEYS, "model", "model_version", "embedding"], model=data.model)
     return ds.filter(expr=not_null("embedding")), model
@@ -84,8 +89,13 @@ def _features(store: CatalogStore, data: DataSection):
 
 def _mean_per_video(group: pa.Table) -> pa.Table:
     emb = np.stack(group["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    return pa.table({"video_id": [group["video_id"][0].as_py()], "model_version": [group["model_version"][0].as_py()],
-                     "embedding": pa.array([emb.mean(axis=0)], pa.list_(pa.float32()))})
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            "model_version": [group["model_version"][0].as_py()],
+            "embedding": pa.array([emb.mean(axis=0)], pa.list_(pa.float32())),
+        }
+    )
 
 
 def joined_rows(store: CatalogStore, data: DataSection) -> tuple[pa.Table, str, str]:
@@ -107,16 +117,23 @@ def joined_rows(store: CatalogStore, data: DataSection) -> tuple[pa.Table, str, 
         labels = labels.set_column(0, "video_id", labels["video_id"].cast(pa.string()))
         if "shot_idx" in labels.column_names:
             labels = labels.set_column(1, "shot_idx", labels["shot_idx"].cast(pa.int32()))
-            ds, level = feats.join(ray.data.from_arrow(labels), join_type="inner", num_partitions=4, on=SHOT_KEYS), "shot"
+            ds, level = (
+                feats.join(ray.data.from_arrow(labels), join_type="inner", num_partitions=4, on=SHOT_KEYS),
+                "shot",
+            )
         else:
             per_video = feats.groupby("video_id").map_groups(_mean_per_video, batch_format="pyarrow")
-            ds, level = per_video.join(ray.data.from_arrow(labels), join_type="inner", num_partitions=4,
-                                       on=("video_id",)), "movie"
+            ds, level = (
+                per_video.join(ray.data.from_arrow(labels), join_type="inner", num_partitions=4, on=("video_id",)),
+                "movie",
+            )
     blocks = [ray.get(ref) for ref in ds.to_arrow_refs()]
     rows = pa.concat_tables([b for b in blocks if b.num_rows] or [blocks[0]]) if blocks else None
     if rows is None or rows.num_rows == 0:
-        raise ConfigError(f"data.labels: no row of {data.features} has a target from {data.labels!r}"
-                          + (" (no clean shots: is the catalog's CLIP untrained?)" if data.labels == "clean_tags" else ""))
+        raise ConfigError(
+            f"data.labels: no row of {data.features} has a target from {data.labels!r}"
+            + (" (no clean shots: is the catalog's CLIP untrained?)" if data.labels == "clean_tags" else "")
+        )
     # one order whatever order the joins delivered: every trial, and a rebuild, see the same rows
     rows = rows.sort_by([(k, "ascending") for k in (SHOT_KEYS if level == "shot" else ("video_id",))])
     version = rows["model_version"][0].as_py() if "model_version" in rows.column_names else ""
@@ -127,8 +144,11 @@ def _targets(rows: pa.Table, data: DataSection) -> tuple[str, list[str], list]:
     """Task, label names and per-row targets (label lists, class names or numbers)."""
     if data.labels == "clean_tags":
         if data.multi:
-            return "multilabel", sorted({x for r in rows["labels_multi"].to_pylist() for x in r or []}), \
-                rows["labels_multi"].to_pylist()
+            return (
+                "multilabel",
+                sorted({x for r in rows["labels_multi"].to_pylist() for x in r or []}),
+                rows["labels_multi"].to_pylist(),
+            )
         top1 = [r[0] for r in rows["labels"].to_pylist()]
         return "single", sorted(set(top1)), top1
     values = rows["label"].to_pylist()
@@ -178,7 +198,16 @@ def build(store: CatalogStore, data: DataSection) -> HeadData:
     split = split_videos(vids, data.val_fraction, data.test_fraction, data.seed)
     side = np.array([split[v] for v in vids])
     if not (side == "train").any():
-        raise ConfigError(f"data: no video is left for training ({len(split)} videos; lower data.val_fraction / "
-                          "data.test_fraction)")
-    return HeadData(task, level, names, data.features, feature_model, {s: x[side == s] for s in SPLITS},
-                    {s: y[side == s] for s in SPLITS}, split)
+        raise ConfigError(
+            f"data: no video is left for training ({len(split)} videos; lower data.val_fraction / data.test_fraction)"
+        )
+    return HeadData(
+        task,
+        level,
+        names,
+        data.features,
+        feature_model,
+        {s: x[side == s] for s in SPLITS},
+        {s: y[side == s] for s in SPLITS},
+        split,
+    )

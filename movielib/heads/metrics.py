@@ -16,8 +16,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import (average_precision_score, mean_squared_error, precision_recall_fscore_support,
-                             top_k_accuracy_score)
+from sklearn.metrics import (
+    average_precision_score,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 
 def _scored(y_true: np.ndarray) -> np.ndarray:
@@ -44,8 +48,9 @@ def mean_average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 def weighted_prf(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float]:
     """Weighted precision, recall and F1 of multi-label predictions `y_score >= threshold`."""
-    p, r, f, _ = precision_recall_fscore_support(np.asarray(y_true), np.asarray(y_score) >= threshold,
-                                                 average="weighted", zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(
+        np.asarray(y_true), np.asarray(y_score) >= threshold, average="weighted", zero_division=0
+    )
     return float(p), float(r), float(f)
 
 
@@ -77,10 +82,16 @@ def evaluate(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: floa
     regression: predictions)."""
     if task == "multilabel":
         p, r, f = weighted_prf(y_true, y_score, threshold)
-        return {"map": mean_average_precision(y_true, y_score), "auprc_micro": auprc(y_true, y_score, "micro"),
-                "auprc_macro": auprc(y_true, y_score, "macro"), "auprc_weighted": auprc(y_true, y_score, "weighted"),
-                "precision_weighted": p, "recall_weighted": r, "f1_weighted": f,
-                "labels_scored": labels_scored(y_true)}
+        return {
+            "map": mean_average_precision(y_true, y_score),
+            "auprc_micro": auprc(y_true, y_score, "micro"),
+            "auprc_macro": auprc(y_true, y_score, "macro"),
+            "auprc_weighted": auprc(y_true, y_score, "weighted"),
+            "precision_weighted": p,
+            "recall_weighted": r,
+            "f1_weighted": f,
+            "labels_scored": labels_scored(y_true),
+        }
     if task == "single":
         return {"top1": top1_accuracy(y_true, y_score)}
     if task == "regression":

@@ -15,8 +15,9 @@ from torch import nn
 HEADS = {"scene": (4096, 0.2), "trailer": (512, 0.2), "mlp2": (512, 0.0), "linear": (0, 0.0)}
 
 
-def build_head(name: str, in_dim: int, out_dim: int, width: int | None = None,
-               dropout: float | None = None) -> nn.Module:
+def build_head(
+    name: str, in_dim: int, out_dim: int, width: int | None = None, dropout: float | None = None
+) -> nn.Module:
     """A head by name: (batch, in_dim) features -> (batch, out_dim) logits (or values, for regression)."""
     if name not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {name!r}")
@@ -25,5 +26,6 @@ def build_head(name: str, in_dim: int, out_dim: int, width: int | None = None,
         return nn.Linear(in_dim, out_dim)
     w = width or default_width
     p = default_dropout if dropout is None else dropout
-    return nn.Sequential(nn.Linear(in_dim, w), nn.ReLU(), nn.Dropout(p), nn.Linear(w, w), nn.ReLU(),
-                         nn.Linear(w, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, w), nn.ReLU(), nn.Dropout(p), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, out_dim)
+    )

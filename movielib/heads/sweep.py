@@ -74,8 +74,13 @@ def search_space(cfg: HeadsConfig, sweep: bool) -> dict:
     space = {**cfg.head.model_dump(), "seed": cfg.data.seed}
     if sweep:
         s = cfg.search
-        space.update(lr=tune.loguniform(*s.lr), weight_decay=tune.loguniform(*s.weight_decay),
-                     dropout=tune.choice(s.dropout), width=tune.choice(s.width), batch_size=tune.choice(s.batch_size))
+        space.update(
+            lr=tune.loguniform(*s.lr),
+            weight_decay=tune.loguniform(*s.weight_decay),
+            dropout=tune.choice(s.dropout),
+            width=tune.choice(s.width),
+            batch_size=tune.choice(s.batch_size),
+        )
     return space
 
 
@@ -86,24 +91,44 @@ def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool, restart
 
     metric, mode = metric_and_mode(cfg, data.task)
     t = cfg.tune
-    trainable = tune.with_resources(tune.with_parameters(trial, data=data),
-                                    {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial})
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, data=data), {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial}
+    )
     folder = run_folder(cfg.run)
     if restore:
-        return tune.Tuner.restore(f"{folder}/sweep", trainable=trainable, resume_unfinished=True,
-                                  resume_errored=not restart_errored, restart_errored=restart_errored)
-    scheduler = (ASHAScheduler(max_t=cfg.head.epochs, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
-                 if sweep and t.scheduler == "asha" else FIFOScheduler())
+        return tune.Tuner.restore(
+            f"{folder}/sweep",
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=not restart_errored,
+            restart_errored=restart_errored,
+        )
+    scheduler = (
+        ASHAScheduler(max_t=cfg.head.epochs, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+        if sweep and t.scheduler == "asha"
+        else FIFOScheduler()
+    )
     return tune.Tuner(
-        trainable, param_space=search_space(cfg, sweep),
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler,
-                                    # seeded sampling: the same config draws the same trials (ASHA vs FIFO compare)
-                                    search_alg=BasicVariantGenerator(random_state=cfg.data.seed),
-                                    num_samples=t.num_samples if sweep else 1,
-                                    max_concurrent_trials=t.max_concurrent_trials),
-        run_config=tune.RunConfig(name="sweep", storage_path=folder, verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                                                          checkpoint_score_order=mode)))
+        trainable,
+        param_space=search_space(cfg, sweep),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            scheduler=scheduler,
+            # seeded sampling: the same config draws the same trials (ASHA vs FIFO compare)
+            search_alg=BasicVariantGenerator(random_state=cfg.data.seed),
+            num_samples=t.num_samples if sweep else 1,
+            max_concurrent_trials=t.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=folder,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+            ),
+        ),
+    )
 
 
 class HeadsSummary(dict):
@@ -114,13 +139,16 @@ class HeadsSummary(dict):
     def render(self) -> str:
         metric = self["metric"].removeprefix("val_")
         best = self["best"]
-        lines = [f"run {self['run']}: {self['trials']} trials, {self['epochs_run']} epochs in all, "
-                 f"{self['wall_s']:.1f}s",
-                 f"best {best['trial']} (epoch {best['epoch']}): test {metric} "
-                 f"{best['test'].get(metric, float('nan')):.4f}; chance {self['chance'].get(metric, float('nan')):.4f}; "
-                 f"linear probe {self['linear_probe'].get(metric, float('nan')):.4f}",
-                 "best config: " + ", ".join(f"{k}={best['config'].get(k)}" for k in
-                                             ("lr", "weight_decay", "dropout", "width", "batch_size"))]
+        lines = [
+            f"run {self['run']}: {self['trials']} trials, {self['epochs_run']} epochs in all, {self['wall_s']:.1f}s",
+            f"best {best['trial']} (epoch {best['epoch']}): test {metric} "
+            f"{best['test'].get(metric, float('nan')):.4f}; chance {self['chance'].get(metric, float('nan')):.4f}; "
+            f"linear probe {self['linear_probe'].get(metric, float('nan')):.4f}",
+            "best config: "
+            + ", ".join(
+                f"{k}={best['config'].get(k)}" for k in ("lr", "weight_decay", "dropout", "width", "batch_size")
+            ),
+        ]
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
 
@@ -146,9 +174,12 @@ def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> Hea
     if not resume:
         write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode(), s3)
     _write_csv(f"{folder}/split.csv", data.split_table(), s3)
-    print(f"head data: {data.task}, {data.level}-level, {len(data.label_names) or 1} outputs, "
-          + ", ".join(f"{s} {len(data.x[s])}" for s in data.x) + f" rows; features {data.features} ({data.feature_model})",
-          flush=True)
+    print(
+        f"head data: {data.task}, {data.level}-level, {len(data.label_names) or 1} outputs, "
+        + ", ".join(f"{s} {len(data.x[s])}" for s in data.x)
+        + f" rows; features {data.features} ({data.feature_model})",
+        flush=True,
+    )
     t0 = time.perf_counter()
     results = _tuner(cfg, data, sweep, resume).fit()
     if resume and any(_lost_checkpoint(r.error) for r in results):
@@ -183,10 +214,16 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
         history = r.metrics_dataframe
         values = [] if history is None or metric not in history else history[metric].dropna().tolist()
         curves[r.path] = (history, values)
-        rows.append({"trial": os.path.basename(r.path), **{k: r.config.get(k) for k in
-                                                           ("lr", "weight_decay", "dropout", "width", "batch_size")},
-                     f"best_{metric}": better(values) if values else None, f"last_{metric}": values[-1] if values else None,
-                     "epochs": len(values), "status": "error" if r.error else "done"})
+        rows.append(
+            {
+                "trial": os.path.basename(r.path),
+                **{k: r.config.get(k) for k in ("lr", "weight_decay", "dropout", "width", "batch_size")},
+                f"best_{metric}": better(values) if values else None,
+                f"last_{metric}": values[-1] if values else None,
+                "epochs": len(values),
+                "status": "error" if r.error else "done",
+            }
+        )
     _write_csv(f"{folder}/trials.csv", pa.Table.from_pylist(rows), s3)
     best = results.get_best_result(metric, mode, scope="all")
     checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
@@ -199,12 +236,27 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
     np.save(buf, state["test_predictions"])
     write_bytes(f"{folder}/best/test_predictions.npy", buf.getvalue(), s3)
     test = evaluate(data.task, data.y["test"], state["test_predictions"], params.get("threshold", 0.5))
-    summary = HeadsSummary({"run": folder, "task": data.task, "level": data.level, "metric": metric, "mode": mode,
-               "trials": len(rows), "epochs_run": sum(r["epochs"] for r in rows), "wall_s": wall_s,
-               "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params,
-                        "test": test}, "chance": chance(data), "linear_probe": linear_probe(cfg, data),
-               "outputs": {"trials": f"{folder}/trials.csv", "best_config": f"{folder}/best_config.yaml",
-                           "head": f"{folder}/best/head.pt", "plot": f"{folder}/sweep.png"}})
+    summary = HeadsSummary(
+        {
+            "run": folder,
+            "task": data.task,
+            "level": data.level,
+            "metric": metric,
+            "mode": mode,
+            "trials": len(rows),
+            "epochs_run": sum(r["epochs"] for r in rows),
+            "wall_s": wall_s,
+            "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params, "test": test},
+            "chance": chance(data),
+            "linear_probe": linear_probe(cfg, data),
+            "outputs": {
+                "trials": f"{folder}/trials.csv",
+                "best_config": f"{folder}/best_config.yaml",
+                "head": f"{folder}/best/head.pt",
+                "plot": f"{folder}/sweep.png",
+            },
+        }
+    )
     write_bytes(f"{folder}/sweep.png", plot(curves, metric, best.path), s3)
     write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=float).encode(), s3)
     return summary
@@ -226,8 +278,11 @@ def chance(data: HeadData) -> dict[str, float]:
 def linear_probe(cfg: HeadsConfig, data: HeadData) -> dict[str, float]:
     """A linear probe with the head section's lr / epochs, trained here, scored on the test split."""
     last: dict = {}
-    fit(data, {**cfg.head.model_dump(), "name": "linear", "seed": cfg.data.seed},
-        lambda metrics, state: last.update(state))
+    fit(
+        data,
+        {**cfg.head.model_dump(), "name": "linear", "seed": cfg.data.seed},
+        lambda metrics, state: last.update(state),
+    )
     return evaluate(data.task, data.y["test"], last["test_predictions"], cfg.head.threshold)
 
 
@@ -241,8 +296,14 @@ def plot(curves: dict, metric: str, best_path: str) -> bytes:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for path, (_, values) in curves.items():
-        left.plot(range(1, len(values) + 1), values, marker=".", alpha=0.9 if path == best_path else 0.5,
-                  linewidth=2.5 if path == best_path else 1, label="_".join(os.path.basename(path).split("_")[:3]))
+        left.plot(
+            range(1, len(values) + 1),
+            values,
+            marker=".",
+            alpha=0.9 if path == best_path else 0.5,
+            linewidth=2.5 if path == best_path else 1,
+            label="_".join(os.path.basename(path).split("_")[:3]),
+        )
     left.set(title=f"{metric} per trial", xlabel="epoch", ylabel=metric)
     left.legend(fontsize=6)
     history = curves[best_path][0]

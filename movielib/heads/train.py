@@ -33,7 +33,7 @@ def _loss(task: str, logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Te
 def predict(model: torch.nn.Module, x: np.ndarray, task: str, batch: int = 4096) -> np.ndarray:
     """Probabilities (multi-label, single-label) or values (regression) for (n, in_dim) features."""
     model.eval()
-    out = [model(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]
+    out = [model(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]
     logits = torch.cat(out) if out else torch.zeros(0, 1)
     if task == "multilabel":
         return torch.sigmoid(logits).numpy()
@@ -44,8 +44,13 @@ def predict(model: torch.nn.Module, x: np.ndarray, task: str, batch: int = 4096)
 
 def head_spec(params: dict, data: HeadData) -> dict:
     """What rebuilds the head: its name, sizes and the hyperparameters that shape it."""
-    return {"name": params["name"], "in_dim": data.in_dim, "out_dim": data.out_dim, "width": params.get("width"),
-            "dropout": params.get("dropout")}
+    return {
+        "name": params["name"],
+        "in_dim": data.in_dim,
+        "out_dim": data.out_dim,
+        "width": params.get("width"),
+        "dropout": params.get("dropout"),
+    }
 
 
 def make_head(spec: dict) -> torch.nn.Module:
@@ -74,26 +79,46 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
         order = torch.randperm(len(x), generator=g)
         total = 0.0
         for i in range(0, len(x), params["batch_size"]):
-            idx = order[i:i + params["batch_size"]]
+            idx = order[i : i + params["batch_size"]]
             loss = _loss(data.task, model(x[idx]), y[idx], pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         val = predict(model, data.x["val"], data.task)
-        metrics = {"epoch": epoch + 1, "train_loss": total / max(len(x), 1),
-                   **{f"val_{k}": v for k, v in evaluate(data.task, data.y["val"], val, params.get("threshold", 0.5))
-                      .items()}}
-        report(metrics, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                         "test_predictions": predict(model, data.x["test"], data.task)})
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(len(x), 1),
+            **{f"val_{k}": v for k, v in evaluate(data.task, data.y["val"], val, params.get("threshold", 0.5)).items()},
+        }
+        report(
+            metrics,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "test_predictions": predict(model, data.x["test"], data.task),
+            },
+        )
 
 
 def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:
     """The head as Serve loads it: weights, the head's spec, task, label names and the features it expects."""
     buf = io.BytesIO()
-    torch.save({"state_dict": state["model"], "head": head_spec(params, data), "task": data.task,
-                "label_names": data.label_names, "features": data.features, "feature_model": data.feature_model,
-                "level": data.level, "threshold": params.get("threshold", 0.5), "params": params}, buf)
+    torch.save(
+        {
+            "state_dict": state["model"],
+            "head": head_spec(params, data),
+            "task": data.task,
+            "label_names": data.label_names,
+            "features": data.features,
+            "feature_model": data.feature_model,
+            "level": data.level,
+            "threshold": params.get("threshold", 0.5),
+            "params": params,
+        },
+        buf,
+    )
     return buf.getvalue()
 
 

@@ -14,9 +14,11 @@ NO_AUDIO_MARKERS = ("matches no streams", "does not contain any stream", "Output
 def extract_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
     """The whole first audio stream as read-only float32 mono at `sample_rate`, or None when there is none."""
     try:
-        out, _ = (ffmpeg.input(path).audio
-                  .output("pipe:", format="f32le", ac=1, ar=sample_rate)
-                  .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True))
+        out, _ = (
+            ffmpeg.input(path)
+            .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
+        )
     except ffmpeg.Error as exc:
         err = exc.stderr.decode(errors="replace") if exc.stderr else ""
         if any(m in err for m in NO_AUDIO_MARKERS):

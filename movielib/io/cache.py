@@ -45,4 +45,3 @@ def local_path(uri: str, s3: S3Options | None = None, kind: str = "weights") -> 
     except OSError:  # another process finished the same copy first
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return str(local)
-

@@ -84,7 +84,9 @@ class PyAVFrame:
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         w, h = (height, width) if self._rotation % 180 else (width, height)
-        return _rotate(self._frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interpolation), self._rotation)
+        return _rotate(
+            self._frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interpolation), self._rotation
+        )
 
     def prepare(self, key: tuple) -> None:
         """Compute the analysis copy `key` asks for now (on the decode thread), for the consumer to take."""
@@ -155,7 +157,7 @@ class PyAVStream:
             except av.error.FFmpegError:
                 return  # a truncated or damaged tail: keep the frames that decoded, as players do
 
-    def _decode(self, out: "queue.Queue", stop: threading.Event) -> None:
+    def _decode(self, out: queue.Queue, stop: threading.Event) -> None:
         try:
             for frame in self._frames():
                 while not stop.is_set():
@@ -174,8 +176,9 @@ class PyAVStream:
         frames: queue.Queue = queue.Queue(maxsize=self._readahead)
         self._stop = threading.Event()
         self._queue = frames
-        self._worker = threading.Thread(target=self._decode, args=(frames, self._stop), daemon=True,
-                                        name="movielib-decode")
+        self._worker = threading.Thread(
+            target=self._decode, args=(frames, self._stop), daemon=True, name="movielib-decode"
+        )
         self._worker.start()
         try:
             while (frame := frames.get()) is not None:
@@ -271,7 +274,9 @@ class TorchCodecDecoder:
         try:
             from torchcodec.decoders import VideoDecoder
         except Exception as exc:  # ImportError, or torchcodec missing FFmpeg's shared libraries
-            raise RuntimeError(f"decode.decoder {self.name} needs torchcodec and FFmpeg's shared libraries: {exc}") from exc
+            raise RuntimeError(
+                f"decode.decoder {self.name} needs torchcodec and FFmpeg's shared libraries: {exc}"
+            ) from exc
         try:
             decoder = VideoDecoder(path, device=self.device, seek_mode="exact")
         except Exception as exc:

@@ -33,7 +33,7 @@ def parse_srt(text: str) -> list[Cue]:
         for i, line in enumerate(lines):
             m = CUE_TIME.search(line)
             if m:
-                body = " ".join(TAG.sub("", t) for t in lines[i + 1:] if t).strip()
+                body = " ".join(TAG.sub("", t) for t in lines[i + 1 :] if t).strip()
                 if body:
                     cues.append(Cue(_seconds(*m.groups()[:4]), _seconds(*m.groups()[4:]), body))
                 break

@@ -45,19 +45,28 @@ class S3Options:
     secret_access_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, endpoint_url: str | None = None, region: str | None = None, **kwargs) -> "S3Options":
+    def from_env(cls, endpoint_url: str | None = None, region: str | None = None, **kwargs) -> S3Options:
         """Explicit values win; otherwise AWS_ENDPOINT_URL(_S3) and AWS_REGION / AWS_DEFAULT_REGION."""
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         reg = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return cls(endpoint_url=endpoint or None, region=reg, **kwargs)
 
     @classmethod
-    def from_config(cls, cfg) -> "S3Options":
+    def from_config(cls, cfg) -> S3Options:
         """From a job's `s3` config section (movielib.config.S3Config)."""
-        secret = (lambda v: v.get_secret_value() if v is not None else None)
-        return cls.from_env(cfg.endpoint_url, cfg.region, connect_timeout_s=cfg.connect_timeout_s,
-                            request_timeout_s=cfg.request_timeout_s, max_attempts=cfg.max_attempts,
-                            access_key_id=secret(cfg.access_key_id), secret_access_key=secret(cfg.secret_access_key))
+
+        def secret(v):
+            return v.get_secret_value() if v is not None else None
+
+        return cls.from_env(
+            cfg.endpoint_url,
+            cfg.region,
+            connect_timeout_s=cfg.connect_timeout_s,
+            request_timeout_s=cfg.request_timeout_s,
+            max_attempts=cfg.max_attempts,
+            access_key_id=secret(cfg.access_key_id),
+            secret_access_key=secret(cfg.secret_access_key),
+        )
 
     def filesystem(self) -> pafs.S3FileSystem:
         kwargs: dict = dict(
@@ -81,18 +90,18 @@ def is_s3(uri: str) -> bool:
 def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for an s3:// URI or a local path (file:// accepted)."""
     if is_s3(uri):
-        path = uri[len("s3://"):].rstrip("/")
+        path = uri[len("s3://") :].rstrip("/")
         if not path:
             raise StorageError(f"{uri!r}: an s3:// URI needs a bucket name")
         return (s3 or S3Options.from_env()).filesystem(), path
     if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+        uri = uri[len("file://") :]
     if "://" in uri:
         raise StorageError(f"{uri!r}: unsupported URI scheme (use s3:// or a local path)")
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
-def read_tabular(path: str, columns: list[str], what: str, s3: "S3Options | None" = None):
+def read_tabular(path: str, columns: list[str], what: str, s3: S3Options | None = None):
     """A CSV or Parquet file (local or s3://) that users hand in: ConfigError, naming `what`, when it cannot be
     read or lacks one of `columns`."""
     import pyarrow as pa
@@ -109,8 +118,10 @@ def read_tabular(path: str, columns: list[str], what: str, s3: "S3Options | None
         raise ConfigError(f"{what} {path!r} cannot be read: {exc}") from None
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise ConfigError(f"{what} {path!r} needs columns {', '.join(columns)}; missing {', '.join(missing)} "
-                          f"(has {', '.join(table.column_names)})")
+        raise ConfigError(
+            f"{what} {path!r} needs columns {', '.join(columns)}; missing {', '.join(missing)} "
+            f"(has {', '.join(table.column_names)})"
+        )
     return table
 
 
@@ -152,14 +163,17 @@ def _ref(fs: pafs.FileSystem, info: pafs.FileInfo) -> VideoRef:
     return VideoRef(uri=to_uri(fs, info.path), size=info.size if exists else -1, mtime_ns=mtime)
 
 
-def list_source(source: str, s3: S3Options | None = None, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> SourceListing:
+def list_source(
+    source: str, s3: S3Options | None = None, extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+) -> SourceListing:
     """The whole listing at once (see `iter_source`)."""
     parts = list(iter_source(source, s3, extensions))
     return SourceListing(videos=[v for p in parts for v in p.videos], ignored=[i for p in parts for i in p.ignored])
 
 
-def iter_source(source: str, s3: S3Options | None = None, extensions: tuple[str, ...] = VIDEO_EXTENSIONS,
-                batch_size: int = 20_000) -> Iterator[SourceListing]:
+def iter_source(
+    source: str, s3: S3Options | None = None, extensions: tuple[str, ...] = VIDEO_EXTENSIONS, batch_size: int = 20_000
+) -> Iterator[SourceListing]:
     """List a catalog: a folder / s3 prefix (videos by extension), one video, or a manifest file of URIs.
 
     A manifest lists one URI per line ('#' at a line's start or after a space starts a comment, so
@@ -228,10 +242,11 @@ def _probe(uris: list[str], s3: S3Options | None) -> list[VideoRef]:
             refs[n] = _ref(local, info)
     if on_s3:
         fs = (s3 or S3Options.from_env()).filesystem()
-        batches = [on_s3[i:i + PROBE_BATCH] for i in range(0, len(on_s3), PROBE_BATCH)]
+        batches = [on_s3[i : i + PROBE_BATCH] for i in range(0, len(on_s3), PROBE_BATCH)]
         with ThreadPoolExecutor(PROBE_THREADS) as pool:
-            for batch, infos in zip(batches, pool.map(
-                    lambda b: fs.get_file_info([uris[n][len("s3://"):] for n in b]), batches)):
+            for batch, infos in zip(
+                batches, pool.map(lambda b: fs.get_file_info([uris[n][len("s3://") :] for n in b]), batches)
+            ):
                 for n, info in zip(batch, infos):
                     refs[n] = _ref(fs, info)
     return refs  # type: ignore[return-value]
@@ -254,8 +269,10 @@ def check_endpoint(s3: S3Options) -> None:
     try:
         socket.create_connection((url.hostname, port), timeout=s3.connect_timeout_s).close()
     except OSError as exc:
-        raise StorageError(f"S3 endpoint {s3.endpoint_url} takes no connections ({exc.strerror or exc}): "
-                           f"check s3.endpoint_url / AWS_ENDPOINT_URL") from None
+        raise StorageError(
+            f"S3 endpoint {s3.endpoint_url} takes no connections ({exc.strerror or exc}): "
+            f"check s3.endpoint_url / AWS_ENDPOINT_URL"
+        ) from None
 
 
 def check_destination(dest: str, s3: S3Options | None = None) -> None:
@@ -265,7 +282,8 @@ def check_destination(dest: str, s3: S3Options | None = None) -> None:
         bucket = path.split("/", 1)[0]
         info = _file_info(fs, bucket, f"s3://{bucket}")
         if info.type == pafs.FileType.NotFound:
-            raise StorageError(f"DEST bucket {bucket!r} does not exist (endpoint: {(s3 or S3Options.from_env()).endpoint_url or 'AWS'})")
+            endpoint = (s3 or S3Options.from_env()).endpoint_url or "AWS"
+            raise StorageError(f"DEST bucket {bucket!r} does not exist (endpoint: {endpoint})")
         return
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:

@@ -41,4 +41,3 @@ def local_copy(uri: str, s3: S3Options | None = None, scratch_dir: str | None = 
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-

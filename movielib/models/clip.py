@@ -38,8 +38,11 @@ DEFAULT_ARCH = "ViT-B-32-quickgelu"  # OpenAI CLIP ViT-B/32: the weights MovieCL
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
 PRECISIONS = {  # config name -> (open_clip precision of the weights, autocast dtype or None)
-    "fp32": ("fp32", None), "amp_fp16": ("fp32", torch.float16), "amp_bf16": ("fp32", torch.bfloat16),
-    "fp16": ("fp16", None), "bf16": ("bf16", None),
+    "fp32": ("fp32", None),
+    "amp_fp16": ("fp32", torch.float16),
+    "amp_bf16": ("fp32", torch.bfloat16),
+    "fp16": ("fp16", None),
+    "bf16": ("bf16", None),
 }
 
 
@@ -72,7 +75,8 @@ class ClipSpec:
                 f"model.weights: no weights given for {self.name or DEFAULT_ARCH}. Weights are never downloaded: pass "
                 "--weights PATH|s3://URI (an HF-style folder with open_clip_config.json, or a checkpoint such as "
                 "open_clip_model.safetensors), or --random-weights to run with an untrained model "
-                "(tests and demos only: its tags are meaningless)")
+                "(tests and demos only: its tags are meaningless)"
+            )
         source = self.resolve()
         if source.checkpoint:
             check_checkpoint_fits(source, self.weights or "")
@@ -95,8 +99,9 @@ class ClipSpec:
             return self._folder_source(configs[0].parent)
         found = [p for name in WEIGHT_FILES for p in sorted(local.rglob(name))]
         if not found:
-            raise ConfigError(f"model.weights: no {CONFIG_FILE} and no checkpoint ({', '.join(WEIGHT_FILES)}) "
-                              f"under {self.weights!r}")
+            raise ConfigError(
+                f"model.weights: no {CONFIG_FILE} and no checkpoint ({', '.join(WEIGHT_FILES)}) under {self.weights!r}"
+            )
         return _named_source(self.name or DEFAULT_ARCH, str(found[0]))
 
     def _folder_source(self, folder: Path) -> ClipSource:
@@ -104,19 +109,26 @@ class ClipSpec:
             cfg = json.loads((folder / CONFIG_FILE).read_text())
             model_cfg, preprocess_cfg = cfg["model_cfg"], cfg.get("preprocess_cfg", {})
         except (ValueError, KeyError) as exc:
-            raise ConfigError(f"model.weights: {folder / CONFIG_FILE} is not an open_clip config "
-                              f"(needs model_cfg): {exc}") from exc
+            raise ConfigError(
+                f"model.weights: {folder / CONFIG_FILE} is not an open_clip config (needs model_cfg): {exc}"
+            ) from exc
         if self.name:
             named = _named_config(self.name)
             if _canonical(named) != _canonical(model_cfg):
-                raise ConfigError(f"model.name {self.name!r} does not match the architecture in {folder / CONFIG_FILE} "
-                                  f"({_describe(model_cfg)} vs {_describe(named)}): leave model.name unset to use the "
-                                  "folder's, or give weights that fit it")
+                raise ConfigError(
+                    f"model.name {self.name!r} does not match the architecture in {folder / CONFIG_FILE} "
+                    f"({_describe(model_cfg)} vs {_describe(named)}): leave model.name unset to use the "
+                    "folder's, or give weights that fit it"
+                )
         ckpt = next((str(folder / n) for n in WEIGHT_FILES if (folder / n).is_file()), None)
         if ckpt is None:
-            raise ConfigError(f"model.weights: {folder} has {CONFIG_FILE} but no checkpoint ({', '.join(WEIGHT_FILES)})")
+            raise ConfigError(
+                f"model.weights: {folder} has {CONFIG_FILE} but no checkpoint ({', '.join(WEIGHT_FILES)})"
+            )
         arch = self.name or registered_name(model_cfg) or f"{folder.name}-config"
-        return ClipSource(f"local-dir:{folder}", arch, model_cfg, {**preprocess_defaults(model_cfg), **preprocess_cfg}, ckpt)
+        return ClipSource(
+            f"local-dir:{folder}", arch, model_cfg, {**preprocess_defaults(model_cfg), **preprocess_cfg}, ckpt
+        )
 
     @functools.cached_property
     def _config_source(self) -> ClipSource:
@@ -140,8 +152,10 @@ class ClipSpec:
 def _named_config(name: str) -> dict:
     cfg = open_clip.get_model_config(name)
     if cfg is None:
-        raise ConfigError(f"model.name: unknown open_clip architecture {name!r} "
-                          f"(e.g. ViT-B-32-quickgelu, ViT-B-16-quickgelu, ViT-L-14-quickgelu, ViT-B-32, movielib-tiny-clip)")
+        raise ConfigError(
+            f"model.name: unknown open_clip architecture {name!r} "
+            f"(e.g. ViT-B-32-quickgelu, ViT-B-16-quickgelu, ViT-L-14-quickgelu, ViT-B-32, movielib-tiny-clip)"
+        )
     return cfg
 
 
@@ -168,8 +182,10 @@ def _canonical(cfg: dict) -> str:
 
 def _describe(cfg: dict) -> str:
     v = cfg.get("vision_cfg", {})
-    return (f"embed_dim {cfg.get('embed_dim')}, vision width {v.get('width')} x {v.get('layers')} layers, "
-            f"patch {v.get('patch_size')}, quick_gelu {bool(cfg.get('quick_gelu'))}")
+    return (
+        f"embed_dim {cfg.get('embed_dim')}, vision width {v.get('width')} x {v.get('layers')} layers, "
+        f"patch {v.get('patch_size')}, quick_gelu {bool(cfg.get('quick_gelu'))}"
+    )
 
 
 def checkpoint_shapes(path: str) -> dict[str, tuple[int, ...]]:
@@ -198,18 +214,25 @@ def check_checkpoint_fits(source: ClipSource, uri: str) -> None:
     missing = sorted(set(ours) - set(theirs))
     extra = sorted(set(theirs) - set(ours))
     if wrong or missing or extra:
-        first = (f"{wrong[0]} is {theirs[wrong[0]]} in the checkpoint, {ours[wrong[0]]} in the architecture" if wrong
-                 else f"{missing[0]} is missing" if missing else f"{extra[0]} is not in the architecture")
-        raise ConfigError(f"model.weights {uri!r} does not fit architecture {source.arch!r}: {len(wrong)} tensors differ in "
-                          f"shape, {len(missing)} missing, {len(extra)} unexpected ({first}). Name the architecture the "
-                          "weights were trained as with --model, or give an HF-style folder with its open_clip_config.json")
+        first = (
+            f"{wrong[0]} is {theirs[wrong[0]]} in the checkpoint, {ours[wrong[0]]} in the architecture"
+            if wrong
+            else f"{missing[0]} is missing"
+            if missing
+            else f"{extra[0]} is not in the architecture"
+        )
+        raise ConfigError(
+            f"model.weights {uri!r} does not fit architecture {source.arch!r}: {len(wrong)} tensors differ in "
+            f"shape, {len(missing)} missing, {len(extra)} unexpected ({first}). Name the architecture the "
+            "weights were trained as with --model, or give an HF-style folder with its open_clip_config.json"
+        )
 
 
 @dataclass
 class LoadedClip:
     model: torch.nn.Module
     tokenizer: object
-    preprocess: "FramePreprocess"
+    preprocess: FramePreprocess
     autocast: torch.dtype | None  # amp precisions: autocast dtype around the towers
     input_dtype: torch.dtype = torch.float32  # what images are cast to (the weights' dtype)
 
@@ -226,12 +249,20 @@ def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> L
     local_dir = source.model_name.startswith("local-dir:")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)  # random weights are one fixed model: every worker and every run agree
-        model = open_clip.create_model(source.model_name, pretrained=None if local_dir else source.checkpoint,
-                                       device=device, precision=weights_precision)
+        model = open_clip.create_model(
+            source.model_name,
+            pretrained=None if local_dir else source.checkpoint,
+            device=device,
+            precision=weights_precision,
+        )
     model.eval()
-    return LoadedClip(model=model, tokenizer=open_clip.get_tokenizer(source.model_name),
-                      preprocess=FramePreprocess.from_cfg(open_clip.get_model_preprocess_cfg(model)), autocast=autocast,
-                      input_dtype={"fp16": torch.float16, "bf16": torch.bfloat16}.get(weights_precision, torch.float32))
+    return LoadedClip(
+        model=model,
+        tokenizer=open_clip.get_tokenizer(source.model_name),
+        preprocess=FramePreprocess.from_cfg(open_clip.get_model_preprocess_cfg(model)),
+        autocast=autocast,
+        input_dtype={"fp16": torch.float16, "bf16": torch.bfloat16}.get(weights_precision, torch.float32),
+    )
 
 
 @dataclass(frozen=True)
@@ -250,23 +281,30 @@ class FramePreprocess:
     resize_mode: str = "shortest"
 
     @classmethod
-    def from_cfg(cls, cfg: dict) -> "FramePreprocess":
+    def from_cfg(cls, cfg: dict) -> FramePreprocess:
         keys = ("size", "mean", "std", "interpolation", "resize_mode")
         kw = {k: tuple(cfg[k]) if isinstance(cfg.get(k), list) else cfg[k] for k in keys if cfg.get(k) is not None}
         return cls(**kw)
 
     @classmethod
-    def for_spec(cls, spec: ClipSpec) -> "FramePreprocess":
+    def for_spec(cls, spec: ClipSpec) -> FramePreprocess:
         return cls.from_cfg(spec._config_source.preprocess_cfg)
 
     @functools.cached_property
     def _transform(self) -> transforms.Compose:
-        cfg = PreprocessCfg(size=self.size, mean=self.mean, std=self.std, interpolation=self.interpolation,
-                            resize_mode=self.resize_mode)
+        cfg = PreprocessCfg(
+            size=self.size, mean=self.mean, std=self.std, interpolation=self.interpolation, resize_mode=self.resize_mode
+        )
         full = image_transform_v2(cfg, is_train=False)
-        return transforms.Compose([t for t in full.transforms
-                                   if not isinstance(t, (transforms.ToTensor, transforms.Normalize)) and callable(t)
-                                   and getattr(t, "__name__", "") != "_convert_to_rgb"])
+        return transforms.Compose(
+            [
+                t
+                for t in full.transforms
+                if not isinstance(t, (transforms.ToTensor, transforms.Normalize))
+                and callable(t)
+                and getattr(t, "__name__", "") != "_convert_to_rgb"
+            ]
+        )
 
     def crop(self, frames: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 frames of any size -> (n, H, W, 3) uint8 model-size crops."""

@@ -61,21 +61,28 @@ class PersonFaceDetector:
 
     min_neighbors: int = 6  # fewer false faces on noise and texture; still finds skimage's astronaut and camera
     min_face_px: int = 24
-    scale_factor: float = 1.2  # cascade pyramid step: 1.2 finds the test portraits at ~2/3 the cost of 1.1, fewer false faces
+    scale_factor: float = (
+        1.2  # cascade pyramid step: 1.2 finds the test portraits at ~2/3 the cost of 1.1, fewer false faces
+    )
     hog_min_weight: float = 0.8
     max_side: int = 640
 
     def detect(self, rgb: np.ndarray) -> PeopleInFrame:
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        small = (
+            cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        )
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         boxes: list[tuple[int, int, int, int]] = []
         # OpenCV's detectors read past the image (and crash the process) on frames smaller than their window
         if min(gray.shape) >= max(self.min_face_px, CASCADE_WINDOW):
             frontal, profile = _cascades()
-            args = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                        minSize=(self.min_face_px, self.min_face_px))
+            args = dict(
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_face_px, self.min_face_px),
+            )
             boxes += [tuple(map(int, b)) for b in frontal.detectMultiScale(gray, **args)]
             boxes += [tuple(map(int, b)) for b in profile.detectMultiScale(gray, **args)]
             sw = gray.shape[1]

@@ -35,5 +35,6 @@ def model_name(path: str | None) -> str:
 def embed_texts(texts: list[str], path: str | None = None, batch_size: int = 64) -> np.ndarray:
     """(n, dim) float32, L2-normalised: cosine similarity is a dot product."""
     model = sentence_model(path)
-    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=False).astype(np.float32)
+    return model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    ).astype(np.float32)

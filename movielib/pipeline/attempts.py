@@ -43,8 +43,9 @@ class TransientError(RuntimeError):
 
 def is_transient(exc: BaseException) -> bool:
     """I/O of the moment (retried with backoff) as opposed to the video's own fault or a bug."""
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError, TransientError)) \
-        and not isinstance(exc, (VideoReadError, FileNotFoundError, IsADirectoryError, NotADirectoryError))
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError, TransientError)) and not isinstance(
+        exc, (VideoReadError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+    )
 
 
 class AttemptLedger:
@@ -117,7 +118,7 @@ def crash_report(text: str) -> str | None:
     frame = _FRAME.search(text, max(start, 0))
     if frame:
         path = frame.group(1)
-        path = path[path.rfind("movielib/"):] if "movielib/" in path else os.path.basename(path)
+        path = path[path.rfind("movielib/") :] if "movielib/" in path else os.path.basename(path)
         what += f" in {path}:{frame.group(2)} ({frame.group(3)})"
     return what
 
@@ -131,7 +132,7 @@ class Attempt:
 class _Watchdog:
     """One per worker process: stops the process when the armed video passes its time or memory limit."""
 
-    def __init__(self, guard: "VideoGuard"):
+    def __init__(self, guard: VideoGuard):
         self.guard = guard
         self.video: str | None = None
         self.started = 0.0
@@ -159,11 +160,15 @@ class _Watchdog:
                 self.peak = max(self.peak, rss)
                 elapsed = time.monotonic() - self.started
                 if elapsed > g.timeout_s:
-                    cause = f"hung: still in its decode task after {elapsed:.0f}s (reliability.video_timeout_s " \
-                            f"{g.timeout_s:g})"
+                    cause = (
+                        f"hung: still in its decode task after {elapsed:.0f}s (reliability.video_timeout_s "
+                        f"{g.timeout_s:g})"
+                    )
                 elif rss > g.memory_limit_bytes:
-                    cause = f"out of memory: its worker reached {rss / 2**30:.2f} GiB " \
-                            f"(reliability.memory_limit_gb {g.memory_limit_bytes / 2**30:g})"
+                    cause = (
+                        f"out of memory: its worker reached {rss / 2**30:.2f} GiB "
+                        f"(reliability.memory_limit_gb {g.memory_limit_bytes / 2**30:g})"
+                    )
                 else:
                     continue
                 g.stop_worker(self.video, cause)
@@ -186,10 +191,17 @@ class VideoGuard:
     faults: tuple[Fault, ...] = ()
 
     @classmethod
-    def from_config(cls, cfg, ledger) -> "VideoGuard":
+    def from_config(cls, cfg, ledger) -> VideoGuard:
         """From a `reliability` config section (movielib.config.ReliabilityConfig)."""
-        return cls(ledger, cfg.max_attempts, cfg.video_timeout_s, int(cfg.memory_limit_gb * 2**30), cfg.io_attempts,
-                   cfg.backoff_s, tuple(Fault(f.kind, f.video, f.attempts) for f in cfg.faults))
+        return cls(
+            ledger,
+            cfg.max_attempts,
+            cfg.video_timeout_s,
+            int(cfg.memory_limit_gb * 2**30),
+            cfg.io_attempts,
+            cfg.backoff_s,
+            tuple(Fault(f.kind, f.video, f.attempts) for f in cfg.faults),
+        )
 
     # -- attempts ----------------------------------------------------------------------------------------
     def begin(self, video_id: str) -> Attempt:
@@ -220,8 +232,9 @@ class VideoGuard:
             return None
         last = attempt.earlier_causes[-1] if attempt.earlier_causes else "unknown"
         same = sum(c == last for c in attempt.earlier_causes)
-        return f"poison video: {len(attempt.earlier_causes)} attempts each ended with its worker gone; last: {last}" \
-            + (f" ({same} of {len(attempt.earlier_causes)} the same)" if same > 1 else "")
+        return f"poison video: {len(attempt.earlier_causes)} attempts each ended with its worker gone; last: {last}" + (
+            f" ({same} of {len(attempt.earlier_causes)} the same)" if same > 1 else ""
+        )
 
     @contextlib.contextmanager
     def watching(self, video_id: str, uri: str, attempt: Attempt) -> Iterator[None]:
@@ -262,8 +275,9 @@ class VideoGuard:
                     if not is_transient(exc):
                         raise
                     if n == self.io_attempts:
-                        raise TransientError(f"{n} attempts to read it failed; last: {type(exc).__name__}: "
-                                             f"{exc}") from exc
+                        raise TransientError(
+                            f"{n} attempts to read it failed; last: {type(exc).__name__}: {exc}"
+                        ) from exc
                     time.sleep(min(30.0, self.backoff_s * 2 ** (n - 1)) * random.uniform(0.5, 1.0))
             yield path
 

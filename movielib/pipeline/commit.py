@@ -23,10 +23,10 @@ import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from movielib.store.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
-from movielib.store.store import CatalogStore
 from movielib.errors import StorageError
 from movielib.io.uri import S3Options
+from movielib.store.schema import SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
+from movielib.store.store import CatalogStore
 
 MAX_ERRORS_KEPT = 100  # the run summary keeps a sample; the full list is a query on the videos table
 
@@ -70,8 +70,14 @@ def keyframe_row(row: dict) -> dict:
 
     times = row.get("keyframe_s") or [None]
     shape = _jpeg_size(row["keyframe_jpeg"])
-    return {"video_id": row["video_id"], "shot_idx": row["shot_idx"], "frame_s": times[keyframe_index(len(times))],
-            "width": shape[1], "height": shape[0], "jpeg": row["keyframe_jpeg"]}
+    return {
+        "video_id": row["video_id"],
+        "shot_idx": row["shot_idx"],
+        "frame_s": times[keyframe_index(len(times))],
+        "width": shape[1],
+        "height": shape[0],
+        "jpeg": row["keyframe_jpeg"],
+    }
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -142,8 +148,13 @@ class VideoAssembler:
     def tables(self, videos: list[tuple[dict, list[dict]]]) -> tuple[dict[str, pa.Table], Tally]:
         """The rows of a batch per table, and what they add to the run's tally."""
         keyframes = any(f.modality == "keyframe" for f in self.features)
-        out: dict[str, list[dict]] = {"videos": [], "shots": [], "tags": [], **({"keyframes": []} if keyframes else {}),
-                                      **{f"features/{f.modality}": [] for f in self.features}}
+        out: dict[str, list[dict]] = {
+            "videos": [],
+            "shots": [],
+            "tags": [],
+            **({"keyframes": []} if keyframes else {}),
+            **{f"features/{f.modality}": [] for f in self.features},
+        }
         tally = Tally()
         for video, shots in videos:
             if video["status"] == "retryable":  # not done: no videos row, so a later run takes it again
@@ -162,9 +173,15 @@ class VideoAssembler:
                 out["shots"].append({k: r[k] for k in SHOTS.names})
                 out["tags"].append({k: r.get(k) for k in TAGS.names})
                 for f in self.features:
-                    out[f"features/{f.modality}"].append({"video_id": r["video_id"], "shot_idx": r["shot_idx"],
-                                                          "model": f.model, "model_version": f.version,
-                                                          "embedding": r.get(f"{f.modality}_embedding")})
+                    out[f"features/{f.modality}"].append(
+                        {
+                            "video_id": r["video_id"],
+                            "shot_idx": r["shot_idx"],
+                            "model": f.model,
+                            "model_version": f.version,
+                            "embedding": r.get(f"{f.modality}_embedding"),
+                        }
+                    )
                 if keyframes and r.get("keyframe_jpeg"):
                     out["keyframes"].append(keyframe_row(r))
                 if r.get("labels"):
@@ -178,8 +195,15 @@ class VideoAssembler:
 class Committer:
     """The run's single writer (a Ray actor): gathers rows into whole videos and commits them in batches."""
 
-    def __init__(self, dest: str, s3: S3Options | None, run_id: str, rows_per_commit: int, commit_every_s: float,
-                 features: list[FeatureSpec]):
+    def __init__(
+        self,
+        dest: str,
+        s3: S3Options | None,
+        run_id: str,
+        rows_per_commit: int,
+        commit_every_s: float,
+        features: list[FeatureSpec],
+    ):
         self.store = CatalogStore(dest, s3)
         self.run_id = run_id
         self.rows_per_commit = rows_per_commit
@@ -224,8 +248,10 @@ class Committer:
         if not self.assembler.ready:
             return
         if time.time() >= self.claimed_until:  # another run may own these videos now: never write them twice
-            raise StorageError(f"run {self.run_id}: its claims lapsed at {time.ctime(self.claimed_until)} (not renewed "
-                               f"in output.claim_ttl_s); stopping before writing videos another run may have taken")
+            raise StorageError(
+                f"run {self.run_id}: its claims lapsed at {time.ctime(self.claimed_until)} (not renewed "
+                f"in output.claim_ttl_s); stopping before writing videos another run may have taken"
+            )
         videos = self.assembler.take(rows)
         t0 = time.perf_counter()
         tables, tally = self.assembler.tables(videos)
@@ -241,13 +267,20 @@ class Committer:
         failed), and those no row of which arrived are listed as `lost` for the driver to report."""
         with self.lock:
             self._raise_failure()
-            for vid, p in list(self.assembler.unfinished().items()):
+            for p in list(self.assembler.unfinished().values()):
                 row = next(iter(p.shots.values()))
                 want = p.n_shots if p.n_shots is not None else "?"
-                self.assembler.add({**{k: row[k] for k in VIDEOS.names}, "shot_idx": -1, "status": "retryable",
-                                    "error": f"only {len(p.shots)} of {want} shots reached the sink"
-                                             + (" (the chunk failed)" if failed else ""),
-                                    "duration_s": None, "n_frames": None})
+                self.assembler.add(
+                    {
+                        **{k: row[k] for k in VIDEOS.names},
+                        "shot_idx": -1,
+                        "status": "retryable",
+                        "error": f"only {len(p.shots)} of {want} shots reached the sink"
+                        + (" (the chunk failed)" if failed else ""),
+                        "duration_s": None,
+                        "n_frames": None,
+                    }
+                )
             self._commit()
             out, self.tally = self.tally, Tally()
             out.lost = [vid for vid in expected if vid not in self.assembler.closed]
@@ -261,7 +294,7 @@ class Committer:
 class CommitterSink(Datasink[None]):
     """Hands every block to the run's Committer; the task waits for it, so a slow store slows the graph."""
 
-    def __init__(self, committer: "ray.actor.ActorHandle"):
+    def __init__(self, committer: ray.actor.ActorHandle):
         self.committer = committer
 
     def write(self, blocks, ctx) -> None:

@@ -6,8 +6,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from movielib.config import (JobConfig, ModelConfig, NonNegative, Positive, PositiveInt, Section, UnitInterval,
-                             load_config)
+from movielib.config import (
+    JobConfig,
+    ModelConfig,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Section,
+    UnitInterval,
+    load_config,
+)
 from movielib.taxonomy.labels import DEFAULT_PROMPT
 
 __all__ = ["TagConfig", "load_tag_config"]
@@ -69,14 +77,16 @@ class ScoringConfig(Section):
     memory_gb: Positive = 2.0  # reserved per scorer actor (model + activations)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ScoringConfig":
+    def _consistent(self) -> ScoringConfig:
         if "{label}" not in self.prompt:
             raise ValueError(f"prompt: must contain '{{label}}', got {self.prompt!r}")
         if self.min_actors > self.max_actors:
             raise ValueError(f"min_actors: must be <= scoring.max_actors ({self.max_actors}), got {self.min_actors}")
         if self.clean_threshold < self.multi_threshold:
-            raise ValueError(f"clean_threshold: must be >= scoring.multi_threshold ({self.multi_threshold}), "
-                             f"got {self.clean_threshold}")
+            raise ValueError(
+                f"clean_threshold: must be >= scoring.multi_threshold ({self.multi_threshold}), "
+                f"got {self.clean_threshold}"
+            )
         return self
 
 

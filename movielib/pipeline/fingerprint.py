@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from movielib.pipeline.config import TagConfig
 from movielib.models.clip import ClipSpec
+from movielib.pipeline.config import TagConfig
 from movielib.taxonomy.labels import LabelSet
 
 
@@ -40,17 +40,26 @@ def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str,
     """Every setting that changes a row of the output tables (not resources, batch sizes or paths)."""
     label_digest = hashlib.sha256("\n".join(labels.labels).encode()).hexdigest()[:16]
     return {
-        "model.arch": spec.arch, "model.weights": weights_digest(spec), "model.precision": cfg.model.precision,
-        "shots.detector": cfg.shots.detector, "shots.threshold": cfg.shots.threshold,
+        "model.arch": spec.arch,
+        "model.weights": weights_digest(spec),
+        "model.precision": cfg.model.precision,
+        "shots.detector": cfg.shots.detector,
+        "shots.threshold": cfg.shots.threshold,
         "shots.min_scene_len": cfg.shots.min_scene_len,
-        "sampling.fps": cfg.sampling.fps, "sampling.max_frames_per_shot": cfg.sampling.max_frames_per_shot,
-        "people.enabled": cfg.people.enabled, "people.max_side": cfg.people.max_side,
+        "sampling.fps": cfg.sampling.fps,
+        "sampling.max_frames_per_shot": cfg.sampling.max_frames_per_shot,
+        "people.enabled": cfg.people.enabled,
+        "people.max_side": cfg.people.max_side,
         "people.frames_per_shot": cfg.people.frames_per_shot,
-        "features.image": cfg.features.image, "features.audio": cfg.features.audio,
-        "features.audio_model": cfg.features.audio_model, "features.text": cfg.features.text,
+        "features.image": cfg.features.image,
+        "features.audio": cfg.features.audio,
+        "features.audio_model": cfg.features.audio_model,
+        "features.text": cfg.features.text,
         "features.text_model": cfg.features.text_model,
-        "scoring.labels": f"{len(labels.labels)} labels, sha256 {label_digest}", "scoring.prompt": labels.prompt,
-        "scoring.top_k": cfg.scoring.top_k, "scoring.clean_threshold": cfg.scoring.clean_threshold,
+        "scoring.labels": f"{len(labels.labels)} labels, sha256 {label_digest}",
+        "scoring.prompt": labels.prompt,
+        "scoring.top_k": cfg.scoring.top_k,
+        "scoring.clean_threshold": cfg.scoring.clean_threshold,
         "scoring.multi_threshold": cfg.scoring.multi_threshold,
         # named only when on, so a DEST tagged before the option existed keeps its fingerprint
         **({"features.keyframes": True} if cfg.features.keyframes else {}),

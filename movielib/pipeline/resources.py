@@ -61,7 +61,7 @@ class ClusterDescription:
         return self.resources.get(resource, 0.0) + extra
 
     @classmethod
-    def from_ray(cls) -> "ClusterDescription":
+    def from_ray(cls) -> ClusterDescription:
         """The connected cluster: its resources now, and the node types its autoscaler reported to the GCS."""
         import ray
 
@@ -70,15 +70,16 @@ class ClusterDescription:
             from ray._private.state import state
 
             config = state.get_cluster_config()
-            for group in (config.node_group_configs if config else []):
+            for group in config.node_group_configs if config else []:
                 types.append(NodeType(group.name, dict(group.resources), group.min_count, group.max_count))
         except Exception as exc:  # pragma: no cover - depends on the Ray build
             log.debug("no autoscaler cluster config: %s", exc)
         return cls(resources=dict(ray.cluster_resources()), node_types=tuple(types))
 
 
-def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_actor: float = 1.0,
-                     field: str = "scoring.num_gpus") -> float:
+def resolve_num_gpus(
+    setting: str | float, cluster: ClusterDescription, per_actor: float = 1.0, field: str = "scoring.num_gpus"
+) -> float:
     """`auto` -> `per_actor` GPUs when the cluster has or can autoscale GPU nodes, else 0; numbers pass through.
 
     A GPU request the cluster can never grant would leave the job waiting forever: it is a ConfigError.
@@ -88,8 +89,10 @@ def resolve_num_gpus(setting: str | float, cluster: ClusterDescription, per_acto
     if float(setting) > 0 and not cluster.can_have("GPU"):
         from movielib.errors import ConfigError
 
-        raise ConfigError(f"{field} is {setting}, but this cluster has no GPUs and no GPU node type it can start "
-                          f"(set {field}: 0, or add a GPU worker group)")
+        raise ConfigError(
+            f"{field} is {setting}, but this cluster has no GPUs and no GPU node type it can start "
+            f"(set {field}: 0, or add a GPU worker group)"
+        )
     return float(setting)
 
 
@@ -101,8 +104,9 @@ def resolve_decode_cpus(setting: str | float, scorer_gpus: float) -> float:
     return float(setting)
 
 
-def decode_concurrency(cluster: ClusterDescription, decode_cpus: float, scorer: StageResources,
-                       scorer_actors: int) -> int | None:
+def decode_concurrency(
+    cluster: ClusterDescription, decode_cpus: float, scorer: StageResources, scorer_actors: int
+) -> int | None:
     """How many decode tasks may run at once: the CPUs the cluster can have, less the scorer actors' on
     CPU-only clusters, over each task's CPUs. Ray Data then submits no more than can run (without the
     cap and without per-operator reservations it queues every task of the chunk at once, and runs slower);

@@ -27,10 +27,6 @@ import pyarrow.compute as pc
 import ray
 
 from movielib.errors import ConfigError
-from movielib.pipeline.config import TagConfig
-from movielib.store import CatalogStore, new_run_id
-from movielib.store.claims import claim, dead_runs, release, this_process
-from movielib.pipeline.fingerprint import changes, fingerprint, output_fields
 from movielib.io.cache import local_path
 from movielib.io.uri import S3Options, check_destination, check_endpoint, filesystem_for, is_s3, iter_source
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
@@ -38,15 +34,23 @@ from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
-from movielib.pipeline.resources import (ClusterDescription, StageResources, decode_concurrency, resolve_decode_cpus,
-                                         resolve_num_gpus)
-from movielib.pipeline.stages import (ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText,
-                                      FeatureSpec)
 from movielib.pipeline.attempts import AttemptLedger, VideoGuard
 from movielib.pipeline.commit import Committer, CommitterSink, Tally, add_tally
+from movielib.pipeline.config import TagConfig
+from movielib.pipeline.fingerprint import changes, fingerprint, output_fields
+from movielib.pipeline.resources import (
+    ClusterDescription,
+    StageResources,
+    decode_concurrency,
+    resolve_decode_cpus,
+    resolve_num_gpus,
+)
+from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText, FeatureSpec
 from movielib.pipeline.todo import Todo, plan_todo, read_chunk, remove_chunks
 from movielib.runtime import init_ray
 from movielib.shots import make_detector
+from movielib.store import CatalogStore, new_run_id
+from movielib.store.claims import claim, dead_runs, release, this_process
 from movielib.tagging.scene_score import CleanRules
 from movielib.taxonomy.labels import LabelSet
 
@@ -103,8 +107,12 @@ class TagSummary:
     def render(self) -> str:
         lines = []
         if self.random_weights:
-            lines += ["!" * 72, f"!! RANDOM WEIGHTS: {self.model} was not trained; these tags are meaningless.",
-                      "!! Pass --weights PATH|s3://URI for real tags.", "!" * 72]
+            lines += [
+                "!" * 72,
+                f"!! RANDOM WEIGHTS: {self.model} was not trained; these tags are meaningless.",
+                "!! Pass --weights PATH|s3://URI for real tags.",
+                "!" * 72,
+            ]
         lines += [
             f"run {self.run_id}: {self.videos_listed} videos listed -> {self.videos_ok} tagged, "
             f"{self.videos_error} failed, "
@@ -120,20 +128,32 @@ class TagSummary:
         if self.videos_error > 20:
             lines.append(f"  ... {self.videos_error - 20} more: `status = 'error'` rows of {self.dest}/videos")
         if self.videos_retryable:
-            lines.append(f"{self.videos_retryable} videos failed for reasons not their own (store, workers): "
-                         f"not recorded as done; run the same command again to retry them")
+            lines.append(
+                f"{self.videos_retryable} videos failed for reasons not their own (store, workers): "
+                f"not recorded as done; run the same command again to retry them"
+            )
             lines += [f"  retryable: {e['uri']}: {e['error']}" for e in self.retryable[:20]]
         if self.debris_rows_removed:
             lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
             lines.append(f"ignored {self.ignored_count} non-video objects, e.g. {self.ignored[0]}")
-        lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items())
-                     + (f"; decode worker peak RSS {self.decode_peak_rss_mb:.0f} MiB" if self.decode_peak_rss_mb else ""))
+        lines.append(
+            "time: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items())
+            + (f"; decode worker peak RSS {self.decode_peak_rss_mb:.0f} MiB" if self.decode_peak_rss_mb else "")
+        )
         if self.stage_s and self.shots:
-            lines.append("stage time (summed over workers): " + ", ".join(
-                f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s" for k, v in self.stage_s.items()))
-        lines.append(f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*}}  "
-                     f"summary: {self.dest}/_movielib/runs/{self.run_id}.json")
+            lines.append(
+                "stage time (summed over workers): "
+                + ", ".join(
+                    f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s"
+                    for k, v in self.stage_s.items()
+                )
+            )
+        lines.append(
+            f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*}}  "
+            f"summary: {self.dest}/_movielib/runs/{self.run_id}.json"
+        )
         return "\n".join(lines)
 
     @property
@@ -150,8 +170,11 @@ class TagSummary:
 def run(cfg: TagConfig, args) -> TagSummary:
     """`movielib tag SOURCE DEST`: plan (every check before any work), then tag what DEST does not hold."""
     plan = plan_tagging(cfg, args.source, args.dest)
-    print(f"{plan.todo.videos} videos to tag in {len(plan.todo.chunks)} chunks, {plan.todo.skipped} already in "
-          f"{plan.dest}", flush=True)
+    print(
+        f"{plan.todo.videos} videos to tag in {len(plan.todo.chunks)} chunks, {plan.todo.skipped} already in "
+        f"{plan.dest}",
+        flush=True,
+    )
     if plan.todo.chunks:  # nothing to do: answer without starting (or joining) Ray
         init_ray(cfg.ray_address)
     return run_tagging(plan)
@@ -162,8 +185,11 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     s3 = S3Options.from_config(cfg.s3)
     spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
     spec.validate()
-    labels = LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt) if cfg.scoring.labels \
+    labels = (
+        LabelSet.from_file(cfg.scoring.labels, cfg.scoring.prompt)
+        if cfg.scoring.labels
         else LabelSet.movieclip(cfg.scoring.prompt)
+    )
     audio_encoder, features = feature_specs(cfg, spec, s3)
     if is_s3(source) or is_s3(dest):
         check_endpoint(s3)
@@ -175,9 +201,19 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
     store = CatalogStore(dest, s3)
     run_id = new_run_id()
     todo = plan_todo(store, itertools.chain([first], listing), run_id, cfg.output.chunk_videos)
-    return TagPlan(cfg=cfg, source=source, dest=dest, s3=s3, spec=spec, labels=labels, run_id=run_id, todo=todo,
-                   fingerprint={"fingerprint": fingerprint(fields), "fields": fields},
-                   features=features, audio_encoder=audio_encoder)
+    return TagPlan(
+        cfg=cfg,
+        source=source,
+        dest=dest,
+        s3=s3,
+        spec=spec,
+        labels=labels,
+        run_id=run_id,
+        todo=todo,
+        fingerprint={"fingerprint": fingerprint(fields), "fields": fields},
+        features=features,
+        audio_encoder=audio_encoder,
+    )
 
 
 def check_fingerprint(dest: str, s3: S3Options, fields: dict, on_change: str) -> str:
@@ -186,17 +222,21 @@ def check_fingerprint(dest: str, s3: S3Options, fields: dict, on_change: str) ->
     store = CatalogStore(dest, s3)
     fs, root = filesystem_for(dest, s3)
     if fs.get_file_info(f"{root}/_manifest").type.name == "Directory":
-        raise ConfigError(f"DEST {dest!r} holds tables of an older movielib (Parquet + _manifest/); "
-                          f"tag into a new DEST")
+        raise ConfigError(
+            f"DEST {dest!r} holds tables of an older movielib (Parquet + _manifest/); tag into a new DEST"
+        )
     stored = store.read_json("fingerprint.json")
     if stored is None or stored["fingerprint"] == fingerprint(fields):
         return dest
     if on_change == "alongside":
         return check_fingerprint(f"{dest.rstrip('/')}/fp-{fingerprint(fields)}", s3, fields, "refuse")
     changed = changes(stored["fields"], fields)
-    raise ConfigError(f"DEST {dest!r} was written with other settings, so its videos would be skipped or mixed: "
-                      + "; ".join(changed[:8]) + ". Tag into a new DEST, or pass --set output.on_change=alongside "
-                      f"to write a separate catalog under {dest.rstrip('/')}/fp-{fingerprint(fields)}")
+    raise ConfigError(
+        f"DEST {dest!r} was written with other settings, so its videos would be skipped or mixed: "
+        + "; ".join(changed[:8])
+        + ". Tag into a new DEST, or pass --set output.on_change=alongside "
+        f"to write a separate catalog under {dest.rstrip('/')}/fp-{fingerprint(fields)}"
+    )
 
 
 def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object | None, list[FeatureSpec]]:
@@ -214,8 +254,9 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
                 encoder = TorchScriptAudioEncoder(local_path(f.audio_model, s3, kind="audio"))
                 dim = len(encoder.embed(np.zeros(16_000, np.float32)))
             except Exception as exc:
-                raise ConfigError(f"features.audio_model: cannot load {f.audio_model!r} as a TorchScript "
-                                  f"audio encoder: {exc}") from exc
+                raise ConfigError(
+                    f"features.audio_model: cannot load {f.audio_model!r} as a TorchScript audio encoder: {exc}"
+                ) from exc
         else:
             dim = encoder.dim
         out.append(FeatureSpec("audio", encoder.name, encoder.version, dim))
@@ -242,25 +283,38 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     """Claim, tag and commit `plan.todo` chunk by chunk; return (and store) the run summary."""
     cfg, t0 = plan.cfg, time.perf_counter()
     store = CatalogStore(plan.dest, plan.s3)
-    summary = TagSummary(run_id=plan.run_id, dest=plan.dest, model=f"{plan.spec.arch}/{plan.spec.version}",
-                         random_weights=plan.spec.random_weights,
-                         videos_listed=plan.todo.listed, videos_skipped=plan.todo.skipped,
-                         ignored=plan.todo.ignored_sample, ignored_count=plan.todo.ignored,
-                         features=[f"{f.modality} ({f.model}, {f.dim}-d)" for f in plan.features])
+    summary = TagSummary(
+        run_id=plan.run_id,
+        dest=plan.dest,
+        model=f"{plan.spec.arch}/{plan.spec.version}",
+        random_weights=plan.spec.random_weights,
+        videos_listed=plan.todo.listed,
+        videos_skipped=plan.todo.skipped,
+        ignored=plan.todo.ignored_sample,
+        ignored_count=plan.todo.ignored,
+        features=[f"{f.modality} ({f.model}, {f.dim}-d)" for f in plan.features],
+    )
     if plan.todo.chunks:
         if store.read_json("fingerprint.json") is None:
             store.write_json(plan.fingerprint, "fingerprint.json")
         store.write_json(this_process(), "live", f"{plan.run_id}.json")  # a later run here can tell we died
         actors = RunActors(
-            committer=ray.remote(Committer).options(num_cpus=0).remote(
-                plan.dest, plan.s3, plan.run_id, cfg.output.rows_per_file, cfg.output.commit_every_s, plan.features),
-            ledger=ray.remote(AttemptLedger).options(num_cpus=0).remote())
+            committer=ray.remote(Committer)
+            .options(num_cpus=0)
+            .remote(
+                plan.dest, plan.s3, plan.run_id, cfg.output.rows_per_file, cfg.output.commit_every_s, plan.features
+            ),
+            ledger=ray.remote(AttemptLedger).options(num_cpus=0).remote(),
+        )
         try:
             for n, chunk in enumerate(plan.todo.chunks):
                 run_chunk(plan, store, chunk, actors, summary)
-                print(f"chunk {n + 1}/{len(plan.todo.chunks)}: {summary.videos_ok} tagged, {summary.videos_error} "
-                      f"failed, {summary.videos_retryable} to retry, {summary.shots} shots in {summary.commits} "
-                      f"commits so far", flush=True)
+                print(
+                    f"chunk {n + 1}/{len(plan.todo.chunks)}: {summary.videos_ok} tagged, {summary.videos_error} "
+                    f"failed, {summary.videos_retryable} to retry, {summary.shots} shots in {summary.commits} "
+                    f"commits so far",
+                    flush=True,
+                )
             summary.decode_peak_rss_mb = round(ray.get(actors.ledger.max_peak_rss.remote()) / 2**20, 1)
         finally:
             ray.get(actors.committer.stop.remote())
@@ -275,16 +329,23 @@ def run_tagging(plan: TagPlan) -> TagSummary:
     summary.timings_s["total"] = time.perf_counter() - t0
     # small at any catalog size: counts and samples; the full lists are queries on the tables
     report = {k: v for k, v in summary.__dict__.items() if k != "top1"}
-    store.write_run_summary(plan.run_id, {**report, "source": plan.source, "skipped_sample": plan.todo.skipped_sample,
-                                          "config": cfg.to_dict(),
-                                          "fingerprint": plan.fingerprint["fingerprint"]})
+    store.write_run_summary(
+        plan.run_id,
+        {
+            **report,
+            "source": plan.source,
+            "skipped_sample": plan.todo.skipped_sample,
+            "config": cfg.to_dict(),
+            "fingerprint": plan.fingerprint["fingerprint"],
+        },
+    )
     return summary
 
 
 @dataclass(frozen=True)
 class RunActors:
-    committer: "ray.actor.ActorHandle"  # the run's single writer (movielib.pipeline.commit)
-    ledger: "ray.actor.ActorHandle"  # attempts per video and what ended them (movielib.pipeline.attempts)
+    committer: ray.actor.ActorHandle  # the run's single writer (movielib.pipeline.commit)
+    ledger: ray.actor.ActorHandle  # attempts per video and what ended them (movielib.pipeline.attempts)
 
 
 def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, actors: RunActors, summary: TagSummary) -> None:
@@ -304,13 +365,15 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, actors: RunActors,
     committer = actors.committer
     ray.get(committer.claims_valid_until.remote(claimed.expires_at.timestamp()))
     stop = threading.Event()
-    renew = threading.Thread(target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop, committer),
-                             daemon=True)
+    renew = threading.Thread(
+        target=_renew_claims, args=(store, plan.run_id, claimed.won, ttl, stop, committer), daemon=True
+    )
     renew.start()
     try:
         # write tasks only hand blocks to the Committer actor: they take no CPU from decoding
         build_dataset(plan, videos, actors.ledger).write_datasink(
-            CommitterSink(committer), ray_remote_args={"num_cpus": 0}, concurrency=2)
+            CommitterSink(committer), ray_remote_args={"num_cpus": 0}, concurrency=2
+        )
     except Exception:
         summary.fold(ray.get(committer.finish_chunk.remote(claimed.won, failed=True)))  # what is complete lands
         raise
@@ -321,15 +384,18 @@ def run_chunk(plan: TagPlan, store: CatalogStore, chunk: str, actors: RunActors,
         causes = ray.get(actors.ledger.causes.remote(part.lost))
         uris = dict(zip(videos["video_id"].to_pylist(), videos["uri"].to_pylist()))
         part.videos_retryable += len(part.lost)
-        part.retryable += [{"uri": uris[v], "error": causes.get(v, "no row reached the sink: its task failed (see "
-                                                                    "the Ray Data log)")} for v in part.lost]
+        part.retryable += [
+            {"uri": uris[v], "error": causes.get(v, "no row reached the sink: its task failed (see the Ray Data log)")}
+            for v in part.lost
+        ]
         part.retryable_ids += part.lost
     summary.fold(part)
     release(store.tables, plan.run_id, part.retryable_ids)  # a re-run may take them at once
 
 
-def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event,
-                  committer) -> None:
+def _renew_claims(
+    store: CatalogStore, run_id: str, ids: list[str], ttl_s: float, stop: threading.Event, committer
+) -> None:
     """Keep this run's claims alive while it works (a third of the TTL apart); finished videos drop out.
     The Committer learns each new expiry: if renewals stop, it stops committing before the claims lapse."""
     while not stop.wait(ttl_s / 3):
@@ -342,24 +408,34 @@ def _renew_claims(store: CatalogStore, run_id: str, ids: list[str], ttl_s: float
             ray.get(committer.claims_valid_until.remote(renewed.expires_at.timestamp()))
 
 
-def build_dataset(plan: TagPlan, videos: pa.Table, ledger: "ray.actor.ActorHandle | None" = None) -> "ray.data.Dataset":
+def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle | None = None) -> ray.data.Dataset:
     """The graph, top to bottom; the one place where stage resources (from the config) meet Ray. `ledger`: the
     run's AttemptLedger (None: no attempt tracking)."""
     cfg = plan.cfg
     attempts = cfg.reliability.max_attempts
     decode = DecodeAndDetect(
         make_detector(cfg.shots.detector, cfg.shots.threshold, cfg.shots.min_scene_len),
-        FramePreprocess.for_spec(plan.spec), cfg.sampling.fps, plan.s3, cfg.decode.scratch_dir,
-        cfg.decode.shots_per_block, people_max_side=cfg.people.max_side if cfg.people.enabled else None,
-        audio=cfg.features.audio, subtitles=cfg.features.text, prepare_threads=cfg.decode.prepare_threads,
-        people_frames_per_shot=cfg.people.frames_per_shot, max_frames_per_shot=cfg.sampling.max_frames_per_shot,
-        decoder=cfg.decode.decoder, guard=VideoGuard.from_config(cfg.reliability, ledger))
+        FramePreprocess.for_spec(plan.spec),
+        cfg.sampling.fps,
+        plan.s3,
+        cfg.decode.scratch_dir,
+        cfg.decode.shots_per_block,
+        people_max_side=cfg.people.max_side if cfg.people.enabled else None,
+        audio=cfg.features.audio,
+        subtitles=cfg.features.text,
+        prepare_threads=cfg.decode.prepare_threads,
+        people_frames_per_shot=cfg.people.frames_per_shot,
+        max_frames_per_shot=cfg.sampling.max_frames_per_shot,
+        decoder=cfg.decode.decoder,
+        guard=VideoGuard.from_config(cfg.reliability, ledger),
+    )
     cluster = ClusterDescription.from_ray()
     decode_gpus = resolve_num_gpus(cfg.decode.num_gpus, cluster, field="decode.num_gpus")
     score_res = scorer_resources(cfg, cluster)
     decode_cpus = resolve_decode_cpus(cfg.decode.num_cpus, score_res.num_gpus)
-    decode_res = StageResources(num_cpus=decode_cpus, num_gpus=decode_gpus,
-                                memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
+    decode_res = StageResources(
+        num_cpus=decode_cpus, num_gpus=decode_gpus, memory_bytes=_gb(cfg.decode.memory_gb)
+    ).ray_args()
     cpu = StageResources(num_cpus=decode_cpus, memory_bytes=_gb(cfg.decode.memory_gb)).ray_args()
     # one video a block, so decode tasks run side by side; the driver holds one chunk (bounded), never the
     # catalog (ray.data.read_parquet of the chunk file plus a repartition to one row a block ran 3x slower)
@@ -381,26 +457,39 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: "ray.actor.ActorHandl
     with _named_remote_args():
         ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res, **same)
         if cfg.people.enabled:
-            ds = ds.map_batches(DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
-                                batch_size=None, batch_format="pyarrow", **cpu, **same)
+            ds = ds.map_batches(
+                DetectPeople(PersonFaceDetector(max_side=cfg.people.max_side)),
+                batch_size=None,
+                batch_format="pyarrow",
+                **cpu,
+                **same,
+            )
         if plan.audio_encoder is not None:
             ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu, **same)
         if cfg.features.text:
-            ds = ds.map_batches(EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu,
-                                **same)
+            ds = ds.map_batches(
+                EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu, **same
+            )
         return ds.map_batches(
             ClipSceneScorer,
             fn_constructor_kwargs=dict(
-                spec=plan.spec, labels=plan.labels,
+                spec=plan.spec,
+                labels=plan.labels,
                 rules=CleanRules(cfg.scoring.top_k, cfg.scoring.clean_threshold, cfg.scoring.multi_threshold),
-                frames_per_forward=cfg.scoring.frames_per_forward, precision=cfg.model.precision,
+                frames_per_forward=cfg.scoring.frames_per_forward,
+                precision=cfg.model.precision,
                 torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
-                image_features=cfg.features.image, keyframes=cfg.features.keyframes),
-            batch_size=cfg.scoring.batch_size, batch_format="pyarrow",
+                image_features=cfg.features.image,
+                keyframes=cfg.features.keyframes,
+            ),
+            batch_size=cfg.scoring.batch_size,
+            batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(min_size=cfg.scoring.min_actors, max_size=cfg.scoring.max_actors),
             # a killed scorer comes back, and its batch is tried `attempts` more times
-            max_restarts=-1, max_task_retries=attempts,
-            **score_res.ray_args())
+            max_restarts=-1,
+            max_task_retries=attempts,
+            **score_res.ray_args(),
+        )
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movielib.store.store import CatalogStore
 from movielib.io.uri import SourceListing
+from movielib.store.store import CatalogStore
 
 TODO = pa.schema([("video_id", pa.string()), ("uri", pa.string())])
 SAMPLE = 100  # URIs kept by name in plans and summaries; counts are kept for all
@@ -36,10 +36,14 @@ class Todo:
 
 def listing_table(listing: SourceListing) -> pa.Table:
     """(video_id, uri) in listing order, first occurrence of each video only."""
-    table = pa.table({"video_id": [r.video_id for r in listing.videos], "uri": [r.uri for r in listing.videos]},
-                     schema=TODO)
-    first = table.append_column("i", pa.array(range(table.num_rows), pa.int64())) \
-        .group_by("video_id", use_threads=False).aggregate([("i", "min")])["i_min"]
+    table = pa.table(
+        {"video_id": [r.video_id for r in listing.videos], "uri": [r.uri for r in listing.videos]}, schema=TODO
+    )
+    first = (
+        table.append_column("i", pa.array(range(table.num_rows), pa.int64()))
+        .group_by("video_id", use_threads=False)
+        .aggregate([("i", "min")])["i_min"]
+    )
     return table.take(pa.array(np.sort(first.to_numpy())))
 
 

@@ -29,8 +29,11 @@ from ray import serve
 import movielib
 from movielib.serving.config import DeploymentSection, ServeConfig
 
-api = FastAPI(title="movielib", version=movielib.__version__,
-              description="CLIP text / image encoders, the MovieCLIP scene tagger and exported heads")
+api = FastAPI(
+    title="movielib",
+    version=movielib.__version__,
+    description="CLIP text / image encoders, the MovieCLIP scene tagger and exported heads",
+)
 
 
 class Texts(BaseModel):
@@ -83,7 +86,9 @@ class Ingress:
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
-            raise HTTPException(413, f"the body is {int(declared)} bytes, more than max_body_mb ({self.max_body} bytes)")
+            raise HTTPException(
+                413, f"the body is {int(declared)} bytes, more than max_body_mb ({self.max_body} bytes)"
+            )
         body = await request.body()
         if len(body) > self.max_body:
             raise HTTPException(413, f"the body is {len(body)} bytes, more than max_body_mb ({self.max_body} bytes)")
@@ -120,7 +125,7 @@ class Ingress:
             payload = await self._json(request)
             images = _b64_images(payload.get("images") if isinstance(payload, dict) else None, "images")
         else:
-            raise HTTPException(415, f"send an image (image/*) or JSON {{\"images\": [base64]}}, not {kind or 'no type'}")
+            raise HTTPException(415, f'send an image (image/*) or JSON {{"images": [base64]}}, not {kind or "no type"}')
         emb = await self.image.embed.remote(images)
         return {"model": self.info["clip"], "embeddings": emb.tolist()}
 
@@ -141,8 +146,10 @@ class Ingress:
             if isinstance(payload, dict) and isinstance(payload.get("uri"), str) and payload["uri"].startswith("s3://"):
                 return _answer(await self.tagger.clip.remote(uri=payload["uri"]))
             raise HTTPException(422, 'send {"frames": [base64 images]} or {"uri": "s3://bucket/clip.mp4"}')
-        raise HTTPException(415, f"send an image (image/*), a clip (video/* or application/octet-stream) or JSON, "
-                                 f"not {kind or 'no type'}")
+        raise HTTPException(
+            415,
+            f"send an image (image/*), a clip (video/* or application/octet-stream) or JSON, not {kind or 'no type'}",
+        )
 
     @api.post("/heads/{name}")
     async def head(self, name: str, body: Features) -> dict:
@@ -157,11 +164,16 @@ class Ingress:
 
 
 def _options(d: DeploymentSection) -> dict:
-    return {"autoscaling_config": {"min_replicas": d.min_replicas, "max_replicas": d.max_replicas,
-                                   "target_ongoing_requests": d.target_ongoing_requests},
-            "max_ongoing_requests": d.max_ongoing_requests,
-            "ray_actor_options": {"num_cpus": d.num_cpus, "num_gpus": d.num_gpus},
-            "user_config": {"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s}}
+    return {
+        "autoscaling_config": {
+            "min_replicas": d.min_replicas,
+            "max_replicas": d.max_replicas,
+            "target_ongoing_requests": d.target_ongoing_requests,
+        },
+        "max_ongoing_requests": d.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": d.num_cpus, "num_gpus": d.num_gpus},
+        "user_config": {"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
+    }
 
 
 def build_app(cfg: ServeConfig) -> serve.Application:
@@ -176,26 +188,61 @@ def build_app(cfg: ServeConfig) -> serve.Application:
     s3 = {"endpoint_url": cfg.s3.endpoint_url, "region": cfg.s3.region}
     text = serve.deployment(TextEncoder, name="TextEncoder").options(**_options(cfg.text)).bind(spec)
     image = serve.deployment(ImageEncoder, name="ImageEncoder").options(**_options(cfg.image)).bind(spec)
-    tagger = serve.deployment(Tagger, name="Tagger").options(**_options(cfg.scenes)).bind(
-        spec, t.labels, t.prompt, {"top_k": t.top_k, "clean_threshold": t.clean_threshold,
-                                   "multi_threshold": t.multi_threshold}, t.fps, t.max_frames, s3)
+    tagger = (
+        serve.deployment(Tagger, name="Tagger")
+        .options(**_options(cfg.scenes))
+        .bind(
+            spec,
+            t.labels,
+            t.prompt,
+            {"top_k": t.top_k, "clean_threshold": t.clean_threshold, "multi_threshold": t.multi_threshold},
+            t.fps,
+            t.max_frames,
+            s3,
+        )
+    )
     heads = serve.deployment(Heads, name="Heads").options(**_options(cfg.head)).bind(dict(cfg.heads))
-    info = {"movielib": movielib.__version__, "clip": f"{clip.arch}/{clip.version}",
-            "random_weights": cfg.model.random_weights, "labels": t.labels or "movieclip-179"}
+    info = {
+        "movielib": movielib.__version__,
+        "clip": f"{clip.arch}/{clip.version}",
+        "random_weights": cfg.model.random_weights,
+        "labels": t.labels or "movieclip-179",
+    }
     ingress = {k: v for k, v in _options(cfg.ingress).items() if k != "user_config"}
-    return serve.deployment(Ingress, name="Ingress").options(**ingress).bind(text, image, tagger, heads, info,
-                                                                              cfg.max_body_mb)
+    return (
+        serve.deployment(Ingress, name="Ingress")
+        .options(**ingress)
+        .bind(text, image, tagger, heads, info, cfg.max_body_mb)
+    )
 
 
 def serve_config(cfg: ServeConfig, import_path: str = "serve.app:app") -> dict:
     """The Ray Serve config file for this config (`serve run` / `serve deploy`, a RayService's serveConfigV2)."""
-    deployments = [{"name": name, **({k: v for k, v in _options(d).items() if k != "user_config"} if name == "Ingress"
-                                     else _options(d))}
-                   for name, d in (("Ingress", cfg.ingress), ("TextEncoder", cfg.text), ("ImageEncoder", cfg.image),
-                                   ("Tagger", cfg.scenes), ("Heads", cfg.head))]
+    deployments = [
+        {
+            "name": name,
+            **({k: v for k, v in _options(d).items() if k != "user_config"} if name == "Ingress" else _options(d)),
+        }
+        for name, d in (
+            ("Ingress", cfg.ingress),
+            ("TextEncoder", cfg.text),
+            ("ImageEncoder", cfg.image),
+            ("Tagger", cfg.scenes),
+            ("Heads", cfg.head),
+        )
+    ]
     args = cfg.to_dict()
     for name in ("ingress", "text", "image", "scenes", "head"):
         args.pop(name)
-    return {"http_options": {"host": cfg.host, "port": cfg.port},
-            "applications": [{"name": "movielib", "route_prefix": "/", "import_path": import_path, "args": args,
-                              "deployments": deployments}]}
+    return {
+        "http_options": {"host": cfg.host, "port": cfg.port},
+        "applications": [
+            {
+                "name": "movielib",
+                "route_prefix": "/",
+                "import_path": import_path,
+                "args": args,
+                "deployments": deployments,
+            }
+        ],
+    }

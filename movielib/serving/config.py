@@ -27,12 +27,14 @@ class DeploymentSection(Section):
     num_gpus: NonNegative = 0.0  # a GPU (or a share of one) per replica
 
     @model_validator(mode="after")
-    def _fits(self) -> "DeploymentSection":
+    def _fits(self) -> DeploymentSection:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas: must be <= max_replicas ({self.max_replicas}), got {self.min_replicas}")
         if self.max_ongoing_requests < self.max_batch_size:
-            raise ValueError(f"max_ongoing_requests: must be >= max_batch_size ({self.max_batch_size}): a batch never "
-                             f"fills past it, got {self.max_ongoing_requests}")
+            raise ValueError(
+                f"max_ongoing_requests: must be >= max_batch_size ({self.max_batch_size}): a batch never "
+                f"fills past it, got {self.max_ongoing_requests}"
+            )
         return self
 
 
@@ -55,8 +57,9 @@ class ServeConfig(JobConfig):
     max_body_mb: Positive = 20.0  # larger requests get 413
     host: str = "127.0.0.1"
     port: PositiveInt = 8000
-    ingress: DeploymentSection = Field(default_factory=lambda: DeploymentSection(max_ongoing_requests=64,
-                                                                                 max_batch_size=1))
+    ingress: DeploymentSection = Field(
+        default_factory=lambda: DeploymentSection(max_ongoing_requests=64, max_batch_size=1)
+    )
     text: DeploymentSection = Field(default_factory=DeploymentSection)
     image: DeploymentSection = Field(default_factory=DeploymentSection)
     scenes: DeploymentSection = Field(default_factory=DeploymentSection)

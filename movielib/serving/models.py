@@ -61,7 +61,7 @@ class TextEncoder(Batched):
             emb = self.clip.model.encode_text(self.clip.tokenizer(flat), normalize=True).float().numpy()
         out, at = [], 0
         for request in texts:
-            out.append(emb[at:at + len(request)])
+            out.append(emb[at : at + len(request)])
             at += len(request)
         return out
 
@@ -82,16 +82,21 @@ class ImageEncoder(Batched):
             emb = self.clip.model.encode_image(x, normalize=True).float().numpy()
         out, at = [], 0
         for request in images:
-            out.append(emb[at:at + len(request)])
+            out.append(emb[at : at + len(request)])
             at += len(request)
         return out
 
 
 def _shot(tagged, start_s=None, end_s=None, frames=None) -> dict:
     t = tagged.tags
-    return {"labels": list(t.labels), "scores": [float(s) for s in t.scores], "clean": bool(t.clean),
-            "labels_multi": list(t.labels_multi), **({"start_s": start_s, "end_s": end_s} if start_s is not None else {}),
-            **({"frames": frames} if frames is not None else {})}
+    return {
+        "labels": list(t.labels),
+        "scores": [float(s) for s in t.scores],
+        "clean": bool(t.clean),
+        "labels_multi": list(t.labels_multi),
+        **({"start_s": start_s, "end_s": end_s} if start_s is not None else {}),
+        **({"frames": frames} if frames is not None else {}),
+    }
 
 
 class Tagger(Batched):
@@ -99,8 +104,16 @@ class Tagger(Batched):
 
     batched = ("_score",)
 
-    def __init__(self, spec: dict, labels: str | None, prompt: str, rules: dict, fps: float, max_frames: int,
-                 s3: dict | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        labels: str | None,
+        prompt: str,
+        rules: dict,
+        fps: float,
+        max_frames: int,
+        s3: dict | None = None,
+    ):
         from movielib.io.uri import S3Options
         from movielib.models.clip import FramePreprocess
         from movielib.shots import make_detector
@@ -120,7 +133,7 @@ class Tagger(Batched):
         tagged = self.tagger.tag(crops, [n for _, counts in requests for n in counts])
         out, at = [], 0
         for _, counts in requests:
-            out.append(tagged[at:at + len(counts)])
+            out.append(tagged[at : at + len(counts)])
             at += len(counts)
         return out
 
@@ -171,8 +184,11 @@ class Tagger(Batched):
         if error:
             return {"status": 422, "error": error}
         if sum(counts) > self.max_frames:
-            return {"status": 413, "error": f"the clip samples {sum(counts)} frames, more than tagger.max_frames "
-                                            f"({self.max_frames}): send a shorter clip"}
+            return {
+                "status": 413,
+                "error": f"the clip samples {sum(counts)} frames, more than tagger.max_frames "
+                f"({self.max_frames}): send a shorter clip",
+            }
         tagged = await self._score((crops, counts))
         return {"shots": [_shot(t, m["start_s"], m["end_s"], n) for t, m, n in zip(tagged, meta, counts)]}
 
@@ -188,9 +204,16 @@ class Heads(Batched):
         self.heads = {name: load_head(read_bytes(uri)) for name, uri in heads.items()}
 
     def describe(self) -> dict:
-        return {name: {"task": m["task"], "labels": m["label_names"], "features": m["features"],
-                       "feature_model": m["feature_model"], "in_dim": m["head"]["in_dim"]}
-                for name, (_, m) in self.heads.items()}
+        return {
+            name: {
+                "task": m["task"],
+                "labels": m["label_names"],
+                "features": m["features"],
+                "feature_model": m["feature_model"],
+                "in_dim": m["head"]["in_dim"],
+            }
+            for name, (_, m) in self.heads.items()
+        }
 
     @serve.batch
     async def _predict(self, requests: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
@@ -203,7 +226,7 @@ class Heads(Batched):
             at = 0
             for i in idx:
                 n = len(requests[i][1])
-                out[i], at = pred[at:at + n], at + n
+                out[i], at = pred[at : at + n], at + n
         return out
 
     async def predict(self, name: str, features: np.ndarray) -> dict:
@@ -211,11 +234,18 @@ class Heads(Batched):
             return {"status": 404, "error": f"no head {name!r} (serving: {', '.join(sorted(self.heads)) or 'none'})"}
         model, meta = self.heads[name]
         if features.ndim != 2 or features.shape[1] != meta["head"]["in_dim"]:
-            return {"status": 422, "error": f"head {name!r} takes {meta['head']['in_dim']}-d features of "
-                                            f"{meta['feature_model']}, got shape {list(features.shape)}"}
+            return {
+                "status": 422,
+                "error": f"head {name!r} takes {meta['head']['in_dim']}-d features of "
+                f"{meta['feature_model']}, got shape {list(features.shape)}",
+            }
         pred = await self._predict((name, features))
         if meta["task"] == "regression":
             return {"predictions": [{"value": float(v)} for v in pred]}
         names = meta["label_names"]
-        return {"predictions": [{"labels": [names[j] for j in np.argsort(-p)],
-                                 "scores": [float(p[j]) for j in np.argsort(-p)]} for p in pred]}
+        return {
+            "predictions": [
+                {"labels": [names[j] for j in np.argsort(-p)], "scores": [float(p[j]) for j in np.argsort(-p)]}
+                for p in pred
+            ]
+        }

@@ -20,8 +20,8 @@ def run(cfg: ServeConfig, args=None) -> ServeSummary:
     """`movielib serve`: deploy and serve until Ctrl-C, or (--write-serve-config PATH) write Serve's config file."""
     target = getattr(args, "write_serve_config", None)
     if target:
-        from movielib.serving.manifest import write_serve_config
         from movielib.serving.app import serve_config
+        from movielib.serving.manifest import write_serve_config
 
         return ServeSummary(write_serve_config(serve_config(cfg), target))
     return ServeSummary(f"stopped serving {start(cfg)}")
@@ -41,8 +41,10 @@ def start(cfg: ServeConfig, block: bool = True) -> str:
     url = f"http://{cfg.host}:{cfg.port}"
     if cfg.model.random_weights:
         print("!! RANDOM WEIGHTS: the CLIP model was not trained; its tags and embeddings are meaningless.", flush=True)
-    print(f"serving on {url}: /healthz /version /embed/text /embed/image /tag /heads/<name> (OpenAPI: {url}/docs)",
-          flush=True)
+    print(
+        f"serving on {url}: /healthz /version /embed/text /embed/image /tag /heads/<name> (OpenAPI: {url}/docs)",
+        flush=True,
+    )
     if block:
         try:
             while True:

@@ -10,10 +10,8 @@ Frame numbers are 0-based decoded-frame indices; times are the frames' presentat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Protocol
 
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
@@ -61,7 +59,7 @@ class SceneDetectShotDetector(WholeVideo):
             params[THRESHOLD_ARG[self.kind]] = self.threshold
         return PYSCENEDETECT[self.kind](**params)
 
-    def cutter(self, info: VideoInfo) -> "SceneDetectCutter":
+    def cutter(self, info: VideoInfo) -> SceneDetectCutter:
         return SceneDetectCutter(self.make(), info, self.min_scene_len)
 
 
@@ -81,7 +79,9 @@ class SceneDetectCutter:
         self._last: FrameTimecode | None = None
 
     def _timecode(self, frame: DecodedFrame) -> FrameTimecode:
-        return FrameTimecode(Timecode(pts=round(frame.pts_s * 1_000_000), time_base=Fraction(1, 1_000_000)), fps=self.fps)
+        return FrameTimecode(
+            Timecode(pts=round(frame.pts_s * 1_000_000), time_base=Fraction(1, 1_000_000)), fps=self.fps
+        )
 
     def _indices(self, cuts: list[FrameTimecode]) -> list[int]:
         return [self._index_of[tc.pts] for tc in cuts if tc.pts in self._index_of]
@@ -90,8 +90,11 @@ class SceneDetectCutter:
         img = frame.bgr()
         if self.downscale > 1.0:
             h, w = img.shape[:2]
-            img = self._cv2.resize(img, (max(1, round(w / self.downscale)), max(1, round(h / self.downscale))),
-                                   interpolation=self._cv2.INTER_LINEAR)
+            img = self._cv2.resize(
+                img,
+                (max(1, round(w / self.downscale)), max(1, round(h / self.downscale))),
+                interpolation=self._cv2.INTER_LINEAR,
+            )
         tc = self._timecode(frame)
         self._index_of[tc.pts] = frame.index
         if len(self._index_of) > 4 * self.lag + 64:  # keep the map as short as the decisions are late
@@ -102,4 +105,3 @@ class SceneDetectCutter:
 
     def finish(self) -> list[int]:
         return self._indices(self.detector.post_process(self._last)) if self._last is not None else []
-

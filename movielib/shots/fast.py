@@ -99,7 +99,7 @@ class FastContentDetector(WholeVideo):
             cutter.finish()
         return np.array(cutter.scores)
 
-    def cutter(self, info: VideoInfo) -> "FastContentCutter":
+    def cutter(self, info: VideoInfo) -> FastContentCutter:
         device = torch_device()
         use_torch = self.scorer == "torch" or (self.scorer == "auto" and device == "cuda")
         return FastContentCutter(self, analysis_size(info.width, info.height), device if use_torch else None)

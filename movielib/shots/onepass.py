@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from movielib.io.decode import DecodedFrame, DecodedStream, Decoder, PyAVDecoder, VideoInfo
-from movielib.shots.types import DetectedVideo, Shot, ShotDetector
 from movielib.shots.sampling import ShotSampler
+from movielib.shots.types import DetectedVideo, Shot, ShotDetector
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,10 @@ class OnePass:
         def decided(cuts: list[int]) -> None:
             for c in cuts:
                 if pending and c < pending[0].index:
-                    raise RuntimeError(f"{self.detector.name}: cut at frame {c} decided after the frame left its "
-                                       f"{cutter.lag}-frame window (its lag is too small)")
+                    raise RuntimeError(
+                        f"{self.detector.name}: cut at frame {c} decided after the frame left its "
+                        f"{cutter.lag}-frame window (its lag is too small)"
+                    )
                 starts.add(c)
 
         for frame in stream:
@@ -92,5 +94,11 @@ def detect(path: str, detector: ShotDetector, decoder: Decoder | None = None) ->
     with (decoder or PyAVDecoder()).open_stream(path) as stream:
         shots = [e for e in onepass.run(stream) if isinstance(e, Shot)]
     info = onepass.info
-    return DetectedVideo(fps=info.fps, width=info.width, height=info.height, n_frames=onepass.n_frames,
-                         duration_s=onepass.duration_s, shots=shots)
+    return DetectedVideo(
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        n_frames=onepass.n_frames,
+        duration_s=onepass.duration_s,
+        shots=shots,
+    )

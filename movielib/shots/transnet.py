@@ -47,7 +47,7 @@ class TransNetV2ShotDetector(WholeVideo):
 
     name = "transnetv2"
 
-    def cutter(self, info: VideoInfo) -> "TransNetV2Cutter":
+    def cutter(self, info: VideoInfo) -> TransNetV2Cutter:
         return TransNetV2Cutter(self.threshold, torch_device() if self.device == "auto" else self.device)
 
 
@@ -96,7 +96,7 @@ class TransNetV2Cutter:
         window = np.stack([self._frame(i, n_total) for i in range(start, start + WINDOW)])
         with torch.inference_mode():
             single, _ = _model(self.device).predict_raw(torch.from_numpy(window)[None].to(self.device))
-        probs = single[0, CONTEXT:CONTEXT + STEP, 0].float().cpu().numpy()
+        probs = single[0, CONTEXT : CONTEXT + STEP, 0].float().cpu().numpy()
         first = STEP * k
         if n_total is not None:
             probs = probs[: max(0, n_total - first)]

@@ -39,8 +39,9 @@ class DetectedVideo:
     shots: list[Shot]
 
     @classmethod
-    def from_starts(cls, starts: list[int], n_frames: int, pts: Sequence[float], fps: float,
-                    width: int, height: int) -> "DetectedVideo":
+    def from_starts(
+        cls, starts: list[int], n_frames: int, pts: Sequence[float], fps: float, width: int, height: int
+    ) -> DetectedVideo:
         """Shots tiling [0, n_frames) from the frames where shots start (0 added when missing).
 
         `pts` holds each frame's time from the first frame; the video ends one nominal frame

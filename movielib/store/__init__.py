@@ -12,5 +12,16 @@ Jobs read the catalog through CatalogStore's readers (`read_table`, `read_shots`
 from movielib.store.schema import FEATURES, SHOT_TABLES, SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
 from movielib.store.store import SHOT_KEYS, CatalogStore, new_run_id, not_null
 
-__all__ = ["FEATURES", "SHOTS", "SHOT_KEYS", "SHOT_TABLES", "TAGS", "VIDEOS", "CatalogStore", "FeatureSpec",
-           "new_run_id", "not_null", "table_schema"]
+__all__ = [
+    "FEATURES",
+    "SHOTS",
+    "SHOT_KEYS",
+    "SHOT_TABLES",
+    "TAGS",
+    "VIDEOS",
+    "CatalogStore",
+    "FeatureSpec",
+    "new_run_id",
+    "not_null",
+    "table_schema",
+]

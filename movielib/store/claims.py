@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,18 +49,26 @@ class ClaimResult:
     stale: list[str] = field(default_factory=list)  # won videos a dead run claimed before: may have its debris
 
 
-def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attempts: int = 50,
-          dead: Callable[[str], bool] | None = None) -> ClaimResult:
+def claim(
+    tables: DeltaTables,
+    run_id: str,
+    ids: list[str],
+    ttl_s: float,
+    attempts: int = 50,
+    dead: Callable[[str], bool] | None = None,
+) -> ClaimResult:
     """Claim `ids` for `run_id` (renewing its own claims); skips complete videos and live claims of others.
     `dead(run)` says a run is known to be gone before its claims expire (its process on this machine ended)."""
     wanted = pa.array(sorted(set(ids)), pa.string())
     for attempt in range(attempts):
         snapshot = tables.open(CLAIMS_TABLE) or tables.create(CLAIMS_TABLE, CLAIMS)
-        now = datetime.now(timezone.utc)
-        prior = snapshot.to_pyarrow_dataset().to_table(columns=["video_id", "run_id", "expires_at"],
-                                                       filter=pds.field("video_id").isin(wanted))
-        done = tables.read("videos", columns=["video_id"], filter=pds.field("video_id").isin(wanted),
-                           schema=VIDEOS)["video_id"].combine_chunks()
+        now = datetime.now(UTC)
+        prior = snapshot.to_pyarrow_dataset().to_table(
+            columns=["video_id", "run_id", "expires_at"], filter=pds.field("video_id").isin(wanted)
+        )
+        done = tables.read("videos", columns=["video_id"], filter=pds.field("video_id").isin(wanted), schema=VIDEOS)[
+            "video_id"
+        ].combine_chunks()
         others = prior.filter(pc.not_equal(prior["run_id"], run_id))
         live = others.filter(pc.greater(others["expires_at"], pa.scalar(now, TS)))
         gone = [r for r in pc.unique(live["run_id"]).to_pylist() if dead and dead(r)]
@@ -70,18 +78,34 @@ def claim(tables: DeltaTables, run_id: str, ids: list[str], ttl_s: float, attemp
         won = wanted.filter(pc.invert(pc.is_in(wanted, value_set=blocked)))
         expires = now + timedelta(seconds=ttl_s)
         claimed_before = pc.unique(others["video_id"])
-        result = ClaimResult(won=won.to_pylist(), expires_at=expires, done=len(pc.unique(done)),
-                             held=dict(collections.Counter(live["run_id"].to_pylist())),
-                             stale=claimed_before.filter(pc.is_in(claimed_before, value_set=won)).to_pylist())
+        result = ClaimResult(
+            won=won.to_pylist(),
+            expires_at=expires,
+            done=len(pc.unique(done)),
+            held=dict(collections.Counter(live["run_id"].to_pylist())),
+            stale=claimed_before.filter(pc.is_in(claimed_before, value_set=won)).to_pylist(),
+        )
         if not len(won):
             return result
-        rows = pa.table({"video_id": won, "run_id": pa.array([run_id] * len(won)),
-                         "claimed_at": pa.array([now] * len(won), TS), "expires_at": pa.array([expires] * len(won), TS)},
-                        schema=CLAIMS)
+        rows = pa.table(
+            {
+                "video_id": won,
+                "run_id": pa.array([run_id] * len(won)),
+                "claimed_at": pa.array([now] * len(won), TS),
+                "expires_at": pa.array([expires] * len(won), TS),
+            },
+            schema=CLAIMS,
+        )
         version = (snapshot.transaction_version(CLAIMS_APP) or 0) + 1
         try:
-            tables.append(CLAIMS_TABLE, rows, app_id=CLAIMS_APP, version=version, snapshot=snapshot,
-                          metadata={"movielib.run_id": run_id})
+            tables.append(
+                CLAIMS_TABLE,
+                rows,
+                app_id=CLAIMS_APP,
+                version=version,
+                snapshot=snapshot,
+                metadata={"movielib.run_id": run_id},
+            )
             return result
         except CommitFailedError:
             time.sleep(random.uniform(0.01, 0.05) * min(attempt + 1, 10))  # another claim landed first: read again
@@ -127,4 +151,5 @@ def dead_runs(store) -> Callable[[str], bool]:
             record = store.read_json("live", f"{run_id}.json")
             seen[run_id] = record is not None and process_gone(record)
         return seen[run_id]
+
     return dead

@@ -50,8 +50,11 @@ def client_options(s3: S3Options | None) -> dict[str, str]:
     object_store retries reads and unconditional writes itself; a commit (a conditional put) is retried
     by DeltaTables.append, whose application transaction makes the retry safe."""
     s3 = s3 or S3Options.from_env()
-    return {"max_retries": str(s3.max_attempts), "timeout": f"{s3.request_timeout_s:g}s",
-            "connect_timeout": f"{s3.connect_timeout_s:g}s"}
+    return {
+        "max_retries": str(s3.max_attempts),
+        "timeout": f"{s3.request_timeout_s:g}s",
+        "connect_timeout": f"{s3.connect_timeout_s:g}s",
+    }
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,16 @@ class DeltaTables:
             raise StorageError(f"cannot create Delta table {self.uri(name)}")
         return table
 
-    def append(self, name: str, data: pa.Table, app_id: str | None = None, version: int | None = None,
-               snapshot: DeltaTable | None = None, metadata: dict[str, str] | None = None,
-               attempts: int = 5) -> bool:
+    def append(
+        self,
+        name: str,
+        data: pa.Table,
+        app_id: str | None = None,
+        version: int | None = None,
+        snapshot: DeltaTable | None = None,
+        metadata: dict[str, str] | None = None,
+        attempts: int = 5,
+    ) -> bool:
         """Append `data` in one Delta commit; returns False when (app_id, version) was committed already.
 
         With an application transaction the append is idempotent: a retry after a lost response,
@@ -106,8 +116,9 @@ class DeltaTables:
         `snapshot`, a concurrent commit by the same app_id makes this one fail (CommitFailedError),
         which is how the claims table serializes its writers.
         """
-        props = CommitProperties(custom_metadata=metadata,
-                                 app_transactions=[Transaction(app_id, version)] if app_id else None)
+        props = CommitProperties(
+            custom_metadata=metadata, app_transactions=[Transaction(app_id, version)] if app_id else None
+        )
         for attempt in range(attempts):
             target = snapshot
             if app_id and snapshot is None:  # the snapshot read for the check is the one the write starts from
@@ -115,21 +126,31 @@ class DeltaTables:
                 if target is not None and (target.transaction_version(app_id) or -1) >= version:
                     return False
             try:
-                write_deltalake(target if target is not None else self.uri(name), data, mode="append",
-                                storage_options=self._rs, commit_properties=props)
+                write_deltalake(
+                    target if target is not None else self.uri(name),
+                    data,
+                    mode="append",
+                    storage_options=self._rs,
+                    commit_properties=props,
+                )
                 return True
             except CommitFailedError:
                 if snapshot is not None:
                     raise
-                time.sleep(0.05 * (2 ** attempt))
+                time.sleep(0.05 * (2**attempt))
             except OSError as exc:
                 if attempt == attempts - 1:
                     raise StorageError(f"cannot commit to {self.uri(name)}: {exc}") from exc
-                time.sleep(0.2 * (2 ** attempt))
+                time.sleep(0.2 * (2**attempt))
         raise StorageError(f"cannot commit to {self.uri(name)}: {attempts} conflicting commits in a row")
 
-    def read(self, name: str, columns: list[str] | None = None, filter: pds.Expression | None = None,
-             schema: pa.Schema | None = None) -> pa.Table:
+    def read(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        filter: pds.Expression | None = None,
+        schema: pa.Schema | None = None,
+    ) -> pa.Table:
         """Rows of a table as Arrow (only `columns`, only rows matching `filter`); empty when never written."""
         dt = self.open(name)
         if dt is None:
@@ -137,8 +158,9 @@ class DeltaTables:
             return empty.select(columns) if columns and schema is not None else empty
         return dt.to_pyarrow_dataset().to_table(columns=columns, filter=filter)
 
-    def delete(self, name: str, ids: list[str], key: str = "video_id", match: dict[str, str] | None = None,
-               attempts: int = 5) -> int:
+    def delete(
+        self, name: str, ids: list[str], key: str = "video_id", match: dict[str, str] | None = None, attempts: int = 5
+    ) -> int:
         """Delete the rows whose `key` is one of `ids` (and whose columns equal `match`) in one commit;
         returns how many went.
 
@@ -146,11 +168,13 @@ class DeltaTables:
         string columns as string_view, after which every filtered pyarrow read of the table fails
         (delta-rs #4579); the overwrite writes the table's own types.
         """
+
         def sql(v: str) -> str:
             return "'" + v.replace("'", "''") + "'"
 
-        predicate = f"{key} IN ({', '.join(sql(i) for i in ids)})" + \
-            "".join(f" AND {col} = {sql(v)}" for col, v in (match or {}).items())
+        predicate = f"{key} IN ({', '.join(sql(i) for i in ids)})" + "".join(
+            f" AND {col} = {sql(v)}" for col, v in (match or {}).items()
+        )
         expr = pds.field(key).isin(pa.array(ids, pa.string()))
         for col, v in (match or {}).items():
             expr = expr & (pds.field(col) == v)
@@ -163,24 +187,30 @@ class DeltaTables:
             if not n:
                 return 0
             try:
-                write_deltalake(dt, dataset.schema.empty_table(), mode="overwrite", predicate=predicate,
-                                storage_options=self._rs)
+                write_deltalake(
+                    dt, dataset.schema.empty_table(), mode="overwrite", predicate=predicate, storage_options=self._rs
+                )
                 return n
             except CommitFailedError:  # a concurrent commit touched the same files: read again
-                time.sleep(0.05 * (2 ** attempt))
+                time.sleep(0.05 * (2**attempt))
         raise StorageError(f"cannot delete from {self.uri(name)}: {attempts} conflicting commits in a row")
 
     def names(self) -> list[str]:
         """Every Delta table under the root (folders holding a _delta_log), sorted."""
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True))
         logs = {i.path.rsplit("/_delta_log", 1)[0] for i in infos if i.path.endswith("/_delta_log")}
-        return sorted(p[len(self.path) + 1:] for p in logs)
+        return sorted(p[len(self.path) + 1 :] for p in logs)
 
     def info(self, name: str) -> TableInfo:
         dt = self.open(name)
         adds = pa.table(dt.get_add_actions(flatten=True))
-        return TableInfo(name, dt.version(), int(pc.sum(adds["num_records"]).as_py() or 0),
-                         adds.num_rows, int(pc.sum(adds["size_bytes"]).as_py() or 0))
+        return TableInfo(
+            name,
+            dt.version(),
+            int(pc.sum(adds["num_records"]).as_py() or 0),
+            adds.num_rows,
+            int(pc.sum(adds["size_bytes"]).as_py() or 0),
+        )
 
     def compact(self, name: str, target_size: int | None = None) -> dict:
         """Rewrite small files into large ones (Delta optimize); readers see the same rows."""
@@ -188,5 +218,6 @@ class DeltaTables:
 
     def vacuum(self, name: str, retention_hours: int, dry_run: bool = False) -> list[str]:
         """Delete files no version newer than `retention_hours` needs (Delta vacuum)."""
-        return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
-                                      enforce_retention_duration=False)
+        return self.open(name).vacuum(
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
+        )

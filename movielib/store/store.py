@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pds
 import pyarrow.fs as pafs
 
+from movielib.io.uri import S3Options
 from movielib.store.delta import DeltaTables, TableInfo
 from movielib.store.schema import SHOT_TABLES, table_schema
-from movielib.io.uri import S3Options
 
 if TYPE_CHECKING:
     import ray.data
@@ -62,11 +62,19 @@ class CatalogStore:
 
     def video_ids(self) -> pa.Array:
         """Every video with a videos row (done: ok or error), as one Arrow column, not Python objects."""
-        return self.tables.read("videos", columns=["video_id"], schema=table_schema("videos"))["video_id"].combine_chunks()
+        return self.tables.read("videos", columns=["video_id"], schema=table_schema("videos"))[
+            "video_id"
+        ].combine_chunks()
 
-    def read_table(self, name: str, video_id: str | None = None, columns: list[str] | None = None,
-                   filter: pds.Expression | None = None, model: str | None = None,
-                   version: str | None = None) -> pa.Table:
+    def read_table(
+        self,
+        name: str,
+        video_id: str | None = None,
+        columns: list[str] | None = None,
+        filter: pds.Expression | None = None,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> pa.Table:
         """One table as Arrow: only `columns`, rows of one video, of one model (and version) when asked.
 
         For large reads use `dataset` (Ray Data), which never gathers rows on the driver.
@@ -86,9 +94,15 @@ class CatalogStore:
             other = self.read_table(name, model=model, version=version)
             other = other.rename_columns([_joined_name(name, c, out.column_names) for c in other.column_names])
             # Arrow's hash join takes no list columns: join the keys with row numbers, then take rows
-            pairs = out.select(keys).append_column("_l", pa.array(range(out.num_rows), pa.int64())).join(
-                other.select(keys).append_column("_r", pa.array(range(other.num_rows), pa.int64())),
-                keys=keys, join_type="inner")
+            pairs = (
+                out.select(keys)
+                .append_column("_l", pa.array(range(out.num_rows), pa.int64()))
+                .join(
+                    other.select(keys).append_column("_r", pa.array(range(other.num_rows), pa.int64())),
+                    keys=keys,
+                    join_type="inner",
+                )
+            )
             left, right = out.take(pairs["_l"]), other.take(pairs["_r"])
             for c in right.column_names:
                 if c not in keys:
@@ -108,8 +122,9 @@ class CatalogStore:
             raise ConfigError(f"{field}: {model!r} is not in {table} (has {', '.join(models)})")
         return model or models[0]
 
-    def dataset(self, name: str, columns: list[str] | None = None, model: str | None = None,
-                version: str | None = None) -> "ray.data.Dataset":
+    def dataset(
+        self, name: str, columns: list[str] | None = None, model: str | None = None, version: str | None = None
+    ) -> ray.data.Dataset:
         """One table as a Ray Dataset (`ray.data.read_delta`), filtered by model / version when asked."""
         import ray.data
 
@@ -117,8 +132,9 @@ class CatalogStore:
         expr = _filter(name, None, None, model, version)
         return ds.filter(expr=expr) if expr is not None else ds
 
-    def dataset_of_shots(self, *names: str, model: str | None = None, version: str | None = None,
-                         num_partitions: int = 8) -> "ray.data.Dataset":
+    def dataset_of_shots(
+        self, *names: str, model: str | None = None, version: str | None = None, num_partitions: int = 8
+    ) -> ray.data.Dataset:
         """shots joined with other shot-level tables on (video_id, shot_idx), as a Ray Dataset."""
         ds = self.dataset("shots")
         for name in names:
@@ -140,8 +156,13 @@ class CatalogStore:
         for name in sorted(n for n in tables if n != "videos") + ["videos"]:
             table = tables[name]
             if table.num_rows:
-                self.tables.append(name, table.cast(table_schema(name)), app_id=run_id, version=seq,
-                                   metadata={"movielib.run_id": run_id, "movielib.batch": str(seq)})
+                self.tables.append(
+                    name,
+                    table.cast(table_schema(name)),
+                    app_id=run_id,
+                    version=seq,
+                    metadata={"movielib.run_id": run_id, "movielib.batch": str(seq)},
+                )
 
     def remove_debris(self, video_ids: list[str]) -> int:
         """Delete shot-level rows of videos that have no videos row (left by a run that died mid-commit).
@@ -209,7 +230,7 @@ class CatalogStore:
         infos = self.fs.get_file_info(pafs.FileSelector(runs, recursive=True, allow_not_found=True))
         folders: dict[str, list[pafs.FileInfo]] = {}
         for i in infos:
-            rel = i.path[len(runs) + 1:]
+            rel = i.path[len(runs) + 1 :]
             if "/" in rel and i.type == pafs.FileType.File:
                 folders.setdefault(rel.split("/", 1)[0], []).append(i)
         old = [f"{runs}/{run}" for run, files in folders.items() if all((f.mtime_ns or 0) < cutoff for f in files)]
@@ -230,8 +251,9 @@ def _joined_name(table: str, column: str, taken: list[str]) -> str:
     return f"{table.split('/')[-1]}_{column}"
 
 
-def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model: str | None,
-            version: str | None) -> pds.Expression | None:
+def _filter(
+    name: str, video_id: str | None, extra: pds.Expression | None, model: str | None, version: str | None
+) -> pds.Expression | None:
     """Row filter: one video, and for tags / features one model (and weights version)."""
     parts = [] if extra is None else [extra]
     if video_id:
@@ -242,9 +264,13 @@ def _filter(name: str, video_id: str | None, extra: pds.Expression | None, model
         if version:
             parts.append(pds.field("model_version") == version)
     elif name == "tags" and (model or version):
-        parts.append(pds.field("model") == f"{model}/{version}" if model and version
-                     else pc.starts_with(pds.field("model"), f"{model}/") if model
-                     else pc.ends_with(pds.field("model"), f"/{version}"))
+        parts.append(
+            pds.field("model") == f"{model}/{version}"
+            if model and version
+            else pc.starts_with(pds.field("model"), f"{model}/")
+            if model
+            else pc.ends_with(pds.field("model"), f"/{version}")
+        )
     expr = None
     for p in parts:
         expr = p if expr is None else expr & p

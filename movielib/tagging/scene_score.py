@@ -54,5 +54,6 @@ class CleanRules:
         clean = bool(scores[top[0]] >= np.float32(self.clean_threshold))
         multi = [labels[top[0]]] + [labels[i] for i in top[1:] if scores[i] > np.float32(self.multi_threshold)]
         top_scores = [float(scores[i]) for i in top]
-        return ShotTags(labels=[labels[i] for i in top], scores=top_scores, clean=clean,
-                        labels_multi=multi if clean else [])
+        return ShotTags(
+            labels=[labels[i] for i in top], scores=top_scores, clean=clean, labels_multi=multi if clean else []
+        )

@@ -19,6 +19,8 @@ from movielib.models.clip import ClipSpec, FramePreprocess, load_clip
 from movielib.tagging.scene_score import CleanRules, ShotTags, clip_scene_score
 from movielib.taxonomy.labels import LabelSet
 
+DEFAULT_RULES = CleanRules()  # MovieCLIP §5.1's
+
 
 @dataclass(frozen=True)
 class TaggedShot:
@@ -34,8 +36,15 @@ class SceneTagger:
     (autocast; embeddings, cosine and softmax in fp32), fp16 / bf16 (low-precision weights).
     """
 
-    def __init__(self, spec: ClipSpec, labels: LabelSet, rules: CleanRules = CleanRules(),
-                 precision: str = "fp32", frames_per_forward: int = 64, device: str | None = None):
+    def __init__(
+        self,
+        spec: ClipSpec,
+        labels: LabelSet,
+        rules: CleanRules = DEFAULT_RULES,
+        precision: str = "fp32",
+        frames_per_forward: int = 64,
+        device: str | None = None,
+    ):
         self.device = device or torch_device()
         self.clip = load_clip(spec, device=self.device, precision=precision)
         self.preprocess: FramePreprocess = self.clip.preprocess
@@ -62,7 +71,7 @@ class SceneTagger:
         dtype = self.clip.input_dtype
         out = []
         for i in range(0, len(crops), self.frames_per_forward):
-            x = self.preprocess.to_model_input(crops[i:i + self.frames_per_forward])
+            x = self.preprocess.to_model_input(crops[i : i + self.frames_per_forward])
             with self._autocast():
                 out.append(self.clip.model.encode_image(x.to(self.device, dtype)).float())
         return torch.cat(out) if out else torch.zeros(0, self.text_emb.shape[1])
@@ -82,9 +91,14 @@ class SceneTagger:
         """Shots' frames back to back (`counts` frames each, >= 1) -> top-k tags and image feature per shot."""
         scores, emb = self.scores(crops, counts)
         per_shot = torch.split(torch.nn.functional.normalize(emb, dim=-1), counts)
-        return [TaggedShot(self.rules.apply(s, self.labels.labels), e.mean(dim=0).cpu().numpy().astype(np.float32),
-                           e[keyframe_index(len(e))].cpu().numpy().astype(np.float32))
-                for s, e in zip(scores, per_shot)]
+        return [
+            TaggedShot(
+                self.rules.apply(s, self.labels.labels),
+                e.mean(dim=0).cpu().numpy().astype(np.float32),
+                e[keyframe_index(len(e))].cpu().numpy().astype(np.float32),
+            )
+            for s, e in zip(scores, per_shot)
+        ]
 
 
 def keyframe_index(frames: int) -> int:

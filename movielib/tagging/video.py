@@ -74,7 +74,9 @@ def shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
 
     h, w = frame.shape[:2]
     scale = max_side / max(h, w)
-    return frame if scale >= 1 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return (
+        frame if scale >= 1 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    )
 
 
 @dataclass
@@ -107,8 +109,11 @@ class VideoCutter:
         onepass = OnePass(self.detector, self.sampling_fps)
         done: list[tuple[Shot, list[tuple[int, float, Future]], list[Future]]] = []
         frames, people = self._new_shot()
-        decoder = self.decoder if not isinstance(self.decoder, str) else \
-            make_decoder(self.decoder, gpu_reserved=torch_device() == "cuda")
+        decoder = (
+            self.decoder
+            if not isinstance(self.decoder, str)
+            else make_decoder(self.decoder, gpu_reserved=torch_device() == "cuda")
+        )
         with ThreadPoolExecutor(self.prepare_threads) as pool, decoder.open_stream(path) as stream:
             # the container opened as a video: now its audio track and sidecar subtitles
             samples = extract_audio(path) if self.audio else None
@@ -127,23 +132,38 @@ class VideoCutter:
                 frames, people = self._new_shot()
                 if len(done) > self.shots_per_block:  # the last block waits for the pass's end (and its counts)
                     yield self._block(done[: self.shots_per_block], samples, cues, None)
-                    done = done[self.shots_per_block:]
+                    done = done[self.shots_per_block :]
             if done:
-                yield self._block(done, samples, cues, VideoFacts(
-                    fps=onepass.info.fps, width=onepass.info.width, height=onepass.info.height,
-                    n_frames=onepass.n_frames, duration_s=onepass.duration_s, n_shots=onepass.n_shots))
+                yield self._block(
+                    done,
+                    samples,
+                    cues,
+                    VideoFacts(
+                        fps=onepass.info.fps,
+                        width=onepass.info.width,
+                        height=onepass.info.height,
+                        n_frames=onepass.n_frames,
+                        duration_s=onepass.duration_s,
+                        n_shots=onepass.n_shots,
+                    ),
+                )
 
     def _new_shot(self) -> tuple[ThinnedSamples[tuple[int, float, Future]], ThinnedSamples[Future]]:
         """A shot's sampled frames (index, time, prepared crop) and its people-detector candidates, both bounded."""
         return ThinnedSamples(self.max_frames_per_shot), ThinnedSamples(4 * self.people_frames_per_shot)
 
     def _block(self, done, samples, cues, video: VideoFacts | None) -> ShotBlock:
-        shots = [CutShot(shot=shot, frames=[(i, t) for i, t, _ in sampled],
-                         crops=np.stack([c.result()[0] for _, _, c in sampled]),
-                         people=[p.result()[1] for p in spread(people, self.people_frames_per_shot)],
-                         audio=slice_seconds(samples, shot.start_s, shot.end_s) if samples is not None else None,
-                         subtitle=text_between(cues, shot.start_s, shot.end_s) if cues else None)
-                 for shot, sampled, people in done]
+        shots = [
+            CutShot(
+                shot=shot,
+                frames=[(i, t) for i, t, _ in sampled],
+                crops=np.stack([c.result()[0] for _, _, c in sampled]),
+                people=[p.result()[1] for p in spread(people, self.people_frames_per_shot)],
+                audio=slice_seconds(samples, shot.start_s, shot.end_s) if samples is not None else None,
+                subtitle=text_between(cues, shot.start_s, shot.end_s) if cues else None,
+            )
+            for shot, sampled, people in done
+        ]
         return ShotBlock(shots, video, has_audio=samples is not None)
 
     def _prepare(self, frame, for_people: bool) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,11 +1,11 @@
 """Taxonomy curation with sentence embeddings (MovieCLIP §3.2): merge label sets, dedupe, cluster.
 
-    common   = labels found in at least two sets (L_com)
-    L_NC     = every other label
-    merge    : a label of L_NC whose top-1 cosine similarity to L_com is > 0.6 joins that common label
-    dedupe   : among what remains, a label whose top-1 similarity to a label kept before it is > 0.7
-               is folded into that label (the paper's human-in-the-loop step, made automatic)
-    final    = L_com + the kept labels; every merge is reported with its similarity
+common   = labels found in at least two sets (L_com)
+L_NC     = every other label
+merge    : a label of L_NC whose top-1 cosine similarity to L_com is > 0.6 joins that common label
+dedupe   : among what remains, a label whose top-1 similarity to a label kept before it is > 0.7
+           is folded into that label (the paper's human-in-the-loop step, made automatic)
+final    = L_com + the kept labels; every merge is reported with its similarity
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ class MergeResult:
         return "\n".join(lines)
 
 
-def merge_label_sets(sets: Sequence[Sequence[str]], merge_threshold: float = 0.6, dedupe_threshold: float = 0.7,
-                     embed: Embed = embed_texts) -> MergeResult:
+def merge_label_sets(
+    sets: Sequence[Sequence[str]],
+    merge_threshold: float = 0.6,
+    dedupe_threshold: float = 0.7,
+    embed: Embed = embed_texts,
+) -> MergeResult:
     normalised = [list(dict.fromkeys(label.strip().lower() for label in s if label.strip())) for s in sets]
     seen: dict[str, int] = {}
     for s in normalised:

@@ -29,13 +29,13 @@ class LabelSet:
             raise ConfigError(f"scoring.prompt must contain '{{label}}', got {self.prompt!r}")
 
     @classmethod
-    def movieclip(cls, prompt: str = DEFAULT_PROMPT) -> "LabelSet":
+    def movieclip(cls, prompt: str = DEFAULT_PROMPT) -> LabelSet:
         """The 179-label MovieCLIP taxonomy as its authors published it (shipped in the package)."""
         text = resources.files(__package__).joinpath(DEFAULT_LABELS_FILE).read_text(encoding="utf-8")
         return cls(labels=_parse(text), prompt=prompt)
 
     @classmethod
-    def from_file(cls, path: str, prompt: str = DEFAULT_PROMPT) -> "LabelSet":
+    def from_file(cls, path: str, prompt: str = DEFAULT_PROMPT) -> LabelSet:
         """One label per line; blank lines and '#' comments are ignored."""
         try:
             with open(path, encoding="utf-8") as f:

@@ -1,8 +1,8 @@
 """Screenplay sluglines -> place labels (MovieCLIP §3.1: entities after INT. / EXT.).
 
-    EXT. GOTHAM RIVER - DAY                   -> gotham river
-    INT. JOHN'S HOUSE - KITCHEN - NIGHT       -> kitchen        (the most specific place)
-    12  INT./EXT. POLICE CAR - MOVING - NIGHT 12 -> police car  (scene numbers, time words dropped)
+EXT. GOTHAM RIVER - DAY                   -> gotham river
+INT. JOHN'S HOUSE - KITCHEN - NIGHT       -> kitchen        (the most specific place)
+12  INT./EXT. POLICE CAR - MOVING - NIGHT 12 -> police car  (scene numbers, time words dropped)
 """
 
 from __future__ import annotations
@@ -14,11 +14,37 @@ from collections.abc import Iterable
 PREFIX = re.compile(
     r"^\s*(?:[A-Z]?\d+[A-Z]?\s+)?"  # optional scene number
     r"(?:INT\.?\s*/\s*EXT\.?|EXT\.?\s*/\s*INT\.?|I\s*/\s*E\.?|INT\.|EXT\.|INT\b|EXT\b|INTERIOR\b|EXTERIOR\b)"
-    r"[\s.:-]+(?P<rest>.+?)\s*(?:[A-Z]?\d+[A-Z]?)?\s*$")
+    r"[\s.:-]+(?P<rest>.+?)\s*(?:[A-Z]?\d+[A-Z]?)?\s*$"
+)
 TIME_WORDS = {
-    "DAY", "NIGHT", "MORNING", "EVENING", "AFTERNOON", "DUSK", "DAWN", "SUNSET", "SUNRISE", "NOON", "MIDNIGHT",
-    "TWILIGHT", "LATER", "MOMENTS LATER", "CONTINUOUS", "CONTINUING", "SAME", "SAME TIME", "MOVING", "NIGHT/DAY",
-    "DAY/NIGHT", "LATE NIGHT", "EARLY MORNING", "MAGIC HOUR", "FLASHBACK", "PRESENT", "PRESENT DAY", "SIMULTANEOUS",
+    "DAY",
+    "NIGHT",
+    "MORNING",
+    "EVENING",
+    "AFTERNOON",
+    "DUSK",
+    "DAWN",
+    "SUNSET",
+    "SUNRISE",
+    "NOON",
+    "MIDNIGHT",
+    "TWILIGHT",
+    "LATER",
+    "MOMENTS LATER",
+    "CONTINUOUS",
+    "CONTINUING",
+    "SAME",
+    "SAME TIME",
+    "MOVING",
+    "NIGHT/DAY",
+    "DAY/NIGHT",
+    "LATE NIGHT",
+    "EARLY MORNING",
+    "MAGIC HOUR",
+    "FLASHBACK",
+    "PRESENT",
+    "PRESENT DAY",
+    "SIMULTANEOUS",
 }
 SEPARATOR = re.compile(r"\s+[-–—]+\s+|\s*[-–—]{2,}\s*")
 PARENTHETICAL = re.compile(r"\([^)]*\)|\[[^]]*\]")

@@ -1,4 +1,4 @@
-"""The launcher's config sections (every training job embeds them): pydantic only, so the CLI loads them without torch."""
+"""The launcher's config sections (every training job embeds them): pydantic only, so the CLI loads without torch."""
 
 from __future__ import annotations
 

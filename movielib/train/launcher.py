@@ -65,9 +65,14 @@ class Worker:
         ds = self.deepspeed
         bf16 = ds.precision == "bf16" or (ds.precision == "auto" and torch.cuda.is_available())
         stage = self.zero_stage
-        config = {"train_micro_batch_size_per_gpu": self.micro_batch, "gradient_accumulation_steps": 1,
-                  "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True,
-                  "bf16": {"enabled": bf16}, "steps_per_print": 10**9}
+        config = {
+            "train_micro_batch_size_per_gpu": self.micro_batch,
+            "gradient_accumulation_steps": 1,
+            "zero_optimization": {"stage": stage},
+            "zero_allow_untested_optimizer": True,
+            "bf16": {"enabled": bf16},
+            "steps_per_print": 10**9,
+        }
         if ds.gradient_clipping:
             config["gradient_clipping"] = ds.gradient_clipping
         engine, _, _, _ = deepspeed.initialize(model=model.to(self.device), optimizer=optimizer, config=config)
@@ -116,12 +121,18 @@ class Worker:
 
         import deepspeed
 
-        gathered = (deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
-                    if self.zero_stage == 3 else contextlib.nullcontext())
+        gathered = (
+            deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
+            if self.zero_stage == 3
+            else contextlib.nullcontext()
+        )
         with gathered:
             if self.rank == 0:
-                state = {k[len(prefix):]: v.detach().float().cpu().clone()
-                         for k, v in engine.module.state_dict().items() if k.startswith(prefix)}
+                state = {
+                    k[len(prefix) :]: v.detach().float().cpu().clone()
+                    for k, v in engine.module.state_dict().items()
+                    if k.startswith(prefix)
+                }
         path = f"{self.run_folder}/{name}"
         if self.rank == 0:
             buf = io.BytesIO()
@@ -130,9 +141,17 @@ class Worker:
         return path
 
 
-def launch(loop: Callable[[Worker, C], None], loop_config: C, scaling: ScalingSection, deepspeed: DeepSpeedSection,
-           run: RunSection, micro_batch: int, datasets: dict | None = None, stage: str = "train",
-           s3: S3Options | None = None):
+def launch(
+    loop: Callable[[Worker, C], None],
+    loop_config: C,
+    scaling: ScalingSection,
+    deepspeed: DeepSpeedSection,
+    run: RunSection,
+    micro_batch: int,
+    datasets: dict | None = None,
+    stage: str = "train",
+    s3: S3Options | None = None,
+):
     """Run `loop(worker, loop_config)` on `scaling.workers` Ray Train workers; returns Ray Train's Result.
     `loop_config` reaches the workers as it is (typed sections and dataclasses pickle), never as a dict.
     A run folder that holds checkpoints of the same stage continues from the last one. The stage's
@@ -145,12 +164,15 @@ def launch(loop: Callable[[Worker, C], None], loop_config: C, scaling: ScalingSe
     folder = run_folder(run)
     worker = Worker(deepspeed, micro_batch, folder, stage, s3)
     trainer = TorchTrainer(
-        _per_worker, train_loop_config={"loop": loop, "config": loop_config, "worker": worker},
+        _per_worker,
+        train_loop_config={"loop": loop, "config": loop_config, "worker": worker},
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=stage, storage_path=folder,
-                             failure_config=FailureConfig(max_failures=run.max_failures)),
-        datasets=datasets)
+        run_config=RunConfig(
+            name=stage, storage_path=folder, failure_config=FailureConfig(max_failures=run.max_failures)
+        ),
+        datasets=datasets,
+    )
     result = trainer.fit()
     log = RunLog(f"{folder}/{stage}", s3)
     if log.rows:

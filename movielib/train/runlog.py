@@ -27,7 +27,9 @@ class RunLog:
     def _read(self) -> list[dict]:
         try:
             with self.fs.open_input_stream(f"{self.path}/{METRICS}") as f:
-                return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(f.read().decode()))]
+                return [
+                    {k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(f.read().decode()))
+                ]
         except (FileNotFoundError, OSError):
             return []
 
@@ -58,8 +60,11 @@ class RunLog:
         import matplotlib.pyplot as plt
 
         rows = self.by_step()
-        names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("step", "epoch")
-                 and all(isinstance(r.get(k), (int, float)) for r in rows)]
+        names = [
+            k
+            for k in dict.fromkeys(k for r in rows for k in r)
+            if k not in ("step", "epoch") and all(isinstance(r.get(k), (int, float)) for r in rows)
+        ]
         cols = min(3, max(1, len(names)))
         rows_of_panels = math.ceil(len(names) / cols) or 1
         fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.5 * cols, 2.8 * rows_of_panels), squeeze=False)
@@ -68,7 +73,7 @@ class RunLog:
             ax.set_title(name)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
+        for ax in list(axes.flat)[len(names) :]:
             ax.set_visible(False)
         fig.tight_layout()
         buf = io.BytesIO()

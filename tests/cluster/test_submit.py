@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY
+
 from movielib.demo.s3server import free_port
 from movielib.store.store import CatalogStore
 
@@ -28,14 +28,43 @@ def ray_head(s3_server, tmp_path_factory):
     from ray.job_submission import JobSubmissionClient
 
     temp = Path(f"/tmp/mlh-{os.getpid()}")  # Ray's socket paths must stay short
-    ports = {opt: free_port() for opt in ("port", "dashboard-port", "ray-client-server-port", "node-manager-port",
-                                          "object-manager-port", "dashboard-agent-listen-port",
-                                          "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")}
+    ports = {
+        opt: free_port()
+        for opt in (
+            "port",
+            "dashboard-port",
+            "ray-client-server-port",
+            "node-manager-port",
+            "object-manager-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    }
     low = free_port()
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--dashboard-host",
-           "127.0.0.1", "--include-dashboard", "true", "--temp-dir", str(temp), "--num-cpus", "2",
-           "--disable-usage-stats", "--min-worker-port", str(low), "--max-worker-port", str(low + 200),
-           *[x for opt, port in ports.items() for x in (f"--{opt}", str(port))]]
+    cmd = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--include-dashboard",
+        "true",
+        "--temp-dir",
+        str(temp),
+        "--num-cpus",
+        "2",
+        "--disable-usage-stats",
+        "--min-worker-port",
+        str(low),
+        "--max-worker-port",
+        str(low + 200),
+        *[x for opt, port in ports.items() for x in (f"--{opt}", str(port))],
+    ]
     # the head's environment is its jobs': this venv's `python` first on PATH, and the S3 server's endpoint
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
     log = tmp_path_factory.mktemp("head") / "ray-start.log"
@@ -61,9 +90,14 @@ def ray_head(s3_server, tmp_path_factory):
 
 
 def _submit(address: str, cwd: Path, *job: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "movielib"), "submit", *job[:1], "--address", address, *job[1:]], cwd=cwd,
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    return subprocess.run(
+        [str(BIN / "movielib"), "submit", *job[:1], "--address", address, *job[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
 
 
 def test_the_tagging_job_submitted_to_a_head_writes_the_catalog(ray_head, s3_server, bucket, clips, tmp_path):
@@ -71,11 +105,22 @@ def test_the_tagging_job_submitted_to_a_head_writes_the_catalog(ray_head, s3_ser
     for name in ("three.mp4", "two_30fps.mp4"):
         s3.upload_file(str(clips[name][0]), bucket, f"catalog/{name}")
     # the config file travels in the working dir (a folder that is not this checkout: movielib ships as a module)
-    (tmp_path / "tag.yaml").write_text("scoring: {batch_size: 4}\npeople: {enabled: false}\n"
-                                       "features: {audio: false, text: false}\n")
+    (tmp_path / "tag.yaml").write_text(
+        "scoring: {batch_size: 4}\npeople: {enabled: false}\nfeatures: {audio: false, text: false}\n"
+    )
     dest = f"s3://{bucket}/tags"
-    proc = _submit(ray_head, tmp_path, "tag", f"s3://{bucket}/catalog/", dest, "--config", "tag.yaml",
-                   "--model", TINY, "--random-weights")
+    proc = _submit(
+        ray_head,
+        tmp_path,
+        "tag",
+        f"s3://{bucket}/catalog/",
+        dest,
+        "--config",
+        "tag.yaml",
+        "--model",
+        TINY,
+        "--random-weights",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "submitted raysubmit_" in out and "python -m movielib tag" in out
@@ -83,13 +128,23 @@ def test_the_tagging_job_submitted_to_a_head_writes_the_catalog(ray_head, s3_ser
     assert "SUCCEEDED" in out
     store = CatalogStore(dest)
     assert sorted(r["uri"].rsplit("/", 1)[-1] for r in store.read_table("videos").to_pylist()) == [
-        "three.mp4", "two_30fps.mp4"]
+        "three.mp4",
+        "two_30fps.mp4",
+    ]
     assert len(store.read_table("shots")) == len(clips["three.mp4"][1]) + len(clips["two_30fps.mp4"][1]) + 2
 
 
 def test_a_job_that_fails_on_the_cluster_exits_non_zero_with_its_error(ray_head, bucket, tmp_path):
-    proc = _submit(ray_head, tmp_path, "tag", f"s3://{bucket}/catalog/", f"s3://{bucket}/tags",
-                   "--random-weights", "--set", "sampling.fps=-1")
+    proc = _submit(
+        ray_head,
+        tmp_path,
+        "tag",
+        f"s3://{bucket}/catalog/",
+        f"s3://{bucket}/tags",
+        "--random-weights",
+        "--set",
+        "sampling.fps=-1",
+    )
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]  # the driver's own exit code
     assert "sampling.fps" in proc.stdout  # the job's error, from its streamed logs
     assert "FAILED (exit 2)" in proc.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import ROOT
+
 from movielib.cli import main
 from movielib.cluster.submit import PACKAGE, Submission, exit_code
 from movielib.errors import ConfigError
@@ -49,7 +49,9 @@ def test_unknown_job_and_missing_address_are_refused(tmp_path, capsys, monkeypat
     assert "cannot reach the Ray dashboard at http://127.0.0.1:1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("status,driver,code", [("SUCCEEDED", 0, 0), ("FAILED", 75, 75), ("FAILED", 2, 2),
-                                                 ("FAILED", None, 1), ("STOPPED", None, 1)])
+@pytest.mark.parametrize(
+    "status,driver,code",
+    [("SUCCEEDED", 0, 0), ("FAILED", 75, 75), ("FAILED", 2, 2), ("FAILED", None, 1), ("STOPPED", None, 1)],
+)
 def test_the_exit_status_is_the_jobs(status, driver, code):
     assert exit_code(SimpleNamespace(status=status, driver_exit_code=driver)) == code

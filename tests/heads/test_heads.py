@@ -5,22 +5,28 @@ import pytest
 import torch
 
 from movielib.config import build_config
+from movielib.demo.planted_heads import build as plant
 from movielib.errors import ConfigError
-from movielib.store.store import CatalogStore
 from movielib.heads.config import DataSection, HeadsConfig
 from movielib.heads.data import build, split_videos
 from movielib.heads.models import build_head
-from movielib.demo.planted_heads import build as plant
+from movielib.store.store import CatalogStore
 
 
 def test_heads_have_the_papers_shapes():
     scene = build_head("scene", 512, 179)
-    assert [tuple(l.weight.shape) for l in scene if isinstance(l, torch.nn.Linear)] == [(4096, 512), (4096, 4096),
-                                                                                        (179, 4096)]
-    assert any(isinstance(l, torch.nn.Dropout) and l.p == 0.2 for l in scene)
+    assert [tuple(layer.weight.shape) for layer in scene if isinstance(layer, torch.nn.Linear)] == [
+        (4096, 512),
+        (4096, 4096),
+        (179, 4096),
+    ]
+    assert any(isinstance(layer, torch.nn.Dropout) and layer.p == 0.2 for layer in scene)
     trailer = build_head("trailer", 512, 13)
-    assert [tuple(l.weight.shape) for l in trailer if isinstance(l, torch.nn.Linear)] == [(512, 512), (512, 512),
-                                                                                          (13, 512)]
+    assert [tuple(layer.weight.shape) for layer in trailer if isinstance(layer, torch.nn.Linear)] == [
+        (512, 512),
+        (512, 512),
+        (13, 512),
+    ]
     assert isinstance(build_head("linear", 64, 3), torch.nn.Linear)
     assert build_head("mlp2", 64, 3, width=32)(torch.zeros(2, 64)).shape == (2, 3)
     with pytest.raises(ValueError, match="head must be one of"):
@@ -46,8 +52,12 @@ def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on
     assert sum(len(x) for x in data.x.values()) == len(catalog.clean)
     # each row's target is its shot's planted labels (found through the features: rows are unique vectors)
     store = CatalogStore(catalog.dest)
-    feats = {np.asarray(e, np.float32).tobytes(): (v, s) for v, s, e in zip(*(store.read_table("features/image")[c].to_pylist()
-                                                                for c in ("video_id", "shot_idx", "embedding")))}
+    feats = {
+        np.asarray(e, np.float32).tobytes(): (v, s)
+        for v, s, e in zip(
+            *(store.read_table("features/image")[c].to_pylist() for c in ("video_id", "shot_idx", "embedding"))
+        )
+    }
     for split in ("train", "val", "test"):
         for x, y in zip(data.x[split], data.y[split]):
             key = feats[np.asarray(x, np.float32).tobytes()]

@@ -29,7 +29,8 @@ def test_a_label_with_no_positives_is_left_out_not_a_crash():
     y[:, 2] = 0  # nobody has label 2 in this split
     keep = [j for j in range(y.shape[1]) if j != 2]
     assert m.mean_average_precision(y, s) == pytest.approx(
-        average_precision_score(y[:, keep], s[:, keep], average="macro"), abs=1e-6)
+        average_precision_score(y[:, keep], s[:, keep], average="macro"), abs=1e-6
+    )
     assert m.auprc(y, s, "micro") == pytest.approx(average_precision_score(y, s, average="micro"), abs=1e-6)
     assert m.labels_scored(y) == y.shape[1] - 1
     assert np.isnan(m.mean_average_precision(np.zeros_like(y), s))  # no positive at all: undefined, said so
@@ -47,8 +48,9 @@ def test_single_label_and_regression_metrics_equal_sklearn_and_scipy():
     assert m.mse(t, p) == pytest.approx(mean_squared_error(t, p), abs=1e-6)
     assert m.mean_pearson(t, p) == pytest.approx(np.mean([pearsonr(a, b).statistic for a, b in zip(t, p)]), abs=1e-6)
     t[0] = 1.0  # a constant sample has no correlation: left out
-    assert m.mean_pearson(t, p) == pytest.approx(np.mean([pearsonr(a, b).statistic for a, b in zip(t[1:], p[1:])]),
-                                                 abs=1e-6)
+    assert m.mean_pearson(t, p) == pytest.approx(
+        np.mean([pearsonr(a, b).statistic for a, b in zip(t[1:], p[1:])]), abs=1e-6
+    )
     assert np.isnan(m.mean_pearson(np.ones((3, 4)), p[:3]))
 
 

@@ -9,26 +9,28 @@ import numpy as np
 import pyarrow.csv as pcsv
 import pytest
 import yaml
-
 from conftest import movielib_cli
+
 from movielib.config import build_config
-from movielib.store.store import CatalogStore
+from movielib.demo.planted_heads import build as plant
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import build
 from movielib.heads.sweep import run_heads
 from movielib.heads.train import load_head, predict
-from movielib.demo.planted_heads import build as plant
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 EPOCHS = 9
 
 
 def _config(dest, folder, name="sweep", samples=8, **tune) -> dict:
-    return {"data": {"catalog": dest, "val_fraction": 0.2, "test_fraction": 0.2},
-            "head": {"name": "mlp2", "epochs": EPOCHS},
-            "search": {"lr": [1e-4, 3e-2], "width": [16, 64, 256], "batch_size": [32, 64], "dropout": [0.0, 0.2]},
-            "tune": {"num_samples": samples, "grace_period": 1, "reduction_factor": 3, **tune},
-            "run": {"folder": str(folder), "name": name}}
+    return {
+        "data": {"catalog": dest, "val_fraction": 0.2, "test_fraction": 0.2},
+        "head": {"name": "mlp2", "epochs": EPOCHS},
+        "search": {"lr": [1e-4, 3e-2], "width": [16, 64, 256], "batch_size": [32, 64], "dropout": [0.0, 0.2]},
+        "tune": {"num_samples": samples, "grace_period": 1, "reduction_factor": 3, **tune},
+        "run": {"folder": str(folder), "name": name},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,10 @@ def test_asha_stops_weak_trials_and_the_best_head_beats_chance_and_the_worst_tri
     assert sum(epochs) == summary["epochs_run"] < 8 * EPOCHS and min(epochs) < EPOCHS <= max(epochs)
     best, chance = summary["best"]["test"]["map"], summary["chance"]["map"]
     bests = sorted(t["best_val_map"] for t in trials)
-    print(f"test mAP: best head {best:.3f}, linear probe {summary['linear_probe']['map']:.3f}, chance {chance:.3f}; "
-          f"val mAP of the trials {bests[0]:.3f}..{bests[-1]:.3f}; epochs {sorted(epochs)}")
+    print(
+        f"test mAP: best head {best:.3f}, linear probe {summary['linear_probe']['map']:.3f}, chance {chance:.3f}; "
+        f"val mAP of the trials {bests[0]:.3f}..{bests[-1]:.3f}; epochs {sorted(epochs)}"
+    )
     assert best > chance + 0.3 and bests[-1] > bests[0]
     assert yaml.safe_load((run / "best_config.yaml").read_text())["lr"] == summary["best"]["config"]["lr"]
     assert (run / "sweep.png").stat().st_size > 10_000 and (run / "split.csv").exists()
@@ -66,25 +70,36 @@ def test_the_exported_head_predicts_what_it_predicted_inside_its_trial(swept):
 def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp_path):
     planted = plant(str(tmp_path / "catalog"), videos=20, shots=10)
     config = tmp_path / "heads.yaml"
-    config.write_text(yaml.safe_dump(_config(planted.dest, tmp_path / "runs", name="cut", samples=4,
-                                               max_concurrent_trials=1)))
+    config.write_text(
+        yaml.safe_dump(_config(planted.dest, tmp_path / "runs", name="cut", samples=4, max_concurrent_trials=1))
+    )
     run = tmp_path / "runs" / "cut"
-    proc = movielib_cli("tune", "heads", "--config", str(config), start_new_session=True,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = movielib_cli(
+        "tune",
+        "heads",
+        "--config",
+        str(config),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 180
 
     def trials_with_results() -> int:
         return sum(1 for p in (run / "sweep").glob("*/result.json") if p.stat().st_size)
 
-    while time.time() < deadline and not (trials_with_results() >= 2 and list((run / "sweep").glob("experiment_state*"))):
+    while time.time() < deadline and not (
+        trials_with_results() >= 2 and list((run / "sweep").glob("experiment_state*"))
+    ):
         time.sleep(0.2)
     print("killed after", time.time() - (deadline - 180), "s with", trials_with_results(), "trials reporting")
     proc.send_signal(signal.SIGKILL)  # the sweep's driver dies with trials left
     proc.wait()
     t0 = time.time()
     assert not (run / "trials.csv").exists()
-    again = movielib_cli("tune", "heads", "--resume", str(run), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+    again = movielib_cli(
+        "tune", "heads", "--resume", str(run), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out[-3000:]
     print("resumed sweep took", time.time() - t0, "s")

@@ -20,7 +20,10 @@ of text
 def test_parse_srt():
     cues = parse_srt(SRT)
     assert [(c.start_s, c.end_s, c.text) for c in cues] == [
-        (1.0, 2.5, "Hello there."), (3.0, 4.0, "Two lines of text"), (60.5, 62.0, "Top")]
+        (1.0, 2.5, "Hello there."),
+        (3.0, 4.0, "Two lines of text"),
+        (60.5, 62.0, "Top"),
+    ]
 
 
 def test_text_between_uses_overlap_with_end_exclusive():

@@ -1,21 +1,21 @@
 """open_clip loading: HF-style folders (QuickGELU from their config), checkpoints with a named architecture,
 mismatches refused before work, s3:// weights, preprocessing parity, precision bounds."""
 
-
 import numpy as np
 import open_clip
 import pytest
 import torch
+from conftest import TINY, TINY_QUICKGELU, hf_folder
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import TINY, TINY_QUICKGELU, hf_folder
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.models.clip import DEFAULT_ARCH, ClipSpec, FramePreprocess, load_clip, registered_name
 from movielib.tagging.scene_score import CleanRules
 from movielib.tagging.tagger import SceneTagger
 from movielib.taxonomy.labels import LabelSet
+
 
 def _frames(n=6, seed=0):
     rng = np.random.default_rng(seed)
@@ -54,14 +54,20 @@ def test_hf_folder_config_wins_and_equals_open_clips_local_dir(tmp_path):
 
 def test_gelu_architecture_on_quickgelu_folder_is_refused_naming_both(tmp_path):
     folder = hf_folder(tmp_path / "clip")
-    with pytest.raises(ConfigError, match=r"model.name 'movielib-tiny-clip' does not match.*quick_gelu True.*quick_gelu False"):
+    with pytest.raises(
+        ConfigError, match=r"model.name 'movielib-tiny-clip' does not match.*quick_gelu True.*quick_gelu False"
+    ):
         ClipSpec(TINY, weights=str(folder)).validate()
-    ClipSpec(TINY + "-quickgelu" if open_clip.get_model_config(TINY + "-quickgelu") else None, weights=str(folder)).validate()
+    ClipSpec(
+        TINY + "-quickgelu" if open_clip.get_model_config(TINY + "-quickgelu") else None, weights=str(folder)
+    ).validate()
 
 
 def test_bare_checkpoint_of_another_architecture_fails_before_work(tmp_path):
-    save_file({k: v.contiguous() for k, v in open_clip.create_model(TINY).state_dict().items()},
-              str(tmp_path / "tiny.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in open_clip.create_model(TINY).state_dict().items()},
+        str(tmp_path / "tiny.safetensors"),
+    )
     with pytest.raises(ConfigError, match=r"does not fit architecture 'ViT-B-32-quickgelu'.*differ in shape"):
         ClipSpec(weights=str(tmp_path / "tiny.safetensors")).validate()  # the default architecture
     ClipSpec(TINY, weights=str(tmp_path / "tiny.safetensors")).validate()
@@ -88,7 +94,9 @@ def test_preprocessing_matches_open_clip_eval_transform():
     rng = np.random.default_rng(1)
     for h, w in [(120, 200), (300, 90), (64, 64)]:
         img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-        torch.testing.assert_close(pre.to_model_input(pre.crop([img]))[0], preprocess(Image.fromarray(img)), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            pre.to_model_input(pre.crop([img]))[0], preprocess(Image.fromarray(img)), atol=1e-6, rtol=0
+        )
 
 
 def _save_checkpoint(path):

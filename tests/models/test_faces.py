@@ -55,6 +55,7 @@ def test_frames_smaller_than_the_detectors_windows_do_not_crash_the_process():
         "    img = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)\n"
         "    r = d.detect(img)\n"
         "    assert r.faces == [] and r.largest_face_frac == 0.0\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-500:])

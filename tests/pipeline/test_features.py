@@ -4,21 +4,21 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import skimage.data
+from conftest import TINY
 from PIL import Image
 
-from conftest import TINY
-from movielib.pipeline.config import load_tag_config
 from movielib.demo.samples import DEMO_SUBTITLES, Segment, generate_clip
-from movielib.store.store import CatalogStore
 from movielib.io.ffmpeg import run_ffmpeg
 from movielib.models.audio import LogMelStats
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
 from movielib.models.text import embed_texts
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.stages import DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText
-from movielib.tagging.video import spread
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.shots import make_detector
+from movielib.store.store import CatalogStore
+from movielib.tagging.video import spread
 
 PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
 
@@ -27,12 +27,29 @@ PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
 def catalog(tmp_path_factory):
     """A folder with: a 3-shot clip + subtitles, a silent clip, and 2 s of the astronaut portrait."""
     folder = tmp_path_factory.mktemp("catalog")
-    generate_clip(folder / "three.mp4", [Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)])
+    generate_clip(
+        folder / "three.mp4", [Segment("testsrc", 2.0), Segment("smptebars", 2.0), Segment("color:darkblue", 2.0)]
+    )
     (folder / "three.srt").write_text(DEMO_SUBTITLES)
     generate_clip(folder / "silent.mp4", [Segment("smptebars", 1.5), Segment("color:red", 1.5)], audio=False)
     Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
-    run_ffmpeg(["-loop", "1", "-i", str(folder / "astronaut.png"), "-t", "2", "-r", "25",
-                "-c:v", "libx264", "-pix_fmt", "yuv420p", str(folder / "portrait.mp4")])
+    run_ffmpeg(
+        [
+            "-loop",
+            "1",
+            "-i",
+            str(folder / "astronaut.png"),
+            "-t",
+            "2",
+            "-r",
+            "25",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(folder / "portrait.mp4"),
+        ]
+    )
     (folder / "astronaut.png").unlink()
     return folder
 
@@ -49,7 +66,10 @@ def test_decode_cuts_audio_and_subtitles_per_shot(catalog):
     for row, clip in zip(rows, audio):
         assert len(clip) == pytest.approx((row["end_s"] - row["start_s"]) * 16000, abs=2)
     assert [r["subtitle"] for r in rows] == [
-        "Welcome to the test pattern.", "These are the colour bars.", "And now, the deep blue sea."]
+        "Welcome to the test pattern.",
+        "These are the colour bars.",
+        "And now, the deep blue sea.",
+    ]
     people = table.column("people_frames").to_pylist()
     assert [len(p) for p in people] == [min(3, len(r["keyframes"])) for r in rows]  # 8 samples -> 3 for people
 
@@ -114,8 +134,16 @@ def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
 @pytest.mark.slow
 def test_job_with_some_stages_off_still_joins(ray_local, catalog, tmp_path):
     dest = tmp_path / "out"
-    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
-                             "features.audio": False, "features.text": False})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            "people.enabled": False,
+            "features.audio": False,
+            "features.text": False,
+        },
+    )
     assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
     store = CatalogStore(str(dest))
     tags, image = store.read_table("tags"), store.read_table("features/image")
@@ -134,8 +162,17 @@ def test_keyframes_opt_in_writes_the_middle_sampled_frame_and_its_embedding(ray_
     from movielib.taxonomy.labels import LabelSet
 
     dest = tmp_path / "out"
-    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "people.enabled": False,
-                             "features.audio": False, "features.text": False, "features.keyframes": True})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            "people.enabled": False,
+            "features.audio": False,
+            "features.text": False,
+            "features.keyframes": True,
+        },
+    )
     assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
     store = CatalogStore(str(dest))
     shots = {(s["video_id"], s["shot_idx"]): s for s in store.read_table("shots").to_pylist()}
@@ -150,11 +187,18 @@ def test_keyframes_opt_in_writes_the_middle_sampled_frame_and_its_embedding(ray_
     # the stored embedding is the one of the stored frame (up to the JPEG's loss), not of the shot's mean
     tagger = SceneTagger(ClipSpec(TINY, random_weights=True), LabelSet.movieclip())
     keys = sorted(frames)
-    crops = np.stack([cv2.imdecode(np.frombuffer(frames[k]["jpeg"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
-                      for k in keys])
+    crops = np.stack(
+        [cv2.imdecode(np.frombuffer(frames[k]["jpeg"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1] for k in keys]
+    )
     again = torch.nn.functional.normalize(tagger.embed_images(crops), dim=1)
     stored = torch.tensor([emb[k]["embedding"] for k in keys])
-    image = torch.tensor([r["embedding"] for r in store.read_table("features/image").sort_by(
-        [("video_id", "ascending"), ("shot_idx", "ascending")]).to_pylist()])
+    image = torch.tensor(
+        [
+            r["embedding"]
+            for r in store.read_table("features/image")
+            .sort_by([("video_id", "ascending"), ("shot_idx", "ascending")])
+            .to_pylist()
+        ]
+    )
     assert (again * stored).sum(1).min() > 0.99
     assert not torch.allclose(stored, torch.nn.functional.normalize(image, dim=1), atol=1e-3)  # not the mean

@@ -3,19 +3,28 @@
 import threading
 
 import pytest
-
 from conftest import LIGHT, TINY, assert_each_key_once, link_catalog
+
 from movielib.pipeline.config import load_tag_config
-from movielib.store.store import CatalogStore
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 
 
 def _cfg():
     # two runs at once on 2 CPUs: each run's scorer and decode tasks take half a CPU
-    return load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "scoring.num_cpus": 0.5,
-                              "decode.num_cpus": 0.5, "output.rows_per_file": 3})
+    return load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            **LIGHT,
+            "scoring.num_cpus": 0.5,
+            "decode.num_cpus": 0.5,
+            "output.rows_per_file": 3,
+        },
+    )
 
 
 def _run_together(*sources, dest):

@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-
 from conftest import TINY
+
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect
 from movielib.shots import make_detector
@@ -33,8 +33,9 @@ def test_decode_yields_shots_with_sampled_crops(clips):
     # streamed: a block goes downstream before the pass ends; only the last block knows the video's counts
     assert table.column("n_shots").to_pylist() == [None, None, 4, 4]
     assert table.column("n_frames").to_pylist()[2:] == [155, 155]
-    for row, frames in zip(table.drop_columns(["frames"]).to_pylist(),
-                           [a for c in table.column("frames").chunks for a in c.to_numpy()]):
+    for row, frames in zip(
+        table.drop_columns(["frames"]).to_pylist(), [a for c in table.column("frames").chunks for a in c.to_numpy()]
+    ):
         times = sample_times(row["start_s"], row["end_s"])
         assert len(row["keyframes"]) == len(times) and row["start_frame"] <= row["keyframes"][0]
         assert row["keyframes"][-1] < row["end_frame"]
@@ -76,8 +77,9 @@ def test_scorer_scores_match_the_formula_on_the_same_model(clips):
 def test_scorer_text_embeddings_are_the_prompts():
     labels = LabelSet(("beach", "street"), prompt="a photo of a {label}, a type of background location")
     scorer = ClipSceneScorer(SPEC, labels, CleanRules())
-    tokens = scorer.tagger.clip.tokenizer(["a photo of a beach, a type of background location",
-                                    "a photo of a street, a type of background location"])
+    tokens = scorer.tagger.clip.tokenizer(
+        ["a photo of a beach, a type of background location", "a photo of a street, a type of background location"]
+    )
     with torch.inference_mode():
         expected = scorer.tagger.clip.model.encode_text(tokens, normalize=True)
     torch.testing.assert_close(scorer.tagger.text_emb, expected.float())

@@ -5,19 +5,19 @@ import time
 
 import pyarrow as pa
 import pytest
-
 from conftest import TINY
-from movielib.pipeline.config import load_tag_config
+
 from movielib.errors import ConfigError
-from movielib.store.claims import claim
-from movielib.store.store import CatalogStore
+from movielib.io.uri import SourceListing, VideoRef
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.commit import Committer, VideoAssembler
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.stages import DecodeAndDetect
-from movielib.io.uri import SourceListing, VideoRef
 from movielib.pipeline.tagging import plan_tagging
 from movielib.pipeline.todo import plan_todo
 from movielib.shots import make_detector
+from movielib.store.claims import claim
+from movielib.store.store import CatalogStore
 
 PRE = FramePreprocess.for_spec(ClipSpec(TINY, random_weights=True))
 
@@ -53,7 +53,7 @@ def test_videos_row_waits_for_every_shot_whatever_the_arrival_order(clips):
         assembler.add(r)
     assert assembler.ready == [] and list(assembler.unfinished()) == ["v"]
     assembler.add(rows[2])
-    (video, shots), = assembler.take()
+    ((video, shots),) = assembler.take()
     assert video["n_frames"] > 0 and [s["shot_idx"] for s in shots] == [0, 1, 2, 3]
 
 
@@ -80,7 +80,7 @@ def test_concurrent_claims_give_each_video_to_exactly_one_run(tmp_path, s3_serve
     won: dict[str, list[str]] = {}
 
     def run(n: int) -> None:  # 6 runs over overlapping SOURCEs: ids[10n : 10n + 30]
-        won[f"run-{n}"] = claim(store.tables, f"run-{n}", ids[10 * n: 10 * n + 30], ttl_s=600).won
+        won[f"run-{n}"] = claim(store.tables, f"run-{n}", ids[10 * n : 10 * n + 30], ttl_s=600).won
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
     for t in threads:
@@ -119,8 +119,9 @@ def test_a_rerun_with_other_output_settings_is_refused_naming_them_or_goes_along
         plan_tagging(_tiny(**{"shots.threshold": 30.0, "sampling.fps": 2.0}), str(clips["four.mp4"][0]), str(dest))
     assert "sampling.fps: 4.0 -> 2.0" in str(err.value) and "shots.threshold: None -> 30.0" in str(err.value)
     assert "output.on_change=alongside" in str(err.value)
-    other = plan_tagging(_tiny(**{"shots.threshold": 30.0, "output.on_change": "alongside"}),
-                         str(clips["four.mp4"][0]), str(dest))
+    other = plan_tagging(
+        _tiny(**{"shots.threshold": 30.0, "output.on_change": "alongside"}), str(clips["four.mp4"][0]), str(dest)
+    )
     assert other.dest.startswith(f"{dest}/fp-") and other.fingerprint["fingerprint"] in other.dest
 
 

@@ -7,20 +7,25 @@ import time
 
 import pyarrow.fs as pafs
 import pytest
-
 from conftest import ROOT, TINY
-from movielib.pipeline.config import load_tag_config
-from movielib.store.store import CatalogStore
+
 from movielib.io.uri import S3Options
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 from movielib.taxonomy.labels import LabelSet
 
 pytestmark = pytest.mark.slow
 
 
 def _config(endpoint=None, **extra):
-    overrides = {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4,
-                 "output.rows_per_file": 4, **extra}
+    overrides = {
+        "model.name": TINY,
+        "model.random_weights": True,
+        "scoring.batch_size": 4,
+        "output.rows_per_file": 4,
+        **extra,
+    }
     if endpoint:
         overrides["s3.endpoint_url"] = endpoint
     return load_tag_config(None, overrides)
@@ -137,7 +142,9 @@ def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(
     second = run_tagging(plan)
     assert second.videos_ok == 1 and second.shots == 4 and second.debris_rows_removed == 4 + 4 + 4
     for name in ("shots", "tags", "features/image", "features/text"):
-        keys = [(r["video_id"], r["shot_idx"]) for r in store.read_table(name, columns=["video_id", "shot_idx"]).to_pylist()]
+        keys = [
+            (r["video_id"], r["shot_idx"]) for r in store.read_table(name, columns=["video_id", "shot_idx"]).to_pylist()
+        ]
         assert len(keys) == len(set(keys)) == 7, name
     assert sorted(store.video_ids().to_pylist()) == sorted(set(store.video_ids().to_pylist()))
     assert plan_tagging(cfg, str(catalog), str(dest)).todo.videos == 0
@@ -147,8 +154,17 @@ def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, cli
     """jobs/tag_catalog.py (what `ray job submit` runs) over a manifest file, twice."""
     manifest = tmp_path / "catalog.txt"
     manifest.write_text(f"{clips['two_30fps.mp4'][0]}\n{tmp_path}/missing.mp4\n")
-    cmd = [sys.executable, str(ROOT / "jobs" / "tag_catalog.py"), str(manifest), str(tmp_path / "out"),
-           "--model", TINY, "--random-weights", "--set", "scoring.batch_size=4"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "jobs" / "tag_catalog.py"),
+        str(manifest),
+        str(tmp_path / "out"),
+        "--model",
+        TINY,
+        "--random-weights",
+        "--set",
+        "scoring.batch_size=4",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "1 tagged, 1 failed, 0 skipped" in first.stdout and "RANDOM WEIGHTS" in first.stdout
@@ -161,8 +177,15 @@ def test_job_entrypoint_runs_and_skips_committed_videos(ray_local, tmp_path, cli
 def test_custom_label_file_and_prompt(ray_local, tmp_path, clips):
     labels = tmp_path / "labels.txt"
     labels.write_text("# my taxonomy\nbeach\nkitchen\nspace station\n")
-    cfg = _config(**{"scoring.labels": str(labels), "scoring.prompt": "a film still of a {label}",
-                     "people.enabled": False, "features.audio": False, "features.text": False})
+    cfg = _config(
+        **{
+            "scoring.labels": str(labels),
+            "scoring.prompt": "a film still of a {label}",
+            "people.enabled": False,
+            "features.audio": False,
+            "features.text": False,
+        }
+    )
     plan = plan_tagging(cfg, str(clips["two_30fps.mp4"][0]), str(tmp_path / "out"))
     assert plan.labels.prompts()[2] == "a film still of a space station"
     run_tagging(plan)
@@ -176,15 +199,23 @@ def test_job_with_an_hf_folder_scores_like_open_clips_local_dir(ray_local, tmp_p
     import numpy as np
     import open_clip
     import torch
+    from conftest import hf_folder
     from PIL import Image
 
-    from conftest import hf_folder
     from movielib.io.decode import read_frames
 
     folder = hf_folder(tmp_path / "clip")
     path = clips["four.mp4"][0]
-    cfg = load_tag_config(None, {"model.weights": str(folder), "people.enabled": False, "features.audio": False,
-                             "features.text": False, "scoring.batch_size": 4})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.weights": str(folder),
+            "people.enabled": False,
+            "features.audio": False,
+            "features.text": False,
+            "scoring.batch_size": 4,
+        },
+    )
     run_tagging(plan_tagging(cfg, str(path), str(tmp_path / "out")))
     store = CatalogStore(str(tmp_path / "out"))
     tables = store.read_tables("shots", "tags", "features/image")

@@ -4,9 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from movielib.store.store import CatalogStore
 from movielib.io.uri import SourceListing, VideoRef
 from movielib.pipeline.todo import IdIndex, plan_todo, read_chunk
+from movielib.store.store import CatalogStore
 
 
 @pytest.mark.parametrize("hex_ids", [True, False])

@@ -17,14 +17,23 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-            b"<Message>Please reduce your request rate.</Message></Error>")
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 
 
 class FlakyProxy:
-    def __init__(self, upstream: str, slowdown: float = 0.15, reset: float = 0.05, delay: float = 0.1,
-                 delay_s: tuple[float, float] = (0.05, 0.4), seed: int = 0):
+    def __init__(
+        self,
+        upstream: str,
+        slowdown: float = 0.15,
+        reset: float = 0.05,
+        delay: float = 0.1,
+        delay_s: tuple[float, float] = (0.05, 0.4),
+        seed: int = 0,
+    ):
         self.upstream = urlparse(upstream)
         self.shares = (slowdown, reset, delay)
         self.delay_s = delay_s
@@ -39,7 +48,7 @@ class FlakyProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "FlakyProxy":
+    def start(self) -> FlakyProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -51,8 +60,15 @@ class FlakyProxy:
         with self.lock:
             r = self.random.random()
         slowdown, reset, delay = self.shares if self.enabled else (0, 0, 0)
-        fate = "slowdown" if r < slowdown else "reset" if r < slowdown + reset else \
-            "delay" if r < slowdown + reset + delay else "forward"
+        fate = (
+            "slowdown"
+            if r < slowdown
+            else "reset"
+            if r < slowdown + reset
+            else "delay"
+            if r < slowdown + reset + delay
+            else "forward"
+        )
         with self.lock:
             self.counts[fate] += 1
         return fate
@@ -69,7 +85,7 @@ class FlakyProxy:
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     out = b""
-                    while (size := int(self.rfile.readline().split(b";")[0], 16)):
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
                         out += self.rfile.read(size)
                         self.rfile.readline()
                     self.rfile.readline()

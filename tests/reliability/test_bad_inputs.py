@@ -6,15 +6,17 @@ import struct
 import subprocess
 
 import pytest
-
 from conftest import TINY, assert_each_key_once
-from movielib.pipeline.config import load_tag_config
-from movielib.store.store import CatalogStore
+
 from movielib.io.ffmpeg import ffmpeg_exe
 from movielib.io.uri import S3Options
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
+
+
 def _ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *args], check=True)
 
@@ -24,7 +26,9 @@ def _clip(path, size="160x96", seconds=2.0, fps=25, source="testsrc", audio=True
     args = ["-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}"]
     if audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
-    codecs = list(out) or ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"] + (["-c:a", "aac"] if audio else [])
+    codecs = list(out) or ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"] + (
+        ["-c:a", "aac"] if audio else []
+    )
     _ffmpeg(*args, "-t", str(seconds), *codecs, "-shortest", str(path))
 
 
@@ -32,7 +36,7 @@ def _rotate_90(path) -> None:
     """Set the video track's display matrix to a quarter turn, as phones do (ffmpeg 5 cannot write one)."""
     data = bytearray(path.read_bytes())
     matrix = data.index(b"tkhd") + 4 + 40  # version 0 track header: the matrix follows 40 bytes of fields
-    data[matrix:matrix + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
     path.write_bytes(bytes(data))
 
 
@@ -46,19 +50,47 @@ def bad_catalog(tmp_path_factory):
         return d / key.replace("/", "__")
 
     case("zero-bytes.mp4", "error: object is empty (0 bytes)").write_bytes(b"")
-    _clip(d / "whole.mp4", seconds=3, out=["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a",
-                                            "aac"])  # moov at the end: cut short, it cannot be opened
+    _clip(
+        d / "whole.mp4",
+        seconds=3,
+        out=["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+    )  # moov at the end: cut short, it cannot be opened
     case("truncated.mp4", "error: cannot open video").write_bytes((d / "whole.mp4").read_bytes()[:20_000])
     case("random-bytes.mp4", "error: cannot open video").write_bytes(os.urandom(64_000))
     _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-frames:v", "1", str(d / "image.png"))
     os.replace(d / "image.png", case("image-as-video.mp4", (64, 64)))  # a PNG named .mp4
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "2", "-c:a", "aac", str(case("audio-only.mp4",
-                                                                                      "error: no video stream")))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-t",
+        "2",
+        "-c:a",
+        "aac",
+        str(case("audio-only.mp4", "error: no video stream")),
+    )
     _clip(case("one-frame.mp4", (160, 96)), out=["-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
     _clip(case("no-audio.mp4", (160, 96)), audio=False)
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x96:rate=25", "-t", "3", "-vf",
-            "setpts='if(lt(N,25),N/25,1+(N-25)/10)/TB'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast",
-            "-pix_fmt", "yuv420p", str(case("variable-frame-rate.mp4", (160, 96))))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x96:rate=25",
+        "-t",
+        "3",
+        "-vf",
+        "setpts='if(lt(N,25),N/25,1+(N-25)/10)/TB'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(case("variable-frame-rate.mp4", (160, 96))),
+    )
     _clip(case("rotated.mp4", (96, 160)))
     _rotate_90(d / "rotated.mp4")
     _clip(case("uhd-3840x2160.mp4", (3840, 2160)), size="3840x2160", seconds=1, fps=10)
@@ -78,16 +110,26 @@ def test_every_bad_input_is_correct_rows_or_one_readable_error(ray_local, s3_ser
     client = s3_server.client()
     for key in files:
         client.upload_file(str(folder / key.replace("/", "__")), bucket, f"catalog/{key}")
-    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "s3.endpoint_url": s3_server.endpoint_url,
-                             "output.rows_per_file": 8})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            "s3.endpoint_url": s3_server.endpoint_url,
+            "output.rows_per_file": 8,
+        },
+    )
     summary = run_tagging(plan_tagging(cfg, f"s3://{bucket}/catalog/", f"s3://{bucket}/out"))
 
     store = CatalogStore(f"s3://{bucket}/out", S3Options.from_env(s3_server.endpoint_url))
     videos = {v["uri"].split("/catalog/", 1)[1]: v for v in store.read_table("videos").to_pylist()}
     assert set(videos) == set(files)  # every key round-trips: spaces, non-ASCII, '#', '%', nested prefixes
     errors = {k: e for k, e in files.items() if isinstance(e, str)}
-    assert (summary.videos_ok, summary.videos_error, summary.videos_retryable) == (len(files) - len(errors),
-                                                                                   len(errors), 0)
+    assert (summary.videos_ok, summary.videos_error, summary.videos_retryable) == (
+        len(files) - len(errors),
+        len(errors),
+        0,
+    )
     for key, expect in files.items():
         v = videos[key]
         if isinstance(expect, str):

@@ -5,11 +5,11 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import LIGHT, TINY, assert_each_key_once, link_catalog, movielib_cli
+
 from movielib.pipeline.config import load_tag_config
-from movielib.store.store import CatalogStore
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 SETTINGS = {**LIGHT, "output.rows_per_file": 2, "output.commit_every_s": 1, "scoring.batch_size": 2}
@@ -31,9 +31,17 @@ def test_a_killed_driver_is_resumed_and_the_tables_equal_an_uninterrupted_run(ra
     run_tagging(plan_tagging(_cfg(), source, reference.root))
 
     dest = tmp_path / "out"
-    proc = movielib_cli("tag", source, str(dest), "--model", TINY, "--random-weights",
-                        *[f"--set={k}={v}" for k, v in SETTINGS.items()],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = movielib_cli(
+        "tag",
+        source,
+        str(dest),
+        "--model",
+        TINY,
+        "--random-weights",
+        *[f"--set={k}={v}" for k, v in SETTINGS.items()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first_commit = dest / "videos" / "_delta_log" / "00000000000000000000.json"
     deadline = time.monotonic() + 240
     while not first_commit.exists() and proc.poll() is None and time.monotonic() < deadline:

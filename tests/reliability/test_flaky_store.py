@@ -4,20 +4,30 @@ and its tables are complete. A missing bucket or an endpoint nobody listens on f
 import time
 
 import pytest
-
 from conftest import LIGHT, TINY, assert_each_key_once
 from flaky_s3 import FlakyProxy
-from movielib.pipeline.config import load_tag_config
-from movielib.errors import StorageError
-from movielib.store.store import CatalogStore
-from movielib.io.uri import S3Options
+
 from movielib.demo.s3server import free_port
+from movielib.errors import StorageError
+from movielib.io.uri import S3Options
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 
 
 def _cfg(endpoint, **extra):
-    return load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "s3.endpoint_url": endpoint,
-                              "output.rows_per_file": 3, "reliability.backoff_s": 0.1, **extra})
+    return load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            **LIGHT,
+            "s3.endpoint_url": endpoint,
+            "output.rows_per_file": 3,
+            "reliability.backoff_s": 0.1,
+            **extra,
+        },
+    )
 
 
 @pytest.mark.slow

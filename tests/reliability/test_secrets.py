@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, movielib_cli
 
 pytestmark = pytest.mark.slow
@@ -26,15 +25,31 @@ def test_keys_never_leak(s3_server, bucket, clips, tmp_path):
     client.upload_file(str(clips["three.mp4"][0]), bucket, "catalog/three.mp4")
     client.put_object(Bucket=bucket, Key="catalog/corrupt.mp4", Body=b"\x00" * 5000)  # an error row's message too
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"model": {"name": TINY, "random_weights": True},
-                                      "s3": {"endpoint_url": s3_server.endpoint_url, **CONFIG_KEYS},
-                                      "features": {"audio": False, "text": False}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": TINY, "random_weights": True},
+                "s3": {"endpoint_url": s3_server.endpoint_url, **CONFIG_KEYS},
+                "features": {"audio": False, "text": False},
+            }
+        )
+    )
     started = time.time()
     outputs = []
     # a whole run on a Ray of its own (its workers inherit the environment's keys), then one that fails
     for dest in (f"s3://{bucket}/out", "s3://no-such-bucket/out"):
-        proc = movielib_cli("tag", f"s3://{bucket}/catalog/", dest, "--config", str(config), env=ENV_KEYS,
-                            join_ray=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = movielib_cli(
+            "tag",
+            f"s3://{bucket}/catalog/",
+            dest,
+            "--config",
+            str(config),
+            env=ENV_KEYS,
+            join_ray=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out, err = proc.communicate(timeout=300)
         outputs.append((proc.returncode, out, err))
     (rc, out, err), (bad_rc, bad_out, bad_err) = outputs

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import LIGHT, TINY, assert_each_key_once, link_catalog
+
 from movielib.pipeline.config import load_tag_config
-from movielib.store.store import CatalogStore
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,18 @@ def test_killed_scorer_and_decode_workers_lose_and_duplicate_nothing(ray_local, 
     expected = link_catalog(tmp_path / "catalog", clips, copies=3)
     dest = tmp_path / "out"
     # the decode task of one video dies once (its worker is SIGSEGV'd); the test SIGKILLs a scoring actor
-    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, **LIGHT, "output.rows_per_file": 2,
-                             "output.commit_every_s": 1, "scoring.batch_size": 2,
-                             "reliability.faults": [{"kind": "crash", "video": "1-four.mp4", "attempts": 1}]})
+    cfg = load_tag_config(
+        None,
+        {
+            "model.name": TINY,
+            "model.random_weights": True,
+            **LIGHT,
+            "output.rows_per_file": 2,
+            "output.commit_every_s": 1,
+            "scoring.batch_size": 2,
+            "reliability.faults": [{"kind": "crash", "video": "1-four.mp4", "attempts": 1}],
+        },
+    )
     killed: list[int] = []
 
     def kill_a_scorer() -> None:

@@ -9,17 +9,17 @@ import aiohttp
 import numpy as np
 import pytest
 import requests
+from conftest import LIGHT, TINY
 from PIL import Image
 
-from conftest import LIGHT, TINY
 from movielib.config import build_config
-from movielib.pipeline.config import load_tag_config
 from movielib.demo.samples import Segment, generate_clip
-from movielib.store.store import CatalogStore
 from movielib.heads.data import HeadData
 from movielib.heads.train import export_bytes, fit
+from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.serving.config import ServeConfig
+from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 SMALL = {"num_cpus": 0.2, "max_batch_size": 8, "max_ongoing_requests": 32, "batch_wait_timeout_s": 0.02}
@@ -35,9 +35,18 @@ def _head(path) -> str:
     rng = np.random.default_rng(0)
     x = {s: rng.normal(size=(40, 16)).astype(np.float32) for s in ("train", "val", "test")}
     y = {s: (v[:, :3] > 0).astype(np.float32) for s, v in x.items()}
-    data = HeadData("multilabel", "movie", ["action", "comedy", "drama"], "features/image", "tiny/random-init", x, y, {})
-    params = {"name": "mlp2", "width": 32, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0, "batch_size": 16,
-              "epochs": 2}
+    data = HeadData(
+        "multilabel", "movie", ["action", "comedy", "drama"], "features/image", "tiny/random-init", x, y, {}
+    )
+    params = {
+        "name": "mlp2",
+        "width": 32,
+        "dropout": 0.0,
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "batch_size": 16,
+        "epochs": 2,
+    }
     last = {}
     fit(data, params, lambda m, state: last.update(state))
     path.write_bytes(export_bytes(last, params, data))
@@ -63,10 +72,17 @@ def server(ray_local, tagged_clip, tmp_path_factory):
     from movielib.serving.run import start
 
     tmp = tmp_path_factory.mktemp("serve")
-    cfg = build_config(ServeConfig, {"model": {"name": TINY, "random_weights": True}, "port": _port(),
-                                     "heads": {"genre": _head(tmp / "head.pt")}, "max_body_mb": 1,
-                                     **{d: SMALL for d in ("text", "image", "scenes", "head")},
-                                     "ingress": {**SMALL, "max_batch_size": 1}})
+    cfg = build_config(
+        ServeConfig,
+        {
+            "model": {"name": TINY, "random_weights": True},
+            "port": _port(),
+            "heads": {"genre": _head(tmp / "head.pt")},
+            "max_body_mb": 1,
+            **{d: SMALL for d in ("text", "image", "scenes", "head")},
+            "ingress": {**SMALL, "max_batch_size": 1},
+        },
+    )
     url = start(cfg, block=False)
     yield url, tmp
     serve.shutdown()
@@ -109,13 +125,36 @@ def test_a_clip_tagged_online_gets_the_tags_the_batch_job_wrote(server, tagged_c
 
 
 BAD = [  # (what, method, path, kwargs, status)
-    ("malformed JSON", "post", "/embed/text", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 422),
+    (
+        "malformed JSON",
+        "post",
+        "/embed/text",
+        {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+        422,
+    ),
     ("wrong JSON types", "post", "/embed/text", {"json": {"texts": "a beach"}}, 422),
-    ("malformed JSON to /tag", "post", "/tag", {"data": b"{oops", "headers": {"Content-Type": "application/json"}}, 400),
-    ("a non-image upload", "post", "/tag", {"data": b"GIF89a not really", "headers": {"Content-Type": "image/gif"}}, 422),
+    (
+        "malformed JSON to /tag",
+        "post",
+        "/tag",
+        {"data": b"{oops", "headers": {"Content-Type": "application/json"}},
+        400,
+    ),
+    (
+        "a non-image upload",
+        "post",
+        "/tag",
+        {"data": b"GIF89a not really", "headers": {"Content-Type": "image/gif"}},
+        422,
+    ),
     ("bad base64 frames", "post", "/tag", {"json": {"frames": ["%%%"]}}, 422),
-    ("a corrupt clip", "post", "/tag", {"data": b"\x00\x00\x00\x18ftypmp42" + bytes(4000),
-                                        "headers": {"Content-Type": "video/mp4"}}, 422),
+    (
+        "a corrupt clip",
+        "post",
+        "/tag",
+        {"data": b"\x00\x00\x00\x18ftypmp42" + bytes(4000), "headers": {"Content-Type": "video/mp4"}},
+        422,
+    ),
     ("an oversized payload", "post", "/tag", {"data": bytes(2 * 2**20), "headers": {"Content-Type": "video/mp4"}}, 413),
     ("an unsupported type", "post", "/tag", {"data": b"hello", "headers": {"Content-Type": "text/plain"}}, 415),
     ("an unknown head", "post", "/heads/nope", {"json": {"features": [[0.0] * 16]}}, 404),
@@ -125,8 +164,9 @@ BAD = [  # (what, method, path, kwargs, status)
 
 
 @pytest.mark.parametrize("what,method,path,kwargs,status", BAD, ids=[b[0] for b in BAD])
-def test_bad_input_gets_a_4xx_with_a_reason_and_the_next_good_request_succeeds(server, what, method, path, kwargs,
-                                                                                 status):
+def test_bad_input_gets_a_4xx_with_a_reason_and_the_next_good_request_succeeds(
+    server, what, method, path, kwargs, status
+):
     url, _ = server
     r = getattr(requests, method)(f"{url}{path}", **kwargs)
     assert r.status_code == status, (what, r.status_code, r.text)

@@ -13,9 +13,23 @@ def test_the_written_serve_config_passes_ray_serves_own_schema_and_carries_every
     from ray.serve.schema import ServeDeploySchema
 
     out = tmp_path / "serve_config.yaml"
-    assert main(["serve", "--random-weights", "--set", "scenes.max_batch_size=16", "--set",
-                 "scenes.max_ongoing_requests=32", "--set", "heads.genre=s3://b/head.pt",
-                 "--write-serve-config", str(out)]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                "--random-weights",
+                "--set",
+                "scenes.max_batch_size=16",
+                "--set",
+                "scenes.max_ongoing_requests=32",
+                "--set",
+                "heads.genre=s3://b/head.pt",
+                "--write-serve-config",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = yaml.safe_load(out.read_text())
     ServeDeploySchema.model_validate(doc)  # raises on anything Serve would refuse
     app = doc["applications"][0]

@@ -4,11 +4,11 @@ import json
 import random
 
 import pytest
+from conftest import SHARED_DATA
 from scenedetect import FrameTimecode
 from scenedetect.detector import FlashFilter
 from scenedetect.scene_manager import compute_downscale_factor
 
-from conftest import SHARED_DATA
 from movielib.io.video import VideoReadError
 from movielib.shots import make_detector
 from movielib.shots.fast import FastContentDetector, analysis_size, flash_filter_merge
@@ -36,7 +36,9 @@ def test_flash_filter_matches_pyscenedetect(seed):
     assert flash_filter_merge(np.array(above), min_len) == _reference_filter(above, min_len)
 
 
-@pytest.mark.parametrize("size", [(1920, 1080), (1280, 544), (854, 480), (704, 576), (480, 320), (200, 100), (256, 144)])
+@pytest.mark.parametrize(
+    "size", [(1920, 1080), (1280, 544), (854, 480), (704, 576), (480, 320), (200, 100), (256, 144)]
+)
 def test_analysis_size_is_pyscenedetects(size):
     w, h = size
     f = compute_downscale_factor(w)
@@ -88,8 +90,12 @@ def test_torch_hsv_is_opencvs_bit_for_bit():
 
     from movielib.shots.hsv import bgr_to_hsv
 
-    every_colour = np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3).astype(np.uint8)
-    assert np.array_equal(bgr_to_hsv(torch.from_numpy(every_colour)).numpy(), cv2.cvtColor(every_colour, cv2.COLOR_BGR2HSV))
+    every_colour = (
+        np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3).astype(np.uint8)
+    )
+    assert np.array_equal(
+        bgr_to_hsv(torch.from_numpy(every_colour)).numpy(), cv2.cvtColor(every_colour, cv2.COLOR_BGR2HSV)
+    )
 
 
 @pytest.mark.parametrize("video", ["testvideo.mp4", "goldeneye-vfr-drop3.mp4"])

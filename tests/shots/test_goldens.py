@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from movielib.shots import make_detector
 from movielib.shots.detect import SceneDetectShotDetector
 from movielib.shots.transnet import TransNetV2ShotDetector
@@ -36,7 +36,12 @@ def _detector(golden) -> SceneDetectShotDetector:
 
 def test_golden_cases_cover_both_detectors_and_the_files_present():
     assert len(GOLDEN_CASES) == 16
-    assert {p.values[0] for p in GOLDEN_CASES} == {"counter.mp4", "fades.mp4", "goldeneye-vfr-drop3.mp4", "testvideo.mp4"}
+    assert {p.values[0] for p in GOLDEN_CASES} == {
+        "counter.mp4",
+        "fades.mp4",
+        "goldeneye-vfr-drop3.mp4",
+        "testvideo.mp4",
+    }
 
 
 @pytest.mark.parametrize("video, golden", GOLDEN_CASES)
@@ -66,7 +71,9 @@ TRANSNET_TRUTH = {
     "testvideo.mp4": EXPECTED["testvideo.mp4"]["golden"]["ContentDetector.default"]["cuts"],
     "counter.mp4": EXPECTED["counter.mp4"]["golden"]["AdaptiveDetector.default"]["cuts"],
     "fades.mp4": [],
-    "issue-134-rotate.mp4": [c for c in EXPECTED["goldeneye.mp4"]["golden"]["ContentDetector.default"]["cuts"] if c < 240],
+    "issue-134-rotate.mp4": [
+        c for c in EXPECTED["goldeneye.mp4"]["golden"]["ContentDetector.default"]["cuts"] if c < 240
+    ],
 }
 TRANSNET_FLOOR = {"precision": 0.4, "recall": 0.85}  # measured 0.48 / 0.92 at +-2 frames (2026-11-24)
 
@@ -78,7 +85,11 @@ def test_transnetv2_agreement_with_goldens_and_known_cuts(clips):
     cases = {**{DATA / v: t for v, t in TRANSNET_TRUTH.items()}, **{p: c for p, c in clips.values()}}
     for path, truth in cases.items():
         found = [s.start_frame for s in detector.detect(str(path)).shots[1:]]
-        found_total, truth_total, hits = found_total + len(found), truth_total + len(truth), hits + _match(found, truth, 2)
+        found_total, truth_total, hits = (
+            found_total + len(found),
+            truth_total + len(truth),
+            hits + _match(found, truth, 2),
+        )
     precision, recall = hits / max(1, found_total), hits / max(1, truth_total)
     print(f"TransNetV2 vs goldens + generated cuts: precision {precision:.2f} recall {recall:.2f}")
     assert precision >= TRANSNET_FLOOR["precision"] and recall >= TRANSNET_FLOOR["recall"]

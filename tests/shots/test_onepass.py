@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-
 from conftest import TINY
+
 from movielib.io.decode import PyAVDecoder, read_frames
 from movielib.io.ffmpeg import run_ffmpeg
 from movielib.models.clip import ClipSpec, FramePreprocess
@@ -98,17 +98,37 @@ def test_sampled_frames_equal_a_reference_decode(clips):
         expected = PRE.crop([reference[i] for i in row["keyframes"]])
         assert np.array_equal(crops, expected)
         # 4 per second, from each shot's own start
-        assert row["keyframe_s"] == pytest.approx([row["start_s"] + (k + 0.5) / 4 - 0.02 for k in range(len(crops))],
-                                                  abs=0.021)
+        assert row["keyframe_s"] == pytest.approx(
+            [row["start_s"] + (k + 0.5) / 4 - 0.02 for k in range(len(crops))], abs=0.021
+        )
     assert [i for i, _ in read_frames(str(path), [3, 70])] == [3, 70]
 
 
 def test_variable_frame_rate_is_sampled_four_times_per_real_second(tmp_path):
     path = tmp_path / "vfr.mp4"
-    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=8:duration=2", "-f", "lavfi",
-                "-i", "smptebars=size=160x120:rate=48:duration=2", "-filter_complex",
-                "[0:v]settb=1/480[a];[1:v]settb=1/480[b];[a][b]concat=n=2:v=1[v]", "-map", "[v]",
-                "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)])
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=8:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "smptebars=size=160x120:rate=48:duration=2",
+            "-filter_complex",
+            "[0:v]settb=1/480[a];[1:v]settb=1/480[b];[a][b]concat=n=2:v=1[v]",
+            "-map",
+            "[v]",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ]
+    )
     rows = _run(path).drop_columns(["frames"]).to_pylist()
     assert [r["start_s"] for r in rows] == pytest.approx([0.0, 2.0], abs=0.01) and rows[0]["n_frames"] == 16 + 96
     for r, frame_s in zip(rows, (1 / 8, 1 / 48)):
@@ -220,15 +240,26 @@ def test_rotated_video_is_decoded_as_displayed_like_opencv():
     assert np.array_equal(first, _opencv_frames(path)[0])  # OpenCV applies the rotation too
 
 
-@pytest.mark.parametrize("name, args, expect", [
-    ("one_frame.mp4", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-frames:v", "1", "-pix_fmt", "yuv420p"], "ok"),
-    ("clip.webm", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-c:v", "libvpx-vp9", "-b:v", "200k"], "ok"),
-    ("clip.mkv", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
-    ("clip.mov", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
-    ("odd.mp4", ["-f", "lavfi", "-i", "testsrc=size=99x57:rate=25:d=1", "-pix_fmt", "yuv444p"], "ok"),
-    ("audio_only.mp4", ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"], "no video stream"),
-    ("random.mp4", None, "Invalid data found"),
-])
+@pytest.mark.parametrize(
+    "name, args, expect",
+    [
+        (
+            "one_frame.mp4",
+            ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-frames:v", "1", "-pix_fmt", "yuv420p"],
+            "ok",
+        ),
+        (
+            "clip.webm",
+            ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-c:v", "libvpx-vp9", "-b:v", "200k"],
+            "ok",
+        ),
+        ("clip.mkv", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
+        ("clip.mov", ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:d=1", "-pix_fmt", "yuv420p"], "ok"),
+        ("odd.mp4", ["-f", "lavfi", "-i", "testsrc=size=99x57:rate=25:d=1", "-pix_fmt", "yuv444p"], "ok"),
+        ("audio_only.mp4", ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"], "no video stream"),
+        ("random.mp4", None, "Invalid data found"),
+    ],
+)
 def test_containers_and_odd_inputs_through_the_one_pass(tmp_path, name, args, expect):
     path = tmp_path / name
     if args is None:

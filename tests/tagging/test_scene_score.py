@@ -18,9 +18,13 @@ def test_scene_score_is_mean_of_per_frame_softmax_of_100_cosine():
     # 3 labels along the axes; frame embeddings at known angles (cosines are then known exactly)
     text = torch.eye(3)
     a, b = 0.6, 0.8  # cos to label 0 and 1 for frame 2
-    frames = torch.tensor([[2.0, 0.0, 0.0],  # shot 0: exactly label 0 (norm must not matter)
-                           [a, b, 0.0],      # shot 1, frame 1
-                           [0.0, 0.0, 5.0]])  # shot 1, frame 2: exactly label 2
+    frames = torch.tensor(
+        [
+            [2.0, 0.0, 0.0],  # shot 0: exactly label 0 (norm must not matter)
+            [a, b, 0.0],  # shot 1, frame 1
+            [0.0, 0.0, 5.0],
+        ]
+    )  # shot 1, frame 2: exactly label 2
     scores = clip_scene_score(frames, text, [1, 2]).numpy()
     assert scores.shape == (2, 3)
     np.testing.assert_allclose(scores[0], _softmax([100.0, 0.0, 0.0]), rtol=1e-6, atol=1e-30)
@@ -33,7 +37,9 @@ def test_scene_score_with_soft_similarities():
     rng = np.random.default_rng(0)
     img, txt = rng.normal(size=(5, 8)), rng.normal(size=(4, 8))
     cos = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (txt / np.linalg.norm(txt, axis=1, keepdims=True)).T
-    expected = np.stack([np.mean([_softmax(list(100 * c)) for c in cos[s]], axis=0) for s in (slice(0, 2), slice(2, 5))])
+    expected = np.stack(
+        [np.mean([_softmax(list(100 * c)) for c in cos[s]], axis=0) for s in (slice(0, 2), slice(2, 5))]
+    )
     got = clip_scene_score(torch.tensor(img), torch.tensor(txt), [2, 3]).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
 

@@ -5,8 +5,17 @@ import pytest
 from movielib.taxonomy.curation import cluster_labels, merge_label_sets
 
 COMMON = ["desert", "bathroom", "lake", "living room", "village", "tennis court"]
-SLUGLINES = COMMON + ["dune", "restroom", "glacial lake", "television room", "rural area", "tennis camp",
-                      "kitchen", "spaceship", "church"]
+SLUGLINES = COMMON + [
+    "dune",
+    "restroom",
+    "glacial lake",
+    "television room",
+    "rural area",
+    "tennis camp",
+    "kitchen",
+    "spaceship",
+    "church",
+]
 HVU = COMMON + ["stadium", "sports arena", "library", "bowling alley"]
 
 
@@ -18,8 +27,14 @@ def merged():
 def test_paper_examples_merge_into_the_common_set(merged):
     merges = {m.label: (m.into, m.step) for m in merged.merges}
     # MovieCLIP §3.2's printed examples (the paper's similarities: 0.66, 0.80, 0.73, 0.67, 0.64, 0.62)
-    for label, into in [("dune", "desert"), ("restroom", "bathroom"), ("glacial lake", "lake"),
-                        ("television room", "living room"), ("rural area", "village"), ("tennis camp", "tennis court")]:
+    for label, into in [
+        ("dune", "desert"),
+        ("restroom", "bathroom"),
+        ("glacial lake", "lake"),
+        ("television room", "living room"),
+        ("rural area", "village"),
+        ("tennis camp", "tennis court"),
+    ]:
         assert merges[label] == (into, "merge")
     assert all(m.similarity > 0.6 for m in merged.merges if m.step == "merge")
     assert merged.common == COMMON

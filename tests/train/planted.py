@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from movielib.demo.planted import commit, shot_row, video_row
 
 GENRES = ("action", "drama", "horror")
@@ -40,8 +41,16 @@ def grating(cluster: int, rng: np.random.Generator, side: int = 64) -> np.ndarra
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def build(dest: str, folder, movies_per_genre: int = 12, held_out: int = 2, scenes: int = 8, scene_len: int = 6,
-          dim: int = 32, seed: int = 0) -> Planted:
+def build(
+    dest: str,
+    folder,
+    movies_per_genre: int = 12,
+    held_out: int = 2,
+    scenes: int = 8,
+    scene_len: int = 6,
+    dim: int = 32,
+    seed: int = 0,
+) -> Planted:
     rng = np.random.default_rng(seed)
     n_genre_clusters, n_common = 2, 2
     n_clusters = len(GENRES) * n_genre_clusters + n_common
@@ -56,19 +65,35 @@ def build(dest: str, folder, movies_per_genre: int = 12, held_out: int = 2, scen
             vid = f"{genre}-{m:02d}"
             planted.genre[vid] = genre
             (planted.held_out if m >= movies_per_genre else listed).append(vid)
-            kinds = rng.permutation([own[i % 2] for i in range(scenes // 2)] + [common[i % 2] for i in range(scenes // 2)])
+            kinds = rng.permutation(
+                [own[i % 2] for i in range(scenes // 2)] + [common[i % 2] for i in range(scenes // 2)]
+            )
             shot = 0
             for c in kinds:
                 for _ in range(scene_len):
                     planted.cluster[(vid, shot)] = int(c)
                     tables["shots"].append(shot_row(vid, shot, key_frame=12, key_s=0.5))
                     ok, jpeg = cv2.imencode(".jpg", grating(int(c), rng)[..., ::-1])
-                    tables["keyframes"].append({"video_id": vid, "shot_idx": shot, "frame_s": shot + 0.5, "width": 64,
-                                                "height": 64, "jpeg": jpeg.tobytes()})
+                    tables["keyframes"].append(
+                        {
+                            "video_id": vid,
+                            "shot_idx": shot,
+                            "frame_s": shot + 0.5,
+                            "width": 64,
+                            "height": 64,
+                            "jpeg": jpeg.tobytes(),
+                        }
+                    )
                     feat = centres[c] + 0.8 * rng.normal(size=dim)
-                    tables["features/keyframe"].append({"video_id": vid, "shot_idx": shot, "model": "planted",
-                                                        "model_version": "1",
-                                                        "embedding": feat.astype(np.float32).tolist()})
+                    tables["features/keyframe"].append(
+                        {
+                            "video_id": vid,
+                            "shot_idx": shot,
+                            "model": "planted",
+                            "model_version": "1",
+                            "embedding": feat.astype(np.float32).tolist(),
+                        }
+                    )
                     shot += 1
             tables["videos"].append(video_row(vid, shot))
     commit(dest, tables)

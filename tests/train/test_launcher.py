@@ -33,16 +33,23 @@ def regression_loop(worker: Worker, config: dict) -> None:
         if step == config.get("die_at") and not state and worker.rank == 1:
             os._exit(1)  # a worker process dies mid-run (first attempt only)
         if (step + 1) % every == 0:
-            worker.checkpoint(engine, {"step": step + 1, "loss": loss.item(), "resumed_from": first},
-                              {"step": step + 1})
+            worker.checkpoint(
+                engine, {"step": step + 1, "loss": loss.item(), "resumed_from": first}, {"step": step + 1}
+            )
 
 
 def _run(tmp_path, name, **config):
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
-    return launch(regression_loop, {"steps": STEPS, "every": EVERY, **config}, ScalingSection(workers=2), DeepSpeedSection(zero_stage=2),
-                  RunSection(folder=str(tmp_path), name=name, max_failures=2), micro_batch=16)
+    return launch(
+        regression_loop,
+        {"steps": STEPS, "every": EVERY, **config},
+        ScalingSection(workers=2),
+        DeepSpeedSection(zero_stage=2),
+        RunSection(folder=str(tmp_path), name=name, max_failures=2),
+        micro_batch=16,
+    )
 
 
 @pytest.mark.slow
@@ -94,8 +101,14 @@ def test_an_export_loads_without_deepspeed_whatever_the_zero_stage(ray_local, tm
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    launch(export_loop, {}, ScalingSection(workers=2, cpus_per_worker=0.5), DeepSpeedSection(zero_stage=stage),
-           RunSection(folder=str(tmp_path), name="export"), micro_batch=16)
+    launch(
+        export_loop,
+        {},
+        ScalingSection(workers=2, cpus_per_worker=0.5),
+        DeepSpeedSection(zero_stage=stage),
+        RunSection(folder=str(tmp_path), name="export"),
+        micro_batch=16,
+    )
     saved = torch.load(tmp_path / "export" / "model.pt", weights_only=False)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
     model.load_state_dict(saved["state_dict"])  # full shapes: ZeRO-3's partitions were gathered

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY
+
 from movielib.train.movies2scenes.encoder import SceneEncoder, interpolate_positions
 from movielib.train.movies2scenes.moco import KeyQueue, MoCo, info_nce, momentum_update
 from movielib.train.movies2scenes.pairs import select_scene_pairs, window_means
@@ -33,7 +33,7 @@ def test_padding_adds_nothing_to_the_adjacency():
 def test_window_means_equal_a_brute_force_loop():
     a = torch.randn(23, 17)
     got = window_means(a, 9)
-    want = torch.tensor([[a[i:i + 9, j:j + 9].mean().item() for j in range(17 - 8)] for i in range(23 - 8)])
+    want = torch.tensor([[a[i : i + 9, j : j + 9].mean().item() for j in range(17 - 8)] for i in range(23 - 8)])
     assert got.shape == (15, 9) and torch.allclose(got, want, atol=1e-6)
 
 
@@ -137,8 +137,11 @@ def test_similarity_learning_separates_planted_genres():
         g1 = rng.integers(0, genres, n)
         same = rng.random(n) < 0.5
         g2 = np.where(same, g1, (g1 + rng.integers(1, genres, n)) % genres)
-        return (torch.stack([movie(g) for g in g1]), torch.stack([movie(g) for g in g2]),
-                torch.tensor(same, dtype=torch.float32))
+        return (
+            torch.stack([movie(g) for g in g1]),
+            torch.stack([movie(g) for g in g2]),
+            torch.tensor(same, dtype=torch.float32),
+        )
 
     torch.manual_seed(0)
     model = MovieSimilarity(in_dim=dim, dim=32, shots=shots, avg=(8, 4), max_=(4, 2), dropout=0.5)
@@ -147,7 +150,9 @@ def test_similarity_learning_separates_planted_genres():
     for _ in range(15):
         for i in range(0, 512, 64):
             opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x1[i:i + 64], x2[i:i + 64]), y[i:i + 64])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(x1[i : i + 64], x2[i : i + 64]), y[i : i + 64]
+            )
             loss.backward()
             opt.step()
     model.eval()
@@ -186,12 +191,16 @@ def test_selected_scene_pairs_come_from_matching_clusters():
     train = range(60)
     for _ in range(20):
         i = rng.choice(list(train), 64)
-        j = np.where(rng.random(64) < 0.5, [rng.choice([k for k in train if genre[k] == genre[a]]) for a in i],
-                     rng.choice(list(train), 64))
+        j = np.where(
+            rng.random(64) < 0.5,
+            [rng.choice([k for k in train if genre[k] == genre[a]]) for a in i],
+            rng.choice(list(train), 64),
+        )
         y = torch.tensor([float(genre[a] == genre[b]) for a, b in zip(i, j)])
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            model(torch.stack([movies[a] for a in i]), torch.stack([movies[b] for b in j])), y)
+            model(torch.stack([movies[a] for a in i]), torch.stack([movies[b] for b in j])), y
+        )
         loss.backward()
         opt.step()
     model.eval()
@@ -201,12 +210,18 @@ def test_selected_scene_pairs_come_from_matching_clusters():
     assert table.num_rows > 0 and table.column_names[:3] == ["movie_a", "a_first", "a_last"]
 
     def cluster(movie, first):  # the majority cluster of a 9-shot scene
-        return np.bincount(labels[movie][first:first + 9]).argmax()
+        return np.bincount(labels[movie][first : first + 9]).argmax()
 
     rows = table.to_pylist()
-    selected = np.mean([cluster(int(r["movie_a"]), r["a_first"]) == cluster(int(r["movie_b"]), r["b_first"])
-                        for r in rows])
-    random_pairs = np.mean([cluster(int(a), rng.integers(0, shots - 8)) == cluster(int(b), rng.integers(0, shots - 8))
-                            for a, b in similar for _ in range(20)])
+    selected = np.mean(
+        [cluster(int(r["movie_a"]), r["a_first"]) == cluster(int(r["movie_b"]), r["b_first"]) for r in rows]
+    )
+    random_pairs = np.mean(
+        [
+            cluster(int(a), rng.integers(0, shots - 8)) == cluster(int(b), rng.integers(0, shots - 8))
+            for a, b in similar
+            for _ in range(20)
+        ]
+    )
     print(f"same cluster: selected {selected:.2f}, random scenes of similar movies {random_pairs:.2f}")
     assert selected > 0.5 and selected > 2 * random_pairs  # measured: 0.65 against 0.16

@@ -15,12 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import TINY, movielib_cli
+from planted import build, precision_at_k
+
 from movielib.config import build_config, load_config
 from movielib.errors import ConfigError
-from movielib.store.store import CatalogStore
 from movielib.models.clip import ClipSpec, load_clip
+from movielib.store.store import CatalogStore
 from movielib.train.movies2scenes.config import PretrainScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs
 from movielib.train.movies2scenes.embed import SCENE_MODEL, SHOT_MODEL, embed_scenes, scene_windows
@@ -28,24 +29,44 @@ from movielib.train.movies2scenes.encoder import SceneEncoder
 from movielib.train.movies2scenes.job import ENCODER, SCENE_PAIRS_FILE, SIMILARITY, run_pretrain_scenes
 from movielib.train.movies2scenes.loops import to_model_input
 from movielib.train.runlog import RunLog
-from planted import build, precision_at_k
 
 pytestmark = pytest.mark.slow
 
 SMALL = {  # the paper's steps at test size: 64-shot movies, 3-shot scenes, a small queue, fast learning rates
     "similarity": {"val_fraction": 0.2},
-    "similarity_model": {"shots": 64, "avg_kernel": 8, "avg_stride": 4, "max_kernel": 8, "max_stride": 4, "dim": 64,
-                         "batch": 16, "epochs": 12},
-    "scenes": {"shots": 3, "dim": 32, "queue": 256, "momentum": 0.99, "lr": 1e-3, "warmup_epochs": 1, "batch": 32,
-               "epochs": 3},
+    "similarity_model": {
+        "shots": 64,
+        "avg_kernel": 8,
+        "avg_stride": 4,
+        "max_kernel": 8,
+        "max_stride": 4,
+        "dim": 64,
+        "batch": 16,
+        "epochs": 12,
+    },
+    "scenes": {
+        "shots": 3,
+        "dim": 32,
+        "queue": 256,
+        "momentum": 0.99,
+        "lr": 1e-3,
+        "warmup_epochs": 1,
+        "batch": 32,
+        "epochs": 3,
+    },
     "model": {"name": TINY, "random_weights": True},
     "scaling": {"workers": 2, "cpus_per_worker": 0.5},
 }
 
 
 def _config(planted, folder, name="planted", **extra) -> PretrainScenesConfig:
-    data = {**SMALL, "catalog": planted.dest, "similarity": {**SMALL["similarity"], "path": planted.genres_file},
-            "run": {"folder": str(folder), "name": name}, **extra}
+    data = {
+        **SMALL,
+        "catalog": planted.dest,
+        "similarity": {**SMALL["similarity"], "path": planted.genres_file},
+        "run": {"folder": str(folder), "name": name},
+        **extra,
+    }
     return build_config(PretrainScenesConfig, data)
 
 
@@ -60,9 +81,13 @@ def trained(ray_local, tmp_path_factory):
 
 def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trained):
     planted, cfg, summary, run = trained
-    assert load_config(str(run / "config.yaml"), None, schema=PretrainScenesConfig) == cfg  # the resolved config, reloadable
-    for stage, columns, steps in (("similarity", {"loss", "lr", "similarity_accuracy"}, 12),
-                                  ("scenes", {"loss", "lr", "moco_top1", "moco_top5"}, 3)):
+    assert (
+        load_config(str(run / "config.yaml"), None, schema=PretrainScenesConfig) == cfg
+    )  # the resolved config, reloadable
+    for stage, columns, steps in (
+        ("similarity", {"loss", "lr", "similarity_accuracy"}, 12),
+        ("scenes", {"loss", "lr", "moco_top1", "moco_top5"}, 3),
+    ):
         log = RunLog(str(run / stage))
         assert columns <= set(log.rows[0]) and [r["epoch"] for r in log.by_step()] == list(range(1, steps + 1))
         assert (run / stage / "curves.png").stat().st_size > 5000
@@ -71,9 +96,11 @@ def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trai
         assert (run / name).stat().st_size > 0
     assert summary["outputs"]["scene_encoder"].endswith(ENCODER)
     # the exported encoder is a plain torch file: it loads where DeepSpeed is never imported
-    code = ("import sys; from movielib.train.movies2scenes.encoder import load_scene_encoder; "
-            f"enc, meta = load_scene_encoder(open({str(run / ENCODER)!r}, 'rb').read()); "
-            "assert 'deepspeed' not in sys.modules and meta['shots'] == 3, meta")
+    code = (
+        "import sys; from movielib.train.movies2scenes.encoder import load_scene_encoder; "
+        f"enc, meta = load_scene_encoder(open({str(run / ENCODER)!r}, 'rb').read()); "
+        "assert 'deepspeed' not in sys.modules and meta['shots'] == 3, meta"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -90,12 +117,21 @@ def test_step2_selects_scene_pairs_from_matching_clusters(trained):
     planted, _, _, run = trained
     pairs = pq.read_table(run / SCENE_PAIRS_FILE).to_pylist()
     middle = lambda movie, first, last: planted.cluster[(movie, (first + last) // 2)]  # noqa: E731
-    same = np.mean([middle(p["movie_a"], p["a_first"], p["a_last"]) == middle(p["movie_b"], p["b_first"], p["b_last"])
-                    for p in pairs])
+    same = np.mean(
+        [
+            middle(p["movie_a"], p["a_first"], p["a_last"]) == middle(p["movie_b"], p["b_first"], p["b_last"])
+            for p in pairs
+        ]
+    )
     # chance: the same two movies' scenes paired at random
     rng = np.random.default_rng(0)
-    chance = np.mean([planted.cluster[(p["movie_a"], int(rng.integers(48)))] ==
-                      planted.cluster[(p["movie_b"], int(rng.integers(48)))] for p in pairs])
+    chance = np.mean(
+        [
+            planted.cluster[(p["movie_a"], int(rng.integers(48)))]
+            == planted.cluster[(p["movie_b"], int(rng.integers(48)))]
+            for p in pairs
+        ]
+    )
     print(f"selected scene pairs from one cluster: {same:.2f} vs {chance:.2f} at random ({len(pairs)} pairs)")
     assert len(pairs) > 100 and same > 0.8 and same > 2.5 * chance
     for movie in {p["movie_a"] for p in pairs}:  # non-overlapping within each movie, per movie pair
@@ -106,8 +142,11 @@ def test_step2_selects_scene_pairs_from_matching_clusters(trained):
 
 def _held_out(planted, store, model):
     rows = [r for r in store.read_table("features/scene", model=model).to_pylist() if r["video_id"] in planted.held_out]
-    return (np.array([r["embedding"] for r in rows]), np.array([planted.cluster[(r["video_id"], r["shot_idx"])]
-                                                                for r in rows]), np.array([r["video_id"] for r in rows]))
+    return (
+        np.array([r["embedding"] for r in rows]),
+        np.array([planted.cluster[(r["video_id"], r["shot_idx"])] for r in rows]),
+        np.array([r["video_id"] for r in rows]),
+    )
 
 
 def _untrained_scene_embeddings(planted, store, shots=3):
@@ -120,8 +159,9 @@ def _untrained_scene_embeddings(planted, store, shots=3):
         rows = sorted((r for r in keyframes if r["video_id"] == vid), key=lambda r: r["shot_idx"])
         frames = decode_jpegs([r["jpeg"] for r in rows])
         with torch.no_grad():
-            x = to_model_input(torch.from_numpy(frames[scene_windows(len(frames), shots)]), clip.preprocess.mean,
-                               clip.preprocess.std)
+            x = to_model_input(
+                torch.from_numpy(frames[scene_windows(len(frames), shots)]), clip.preprocess.mean, clip.preprocess.std
+            )
             out.append(encoder(x).numpy())
         labels += [planted.cluster[(vid, r["shot_idx"])] for r in rows]
         groups += [vid] * len(rows)
@@ -141,8 +181,10 @@ def test_embed_scenes_writes_features_that_retrieve_held_out_scenes_better_than_
     trained_p5 = precision_at_k(*_held_out(planted, store, SCENE_MODEL))
     shot_p5 = precision_at_k(*_held_out(planted, store, SHOT_MODEL))
     baseline = precision_at_k(*_untrained_scene_embeddings(planted, store))
-    print(f"held-out scene retrieval precision@5: trained {trained_p5:.3f} (shot-level {shot_p5:.3f}) "
-          f"vs untrained tower {baseline:.3f}")
+    print(
+        f"held-out scene retrieval precision@5: trained {trained_p5:.3f} (shot-level {shot_p5:.3f}) "
+        f"vs untrained tower {baseline:.3f}"
+    )
     assert trained_p5 > baseline + 0.3 and shot_p5 > baseline + 0.3
 
 
@@ -152,9 +194,21 @@ def test_a_killed_job_resumes_from_its_last_checkpoint_and_ends_like_the_uninter
     resumed.mkdir(parents=True)
     for done in (SIMILARITY, SCENE_PAIRS_FILE):  # steps 1 and 2 done: the kill lands in step 3
         shutil.copy(run / done, resumed / done)
-    args = ["pretrain", "scenes", planted.dest, "--similarity", planted.genres_file, "--run-folder",
-            str(tmp_path / "runs"), "--name", "planted", "--model", TINY, "--random-weights",
-            *[f"--set={k}={v}" for k, v in _flat(SMALL).items() if not k.startswith("model.")]]
+    args = [
+        "pretrain",
+        "scenes",
+        planted.dest,
+        "--similarity",
+        planted.genres_file,
+        "--run-folder",
+        str(tmp_path / "runs"),
+        "--name",
+        "planted",
+        "--model",
+        TINY,
+        "--random-weights",
+        *[f"--set={k}={v}" for k, v in _flat(SMALL).items() if not k.startswith("model.")],
+    ]
     proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and not RunLog(str(resumed / "scenes")).rows:
@@ -182,11 +236,13 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def test_a_bad_pretrain_config_fails_before_any_work_naming_the_field(tmp_path):
     with pytest.raises(ConfigError, match="similarity_model.max_kernel must be <="):
-        build_config(PretrainScenesConfig, {"catalog": "x", "similarity": {"path": "g.csv"},
-                                            "similarity_model": {"shots": 64}})
+        build_config(
+            PretrainScenesConfig, {"catalog": "x", "similarity": {"path": "g.csv"}, "similarity_model": {"shots": 64}}
+        )
     with pytest.raises(ConfigError, match="scenes.frames_per_shot must be 1"):
-        build_config(PretrainScenesConfig, {"catalog": "x", "similarity": {"path": "g.csv"},
-                                            "scenes": {"frames_per_shot": 2}})
+        build_config(
+            PretrainScenesConfig, {"catalog": "x", "similarity": {"path": "g.csv"}, "scenes": {"frames_per_shot": 2}}
+        )
     with pytest.raises(ConfigError, match="similarity.path is required"):
         build_config(PretrainScenesConfig, {"catalog": "x"})
     with pytest.raises(ConfigError, match="unknown config field 'scenes.lr_max'"):

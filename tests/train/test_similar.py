@@ -19,14 +19,18 @@ def test_genre_sets_pair_movies_of_the_same_set_about_three_times_each():
 
 
 def test_synopsis_neighbours_follow_the_story():
-    space = ["Astronauts fight to survive when their ship is stranded near Mars.",
-             "A crew on a space station races to repair a failing reactor in orbit.",
-             "An alien signal leads explorers to a distant planet beyond the galaxy.",
-             "A pilot must land a damaged spacecraft on the moon with no fuel left."]
-    kitchen = ["A young chef opens a small restaurant and battles a harsh food critic.",
-               "Two bakers compete in a cake contest in a Paris pastry kitchen.",
-               "A family cookbook of old recipes brings an estranged cook back home.",
-               "A sushi master trains an apprentice to cut fish in his Tokyo kitchen."]
+    space = [
+        "Astronauts fight to survive when their ship is stranded near Mars.",
+        "A crew on a space station races to repair a failing reactor in orbit.",
+        "An alien signal leads explorers to a distant planet beyond the galaxy.",
+        "A pilot must land a damaged spacecraft on the moon with no fuel left.",
+    ]
+    kitchen = [
+        "A young chef opens a small restaurant and battles a harsh food critic.",
+        "Two bakers compete in a cake contest in a Paris pastry kitchen.",
+        "A family cookbook of old recipes brings an estranged cook back home.",
+        "A sushi master trains an apprentice to cut fish in his Tokyo kitchen.",
+    ]
     synopses = {f"space-{i}": s for i, s in enumerate(space)} | {f"food-{i}": s for i, s in enumerate(kitchen)}
     from movielib.train.movies2scenes.similar import from_synopses
 

@@ -11,12 +11,19 @@ What each stage needs (CPUs, GPUs, memory) is part of the job config (decode.*, 
 is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 """
 
-from movielib.store.schema import FeatureSpec
 from movielib.pipeline.stages.columns import tensor_column
 from movielib.pipeline.stages.decode import DecodeAndDetect
 from movielib.pipeline.stages.embed import EmbedAudio, EmbedText
 from movielib.pipeline.stages.people import DetectPeople
 from movielib.pipeline.stages.score import ClipSceneScorer
+from movielib.store.schema import FeatureSpec
 
-__all__ = ["ClipSceneScorer", "DecodeAndDetect", "DetectPeople", "EmbedAudio", "EmbedText",
-           "FeatureSpec", "tensor_column"]
+__all__ = [
+    "ClipSceneScorer",
+    "DecodeAndDetect",
+    "DetectPeople",
+    "EmbedAudio",
+    "EmbedText",
+    "FeatureSpec",
+    "tensor_column",
+]

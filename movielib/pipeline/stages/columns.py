@@ -12,11 +12,13 @@ from ray.data.extensions import ArrowVariableShapedTensorArray
 from movielib.store.schema import SHOTS, TAGS, VIDEOS
 
 # Columns every per-shot row carries between stages; error rows have shot_idx == -1.
-SHOT_ROW = pa.schema([
-    *VIDEOS,
-    ("n_shots", pa.int32()),
-    *[f for f in SHOTS if f.name != "video_id"],
-])
+SHOT_ROW = pa.schema(
+    [
+        *VIDEOS,
+        ("n_shots", pa.int32()),
+        *[f for f in SHOTS if f.name != "video_id"],
+    ]
+)
 SCORE_COLUMNS = [TAGS.field(n) for n in ("labels", "scores", "clean", "labels_multi", "model")]
 PEOPLE_COLUMNS = [TAGS.field(n) for n in ("face_count", "largest_face_frac", "person_present")]
 EMBEDDING = pa.list_(pa.float32())
@@ -25,18 +27,23 @@ NO_AUDIO = np.zeros(0, np.float32)
 
 def with_stage_time(table: pa.Table, stage: str, seconds: float) -> pa.Table:
     """Spread a stage's wall time over the rows it produced (column t_<stage>); the sink sums it."""
-    return table.append_column(f"t_{stage}", pa.array([seconds / max(1, table.num_rows)] * table.num_rows, pa.float64()))
+    return table.append_column(
+        f"t_{stage}", pa.array([seconds / max(1, table.num_rows)] * table.num_rows, pa.float64())
+    )
 
 
 def timed(stage: str):
     """Decorate a stage's __call__(batch) -> table so its wall time lands in column t_<stage>."""
+
     def wrap(call):
         @functools.wraps(call)
         def timed_call(self, batch: pa.Table) -> pa.Table:
             t0 = time.perf_counter()
             out = call(self, batch)
             return with_stage_time(out, stage, time.perf_counter() - t0)
+
         return timed_call
+
     return wrap
 
 

@@ -48,9 +48,19 @@ class DecodeAndDetect:
 
     def __post_init__(self) -> None:
         self.cutter = VideoCutter(
-            self.detector, self.preprocess, self.sampling_fps, self.s3, self.shots_per_block, self.people_max_side,
-            self.audio, self.subtitles, self.prepare_threads, self.people_frames_per_shot, self.max_frames_per_shot,
-            self.decoder)
+            self.detector,
+            self.preprocess,
+            self.sampling_fps,
+            self.s3,
+            self.shots_per_block,
+            self.people_max_side,
+            self.audio,
+            self.subtitles,
+            self.prepare_threads,
+            self.people_frames_per_shot,
+            self.max_frames_per_shot,
+            self.decoder,
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -69,8 +79,10 @@ class DecodeAndDetect:
             yield with_stage_time(self._error_row(video_id, uri, poison), "decode", time.perf_counter() - t0)
             return
         try:
-            with guard.watching(video_id, uri, attempt), \
-                    guard.reading(uri, lambda: local_copy(uri, self.s3, self.scratch_dir)) as path:
+            with (
+                guard.watching(video_id, uri, attempt),
+                guard.reading(uri, lambda: local_copy(uri, self.s3, self.scratch_dir)) as path,
+            ):
                 for block in self.cutter.blocks(path, uri):
                     rows = self._rows(video_id, uri, block)
                     emitted += rows.num_rows
@@ -87,17 +99,37 @@ class DecodeAndDetect:
     def _rows(self, video_id: str, uri: str, block: ShotBlock) -> pa.Table:
         """One block of cut shots as per-shot rows with the inputs of the enabled downstream stages."""
         video = _video_fields(video_id, uri, block.video)
-        rows = [{**video, "shot_idx": s.shot.idx, "start_frame": s.shot.start_frame, "end_frame": s.shot.end_frame,
-                 "start_s": s.shot.start_s, "end_s": s.shot.end_s, "keyframes": [i for i, _ in s.frames],
-                 "keyframe_s": [t for _, t in s.frames]} for s in block.shots]
+        rows = [
+            {
+                **video,
+                "shot_idx": s.shot.idx,
+                "start_frame": s.shot.start_frame,
+                "end_frame": s.shot.end_frame,
+                "start_s": s.shot.start_s,
+                "end_s": s.shot.end_s,
+                "keyframes": [i for i, _ in s.frames],
+                "keyframe_s": [t for _, t in s.frames],
+            }
+            for s in block.shots
+        ]
         return self._with_inputs(
-            pa.Table.from_pylist(rows, schema=SHOT_ROW), [s.crops for s in block.shots],
+            pa.Table.from_pylist(rows, schema=SHOT_ROW),
+            [s.crops for s in block.shots],
             people=[[encode_frame(p) for p in s.people] for s in block.shots],
-            audio=[s.audio if s.audio is not None else NO_AUDIO for s in block.shots], has_audio=block.has_audio,
-            subtitles=[s.subtitle for s in block.shots])
+            audio=[s.audio if s.audio is not None else NO_AUDIO for s in block.shots],
+            has_audio=block.has_audio,
+            subtitles=[s.subtitle for s in block.shots],
+        )
 
-    def _with_inputs(self, table: pa.Table, frames: list[np.ndarray], people: list[list[bytes]],
-                     audio: list[np.ndarray], has_audio: bool, subtitles: list[str | None]) -> pa.Table:
+    def _with_inputs(
+        self,
+        table: pa.Table,
+        frames: list[np.ndarray],
+        people: list[list[bytes]],
+        audio: list[np.ndarray],
+        has_audio: bool,
+        subtitles: list[str | None],
+    ) -> pa.Table:
         """Append what the enabled downstream stages consume: crops, detector frames, audio, subtitles."""
         table = with_tensor_column(table, "frames", frames)
         if self.people_max_side:
@@ -121,9 +153,15 @@ class DecodeAndDetect:
 def _video_fields(video_id: str, uri: str, video: VideoFacts | None, error: str | None = None) -> dict:
     """The videos-table columns each row carries; frame count and duration are known at the pass's end
     (rows of earlier blocks carry nulls there, and the sink takes the video row from the last block)."""
-    return {"video_id": video_id, "uri": uri,
-            "duration_s": video.duration_s if video else None, "fps": video.fps if video else None,
-            "width": video.width if video else None, "height": video.height if video else None,
-            "n_frames": video.n_frames if video else None,
-            "status": "error" if error else "ok", "error": error,
-            "n_shots": video.n_shots if video else None}
+    return {
+        "video_id": video_id,
+        "uri": uri,
+        "duration_s": video.duration_s if video else None,
+        "fps": video.fps if video else None,
+        "width": video.width if video else None,
+        "height": video.height if video else None,
+        "n_frames": video.n_frames if video else None,
+        "status": "error" if error else "ok",
+        "error": error,
+        "n_shots": video.n_shots if video else None,
+    }

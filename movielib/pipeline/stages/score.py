@@ -21,9 +21,17 @@ class ClipSceneScorer:
     with null tags. The same forward pass gives the image feature (mean normalised frame embedding).
     """
 
-    def __init__(self, spec: ClipSpec, labels: LabelSet, rules: CleanRules, frames_per_forward: int = 64,
-                 precision: str = "fp32", torch_threads: int | None = None, image_features: bool = False,
-                 keyframes: bool = False):
+    def __init__(
+        self,
+        spec: ClipSpec,
+        labels: LabelSet,
+        rules: CleanRules,
+        frames_per_forward: int = 64,
+        precision: str = "fp32",
+        torch_threads: int | None = None,
+        image_features: bool = False,
+        keyframes: bool = False,
+    ):
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.tagger = SceneTagger(spec, labels, rules, precision=precision, frames_per_forward=frames_per_forward)

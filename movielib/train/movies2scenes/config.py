@@ -48,13 +48,15 @@ class SimilarityModelSection(Section):
     epochs: PositiveInt = 20
 
     @model_validator(mode="after")
-    def _pools_fit(self) -> "SimilarityModelSection":
+    def _pools_fit(self) -> SimilarityModelSection:
         after_avg = pooled_size(self.shots, self.avg_kernel, self.avg_stride)
         if after_avg < 1:
             raise ValueError(f"avg_kernel: must be <= similarity_model.shots ({self.shots}), got {self.avg_kernel}")
         if pooled_size(after_avg, self.max_kernel, self.max_stride) < 1:
-            raise ValueError(f"max_kernel: must be <= the scene adjacency's side ({after_avg} for {self.shots} shots), "
-                             f"got {self.max_kernel}")
+            raise ValueError(
+                f"max_kernel: must be <= the scene adjacency's side ({after_avg} for {self.shots} shots), "
+                f"got {self.max_kernel}"
+            )
         return self
 
 
@@ -99,17 +101,21 @@ class PretrainScenesConfig(JobConfig):
     run: ScenesRunSection = Field(default_factory=ScenesRunSection)
 
     @model_validator(mode="after")
-    def _complete(self) -> "PretrainScenesConfig":
+    def _complete(self) -> PretrainScenesConfig:
         if not self.catalog:
             raise ValueError("catalog: is required (the tagged DEST to learn from)")
         if not self.similarity.path:
             raise ValueError("similarity.path: is required (a genres, synopsis or pairs file)")
         for section in ("similarity_model", "scenes"):
             if getattr(self, section).batch < self.scaling.workers:
-                raise ValueError(f"{section}.batch: must be >= scaling.workers ({self.scaling.workers}), "
-                                 f"got {getattr(self, section).batch}")
+                raise ValueError(
+                    f"{section}.batch: must be >= scaling.workers ({self.scaling.workers}), "
+                    f"got {getattr(self, section).batch}"
+                )
         if self.deepspeed.zero_stage == 3:  # the momentum encoder reads the query encoder's whole parameters
-            raise ValueError("deepspeed.zero_stage: must be 0, 1 or 2 (MoCo's momentum update reads whole parameters), got 3")
+            raise ValueError(
+                "deepspeed.zero_stage: must be 0, 1 or 2 (MoCo's momentum update reads whole parameters), got 3"
+            )
         return self
 
 
@@ -120,7 +126,7 @@ class EmbedScenesConfig(JobConfig):
     catalog: str | None = None  # the DEST whose keyframes are embedded
 
     @model_validator(mode="after")
-    def _complete(self) -> "EmbedScenesConfig":
+    def _complete(self) -> EmbedScenesConfig:
         for name in ("run", "catalog"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: is required (movielib embed scenes RUN CATALOG)")

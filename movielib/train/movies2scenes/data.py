@@ -31,24 +31,31 @@ def _stack_movie(group: pa.Table) -> pa.Table:
     """A movie's rows (any order) -> one row: video_id, shot_idx (list), features (n_shots * dim floats, shot order)."""
     group = group.sort_by("shot_idx")
     emb = group["embedding"].combine_chunks()
-    return pa.table({"video_id": [group["video_id"][0].as_py()], "shot_idx": [group["shot_idx"].combine_chunks()],
-                     "features": pa.array([emb.flatten()], pa.list_(pa.float32()))},
-                    schema=pa.schema([("video_id", pa.string()), ("shot_idx", pa.list_(pa.int32())),
-                                      ("features", pa.list_(pa.float32()))]))
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            "shot_idx": [group["shot_idx"].combine_chunks()],
+            "features": pa.array([emb.flatten()], pa.list_(pa.float32())),
+        },
+        schema=pa.schema(
+            [("video_id", pa.string()), ("shot_idx", pa.list_(pa.int32())), ("features", pa.list_(pa.float32()))]
+        ),
+    )
 
 
-def movies(store: CatalogStore, table: str, model: str | None = None) -> "ray.data.Dataset":
+def movies(store: CatalogStore, table: str, model: str | None = None) -> ray.data.Dataset:
     """One row per movie with its per-shot features (features/keyframe or features/image), stacked."""
     ds = store.dataset(table, columns=["video_id", "shot_idx", "model", "embedding"], model=model)
     ds = ds.filter(expr=not_null("embedding"))
     return ds.groupby("video_id").map_groups(_stack_movie, batch_format="pyarrow")
 
 
-def _join_movies(pairs: "ray.data.Dataset", movie_rows: "ray.data.Dataset", partitions: int) -> "ray.data.Dataset":
+def _join_movies(pairs: ray.data.Dataset, movie_rows: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
     """pairs (a, b, ...) with columns a_shot_idx, a_features, b_shot_idx, b_features from the movie rows."""
     for side in ("a", "b"):
-        renamed = movie_rows.rename_columns({"video_id": side, "shot_idx": f"{side}_shot_idx",
-                                             "features": f"{side}_features"})
+        renamed = movie_rows.rename_columns(
+            {"video_id": side, "shot_idx": f"{side}_shot_idx", "features": f"{side}_features"}
+        )
         pairs = pairs.join(renamed, join_type="inner", num_partitions=partitions, on=(side,))
     return pairs
 
@@ -71,8 +78,9 @@ class PadPairs:
         return {**{k: np.stack(v) for k, v in out.items()}, "label": batch["label"].to_numpy()}
 
 
-def movie_pairs(store: CatalogStore, pairs: pa.Table, table: str, model: str | None,
-                partitions: int = 4) -> "ray.data.Dataset":
+def movie_pairs(
+    store: CatalogStore, pairs: pa.Table, table: str, model: str | None, partitions: int = 4
+) -> ray.data.Dataset:
     """Movie pairs (a, b, label) with both movies' stacked shot features; step 1 materializes it once and maps
     `PadPairs` over it each epoch, step 2 reads every shot."""
     import ray.data
@@ -82,16 +90,25 @@ def movie_pairs(store: CatalogStore, pairs: pa.Table, table: str, model: str | N
 
 def _stack_keyframes(group: pa.Table) -> pa.Table:
     group = group.sort_by("shot_idx")
-    return pa.table({"video_id": [group["video_id"][0].as_py()], "shot_idx": [group["shot_idx"].combine_chunks()],
-                     "jpegs": [group["jpeg"].combine_chunks()]},
-                    schema=pa.schema([("video_id", pa.string()), ("shot_idx", pa.list_(pa.int32())),
-                                      ("jpegs", pa.list_(pa.binary()))]))
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            "shot_idx": [group["shot_idx"].combine_chunks()],
+            "jpegs": [group["jpeg"].combine_chunks()],
+        },
+        schema=pa.schema(
+            [("video_id", pa.string()), ("shot_idx", pa.list_(pa.int32())), ("jpegs", pa.list_(pa.binary()))]
+        ),
+    )
 
 
-def keyframe_movies(store: CatalogStore) -> "ray.data.Dataset":
+def keyframe_movies(store: CatalogStore) -> ray.data.Dataset:
     """One row per movie: its shot numbers and keyframe JPEGs, in shot order."""
-    return store.dataset("keyframes", columns=["video_id", "shot_idx", "jpeg"]).groupby("video_id").map_groups(
-        _stack_keyframes, batch_format="pyarrow")
+    return (
+        store.dataset("keyframes", columns=["video_id", "shot_idx", "jpeg"])
+        .groupby("video_id")
+        .map_groups(_stack_keyframes, batch_format="pyarrow")
+    )
 
 
 def decode_jpegs(jpegs: list[bytes]) -> np.ndarray:
@@ -106,7 +123,7 @@ def _scene(row: dict, side: str) -> list[bytes]:
     shots = row[f"{side}_shot_idx"]
     first = shots.index(row[f"{side}_first"])
     wanted = row[f"{side}_last"] - row[f"{side}_first"] + 1
-    jpegs = row[f"{side}_jpegs"][first:first + wanted]
+    jpegs = row[f"{side}_jpegs"][first : first + wanted]
     return jpegs + jpegs[-1:] * (wanted - len(jpegs))
 
 
@@ -114,8 +131,9 @@ def cut_scenes(batch: pa.Table) -> pa.Table:
     """Scene-pair rows joined with both movies' keyframes -> only the two scenes' JPEGs (q: movie a, k: movie b)."""
     rows = batch.to_pylist()
     jpegs = pa.list_(pa.binary())
-    return pa.table({"q": pa.array([_scene(r, "a") for r in rows], jpegs),
-                     "k": pa.array([_scene(r, "b") for r in rows], jpegs)})
+    return pa.table(
+        {"q": pa.array([_scene(r, "a") for r in rows], jpegs), "k": pa.array([_scene(r, "b") for r in rows], jpegs)}
+    )
 
 
 def decode_scenes(batch: pa.Table) -> dict[str, np.ndarray]:
@@ -123,12 +141,13 @@ def decode_scenes(batch: pa.Table) -> dict[str, np.ndarray]:
     return {side: np.stack([decode_jpegs(j) for j in batch[side].to_pylist()]) for side in ("q", "k")}
 
 
-def scene_frames(store: CatalogStore, scene_pairs: "ray.data.Dataset", partitions: int = 4) -> "ray.data.Dataset":
+def scene_frames(store: CatalogStore, scene_pairs: ray.data.Dataset, partitions: int = 4) -> ray.data.Dataset:
     """Selected scene pairs (movie_a, a_first, a_last, movie_b, ...) as the JPEGs of both scenes: materialize it
     once, then `.map_batches(decode_scenes)` per epoch."""
     frames = keyframe_movies(store)
     for side in ("a", "b"):
-        renamed = frames.rename_columns({"video_id": f"movie_{side}", "shot_idx": f"{side}_shot_idx",
-                                         "jpegs": f"{side}_jpegs"})
+        renamed = frames.rename_columns(
+            {"video_id": f"movie_{side}", "shot_idx": f"{side}_shot_idx", "jpegs": f"{side}_jpegs"}
+        )
         scene_pairs = scene_pairs.join(renamed, join_type="inner", num_partitions=partitions, on=(f"movie_{side}",))
     return scene_pairs.map_batches(cut_scenes, batch_format="pyarrow", batch_size=16)

@@ -42,8 +42,12 @@ class EmbedScenes:
 
     @torch.no_grad()
     def _embed(self, scenes: np.ndarray) -> np.ndarray:
-        out = [self.encoder(to_model_input(torch.from_numpy(scenes[i:i + self.batch]), self.meta["mean"],
-                                           self.meta["std"])) for i in range(0, len(scenes), self.batch)]
+        out = [
+            self.encoder(
+                to_model_input(torch.from_numpy(scenes[i : i + self.batch]), self.meta["mean"], self.meta["std"])
+            )
+            for i in range(0, len(scenes), self.batch)
+        ]
         return torch.nn.functional.normalize(torch.cat(out), dim=1).numpy()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -54,8 +58,15 @@ class EmbedScenes:
             scene = self._embed(frames[scene_windows(len(frames), self.meta["shots"])])
             for i, idx in enumerate(movie["shot_idx"]):
                 for model, emb in ((SHOT_MODEL, shot), (SCENE_MODEL, scene)):
-                    rows.append({"video_id": movie["video_id"], "shot_idx": idx, "model": model,
-                                 "model_version": self.version, "embedding": emb[i].tolist()})
+                    rows.append(
+                        {
+                            "video_id": movie["video_id"],
+                            "shot_idx": idx,
+                            "model": model,
+                            "model_version": self.version,
+                            "embedding": emb[i].tolist(),
+                        }
+                    )
         return pa.Table.from_pylist(rows, schema=FEATURES)
 
 
@@ -65,8 +76,10 @@ class EmbedSummary(dict):
     exit_code = 0
 
     def render(self) -> str:
-        return (f"{self['table']}: {self['rows']} rows ({', '.join(self['models'])}), model_version "
-                f"{self['model_version']}, {self['commits']} commits")
+        return (
+            f"{self['table']}: {self['rows']} rows ({', '.join(self['models'])}), model_version "
+            f"{self['model_version']}, {self['commits']} commits"
+        )
 
 
 def run(cfg: EmbedScenesConfig, args=None) -> EmbedSummary:
@@ -87,9 +100,13 @@ def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_c
         from movielib.errors import ConfigError
 
         raise ConfigError(f"catalog {catalog!r} has no keyframes table; tag it with --set features.keyframes=true")
-    ds = keyframe_movies(store).map_batches(EmbedScenes, fn_constructor_kwargs={"encoder": path, "version": version, "s3": s3},
-                                            batch_size=4, batch_format="pyarrow",
-                                            compute=ray.data.ActorPoolStrategy(size=1))
+    ds = keyframe_movies(store).map_batches(
+        EmbedScenes,
+        fn_constructor_kwargs={"encoder": path, "version": version, "s3": s3},
+        batch_size=4,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
     if TABLE in store.table_names():  # the same weights embedded before: their rows are replaced
         store.tables.delete(TABLE, [version], key="model_version")
     rows = commits = 0
@@ -97,5 +114,12 @@ def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_c
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         store.tables.append(TABLE, table.cast(FEATURES), metadata={"movielib.embed": version})
         rows, commits = rows + table.num_rows, commits + 1
-    return EmbedSummary({"table": f"{catalog.rstrip('/')}/{TABLE}", "model_version": version, "rows": rows,
-                         "commits": commits, "models": [SHOT_MODEL, SCENE_MODEL]})
+    return EmbedSummary(
+        {
+            "table": f"{catalog.rstrip('/')}/{TABLE}",
+            "model_version": version,
+            "rows": rows,
+            "commits": commits,
+            "models": [SHOT_MODEL, SCENE_MODEL],
+        }
+    )

@@ -37,8 +37,9 @@ class SceneEncoder(nn.Module):
         super().__init__()
         for part in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer"):
             if not hasattr(tower, part):
-                raise TypeError(f"SceneEncoder needs an open_clip VisionTransformer (no {part!r} on "
-                                f"{type(tower).__name__})")
+                raise TypeError(
+                    f"SceneEncoder needs an open_clip VisionTransformer (no {part!r} on {type(tower).__name__})"
+                )
         self.tower = tower
 
     @property
@@ -59,8 +60,11 @@ class SceneEncoder(nn.Module):
 
 def tower_config(model_cfg: dict) -> dict:
     """What rebuilds an open_clip image tower without its weights or text side (saved with an exported encoder)."""
-    return {"embed_dim": model_cfg["embed_dim"], "vision_cfg": model_cfg["vision_cfg"],
-            "quick_gelu": bool(model_cfg.get("quick_gelu", False))}
+    return {
+        "embed_dim": model_cfg["embed_dim"],
+        "vision_cfg": model_cfg["vision_cfg"],
+        "quick_gelu": bool(model_cfg.get("quick_gelu", False)),
+    }
 
 
 def build_tower(config: dict) -> nn.Module:

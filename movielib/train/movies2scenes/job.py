@@ -34,8 +34,13 @@ from movielib.train.launcher import launch
 from movielib.train.movies2scenes.config import PretrainScenesConfig, SimilarityModelSection
 from movielib.train.movies2scenes.data import PAIRS, PadPairs, decode_scenes, movie_pairs, scene_frames
 from movielib.train.movies2scenes.encoder import tower_config
-from movielib.train.movies2scenes.loops import (ScenesLoop, SimilarityLoop, scenes_loop, similarity_loop,
-                                                similarity_model)
+from movielib.train.movies2scenes.loops import (
+    ScenesLoop,
+    SimilarityLoop,
+    scenes_loop,
+    similarity_loop,
+    similarity_model,
+)
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
 from movielib.train.movies2scenes.similar import dissimilar, read_similar
 from movielib.train.runlog import CURVES
@@ -56,8 +61,10 @@ def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Ta
     named = read_similar(sim.path, sim.source, sim.per_movie, sim.seed, sim.text_model)
     similar = {tuple(sorted((ids[a], ids[b]))) for a, b in named if a in ids and b in ids and ids[a] != ids[b]}
     if not similar:
-        raise ConfigError(f"similarity.path: none of the {len(named)} similar pairs in {sim.path!r} names two tagged "
-                          f"movies of {cfg.catalog!r} (by uri or video_id)")
+        raise ConfigError(
+            f"similarity.path: none of the {len(named)} similar pairs in {sim.path!r} names two tagged "
+            f"movies of {cfg.catalog!r} (by uri or video_id)"
+        )
     movies = sorted({m for p in similar for m in p})
     negatives = dissimilar(similar, movies, sim.negatives * len(similar), sim.seed)
     rows = [(a, b, 1.0) for a, b in sorted(similar)] + [(a, b, 0.0) for a, b in sorted(negatives)]
@@ -80,17 +87,29 @@ class SelectScenes:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
         for r in batch.to_pylist():
-            ea, eb = (self.encoder.selection_space(torch.tensor(np.asarray(r[f"{s}_features"], np.float32)
-                                                                .reshape(-1, self.in_dim))) for s in ("a", "b"))
+            ea, eb = (
+                self.encoder.selection_space(
+                    torch.tensor(np.asarray(r[f"{s}_features"], np.float32).reshape(-1, self.in_dim))
+                )
+                for s in ("a", "b")
+            )
             sa, sb = r["a_shot_idx"], r["b_shot_idx"]
             for p in select_scene_pairs(ea @ eb.T, self.window, self.keep):
-                rows.append({"movie_a": r["a"], "a_first": sa[p.first], "a_last": sa[p.first + self.window - 1],
-                             "movie_b": r["b"], "b_first": sb[p.second], "b_last": sb[p.second + self.window - 1],
-                             "score": p.score})
+                rows.append(
+                    {
+                        "movie_a": r["a"],
+                        "a_first": sa[p.first],
+                        "a_last": sa[p.first + self.window - 1],
+                        "movie_b": r["b"],
+                        "b_first": sb[p.second],
+                        "b_last": sb[p.second + self.window - 1],
+                        "score": p.score,
+                    }
+                )
         return pa.Table.from_pylist(rows, schema=SCENE_PAIRS)
 
 
-def per_epoch(joined: "ray.data.Dataset", fn) -> "ray.data.Dataset":
+def per_epoch(joined: ray.data.Dataset, fn) -> ray.data.Dataset:
     """The joined rows computed once (materialized before the workers start), then `fn` over them on every
     epoch's pass; the workers print their own per-epoch lines, so Ray Data's progress log is off there."""
     ds = joined.materialize().map_batches(fn, batch_format="pyarrow", batch_size=16)
@@ -101,8 +120,9 @@ def per_epoch(joined: "ray.data.Dataset", fn) -> "ray.data.Dataset":
 def _feature_dim(store: CatalogStore, table: str, model: str | None) -> int:
     sample = store.dataset(table, columns=["embedding"], model=model).filter(expr=not_null("embedding")).take(1)
     if not sample:
-        raise ConfigError(f"features.table: {table} of {store.dest!r} holds no embeddings"
-                          + (f" of model {model!r}" if model else ""))
+        raise ConfigError(
+            f"features.table: {table} of {store.dest!r} holds no embeddings" + (f" of model {model!r}" if model else "")
+        )
     return len(sample[0]["embedding"])
 
 
@@ -113,8 +133,10 @@ def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
         raise ConfigError(f"catalog: {cfg.catalog!r} holds no tagged catalog (no videos table)")
     for table in (cfg.features.table, "keyframes"):
         if table not in names:
-            raise ConfigError(f"catalog: {cfg.catalog!r} has no {table} table; tag it with "
-                              "--set features.keyframes=true (keyframes and features/keyframe)")
+            raise ConfigError(
+                f"catalog: {cfg.catalog!r} has no {table} table; tag it with "
+                "--set features.keyframes=true (keyframes and features/keyframe)"
+            )
     store.feature_model(cfg.features.table, cfg.features.model, "features.model")
 
 
@@ -124,14 +146,20 @@ class ScenesSummary(dict):
     exit_code = 0
 
     def render(self) -> str:
-        lines = [f"run {self['run']}: {self['pairs']['train']} movie pairs trained on, {self['pairs']['val']} "
-                 f"held out; {self['scene_pairs']} scene pairs selected"]
-        for stage, keys in (("similarity", ("loss", "similarity_accuracy")),
-                            ("scenes", ("loss", "moco_top1", "moco_top5"))):
+        lines = [
+            f"run {self['run']}: {self['pairs']['train']} movie pairs trained on, {self['pairs']['val']} "
+            f"held out; {self['scene_pairs']} scene pairs selected"
+        ]
+        for stage, keys in (
+            ("similarity", ("loss", "similarity_accuracy")),
+            ("scenes", ("loss", "moco_top1", "moco_top5")),
+        ):
             metrics = self.get(stage) or {}
             if metrics:
-                lines.append(f"{stage}: step {metrics.get('step')}, " + ", ".join(
-                    f"{k} {metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)))
+                lines.append(
+                    f"{stage}: step {metrics.get('step')}, "
+                    + ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float))
+                )
         lines += [f"{name}: {path}" for name, path in self["outputs"].items() if isinstance(path, str)]
         lines += [f"curves: {path}" for path in self["outputs"]["curves"]]
         return "\n".join(lines)
@@ -155,19 +183,33 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
     train, val, unmatched = catalog_pairs(cfg, store)
     model, table = cfg.features.model, cfg.features.table
     in_dim = _feature_dim(store, table, model)
-    summary = ScenesSummary({"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows,
-                                              "similar_not_in_catalog": unmatched}})
-    print(f"movie pairs: {train.num_rows} to train on, {val.num_rows} held out ({unmatched} similar pairs name movies "
-          f"not in the catalog)", flush=True)
+    summary = ScenesSummary(
+        {"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows, "similar_not_in_catalog": unmatched}}
+    )
+    print(
+        f"movie pairs: {train.num_rows} to train on, {val.num_rows} held out ({unmatched} similar pairs name movies "
+        f"not in the catalog)",
+        flush=True,
+    )
 
     m = cfg.similarity_model
     workers = cfg.scaling.workers
     if not exists(f"{folder}/{SIMILARITY}", s3):
         print("step 1/3: movie similarity", flush=True)
-        result = launch(similarity_loop, SimilarityLoop(m, in_dim, cfg.similarity.seed),
-                        cfg.scaling, cfg.deepspeed, cfg.run, m.batch // workers, stage="similarity", s3=s3,
-                        datasets={name: per_epoch(movie_pairs(store, pairs, table, model), PadPairs(m.shots, in_dim))
-                                  for name, pairs in (("train", train), ("val", val))})
+        result = launch(
+            similarity_loop,
+            SimilarityLoop(m, in_dim, cfg.similarity.seed),
+            cfg.scaling,
+            cfg.deepspeed,
+            cfg.run,
+            m.batch // workers,
+            stage="similarity",
+            s3=s3,
+            datasets={
+                name: per_epoch(movie_pairs(store, pairs, table, model), PadPairs(m.shots, in_dim))
+                for name, pairs in (("train", train), ("val", val))
+            },
+        )
         summary["similarity"] = result.metrics
 
     if not exists(f"{folder}/{SCENE_PAIRS_FILE}", s3):
@@ -175,11 +217,20 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
         both = pa.concat_tables([train, val])
         similar = both.filter(pc.equal(both["label"], 1.0))
         selected = movie_pairs(store, similar, table, model).map_batches(
-            SelectScenes, fn_constructor_kwargs={"similarity": f"{folder}/{SIMILARITY}",
-                                                 "window": cfg.scenes.shots, "keep": cfg.selection.keep, "s3": s3},
-            batch_size=8, batch_format="pyarrow", concurrency=1)
-        pairs = pa.concat_tables([*selected.iter_batches(batch_format="pyarrow", batch_size=None),
-                                  SCENE_PAIRS.empty_table()]).cast(SCENE_PAIRS)
+            SelectScenes,
+            fn_constructor_kwargs={
+                "similarity": f"{folder}/{SIMILARITY}",
+                "window": cfg.scenes.shots,
+                "keep": cfg.selection.keep,
+                "s3": s3,
+            },
+            batch_size=8,
+            batch_format="pyarrow",
+            concurrency=1,
+        )
+        pairs = pa.concat_tables(
+            [*selected.iter_batches(batch_format="pyarrow", batch_size=None), SCENE_PAIRS.empty_table()]
+        ).cast(SCENE_PAIRS)
         buf = io.BytesIO()
         pq.write_table(pairs, buf)
         write_bytes(f"{folder}/{SCENE_PAIRS_FILE}", buf.getvalue(), s3)
@@ -190,21 +241,42 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
     s = cfg.scenes
     if not exists(f"{folder}/{ENCODER}", s3):
         if pairs.num_rows < s.batch:
-            raise ConfigError(f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs, fewer than one batch "
-                              f"({s.batch}); lower scenes.batch or add movies")
+            raise ConfigError(
+                f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs, fewer than one batch "
+                f"({s.batch}); lower scenes.batch or add movies"
+            )
         print("step 3/3: scene encoder (MoCo)", flush=True)
         from movielib.models.clip import ClipSpec, FramePreprocess
 
         spec = ClipSpec(cfg.model.name, cfg.model.weights, cfg.model.random_weights, s3)
         source = spec.validate()
         pre = FramePreprocess.for_spec(spec)
-        loop = ScenesLoop(s, cfg.similarity.seed, spec, tower_config(source.model_cfg), tuple(pre.mean),
-                          tuple(pre.std), pairs.num_rows // s.batch)  # the spec built here is the workers' too
-        result = launch(scenes_loop, loop, cfg.scaling, cfg.deepspeed, cfg.run, s.batch // workers, stage="scenes", s3=s3,
-                        datasets={"train": per_epoch(scene_frames(store, ray.data.from_arrow(pairs)), decode_scenes)})
+        loop = ScenesLoop(
+            s,
+            cfg.similarity.seed,
+            spec,
+            tower_config(source.model_cfg),
+            tuple(pre.mean),
+            tuple(pre.std),
+            pairs.num_rows // s.batch,
+        )  # the spec built here is the workers' too
+        result = launch(
+            scenes_loop,
+            loop,
+            cfg.scaling,
+            cfg.deepspeed,
+            cfg.run,
+            s.batch // workers,
+            stage="scenes",
+            s3=s3,
+            datasets={"train": per_epoch(scene_frames(store, ray.data.from_arrow(pairs)), decode_scenes)},
+        )
         summary["scenes"] = result.metrics
-    summary["outputs"] = {"similarity_model": f"{folder}/{SIMILARITY}", "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",
-                          "scene_encoder": f"{folder}/{ENCODER}",
-                          "curves": [f"{folder}/{st}/{CURVES}" for st in ("similarity", "scenes")]}
+    summary["outputs"] = {
+        "similarity_model": f"{folder}/{SIMILARITY}",
+        "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",
+        "scene_encoder": f"{folder}/{ENCODER}",
+        "curves": [f"{folder}/{st}/{CURVES}" for st in ("similarity", "scenes")],
+    }
     write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode(), s3)
     return summary

@@ -107,8 +107,9 @@ class ScenesLoop:
 
 
 def similarity_model(m: SimilarityModelSection, in_dim: int) -> MovieSimilarity:
-    return MovieSimilarity(in_dim, m.dim, m.shots, (m.avg_kernel, m.avg_stride), (m.max_kernel, m.max_stride),
-                           m.dropout)
+    return MovieSimilarity(
+        in_dim, m.dim, m.shots, (m.avg_kernel, m.avg_stride), (m.max_kernel, m.max_stride), m.dropout
+    )
 
 
 def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
@@ -141,12 +142,19 @@ def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
                 correct += int(((logit > 0).float() == batch["label"].to(logit.dtype)).sum())
                 total += len(logit)
         loss_sum, seen, correct, total = _all_sum(loss_sum, seen, correct, total)
-        metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": m.lr,
-                   "similarity_accuracy": correct / total if total else float("nan"),
-                   "pairs_per_s": speed.per_s}
+        metrics = {
+            "step": step,
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(seen, 1),
+            "lr": m.lr,
+            "similarity_accuracy": correct / total if total else float("nan"),
+            "pairs_per_s": speed.per_s,
+        }
         _progress(worker, "similarity", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
-    worker.export(engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim})  # plain data: loads with weights_only
+    worker.export(
+        engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim}
+    )  # plain data: loads with weights_only
 
 
 def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
@@ -163,7 +171,9 @@ def scene_tower(clip: ClipSpec) -> torch.nn.Module:
     return load_clip(clip).model.visual
 
 
-def to_model_input(frames: torch.Tensor, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]) -> torch.Tensor:
+def to_model_input(
+    frames: torch.Tensor, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]
+) -> torch.Tensor:
     """(B, n, H, W, 3) uint8 scenes -> (B, n, 3, H, W) normalised as CLIP's preprocessing."""
     x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
     m = torch.tensor(mean, device=x.device).view(1, 1, 3, 1, 1)
@@ -179,8 +189,9 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
     tower = scene_tower(c.clip)
     torch.manual_seed(c.seed)
     moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s.dim, s.queue, s.momentum, s.temperature)
-    optimizer = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s.lr,
-                                 weight_decay=s.weight_decay)
+    optimizer = torch.optim.Adam(
+        [p for p in moco.parameters() if p.requires_grad], lr=s.lr, weight_decay=s.weight_decay
+    )
     engine = worker.engine(moco, optimizer)
     state = worker.resume(engine)
     step, per_epoch = state.get("step", 0), c.steps_per_epoch
@@ -202,15 +213,28 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
             step += 1
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             n = len(q)
-            sums = [sums[0] + loss.item() * n, sums[1] + float((top5[:, 0] == 0).sum()),
-                    sums[2] + float((top5 == 0).any(1).sum()), sums[3] + n]
+            sums = [
+                sums[0] + loss.item() * n,
+                sums[1] + float((top5[:, 0] == 0).sum()),
+                sums[2] + float((top5 == 0).any(1).sum()),
+                sums[3] + n,
+            ]
             speed.step(n * worker.world_size)
         loss_sum, top1, top5_hits, seen = _all_sum(*sums)
-        metrics = {"step": step, "epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
-                   "lr": learning_rate(max(step - 1, 0), s.lr, warmup, total),
-                   "moco_top1": top1 / max(seen, 1), "moco_top5": top5_hits / max(seen, 1),
-                   "scene_pairs_per_s": speed.per_s}
+        metrics = {
+            "step": step,
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(seen, 1),
+            "lr": learning_rate(max(step - 1, 0), s.lr, warmup, total),
+            "moco_top1": top1 / max(seen, 1),
+            "moco_top5": top5_hits / max(seen, 1),
+            "scene_pairs_per_s": speed.per_s,
+        }
         _progress(worker, "scenes", metrics)
         worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
-    worker.export(engine, "scene_encoder.pt", {"tower": c.tower, "mean": list(c.mean), "std": list(c.std),
-                                               "shots": s.shots, "step": step}, prefix="query.0.")
+    worker.export(
+        engine,
+        "scene_encoder.pt",
+        {"tower": c.tower, "mean": list(c.mean), "std": list(c.std), "shots": s.shots, "step": step},
+        prefix="query.0.",
+    )

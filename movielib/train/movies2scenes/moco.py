@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.07
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def info_nce(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.07
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean InfoNCE loss of L2-normalised queries q (B, d) against their keys k (B, d) and the queue (K, d);
     also the logits (B, 1 + K), whose column 0 is the positive."""
     logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], dim=1) / temperature
@@ -48,8 +49,15 @@ class KeyQueue(nn.Module):
 class MoCo(nn.Module):
     """Query encoder + projection, its momentum copy, and the key queue (dim 128, K 65536, m 0.999, T 0.07)."""
 
-    def __init__(self, encoder: nn.Module, encoder_dim: int, dim: int = 128, queue: int = 65_536,
-                 momentum: float = 0.999, temperature: float = 0.07):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        encoder_dim: int,
+        dim: int = 128,
+        queue: int = 65_536,
+        momentum: float = 0.999,
+        temperature: float = 0.07,
+    ):
         super().__init__()
         import copy
 
@@ -60,8 +68,9 @@ class MoCo(nn.Module):
         self.queue = KeyQueue(dim, queue)
         self.momentum, self.temperature = momentum, temperature
 
-    def forward(self, scene_q: torch.Tensor, scene_k: torch.Tensor,
-                gather: "callable | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, scene_q: torch.Tensor, scene_k: torch.Tensor, gather: callable | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and logits for a batch of scene pairs; updates the key encoder and (after) the queue.
         `gather` collects keys from every worker before they enter the queue (None: one worker)."""
         q = F.normalize(self.query(scene_q), dim=1)

@@ -42,23 +42,36 @@ def select_scene_pairs(a: torch.Tensor, window: int = 9, keep: float = 0.5) -> l
     pairs: list[ScenePair] = []
     for flat in order:
         i, j = divmod(int(flat), cols)
-        if used1[i:i + window].any() or used2[j:j + window].any():
+        if used1[i : i + window].any() or used2[j : j + window].any():
             continue
-        used1[i:i + window] = used2[j:j + window] = True
+        used1[i : i + window] = used2[j : j + window] = True
         pairs.append(ScenePair(i, j, float(means[i, j])))
         if len(pairs) == most:
             break
     return pairs
 
 
-SCENE_PAIRS = pa.schema([("movie_a", pa.string()), ("a_first", pa.int32()), ("a_last", pa.int32()),
-                         ("movie_b", pa.string()), ("b_first", pa.int32()), ("b_last", pa.int32()),
-                         ("score", pa.float32())])
+SCENE_PAIRS = pa.schema(
+    [
+        ("movie_a", pa.string()),
+        ("a_first", pa.int32()),
+        ("a_last", pa.int32()),
+        ("movie_b", pa.string()),
+        ("b_first", pa.int32()),
+        ("b_last", pa.int32()),
+        ("score", pa.float32()),
+    ]
+)
 
 
 @torch.no_grad()
-def scene_pairs_table(embed: Callable[[torch.Tensor], torch.Tensor], movies: Mapping[str, torch.Tensor],
-                      similar: Iterable[tuple[str, str]], window: int = 9, keep: float = 0.5) -> pa.Table:
+def scene_pairs_table(
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    movies: Mapping[str, torch.Tensor],
+    similar: Iterable[tuple[str, str]],
+    window: int = 9,
+    keep: float = 0.5,
+) -> pa.Table:
     """Step 2 over every similar movie pair: all shots of both movies (no 1024 cut) through `embed` (the learned
     space), then `select_scene_pairs`. One row per scene pair; first/last shots inclusive."""
     rows = []
@@ -67,6 +80,15 @@ def scene_pairs_table(embed: Callable[[torch.Tensor], torch.Tensor], movies: Map
             continue
         adjacency = embed(movies[a]) @ embed(movies[b]).T
         for p in select_scene_pairs(adjacency, window, keep):
-            rows.append({"movie_a": a, "a_first": p.first, "a_last": p.first + window - 1,
-                         "movie_b": b, "b_first": p.second, "b_last": p.second + window - 1, "score": p.score})
+            rows.append(
+                {
+                    "movie_a": a,
+                    "a_first": p.first,
+                    "a_last": p.first + window - 1,
+                    "movie_b": b,
+                    "b_first": p.second,
+                    "b_last": p.second + window - 1,
+                    "score": p.score,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=SCENE_PAIRS)

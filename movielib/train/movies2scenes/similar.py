@@ -81,14 +81,16 @@ def _read(path: str, columns: list[str]) -> pa.Table:
     return read_tabular(path, columns, "similarity file")
 
 
-def read_similar(path: str, kind: str, per_movie: int = 3, seed: int = 0, model_path: str | None = None
-                 ) -> set[Pair]:
+def read_similar(path: str, kind: str, per_movie: int = 3, seed: int = 0, model_path: str | None = None) -> set[Pair]:
     """Similar pairs from a genres, synopsis or pairs file (formats in the module docstring)."""
     if kind == "genres":
         t = _read(path, ["movie", "genres"])
         values = t["genres"].to_pylist()
-        return from_genres({m: g if isinstance(g, list) else str(g or "").split("|")
-                            for m, g in zip(t["movie"].to_pylist(), values)}, per_movie, seed)
+        return from_genres(
+            {m: g if isinstance(g, list) else str(g or "").split("|") for m, g in zip(t["movie"].to_pylist(), values)},
+            per_movie,
+            seed,
+        )
     if kind == "synopsis":
         t = _read(path, ["movie", "synopsis"])
         return from_synopses(dict(zip(t["movie"].to_pylist(), t["synopsis"].to_pylist())), per_movie, model_path)

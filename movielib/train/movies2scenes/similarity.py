@@ -17,8 +17,6 @@ from movielib.train.movies2scenes.config import pooled_size
 MOVIE_SHOTS = 1024  # movies are padded or cut to this many shots for this step
 
 
-
-
 class ShotEncoder(nn.Module):
     """E_learnable: FC 512 -> dropout 0.5 -> FC 512 (applied to every shot feature)."""
 
@@ -40,16 +38,24 @@ class MovieSimilarity(nn.Module):
     Padded shots (mask False) are zeroed in A, so they add nothing to a scene's mean.
     """
 
-    def __init__(self, in_dim: int = 512, dim: int = 512, shots: int = MOVIE_SHOTS, avg: tuple[int, int] = (16, 8),
-                 max_: tuple[int, int] = (16, 8), dropout: float = 0.5):
+    def __init__(
+        self,
+        in_dim: int = 512,
+        dim: int = 512,
+        shots: int = MOVIE_SHOTS,
+        avg: tuple[int, int] = (16, 8),
+        max_: tuple[int, int] = (16, 8),
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.encoder = ShotEncoder(in_dim, dim, dim, dropout)
         self.shots, self.avg, self.max = shots, avg, max_
         side = pooled_size(pooled_size(shots, *avg), *max_)
         self.output = nn.Linear(side * side, 1)
 
-    def adjacency(self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None,
-                  m2: torch.Tensor | None = None) -> torch.Tensor:
+    def adjacency(
+        self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None, m2: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """A: (B, S1, S2) inner products of the shots in the learned space (zero where a shot is padding)."""
         a = self.encoder(x1) @ self.encoder(x2).transpose(1, 2)
         if m1 is not None:
@@ -63,8 +69,9 @@ class MovieSimilarity(nn.Module):
         b = F.avg_pool2d(a[:, None], kernel_size=self.avg[0], stride=self.avg[1])
         return F.max_pool2d(b, kernel_size=self.max[0], stride=self.max[1]).flatten(1)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None,
-                m2: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None, m2: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.output(self.pooled(self.adjacency(x1, x2, m1, m2)))[:, 0]
 
 
