@@ -8,21 +8,16 @@ Ray Tune sweeps.
     sweep.py    `movielib tune heads` / `movielib train head`: Tuner + ASHA, results, export of the best
 """
 
-import importlib
+from movielib import lazy_exports
 
-# the public API, imported on first use: a light submodule (a config, for the CLI) does not pull in torch
-_PUBLIC = {
-    "load_head": "movielib.heads.train",
-    "predict": "movielib.heads.train",
-    "export_bytes": "movielib.heads.train",
-    "build_head": "movielib.heads.models",
-    "evaluate": "movielib.heads.metrics",
-    "HeadsConfig": "movielib.heads.config",
-}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "load_head": "movielib.heads.train",
+        "predict": "movielib.heads.train",
+        "export_bytes": "movielib.heads.train",
+        "build_head": "movielib.heads.models",
+        "evaluate": "movielib.heads.metrics",
+        "HeadsConfig": "movielib.heads.config",
+    },
+)

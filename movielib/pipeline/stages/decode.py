@@ -5,24 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from movielib.io.decode import Decoder
-from movielib.io.uri import S3Options
 from movielib.io.video import VideoReadError, local_copy
-from movielib.models.clip import FramePreprocess
 from movielib.pipeline.attempts import TransientError, VideoGuard
 from movielib.pipeline.stages.columns import NO_AUDIO, SHOT_ROW, encode_frame, with_stage_time, with_tensor_column
-from movielib.shots.detect import ShotDetector
 from movielib.tagging.video import ShotBlock, VideoCutter, VideoFacts
 
 
 @dataclass
-class DecodeAndDetect:
-    """Cut one video into shots (movielib.tagging.video.VideoCutter) and turn its blocks into per-shot rows.
+class DecodeAndDetect(VideoCutter):
+    """The tagging core's VideoCutter (movielib.tagging.video) as a Ray Data stage: per-shot rows out.
 
     The stage's own part is what a batch job over a catalog needs: the object is copied to scratch
     (with I/O retries), `guard` bounds the attempts at a video and its time and memory, people-detector
@@ -30,37 +26,8 @@ class DecodeAndDetect:
     itself is bad (or killed its worker `max_attempts` times), a retryable row when it was not its fault.
     """
 
-    detector: ShotDetector
-    preprocess: FramePreprocess
-    sampling_fps: float = 4.0
-    s3: S3Options | None = None
-    scratch_dir: str | None = None
-    shots_per_block: int = 16
-    people_max_side: int | None = None  # None: no people detector frames
-    audio: bool = False
-    subtitles: bool = False
-    prepare_threads: int = 2
-    people_frames_per_shot: int = 3
-    max_frames_per_shot: int = 512
-    decoder: str | Decoder = "auto"  # auto | pyav | nvdec, or a Decoder object
+    scratch_dir: str | None = None  # where remote objects are copied for decoding (default: system temp)
     guard: VideoGuard | None = None  # attempts, limits, I/O retries (movielib.pipeline.attempts); None: none
-    cutter: VideoCutter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.cutter = VideoCutter(
-            self.detector,
-            self.preprocess,
-            self.sampling_fps,
-            self.s3,
-            self.shots_per_block,
-            self.people_max_side,
-            self.audio,
-            self.subtitles,
-            self.prepare_threads,
-            self.people_frames_per_shot,
-            self.max_frames_per_shot,
-            self.decoder,
-        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video otherwise
@@ -83,7 +50,7 @@ class DecodeAndDetect:
                 guard.watching(video_id, uri, attempt),
                 guard.reading(uri, lambda: local_copy(uri, self.s3, self.scratch_dir)) as path,
             ):
-                for block in self.cutter.blocks(path, uri):
+                for block in self.blocks(path, uri):
                     rows = self._rows(video_id, uri, block)
                     emitted += rows.num_rows
                     yield with_stage_time(rows, "decode", time.perf_counter() - t0)
