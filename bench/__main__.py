@@ -1,6 +1,6 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,tune,serve]
+python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,train-scale,tune,serve]
 """
 
 from __future__ import annotations
@@ -15,10 +15,20 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench import decode, end_to_end, scale, scoring, serve_tagger, shot_detection, train_scenes, tune_heads  # noqa: E402
+from bench import (  # noqa: E402
+    decode,
+    end_to_end,
+    scale,
+    scoring,
+    serve_tagger,
+    shot_detection,
+    train_scale,
+    train_scenes,
+    tune_heads,
+)
 from bench.common import Row  # noqa: E402
 
-ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "tune", "serve")
+ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "train-scale", "tune", "serve")
 
 
 def table(rows: list[Row]) -> str:
@@ -87,6 +97,8 @@ def main() -> int:
         rows += scale.run(work, args.quick)
     if "train" in only:
         rows += train_scenes.run(args.quick)
+    if "train-scale" in only:
+        rows += train_scale.run(args.quick)
     if "tune" in only:
         rows += tune_heads.run(args.quick)
     if "serve" in only:

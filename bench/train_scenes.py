@@ -1,7 +1,7 @@
 """Scene-contrastive training samples/s: the launcher (Ray Train, one worker, DeepSpeed, Ray Data feeding) running
 Movies2Scenes' MoCo loop vs a plain single-process torch loop, same model, data, batch and threads. Both train
 two epochs; the second is timed from the end of its first step to the end of its last (start-up, the first
-epoch and the data iterator's start are left out of both: `Throughput` in movielib/train/movies2scenes/loops.py)."""
+epoch and the data iterator's start are left out of both: `Throughput` in movielib/train/launcher.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 
 from bench.common import Row
 from movielib.models.clip import ClipSpec, FramePreprocess
-from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, launch
+from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
 from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
-from movielib.train.movies2scenes.loops import Throughput, scene_tower, scenes_loop, to_model_input
+from movielib.train.movies2scenes.loops import scene_tower, scenes_loop, to_model_input
 from movielib.train.movies2scenes.moco import MoCo
 
 THREADS = 1  # per side: the other core is left to Ray's own processes and Ray Data, as the README advises

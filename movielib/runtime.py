@@ -14,7 +14,17 @@ from pydantic import Field
 from movielib.config import Section
 from movielib.io.uri import S3Options, filesystem_for
 
-__all__ = ["RunSection", "exists", "init_ray", "read_bytes", "run_folder", "storage_path", "write_bytes"]
+__all__ = [
+    "RunSection",
+    "actor_pool",
+    "exists",
+    "init_ray",
+    "read_bytes",
+    "run_folder",
+    "storage_path",
+    "write_bytes",
+    "write_run_config",
+]
 
 
 def init_ray(address: str | None = None) -> None:
@@ -23,6 +33,18 @@ def init_ray(address: str | None = None) -> None:
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
+
+
+def actor_pool() -> dict:
+    """Ray Data map_batches arguments for a model-holding actor pool that grows with the cluster: one actor up to
+    one per GPU when the cluster has GPUs (each on its GPU), else up to half the CPUs."""
+    import ray
+    import ray.data
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    most = gpus if gpus else max(1, cpus // 2)
+    return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=most), **({"num_gpus": 1} if gpus else {})}
 
 
 def read_bytes(path: str, s3: S3Options | None = None) -> bytes:
@@ -64,3 +86,42 @@ def run_folder(run: RunSection) -> str:
 def storage_path(folder: str) -> str:
     """Ray Train's / Tune's storage_path: s3:// as it is, a local folder absolute."""
     return folder if "://" in folder else os.path.abspath(os.path.expanduser(folder))
+
+
+# fields a run may change when it is started again: where Ray and S3 are, and how many failures to survive
+RESUMABLE = ("ray_address", "s3", "run.max_failures", "run.folder")
+
+
+def write_run_config(folder: str, cfg, s3: S3Options | None = None, may_change: tuple[str, ...] = RESUMABLE) -> None:
+    """Record `cfg` as the run's config.yaml; a run folder that holds another run's config is refused, naming
+    what changed (its checkpoints and exports came from those settings), unless only `may_change` fields did."""
+    import yaml
+
+    from movielib.errors import ConfigError
+
+    path = f"{folder}/config.yaml"
+    new = cfg.to_dict()
+    if exists(path, s3):
+        old = yaml.safe_load(read_bytes(path, s3)) or {}
+        changed = [
+            f"{k}: {a!r} -> {b!r}"
+            for k, (a, b) in _diff(old, new).items()
+            if not any(k == f or k.startswith(f"{f}.") for f in may_change)
+        ]
+        if changed:
+            raise ConfigError(
+                f"run.name: the run folder {folder} was started with other settings ({'; '.join(changed[:8])}); "
+                "run it again with its own settings to resume it, or give the new run another run.name"
+            )
+    write_bytes(path, cfg.to_yaml().encode(), s3)
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    out = {}
+    for key in dict.fromkeys([*old, *new]):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out |= _diff(a, b, f"{name}.")
+        elif a != b:
+            out[name] = (a, b)
+    return out

@@ -16,6 +16,7 @@ class DataSection(Section):
     catalog: str | None = None  # the tagged DEST
     features: str = "features/image"  # any features table: features/image, features/scene, ...
     model: str | None = None  # the features' model when the table holds several (e.g. movies2scenes-scene)
+    version: str | None = None  # the model's model_version (None: the newest; an embed re-run adds one)
     # clean_tags: MovieCLIP's weak labels, the tags table's clean shots (top-1 >= 0.4); else a CSV / Parquet file
     # keyed by video_id (movie-level: shot features are averaged over the video) or video_id + shot_idx, with a
     # `label` column: "a|b" or a list (multi-label), a class name (single-label) or a number (regression)
@@ -42,10 +43,17 @@ class HeadSection(Section):
     name: Literal["scene", "trailer", "mlp2", "linear"] = "scene"
     width: PositiveInt | None = None  # None: the head's own (scene 4096, trailer 512, mlp2 512)
     dropout: UnitInterval | None = None  # None: the head's own (scene / trailer 0.2)
-    lr: Positive = 1e-3  # AdamW
+    # adamw; or sgd with momentum (MovieCLIP's and Movies2Scenes' recipes for their heads)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: UnitInterval = 0.9  # sgd
+    lr: Positive = 1e-3
     weight_decay: float = Field(default=1e-4, ge=0)
     batch_size: PositiveInt = 128
-    epochs: PositiveInt = 20
+    epochs: PositiveInt = 20  # reported epochs (ASHA's time unit)
+    # at least this many optimizer steps in all: on a small set an epoch is a few steps, so each reported epoch
+    # then makes several passes over the training split (a large set's epochs are unchanged)
+    min_steps: int = Field(default=1000, ge=0)
+    patience: int | None = Field(default=None, ge=1)  # stop when the val metric has not improved for N epochs
     pos_weight: bool = False  # multi-label: BCE positives weighted by negatives / positives of each label
     threshold: UnitInterval = 0.5  # multi-label precision / recall / F1
 

@@ -83,8 +83,10 @@ def _features(store: CatalogStore, data: DataSection):
             f"{', '.join(n for n in names if n.startswith('features/')) or 'no features tables'})"
         )
     model = store.feature_model(data.features, data.model, "data.model")
-    ds = store.dataset(data.features, columns=[*SHOT_KEYS, "model", "model_version", "embedding"], model=data.model)
-    return ds.filter(expr=not_null("embedding")), model
+    version = store.feature_version(data.features, model, data.version, "data.version")  # never a mix of versions
+    columns = [*SHOT_KEYS, "model", "model_version", "embedding"]
+    ds = store.dataset(data.features, columns=columns, model=model, version=version or None)
+    return ds.filter(expr=not_null("embedding")), f"{model}/{version}" if version else model
 
 
 def _mean_per_video(group: pa.Table) -> pa.Table:
@@ -136,8 +138,7 @@ def joined_rows(store: CatalogStore, data: DataSection) -> tuple[pa.Table, str, 
         )
     # one order whatever order the joins delivered: every trial, and a rebuild, see the same rows
     rows = rows.sort_by([(k, "ascending") for k in (SHOT_KEYS if level == "shot" else ("video_id",))])
-    version = rows["model_version"][0].as_py() if "model_version" in rows.column_names else ""
-    return rows, level, f"{model}/{version}" if version else model
+    return rows, level, model
 
 
 def _targets(rows: pa.Table, data: DataSection) -> tuple[str, list[str], list]:

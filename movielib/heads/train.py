@@ -8,6 +8,7 @@ Predictions are probabilities (multi-label: sigmoid; single-label: softmax) or v
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -57,12 +58,32 @@ def make_head(spec: dict) -> torch.nn.Module:
     return build_head(spec["name"], spec["in_dim"], spec["out_dim"], spec.get("width"), spec.get("dropout"))
 
 
+def optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimizer:
+    """AdamW, or SGD with momentum (params["optimizer"])."""
+    if params.get("optimizer", "adamw") == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=params["lr"],
+            momentum=params.get("momentum", 0.9),
+            weight_decay=params["weight_decay"],
+        )
+    return torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+
+
+def passes_per_epoch(n: int, params: dict) -> int:
+    """Passes over `n` training rows per reported epoch, so that the run makes at least params["min_steps"]
+    optimizer steps (1 for a set large enough)."""
+    batches = max(1, math.ceil(n / params["batch_size"]))
+    return max(1, math.ceil(params.get("min_steps", 0) / (batches * params["epochs"])))
+
+
 def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], state: dict | None = None) -> None:
-    """Train for params["epochs"]; after each epoch `report(metrics, state)` with the val metrics and a state
-    (model, optimizer, epoch, test predictions) that `state=` resumes from."""
+    """Train for params["epochs"] reported epochs (each `passes_per_epoch` passes); after each epoch
+    `report(metrics, state)` with the val metrics and a state (model, optimizer, epoch, test predictions) that
+    `state=` resumes from. With params["patience"], stop once the val metric has not improved for that many."""
     torch.manual_seed(params.get("seed", 0))
     model = make_head(head_spec(params, data))
-    opt = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    opt = optimizer(model, params)
     first = 0
     if state:
         model.load_state_dict(state["model"])
@@ -74,17 +95,21 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
         positives = y.sum(0).clamp(min=1)
         pos_weight = ((len(y) - y.sum(0)) / positives).clamp(min=1.0)
     g = torch.Generator().manual_seed(params.get("seed", 0))
+    passes = passes_per_epoch(len(x), params)
+    metric, mode = PRIMARY[data.task]
+    best, stale = None, 0
     for epoch in range(first, params["epochs"]):
         model.train()
-        order = torch.randperm(len(x), generator=g)
         total = 0.0
-        for i in range(0, len(x), params["batch_size"]):
-            idx = order[i : i + params["batch_size"]]
-            loss = _loss(data.task, model(x[idx]), y[idx], pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        for _ in range(passes):
+            order = torch.randperm(len(x), generator=g)
+            for i in range(0, len(x), params["batch_size"]):
+                idx = order[i : i + params["batch_size"]]
+                loss = _loss(data.task, model(x[idx]), y[idx], pos_weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx) / passes
         val = predict(model, data.x["val"], data.task)
         metrics = {
             "epoch": epoch + 1,
@@ -100,6 +125,14 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
                 "test_predictions": predict(model, data.x["test"], data.task),
             },
         )
+        value = metrics.get(metric)
+        if value is not None and np.isfinite(value):
+            if best is None or (value > best if mode == "max" else value < best):
+                best, stale = value, 0
+            else:
+                stale += 1
+        if params.get("patience") and stale >= params["patience"]:
+            break
 
 
 def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:

@@ -144,6 +144,21 @@ class DeltaTables:
                 time.sleep(0.2 * (2**attempt))
         raise StorageError(f"cannot commit to {self.uri(name)}: {attempts} conflicting commits in a row")
 
+    def newest(self, name: str, column: str, filter: pds.Expression | None = None) -> list:
+        """The values of `column` (in rows matching `filter`) in the most recently written data file that holds
+        any: what the latest commit of them added (delta-rs's add actions carry each file's write time)."""
+        dt = self.open(name)
+        if dt is None:
+            return []
+        actions = dt.get_add_actions(flatten=True)
+        files = sorted(zip(actions["modification_time"].to_pylist(), actions["path"].to_pylist()), reverse=True)
+        for _, path in files:
+            part = pds.dataset(f"{self.path}/{name}/{path}", format="parquet", filesystem=self.fs)
+            values = part.to_table(columns=[column], filter=filter)[column].unique().to_pylist()
+            if values:
+                return values
+        return []
+
     def read(
         self,
         name: str,

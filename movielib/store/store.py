@@ -122,15 +122,42 @@ class CatalogStore:
             raise ConfigError(f"{field}: {model!r} is not in {table} (has {', '.join(models)})")
         return model or models[0]
 
+    def feature_version(self, table: str, model: str, version: str | None, field: str) -> str:
+        """The model_version of `model`'s rows a reader takes: `version` when the table holds it, else the newest
+        (the one the latest commit of `model`'s rows wrote: an embed run of new weights adds a version beside the
+        old, and readers never mix them). ConfigError naming `field` when `version` is not there."""
+        from movielib.errors import ConfigError
+
+        models = self.read_table(table, columns=["model_version"], model=model)
+        versions = sorted(set(models["model_version"].unique().to_pylist()))
+        if version is not None:
+            if version not in versions:
+                raise ConfigError(f"{field}: {model} has no version {version!r} in {table} (has {', '.join(versions)})")
+            return version
+        if len(versions) <= 1:
+            return versions[0] if versions else ""
+        newest = self.tables.newest(table, "model_version", pds.field("model") == model)
+        return sorted(newest)[-1]
+
     def dataset(
         self, name: str, columns: list[str] | None = None, model: str | None = None, version: str | None = None
     ) -> ray.data.Dataset:
         """One table as a Ray Dataset (`ray.data.read_delta`), filtered by model / version when asked."""
         import ray.data
 
-        ds = ray.data.read_delta(self.tables.uri(name), storage_options=self.tables.options, columns=columns)
         expr = _filter(name, None, None, model, version)
-        return ds.filter(expr=expr) if expr is not None else ds
+        wanted = columns
+        if expr is not None and columns is not None:  # the filter reads model (and model_version) too
+            wanted = list(
+                dict.fromkeys(
+                    [*columns, "model", *(["model_version"] if name.startswith("features/") and version else [])]
+                )
+            )
+        ds = ray.data.read_delta(self.tables.uri(name), storage_options=self.tables.options, columns=wanted)
+        if expr is None:
+            return ds
+        # a pyarrow expression, applied per block (Ray Data's own expressions have no starts_with for tags' model)
+        return ds.map_batches(_Where(expr, columns), batch_format="pyarrow", batch_size=None)
 
     def dataset_of_shots(
         self, *names: str, model: str | None = None, version: str | None = None, num_partitions: int = 8
@@ -241,6 +268,17 @@ class CatalogStore:
 
 
 SHOT_KEYS = ("video_id", "shot_idx")
+
+
+class _Where:
+    """A block's rows that match a pyarrow expression (only `columns` of them, when given)."""
+
+    def __init__(self, expr: pds.Expression, columns: list[str] | None = None):
+        self.expr, self.columns = expr, columns
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        rows = block.filter(self.expr)
+        return rows.select(self.columns) if self.columns is not None else rows
 
 
 def _joined_name(table: str, column: str, taken: list[str]) -> str:

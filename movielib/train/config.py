@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from movielib.config import NonNegative, Positive, PositiveInt, Section
+from pydantic import Field, model_validator
 
-__all__ = ["DeepSpeedSection", "ScalingSection"]
+from movielib.config import NonNegative, Positive, PositiveInt, Section
+from movielib.runtime import RunSection
+
+__all__ = ["DeepSpeedSection", "ScalingSection", "TrainRunSection"]
 
 
 class ScalingSection(Section):
     workers: PositiveInt = 2
     cpus_per_worker: Positive = 1.0
-    gpus_per_worker: NonNegative = 0.0  # > 0: NCCL and bf16 on the workers' GPUs
+    gpus_per_worker: NonNegative = 0.0  # 0, or whole GPUs per worker: NCCL and bf16 on the workers' GPUs
+
+    @model_validator(mode="after")
+    def _whole_gpus(self) -> ScalingSection:
+        if self.gpus_per_worker and self.gpus_per_worker != int(self.gpus_per_worker):
+            raise ValueError(
+                f"gpus_per_worker: must be 0 or a whole number of GPUs (NCCL cannot share one GPU between ranks), "
+                f"got {self.gpus_per_worker}"
+            )
+        return self
 
 
 class DeepSpeedSection(Section):
@@ -21,3 +33,14 @@ class DeepSpeedSection(Section):
     zero_stage: Literal["auto", 0, 1, 2, 3] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
     gradient_clipping: NonNegative = 0.0  # 0: none
+
+
+class TrainRunSection(RunSection):
+    """Where a training run lives, and how it checkpoints, logs and orders its data."""
+
+    checkpoint_every_steps: int = Field(default=0, ge=0)  # also every N steps, not only at each epoch's end (0: off)
+    num_to_keep: PositiveInt = 2  # checkpoints kept per stage, the newest (Ray Train deletes older ones)
+    log_every_steps: int = Field(default=10, ge=0)  # a metrics.csv / TensorBoard row every N steps (0: epochs only)
+    # rows each worker shuffles its shard over, in a new seeded order every epoch (Ray Data's local shuffle): a
+    # batch mixes many movie pairs even where the joined rows arrive grouped by movie
+    shuffle_buffer: PositiveInt = 1024

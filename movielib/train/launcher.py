@@ -12,20 +12,24 @@ Train V2), and `run.max_failures` worker deaths are survived by restarting every
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 
 from movielib.io.uri import S3Options
 from movielib.runtime import RunSection, run_folder, write_bytes
-from movielib.train.config import DeepSpeedSection, ScalingSection
+from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
 from movielib.train.runlog import RunLog
 
-__all__ = ["DeepSpeedSection", "RunSection", "ScalingSection", "Worker", "launch"]
+__all__ = ["DeepSpeedSection", "Epochs", "RunSection", "ScalingSection", "TrainRunSection", "Worker", "launch"]
 
 C = TypeVar("C")
 CHECKPOINT_TAG = "state"  # DeepSpeed's own `latest` file names the tag: the tag must not be "latest"
@@ -40,6 +44,7 @@ class Worker:
     run_folder: str  # <run.folder>/<run.name>: what the stages export
     stage: str  # <run_folder>/<stage>: Ray Train's checkpoints, metrics.csv and curves.png
     s3: S3Options | None = None  # the job's S3 options, for exports to an s3:// run folder
+    run: TrainRunSection = dataclasses.field(default_factory=TrainRunSection)  # checkpoints, logging, shuffling
     _log: RunLog | None = None
 
     @property
@@ -56,14 +61,26 @@ class Worker:
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        """This worker's device as Ray Train assigned it (its own GPU on a GPU worker, never cuda:0 by default)."""
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    @property
+    def bf16(self) -> bool:
+        """bf16 weights and activations (precision bf16, or auto on a GPU worker); fp32 islands stay fp32."""
+        ds = self.deepspeed
+        return ds.precision == "bf16" or (ds.precision == "auto" and self.device.type == "cuda")
 
     def engine(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
-        """The DeepSpeed engine around `model` and a torch `optimizer` (ZeRO stage and precision from the config)."""
+        """The DeepSpeed engine around `model` and a torch `optimizer` (ZeRO stage and precision from the config).
+        Under bf16 DeepSpeed casts every parameter to bf16 and keeps fp32 masters in the optimizer; the submodules
+        a model names in `fp32_modules` (MoCo's key encoder and queue) are cast back to fp32 here: fp32 islands
+        that no optimizer updates."""
         import deepspeed
 
         ds = self.deepspeed
-        bf16 = ds.precision == "bf16" or (ds.precision == "auto" and torch.cuda.is_available())
+        bf16 = self.bf16
         stage = self.zero_stage
         config = {
             "train_micro_batch_size_per_gpu": self.micro_batch,
@@ -76,6 +93,8 @@ class Worker:
         if ds.gradient_clipping:
             config["gradient_clipping"] = ds.gradient_clipping
         engine, _, _, _ = deepspeed.initialize(model=model.to(self.device), optimizer=optimizer, config=config)
+        if bf16:
+            keep_fp32_islands(engine.module)
         if stage == 0 and self.world_size == 1:  # no one to reduce with: DeepSpeed would still flatten and copy
             engine.enable_backward_allreduce = False  # every gradient each step
         return engine
@@ -86,22 +105,38 @@ class Worker:
         return (0 if self.world_size == 1 else 2) if stage == "auto" else stage
 
     def resume(self, engine) -> dict:
-        """Load the run's last checkpoint into `engine`; returns the state saved with it ({} on a fresh run)."""
+        """Load the run's last checkpoint into `engine`; returns the state saved with it ({} on a fresh run).
+        A checkpoint whose files are gone is an error naming it, never a silent fresh start."""
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return {}
         with checkpoint.as_directory() as folder:
-            _, state = engine.load_checkpoint(folder, tag=CHECKPOINT_TAG)
+            try:
+                path, state = engine.load_checkpoint(folder, tag=CHECKPOINT_TAG)
+            except (AssertionError, OSError, RuntimeError):  # DeepSpeed asserts when a tag's files are gone
+                path = None
+            if path is None:
+                found = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+                raise RuntimeError(
+                    f"cannot resume from {checkpoint.path}: its DeepSpeed files ({CHECKPOINT_TAG}/, latest) are "
+                    f"missing or incomplete (found: {', '.join(found[:8]) or 'nothing'}); restore them, or start the "
+                    "stage anew in another run folder"
+                )
         return state or {}
 
-    def checkpoint(self, engine, metrics: dict, state: dict) -> None:
+    def epochs(self, engine, epochs: int, stage: str, items: str) -> Epochs:
+        """The loop's epochs, resumed from the last checkpoint (mid-epoch ones included); see Epochs."""
+        return Epochs(self, engine, epochs, stage, items)
+
+    def checkpoint(self, engine, metrics: dict, state: dict, log: bool = True) -> None:
         """Save the engine (every rank writes its shards) with `state`, and report `metrics` with it
-        (rank 0 also logs them to the run folder's metrics.csv)."""
+        (rank 0 also logs them to the run folder's metrics.csv, unless `log` is off)."""
         import ray.train
 
-        self.log(metrics)
+        if log:
+            self.log(metrics)
         with tempfile.TemporaryDirectory() as folder:
             engine.save_checkpoint(folder, tag=CHECKPOINT_TAG, client_state=state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
@@ -113,32 +148,190 @@ class Worker:
             self._log.log(metrics)
 
     def export(self, engine, name: str, meta: dict, prefix: str = "") -> str:
-        """The trained module's full state dict (gathered from every rank under ZeRO-3; only the keys under
-        `prefix`, without it) with `meta`, saved by rank 0 as `<run_folder>/<name>`: a plain torch file that
-        loads without DeepSpeed. Every rank calls it."""
-        import contextlib
+        """The trained module's full state dict (only the keys under `prefix`, without it) with `meta`, saved by
+        rank 0 as `<run_folder>/<name>`: a plain torch file that loads without DeepSpeed. Trained parameters are
+        the optimizer's fp32 master weights (under bf16 the module holds bf16 copies; under ZeRO they are
+        gathered from every rank); the rest as the module holds them, in fp32. Every rank calls it."""
         import io
 
-        import deepspeed
-
-        gathered = (
-            deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
-            if self.zero_stage == 3
-            else contextlib.nullcontext()
-        )
-        with gathered:
-            if self.rank == 0:
-                state = {
-                    k[len(prefix) :]: v.detach().float().cpu().clone()
-                    for k, v in engine.module.state_dict().items()
-                    if k.startswith(prefix)
-                }
+        state = fp32_state_dict(engine, self.zero_stage, prefix, self.rank == 0)
         path = f"{self.run_folder}/{name}"
         if self.rank == 0:
             buf = io.BytesIO()
             torch.save({"state_dict": state, **meta}, buf)
             write_bytes(path, buf.getvalue(), self.s3)
         return path
+
+
+def keep_fp32_islands(module: torch.nn.Module) -> torch.nn.Module:
+    """The submodules `module.fp32_modules` names back in fp32 after DeepSpeed's bf16 cast (which casts every
+    parameter): MoCo's key encoder, whose momentum update is below bf16's resolution, and its queue."""
+    for name in getattr(module, "fp32_modules", ()):
+        module.get_submodule(name).float()
+    return module
+
+
+class Epochs:
+    """A training loop's epochs and steps on one worker: resume, seeded shuffling, step logs, checkpoints.
+
+        run = worker.epochs(engine, cfg.epochs, "scenes", "scene_pairs")
+        for epoch in run:
+            for batch in run.batches(shard):
+                ... forward, backward, step ...
+                run.step_done(engine, len(batch), loss=loss.item(), lr=lr)
+            run.end_epoch(engine, {"loss": ..., ...})
+
+    Every epoch reads the shard in a new seeded order (a local shuffle buffer of `run.shuffle_buffer` rows);
+    `run.log_every_steps` writes a row of the running means (rank 0's shard) and throughput; a checkpoint is
+    written at each epoch's end and every `run.checkpoint_every_steps` steps. A run resumed from a mid-epoch
+    checkpoint skips the batches that epoch had already trained on.
+    """
+
+    def __init__(self, worker: Worker, engine, epochs: int, stage: str, items: str):
+        self.worker, self.engine, self.epochs, self.stage, self.items = worker, engine, epochs, stage, items
+        state = worker.resume(engine)
+        self.step = state.get("step", 0)
+        self.first = state.get("epoch", 0)
+        self.skip = self.step - state.get("epoch_start", self.step)
+        self.epoch = self.first
+        self._window: dict[str, list[float]] = {}
+
+    def __iter__(self):
+        for epoch in range(self.first, self.epochs):
+            self.epoch, self.epoch_start = epoch, self.step - (self.skip if epoch == self.first else 0)
+            self.speed, self._window = Throughput(), {}
+            yield epoch
+            self.skip = 0
+
+    def batches(self, shard, train: bool = True):
+        """The shard's micro-batches on this worker's device; for training, shuffled in the epoch's seeded order
+        and without the batches a mid-epoch checkpoint had covered."""
+        w = self.worker
+        shuffle = (
+            {
+                "local_shuffle_buffer_size": w.run.shuffle_buffer,
+                "local_shuffle_seed": (self.epoch + 1) * 1_000_003 + w.rank,
+            }
+            if train
+            else {}
+        )
+        it = shard.iter_torch_batches(batch_size=w.micro_batch, drop_last=train, device=w.device, **shuffle)
+        for i, batch in enumerate(it):
+            if train and self.epoch == self.first and i < self.skip:
+                continue
+            yield batch
+
+    def step_done(self, engine, items: int, **metrics: float) -> None:
+        """After an optimizer step over `items` examples on this worker: a step row every log_every_steps, a
+        checkpoint every checkpoint_every_steps."""
+        w = self.worker
+        self.step += 1
+        self.speed.step(items * w.world_size)
+        for k, v in metrics.items():
+            self._window.setdefault(k, []).append(float(v))
+        if w.run.log_every_steps and self.step % w.run.log_every_steps == 0:
+            w.log(
+                {
+                    "step": self.step,
+                    "epoch": self.epoch + 1,
+                    "kind": "step",
+                    **{k: sum(v) / len(v) for k, v in self._window.items()},
+                    f"{self.items}_per_s": self.speed.per_s,
+                }
+            )
+            self._window = {}
+        if w.run.checkpoint_every_steps and self.step % w.run.checkpoint_every_steps == 0:
+            self._checkpoint(
+                engine,
+                {"step": self.step, "epoch": self.epoch + 1, "kind": "checkpoint"},
+                {"epoch": self.epoch, "step": self.step, "epoch_start": self.epoch_start},
+                log=False,
+            )
+
+    def end_epoch(self, engine, metrics: dict) -> dict:
+        """The epoch's row (kind epoch: global metrics) with its checkpoint, and rank 0's progress line."""
+        row = {
+            "step": self.step,
+            "epoch": self.epoch + 1,
+            "kind": "epoch",
+            **metrics,
+            f"{self.items}_per_s": self.speed.per_s,
+        }
+        if self.worker.rank == 0:  # logged, not printed: Ray Train V2 would pass a print on twice
+            shown = "  ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "kind"
+            )
+            log = logging.getLogger("movielib.train")
+            log.setLevel(logging.INFO)
+            log.info(f"[{self.stage}] {shown}")
+        self._checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
+        return row
+
+    def _checkpoint(self, engine, row: dict, state: dict, log: bool = True) -> None:
+        self.worker.checkpoint(engine, row, state, log=log)
+
+
+class Throughput:
+    """Items per second of an epoch, timed from the end of its first step to the end of its last (the data
+    iterator's start-up and first batch left out, as the benchmarks time both sides); the whole epoch when it
+    has one step."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.last, self.items, self.total = self.start, 0, 0
+
+    def step(self, items: int) -> None:
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+        else:
+            self.items += items
+        self.total += items
+
+    @property
+    def per_s(self) -> float:
+        if self.items:
+            return self.items / (self.last - self.first)
+        return self.total / max(self.last - self.start, 1e-9)
+
+
+def fp32_state_dict(engine, zero_stage: int, prefix: str = "", keep: bool = True) -> dict[str, torch.Tensor]:
+    """The engine's module state under `prefix` in fp32, trained parameters from the optimizer's fp32 masters.
+    A collective under ZeRO: every rank calls it; only where `keep` is the dict filled."""
+    import contextlib
+
+    import deepspeed
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    masters = {}
+    # ZeRO 0 under bf16: DeepSpeed's unfused optimizer keeps the fp32 copies in groups beside the bf16 ones
+    opt = getattr(engine, "optimizer", None) if zero_stage == 0 else None
+    unfused = {
+        id(lo): hi
+        for los, his in zip(getattr(opt, "fp16_groups", []), getattr(opt, "fp32_groups", []))
+        for lo, hi in zip(los, his)
+    }
+    for key, param in engine.module.named_parameters():
+        if key.startswith(prefix) and param.requires_grad:
+            full = unfused.get(id(param))
+            if full is None:  # ZeRO 1-3 (and the bf16 optimizer): DeepSpeed assembles it; None when no master
+                full = safe_get_full_fp32_param(param)
+            if full is not None and keep:
+                masters[key] = full.detach().float().cpu().clone()
+    gathered = (
+        deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
+        if zero_stage == 3
+        else contextlib.nullcontext()
+    )
+    with gathered:
+        if not keep:
+            return {}
+        return {
+            k[len(prefix) :]: masters.get(k, v.detach().float().cpu().clone())
+            for k, v in engine.module.state_dict().items()
+            if k.startswith(prefix)
+        }
 
 
 def launch(
@@ -156,20 +349,30 @@ def launch(
     `loop_config` reaches the workers as it is (typed sections and dataclasses pickle), never as a dict.
     A run folder that holds checkpoints of the same stage continues from the last one. The stage's
     metrics (metrics.csv, logged by the loop) are drawn as curves.png in its folder at the end."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     use_gpu = scaling.gpus_per_worker > 0
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if use_gpu else {})}
     folder = run_folder(run)
-    worker = Worker(deepspeed, micro_batch, folder, stage, s3)
+    train_run = run if isinstance(run, TrainRunSection) else TrainRunSection(**run.model_dump())
+    worker = Worker(deepspeed, micro_batch, folder, stage, s3, train_run)
+    storage: dict = {"storage_path": folder}
+    if folder.startswith("s3://"):  # the job's own S3 options (endpoint, credentials), not only the environment's
+        storage = {
+            "storage_path": folder.removeprefix("s3://"),
+            "storage_filesystem": (s3 or S3Options.from_env()).filesystem(),
+        }
     trainer = TorchTrainer(
         _per_worker,
         train_loop_config={"loop": loop, "config": loop_config, "worker": worker},
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
-            name=stage, storage_path=folder, failure_config=FailureConfig(max_failures=run.max_failures)
+            name=stage,
+            failure_config=FailureConfig(max_failures=run.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=train_run.num_to_keep),
+            **storage,
         ),
         datasets=datasets,
     )
@@ -182,4 +385,8 @@ def launch(
 
 def _per_worker(config: dict) -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), "movielib-torch-extensions"))
+    if torch.cuda.is_available():  # Ray Train's GPU for this worker is the current one before any model is built
+        import ray.train.torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())
     config["loop"](config["worker"], config["config"])

@@ -1,9 +1,11 @@
-"""A run's metrics as a CSV and a PNG of curves, in its run folder (local or s3://).
+"""A run's metrics as a CSV, TensorBoard event files and a PNG of curves, in its run folder (local or s3://).
 
 Rank 0 of a training run logs one row per report (step, epoch, loss, lr, and whatever else the
 method measures). A worker restarted from a checkpoint logs the steps it redoes again; readers
 keep the last row of each step. The CSV is rewritten whole on every flush (object stores have no
-append), which is cheap for the few thousand rows a run reports.
+append), which is cheap for the few thousand rows a run reports. The same rows go to TensorBoard event
+files in `<folder>/tensorboard/` (written locally, copied on every flush), so `tensorboard --logdir RUN`
+shows a running job, every stage of it.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 
 from movielib.io.uri import S3Options, filesystem_for
 
-METRICS, CURVES = "metrics.csv", "curves.png"
+METRICS, CURVES, TENSORBOARD = "metrics.csv", "curves.png", "tensorboard"
 
 
 class RunLog:
     """Append-only metrics of one run, kept in memory and flushed as `<folder>/metrics.csv`."""
 
-    def __init__(self, folder: str, s3: S3Options | None = None):
+    def __init__(self, folder: str, s3: S3Options | None = None, tensorboard: bool = True):
         self.fs, self.path = filesystem_for(folder, s3)
         self.rows: list[dict] = self._read()
+        self.tensorboard = tensorboard
+        self._writer, self._local = None, None
 
     def _read(self) -> list[dict]:
         try:
@@ -35,7 +40,30 @@ class RunLog:
 
     def log(self, row: dict) -> None:
         self.rows.append(dict(row))
+        if self.tensorboard and "step" in row:
+            self._scalars(row)
         self.flush()
+
+    def _scalars(self, row: dict) -> None:
+        """The row's numbers as TensorBoard scalars at its step, the event file copied next to metrics.csv."""
+        import tempfile
+
+        from tensorboardX import SummaryWriter
+
+        if self._writer is None:
+            self._local = tempfile.mkdtemp(prefix="movielib-tensorboard-")
+            self._writer = SummaryWriter(self._local)
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(key, value, int(row["step"]))
+        self._writer.flush()
+        self.fs.create_dir(f"{self.path}/{TENSORBOARD}", recursive=True)
+        for name in os.listdir(self._local):
+            with (
+                open(os.path.join(self._local, name), "rb") as src,
+                self.fs.open_output_stream(f"{self.path}/{TENSORBOARD}/{name}") as dst,
+            ):
+                dst.write(src.read())
 
     def flush(self) -> None:
         columns = list(dict.fromkeys(k for r in self.rows for k in r))
@@ -60,16 +88,22 @@ class RunLog:
         import matplotlib.pyplot as plt
 
         rows = self.by_step()
+
+        def numeric(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        # every metric a row holds: step rows (every log_every_steps) and epoch rows (global metrics) alike
         names = [
             k
             for k in dict.fromkeys(k for r in rows for k in r)
-            if k not in ("step", "epoch") and all(isinstance(r.get(k), (int, float)) for r in rows)
+            if k not in ("step", "epoch") and any(numeric(r.get(k)) for r in rows)
         ]
         cols = min(3, max(1, len(names)))
         rows_of_panels = math.ceil(len(names) / cols) or 1
         fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.5 * cols, 2.8 * rows_of_panels), squeeze=False)
         for ax, name in zip(axes.flat, names):
-            ax.plot([r["step"] for r in rows], [r[name] for r in rows], marker="." if len(rows) < 50 else None)
+            points = [(r["step"], r[name]) for r in rows if numeric(r.get(name))]
+            ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
             ax.set_title(name)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)

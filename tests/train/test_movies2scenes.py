@@ -225,3 +225,52 @@ def test_selected_scene_pairs_come_from_matching_clusters():
     )
     print(f"same cluster: selected {selected:.2f}, random scenes of similar movies {random_pairs:.2f}")
     assert selected > 0.5 and selected > 2 * random_pairs  # measured: 0.65 against 0.16
+
+
+def test_keep_is_the_top_share_of_the_non_overlapping_pairs():
+    """supp. §1b: walk the windows best first for non-overlapping pairs, then keep the best 50% of those (a cut
+    before the walk changed nothing: the walk takes the best windows first anyway)."""
+    rng = np.random.default_rng(1)
+    a = torch.tensor(rng.normal(0, 0.1, (90, 90)), dtype=torch.float32)
+    for k, boost in enumerate((5.0, 4.0, 3.0, 2.0, 1.0)):  # five planted scene pairs, one per 18 shots
+        a[18 * k : 18 * k + 9, 18 * k + 9 : 18 * k + 18] += boost
+    every = select_scene_pairs(a, window=9, keep=1.0)
+    half = select_scene_pairs(a, window=9, keep=0.5)
+    assert len(every) == 90 // 9 and len(half) == int(np.ceil(0.5 * len(every)))  # 10 walked, 5 kept
+    assert half == every[: len(half)]  # the best-scoring ones
+    assert [(p.first, p.second) for p in half] == [(18 * k, 18 * k + 9) for k in range(5)]
+    assert select_scene_pairs(a, window=9, keep=0.01) == every[:1]  # at least one
+
+
+def test_step3_moves_only_the_scenes_keyframes():
+    """Each scene pair becomes its 2 x n wanted shots (joined to the keyframes table one shot at a time) and is
+    gathered back in shot order; a shot without a keyframe borrows its scene's nearest earlier one."""
+    import pyarrow as pa
+
+    from movielib.train.movies2scenes.data import assemble_scenes, partitions_for, wanted_shots
+    from movielib.train.movies2scenes.pairs import SCENE_PAIRS
+
+    pairs = pa.Table.from_pylist(
+        [
+            {"movie_a": "m1", "a_first": 4, "a_last": 6, "movie_b": "m2", "b_first": 10, "b_last": 12, "score": 1.0},
+            {"movie_a": "m3", "a_first": 0, "a_last": 2, "movie_b": "m1", "b_first": 5, "b_last": 7, "score": 0.5},
+        ],
+        schema=SCENE_PAIRS,
+    )
+    wanted = wanted_shots(pairs).to_pylist()
+    assert len(wanted) == 2 * 2 * 3
+    assert [(r["video_id"], r["shot_idx"], r["pos"]) for r in wanted if r["pair"] == 1 and r["side"] == 1] == [
+        ("m1", 5, 0),
+        ("m1", 6, 1),
+        ("m1", 7, 2),
+    ]
+    group = pa.Table.from_pylist(
+        [
+            {**r, "jpeg": None if r["shot_idx"] == 11 else f"{r['video_id']}:{r['shot_idx']}".encode()}
+            for r in reversed(wanted)
+            if r["pair"] == 0
+        ]
+    )  # any order, one keyframe missing
+    out = assemble_scenes(group).to_pylist()[0]
+    assert out == {"q": [b"m1:4", b"m1:5", b"m1:6"], "k": [b"m2:10", b"m2:10", b"m2:12"]}
+    assert partitions_for(100) == 2 and partitions_for(10_000_000) == 500  # from the data size

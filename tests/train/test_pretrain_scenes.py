@@ -89,7 +89,9 @@ def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trai
         ("scenes", {"loss", "lr", "moco_top1", "moco_top5"}, 3),
     ):
         log = RunLog(str(run / stage))
-        assert columns <= set(log.rows[0]) and [r["epoch"] for r in log.by_step()] == list(range(1, steps + 1))
+        epochs = [r for r in log.by_step() if r["kind"] == "epoch"]  # besides a row every log_every_steps steps
+        assert columns <= set(epochs[0]) and [r["epoch"] for r in epochs] == list(range(1, steps + 1))
+        assert (run / stage / "tensorboard").is_dir()  # TensorBoard's event files beside metrics.csv
         assert (run / stage / "curves.png").stat().st_size > 5000
         assert any(p.name.startswith("checkpoint_") for p in (run / stage).iterdir())
     for name in (SIMILARITY, SCENE_PAIRS_FILE, ENCODER, "summary.json"):
@@ -106,8 +108,8 @@ def test_the_run_folder_holds_config_checkpoints_metrics_curves_and_exports(trai
 
 def test_step1_separates_similar_from_dissimilar_held_out_pairs(trained):
     _, _, summary, run = trained
-    last = RunLog(str(run / "similarity")).by_step()[-1]
-    first = RunLog(str(run / "similarity")).by_step()[0]
+    epochs = [r for r in RunLog(str(run / "similarity")).by_step() if r["kind"] == "epoch"]
+    first, last = epochs[0], epochs[-1]
     print("held-out pair accuracy", first["similarity_accuracy"], "->", last["similarity_accuracy"])
     assert summary["pairs"]["val"] >= 30
     assert last["similarity_accuracy"] >= 0.75 and last["loss"] < first["loss"]  # chance: 0.5
@@ -211,16 +213,20 @@ def test_a_killed_job_resumes_from_its_last_checkpoint_and_ends_like_the_uninter
     ]
     proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and not RunLog(str(resumed / "scenes")).rows:
+
+    def checkpointed() -> bool:
+        return any(r["kind"] == "epoch" for r in RunLog(str(resumed / "scenes")).rows)
+
+    while time.time() < deadline and not checkpointed():
         time.sleep(0.5)
-    assert RunLog(str(resumed / "scenes")).rows, "the job never reached its first checkpoint"
+    assert checkpointed(), "the job never reached its first checkpoint"
     proc.send_signal(signal.SIGKILL)  # the driver dies mid-run
     proc.wait()
     steps_per_epoch = pq.read_table(resumed / SCENE_PAIRS_FILE).num_rows // cfg.scenes.batch
     again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = again.communicate(timeout=400)
     assert again.returncode == 0, out[-3000:]
-    log, whole = RunLog(str(resumed / "scenes")).by_step(), RunLog(str(run / "scenes")).by_step()
+    log, whole = ([r for r in RunLog(str(f / "scenes")).by_step() if r["kind"] == "epoch"] for f in (resumed, run))
     assert [r["epoch"] for r in log] == [1, 2, 3] and log[-1]["step"] == whole[-1]["step"] == 3 * steps_per_epoch
     print("final MoCo loss: resumed", log[-1]["loss"], "uninterrupted", whole[-1]["loss"])
     assert log[-1]["loss"] == pytest.approx(whole[-1]["loss"], rel=0.25)  # within noise: the data order differs

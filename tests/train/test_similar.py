@@ -5,7 +5,7 @@ import pyarrow.csv as pcsv
 import pytest
 
 from movielib.errors import ConfigError
-from movielib.train.movies2scenes.similar import dissimilar, from_genres, from_pairs, read_similar
+from movielib.train.movies2scenes.similar import dissimilar, from_genres, from_pairs, genre_sets, read_similar
 
 
 def test_genre_sets_pair_movies_of_the_same_set_about_three_times_each():
@@ -59,3 +59,14 @@ def test_bad_similarity_files_name_what_is_wrong(tmp_path):
         read_similar(str(path), "cowatch")
     with pytest.raises(ConfigError, match="cannot be read"):
         read_similar(str(tmp_path / "nope.csv"), "pairs")
+
+
+def test_genre_overlap_pairs_and_negatives_share_no_genre():
+    genres = {"a": ["drama", "romance"], "b": ["drama"], "c": ["drama", "romance"], "d": ["horror"], "e": ["comedy"]}
+    assert from_genres(genres, per_movie=4) == {("a", "c")}  # the same set only (min_jaccard 1.0)
+    assert from_genres(genres, per_movie=4, min_jaccard=0.5) == {("a", "c"), ("a", "b"), ("b", "c")}  # J = 1/2
+    sets = genre_sets(genres)
+    negatives = dissimilar({("a", "c")}, sorted(genres), n=100, genres=sets)
+    assert negatives and all(not sets[x] & sets[y] for x, y in negatives)  # no pair of two dramas
+    assert ("a", "b") in dissimilar({("a", "c")}, sorted(genres), n=100)  # without genres, any non-similar pair
+    assert len(negatives) == 7  # every pair of disjoint genre sets: {a,b,c} x {d,e} and (d, e)

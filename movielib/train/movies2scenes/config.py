@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from movielib.config import JobConfig, ModelConfig, Positive, PositiveInt, Section, UnitInterval
-from movielib.runtime import RunSection
-from movielib.train.config import DeepSpeedSection, ScalingSection
+from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
 
 
 def pooled_size(shots: int, kernel: int, stride: int) -> int:
@@ -22,8 +21,11 @@ class SimilaritySection(Section):
     source: Literal["genres", "synopsis", "pairs"] = "genres"
     path: str | None = None  # CSV or Parquet; required
     per_movie: PositiveInt = 3  # similar movies per movie (genres, synopsis), about three as in §4.1
-    negatives: PositiveInt = 1  # dissimilar pairs drawn per similar pair
-    val_fraction: UnitInterval = 0.1  # pairs held out of step 1, scored each epoch (similarity accuracy)
+    # genres: movies are similar when their genre sets overlap this much (Jaccard; 1.0: the same set)
+    min_jaccard: UnitInterval = 1.0
+    negatives: PositiveInt = 1  # dissimilar pairs drawn per similar pair (for genres: sharing no genre)
+    # movies held out of step 1: the pairs that name one are scored each epoch (similarity accuracy), never trained on
+    val_fraction: UnitInterval = 0.1
     text_model: str | None = None  # synopsis: sentence-transformers folder; default the packaged all-MiniLM-L6-v2
     seed: int = 0
 
@@ -31,6 +33,7 @@ class SimilaritySection(Section):
 class FeaturesSection(Section):
     table: Literal["features/keyframe", "features/image"] = "features/keyframe"  # E_fixed: one keyframe per shot
     model: str | None = None  # the features' model when the table holds several
+    version: str | None = None  # the model's model_version (None: the newest)
 
 
 class SimilarityModelSection(Section):
@@ -82,7 +85,7 @@ class ScenesSection(Section):
     epochs: PositiveInt = 20
 
 
-class ScenesRunSection(RunSection):
+class ScenesRunSection(TrainRunSection):
     name: str = "scenes"
 
 
@@ -106,11 +109,11 @@ class PretrainScenesConfig(JobConfig):
             raise ValueError("catalog: is required (the tagged DEST to learn from)")
         if not self.similarity.path:
             raise ValueError("similarity.path: is required (a genres, synopsis or pairs file)")
-        for section in ("similarity_model", "scenes"):
-            if getattr(self, section).batch < self.scaling.workers:
+        for section in ("similarity_model", "scenes"):  # the global batch is exact: each worker takes batch / workers
+            batch = getattr(self, section).batch
+            if batch % self.scaling.workers:
                 raise ValueError(
-                    f"{section}.batch: must be >= scaling.workers ({self.scaling.workers}), "
-                    f"got {getattr(self, section).batch}"
+                    f"{section}.batch: must be a multiple of scaling.workers ({self.scaling.workers}), got {batch}"
                 )
         if self.deepspeed.zero_stage == 3:  # the momentum encoder reads the query encoder's whole parameters
             raise ValueError(

@@ -27,9 +27,20 @@ if TYPE_CHECKING:
 PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("label", pa.float32())])
 
 
+def stack_movies(shots: int | None = None):
+    """A map_groups function: a movie's rows (any order) -> one row (video_id, shot_idx list, features: n_shots *
+    dim floats in shot order), cut to its first `shots` shots when given (step 1 pads or cuts to 1024 anyway:
+    only those travel)."""
+
+    def stack_movie(group: pa.Table) -> pa.Table:
+        group = group.sort_by("shot_idx")
+        return _stack_movie(group.slice(0, shots) if shots else group)
+
+    return stack_movie
+
+
 def _stack_movie(group: pa.Table) -> pa.Table:
-    """A movie's rows (any order) -> one row: video_id, shot_idx (list), features (n_shots * dim floats, shot order)."""
-    group = group.sort_by("shot_idx")
+    """A movie's rows (in shot order) -> one row: video_id, shot_idx (list), features (n_shots * dim floats)."""
     emb = group["embedding"].combine_chunks()
     return pa.table(
         {
@@ -43,11 +54,14 @@ def _stack_movie(group: pa.Table) -> pa.Table:
     )
 
 
-def movies(store: CatalogStore, table: str, model: str | None = None) -> ray.data.Dataset:
-    """One row per movie with its per-shot features (features/keyframe or features/image), stacked."""
-    ds = store.dataset(table, columns=["video_id", "shot_idx", "model", "embedding"], model=model)
+def movies(
+    store: CatalogStore, table: str, model: str | None = None, version: str | None = None, shots: int | None = None
+) -> ray.data.Dataset:
+    """One row per movie with its per-shot features (features/keyframe or features/image), stacked (its first
+    `shots` shots when given)."""
+    ds = store.dataset(table, columns=["video_id", "shot_idx", "model", "embedding"], model=model, version=version)
     ds = ds.filter(expr=not_null("embedding"))
-    return ds.groupby("video_id").map_groups(_stack_movie, batch_format="pyarrow")
+    return ds.groupby("video_id").map_groups(stack_movies(shots), batch_format="pyarrow")
 
 
 def _join_movies(pairs: ray.data.Dataset, movie_rows: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
@@ -79,13 +93,20 @@ class PadPairs:
 
 
 def movie_pairs(
-    store: CatalogStore, pairs: pa.Table, table: str, model: str | None, partitions: int = 4
+    store: CatalogStore,
+    pairs: pa.Table,
+    table: str,
+    model: str | None,
+    version: str | None = None,
+    shots: int | None = None,
 ) -> ray.data.Dataset:
     """Movie pairs (a, b, label) with both movies' stacked shot features; step 1 materializes it once and maps
     `PadPairs` over it each epoch, step 2 reads every shot."""
     import ray.data
 
-    return _join_movies(ray.data.from_arrow(pairs), movies(store, table, model), partitions)
+    return _join_movies(
+        ray.data.from_arrow(pairs), movies(store, table, model, version, shots), partitions_for(pairs.num_rows)
+    )
 
 
 def _stack_keyframes(group: pa.Table) -> pa.Table:
@@ -118,36 +139,78 @@ def decode_jpegs(jpegs: list[bytes]) -> np.ndarray:
     return np.stack([cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)[..., ::-1] for j in jpegs])
 
 
-def _scene(row: dict, side: str) -> list[bytes]:
-    """The keyframe JPEGs of one side's scene (shots first..last); a shot without a keyframe borrows the last."""
-    shots = row[f"{side}_shot_idx"]
-    first = shots.index(row[f"{side}_first"])
-    wanted = row[f"{side}_last"] - row[f"{side}_first"] + 1
-    jpegs = row[f"{side}_jpegs"][first : first + wanted]
-    return jpegs + jpegs[-1:] * (wanted - len(jpegs))
-
-
-def cut_scenes(batch: pa.Table) -> pa.Table:
-    """Scene-pair rows joined with both movies' keyframes -> only the two scenes' JPEGs (q: movie a, k: movie b)."""
-    rows = batch.to_pylist()
-    jpegs = pa.list_(pa.binary())
-    return pa.table(
-        {"q": pa.array([_scene(r, "a") for r in rows], jpegs), "k": pa.array([_scene(r, "b") for r in rows], jpegs)}
-    )
-
-
 def decode_scenes(batch: pa.Table) -> dict[str, np.ndarray]:
     """q, k JPEG lists -> (B, n shots, H, W, 3) uint8 scenes."""
     return {side: np.stack([decode_jpegs(j) for j in batch[side].to_pylist()]) for side in ("q", "k")}
 
 
-def scene_frames(store: CatalogStore, scene_pairs: ray.data.Dataset, partitions: int = 4) -> ray.data.Dataset:
-    """Selected scene pairs (movie_a, a_first, a_last, movie_b, ...) as the JPEGs of both scenes: materialize it
-    once, then `.map_batches(decode_scenes)` per epoch."""
-    frames = keyframe_movies(store)
-    for side in ("a", "b"):
-        renamed = frames.rename_columns(
-            {"video_id": f"movie_{side}", "shot_idx": f"{side}_shot_idx", "jpegs": f"{side}_jpegs"}
+def partitions_for(rows: int, per_partition: int = 20_000) -> int:
+    """Hash-shuffle partitions for a join of `rows` rows: from the data size, not a constant."""
+    return max(2, min(1024, -(-rows // per_partition)))
+
+
+SCENE_SHOTS = pa.schema(
+    [
+        ("pair", pa.int64()),
+        ("side", pa.int8()),
+        ("pos", pa.int16()),
+        ("video_id", pa.string()),
+        ("shot_idx", pa.int32()),
+    ]
+)
+
+
+def wanted_shots(scene_pairs: pa.Table) -> pa.Table:
+    """One row per shot a scene pair needs: (pair, side 0 = movie a / 1 = movie b, position in the scene,
+    video_id, shot_idx), from the pairs' first / last shots (inclusive)."""
+    cols = []
+    for side, (movie, first, last) in enumerate((("movie_a", "a_first", "a_last"), ("movie_b", "b_first", "b_last"))):
+        f, lengths = scene_pairs[first].to_numpy(), scene_pairs[last].to_numpy() - scene_pairs[first].to_numpy() + 1
+        pair = np.repeat(np.arange(scene_pairs.num_rows), lengths)
+        pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        ids = np.repeat(np.asarray(scene_pairs[movie].to_pylist(), dtype=object), lengths)
+        cols.append(
+            pa.table(
+                {
+                    "pair": pair,
+                    "side": np.full(len(pair), side, np.int8),
+                    "pos": pos.astype(np.int16),
+                    "video_id": pa.array(ids.tolist(), pa.string()),
+                    "shot_idx": (np.repeat(f, lengths) + pos).astype(np.int32),
+                },
+                schema=SCENE_SHOTS,
+            )
         )
-        scene_pairs = scene_pairs.join(renamed, join_type="inner", num_partitions=partitions, on=(f"movie_{side}",))
-    return scene_pairs.map_batches(cut_scenes, batch_format="pyarrow", batch_size=16)
+    return pa.concat_tables(cols)
+
+
+def assemble_scenes(group: pa.Table) -> pa.Table:
+    """One pair's wanted shots with their JPEGs -> q (movie a's scene) and k (movie b's), in shot order; a shot
+    without a keyframe borrows its scene's nearest earlier one (or, at the start, the first there is)."""
+    rows = sorted(group.to_pylist(), key=lambda r: (r["side"], r["pos"]))
+    out = {}
+    for side, name in ((0, "q"), (1, "k")):
+        jpegs = [r["jpeg"] for r in rows if r["side"] == side]
+        known = [j for j in jpegs if j is not None]
+        last = known[0] if known else b""
+        filled = []
+        for j in jpegs:
+            last = j if j is not None else last
+            filled.append(last)
+        out[name] = [filled]
+    return pa.table(out, schema=pa.schema([("q", pa.list_(pa.binary())), ("k", pa.list_(pa.binary()))]))
+
+
+def scene_frames(store: CatalogStore, scene_pairs: pa.Table) -> ray.data.Dataset:
+    """The selected scene pairs (movie_a, a_first, a_last, movie_b, ...) as the JPEGs of both scenes: materialize
+    it once, then `.map_batches(decode_scenes)` per epoch. Only the scenes' keyframes move: the pairs become one
+    row per wanted shot, joined to the keyframes table on (video_id, shot_idx) and gathered back per pair, so
+    what is shuffled and materialized is the 2 x `shots` keyframes of each pair, not whole movies."""
+    import ray.data
+
+    wanted = wanted_shots(scene_pairs)
+    keyframes = store.dataset("keyframes", columns=["video_id", "shot_idx", "jpeg"])
+    joined = ray.data.from_arrow(wanted).join(
+        keyframes, join_type="left_outer", num_partitions=partitions_for(wanted.num_rows), on=("video_id", "shot_idx")
+    )
+    return joined.groupby("pair").map_groups(assemble_scenes, batch_format="pyarrow")

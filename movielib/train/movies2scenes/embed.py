@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from movielib.io.uri import S3Options
-from movielib.runtime import init_ray, read_bytes
+from movielib.runtime import actor_pool, init_ray, read_bytes
 from movielib.store import FEATURES, CatalogStore
 from movielib.train.movies2scenes.config import EmbedScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs, keyframe_movies
@@ -55,7 +55,14 @@ class EmbedScenes:
         for movie in batch.to_pylist():
             frames = decode_jpegs(movie["jpegs"])
             shot = self._embed(frames[:, None])
-            scene = self._embed(frames[scene_windows(len(frames), self.meta["shots"])])
+            windows = scene_windows(len(frames), self.meta["shots"])  # scenes built a batch at a time (bounded memory)
+            scene = (
+                np.concatenate(
+                    [self._embed(frames[windows[i : i + self.batch]]) for i in range(0, len(windows), self.batch)]
+                )
+                if len(windows)
+                else shot[:0]
+            )
             for i, idx in enumerate(movie["shot_idx"]):
                 for model, emb in ((SHOT_MODEL, shot), (SCENE_MODEL, scene)):
                     rows.append(
@@ -90,7 +97,6 @@ def run(cfg: EmbedScenesConfig, args=None) -> EmbedSummary:
 
 def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_commit: int = 4096) -> EmbedSummary:
     """Write features/scene for every movie with keyframes; returns what was written."""
-    import ray.data
 
     path = f"{run.rstrip('/')}/scene_encoder.pt"
     data = read_bytes(path, s3)
@@ -105,7 +111,7 @@ def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_c
         fn_constructor_kwargs={"encoder": path, "version": version, "s3": s3},
         batch_size=4,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=1),
+        **actor_pool(),  # on GPUs when the cluster has them
     )
     if TABLE in store.table_names():  # the same weights embedded before: their rows are replaced
         store.tables.delete(TABLE, [version], key="model_version")

@@ -28,7 +28,7 @@ import torch
 
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
-from movielib.runtime import exists, init_ray, read_bytes, run_folder, write_bytes
+from movielib.runtime import actor_pool, exists, init_ray, read_bytes, run_folder, write_bytes, write_run_config
 from movielib.store import CatalogStore, not_null
 from movielib.train.launcher import launch
 from movielib.train.movies2scenes.config import PretrainScenesConfig, SimilarityModelSection
@@ -42,8 +42,8 @@ from movielib.train.movies2scenes.loops import (
     similarity_model,
 )
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
-from movielib.train.movies2scenes.similar import dissimilar, read_similar
-from movielib.train.runlog import CURVES
+from movielib.train.movies2scenes.similar import dissimilar, read_genres, read_similar
+from movielib.train.runlog import CURVES, RunLog
 
 if TYPE_CHECKING:
     import ray.data
@@ -52,13 +52,15 @@ SIMILARITY, SCENE_PAIRS_FILE, ENCODER = "similarity.pt", "scene_pairs.parquet", 
 
 
 def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Table, pa.Table, int]:
-    """Similar pairs (label 1) and drawn dissimilar pairs (label 0) of catalog movies, named by video_id, split
-    into train and validation pairs; and how many similar pairs named movies the catalog does not hold."""
+    """Similar pairs (label 1) and drawn dissimilar pairs (label 0, for genres: sharing no genre) of catalog
+    movies, named by video_id, each in a random order (which movie is the query is drawn, not alphabetical);
+    split by movie: `val_fraction` of the movies are held out, and every pair that names one is a validation
+    pair, never trained on. Also how many similar pairs named movies the catalog does not hold."""
     sim = cfg.similarity
     videos = store.read_table("videos", columns=["video_id", "uri", "status"])
     ok = [(v, u) for v, u, s in zip(*(videos[c].to_pylist() for c in ("video_id", "uri", "status"))) if s == "ok"]
     ids = {v: v for v, _ in ok} | {u: v for v, u in ok}
-    named = read_similar(sim.path, sim.source, sim.per_movie, sim.seed, sim.text_model)
+    named = read_similar(sim.path, sim.source, sim.per_movie, sim.seed, sim.text_model, sim.min_jaccard)
     similar = {tuple(sorted((ids[a], ids[b]))) for a, b in named if a in ids and b in ids and ids[a] != ids[b]}
     if not similar:
         raise ConfigError(
@@ -66,12 +68,24 @@ def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Ta
             f"movies of {cfg.catalog!r} (by uri or video_id)"
         )
     movies = sorted({m for p in similar for m in p})
-    negatives = dissimilar(similar, movies, sim.negatives * len(similar), sim.seed)
+    genres = {ids[m]: g for m, g in read_genres(sim.path).items() if m in ids} if sim.source == "genres" else None
+    negatives = dissimilar(similar, movies, sim.negatives * len(similar), sim.seed, genres)
+    rng = random.Random(sim.seed)
     rows = [(a, b, 1.0) for a, b in sorted(similar)] + [(a, b, 0.0) for a, b in sorted(negatives)]
-    random.Random(sim.seed).shuffle(rows)
-    n_val = int(round(sim.val_fraction * len(rows)))
-    table = pa.Table.from_pylist([{"a": a, "b": b, "label": y} for a, b, y in rows], schema=PAIRS)
-    return table.slice(n_val), table.slice(0, n_val), len(named) - len(similar)
+    rows = [(b, a, y) if rng.random() < 0.5 else (a, b, y) for a, b, y in rows]  # the query side, drawn
+    rng.shuffle(rows)
+    held = set(rng.sample(movies, int(round(sim.val_fraction * len(movies)))))
+    val = [r for r in rows if r[0] in held or r[1] in held]
+    train = [r for r in rows if r[0] not in held and r[1] not in held]
+    if not train:
+        raise ConfigError(
+            f"similarity.val_fraction: holding out {len(held)} of {len(movies)} movies leaves no pair to train on"
+        )
+
+    def table(rs: list) -> pa.Table:
+        return pa.Table.from_pylist([{"a": a, "b": b, "label": y} for a, b, y in rs], schema=PAIRS)
+
+    return table(train), table(val), len(named) - len(similar)
 
 
 class SelectScenes:
@@ -117,8 +131,9 @@ def per_epoch(joined: ray.data.Dataset, fn) -> ray.data.Dataset:
     return ds
 
 
-def _feature_dim(store: CatalogStore, table: str, model: str | None) -> int:
-    sample = store.dataset(table, columns=["embedding"], model=model).filter(expr=not_null("embedding")).take(1)
+def _feature_dim(store: CatalogStore, table: str, model: str | None, version: str | None) -> int:
+    sample = store.dataset(table, columns=["embedding"], model=model, version=version)
+    sample = sample.filter(expr=not_null("embedding")).take(1)
     if not sample:
         raise ConfigError(
             f"features.table: {table} of {store.dest!r} holds no embeddings" + (f" of model {model!r}" if model else "")
@@ -126,8 +141,8 @@ def _feature_dim(store: CatalogStore, table: str, model: str | None) -> int:
     return len(sample[0]["embedding"])
 
 
-def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
-    """The tables the three steps read, before any work."""
+def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[str, str]:
+    """The tables the three steps read, before any work; the features' model and version (default: newest)."""
     names = set(store.table_names())
     if "videos" not in names:
         raise ConfigError(f"catalog: {cfg.catalog!r} holds no tagged catalog (no videos table)")
@@ -137,7 +152,8 @@ def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> None:
                 f"catalog: {cfg.catalog!r} has no {table} table; tag it with "
                 "--set features.keyframes=true (keyframes and features/keyframe)"
             )
-    store.feature_model(cfg.features.table, cfg.features.model, "features.model")
+    model = store.feature_model(cfg.features.table, cfg.features.model, "features.model")
+    return model, store.feature_version(cfg.features.table, model, cfg.features.version, "features.version")
 
 
 class ScenesSummary(dict):
@@ -173,19 +189,23 @@ def run(cfg: PretrainScenesConfig, args=None) -> ScenesSummary:
 
 def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
     """The three steps, each skipped when its output is in the run folder already; returns the summary."""
-    import ray.data
 
     s3 = S3Options.from_config(cfg.s3)
     store = CatalogStore(cfg.catalog, s3)
-    check_catalog(cfg, store)
+    model, version = check_catalog(cfg, store)
     folder = run_folder(cfg.run)
-    write_bytes(f"{folder}/config.yaml", cfg.to_yaml().encode(), s3)
+    write_run_config(folder, cfg, s3)  # a changed setting is refused before any step runs
     train, val, unmatched = catalog_pairs(cfg, store)
-    model, table = cfg.features.model, cfg.features.table
-    in_dim = _feature_dim(store, table, model)
+    table = cfg.features.table
+    in_dim = _feature_dim(store, table, model, version or None)
     summary = ScenesSummary(
-        {"run": folder, "pairs": {"train": train.num_rows, "val": val.num_rows, "similar_not_in_catalog": unmatched}}
+        {
+            "run": folder,
+            "pairs": {"train": train.num_rows, "val": val.num_rows, "similar_not_in_catalog": unmatched},
+            "features": {"table": table, "model": model, "version": version},
+        }
     )
+    print(f"features: {table}, model {model}, version {version or '-'}", flush=True)
     print(
         f"movie pairs: {train.num_rows} to train on, {val.num_rows} held out ({unmatched} similar pairs name movies "
         f"not in the catalog)",
@@ -206,7 +226,9 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
             stage="similarity",
             s3=s3,
             datasets={
-                name: per_epoch(movie_pairs(store, pairs, table, model), PadPairs(m.shots, in_dim))
+                name: per_epoch(
+                    movie_pairs(store, pairs, table, model, version or None, m.shots), PadPairs(m.shots, in_dim)
+                )
                 for name, pairs in (("train", train), ("val", val))
             },
         )
@@ -216,7 +238,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
         print("step 2/3: scene pairs of similar movies", flush=True)
         both = pa.concat_tables([train, val])
         similar = both.filter(pc.equal(both["label"], 1.0))
-        selected = movie_pairs(store, similar, table, model).map_batches(
+        selected = movie_pairs(store, similar, table, model, version or None).map_batches(
             SelectScenes,
             fn_constructor_kwargs={
                 "similarity": f"{folder}/{SIMILARITY}",
@@ -226,7 +248,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
             },
             batch_size=8,
             batch_format="pyarrow",
-            concurrency=1,
+            **actor_pool(),  # on GPUs when the cluster has them
         )
         pairs = pa.concat_tables(
             [*selected.iter_batches(batch_format="pyarrow", batch_size=None), SCENE_PAIRS.empty_table()]
@@ -269,9 +291,13 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
             s.batch // workers,
             stage="scenes",
             s3=s3,
-            datasets={"train": per_epoch(scene_frames(store, ray.data.from_arrow(pairs)), decode_scenes)},
+            datasets={"train": per_epoch(scene_frames(store, pairs), decode_scenes)},
         )
         summary["scenes"] = result.metrics
+    for stage in ("similarity", "scenes"):  # a step done by an earlier run: its final metrics from its log
+        if stage not in summary:
+            rows = [r for r in RunLog(f"{folder}/{stage}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
+            summary[stage] = rows[-1] if rows else {}
     summary["outputs"] = {
         "similarity_model": f"{folder}/{SIMILARITY}",
         "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",

@@ -7,9 +7,7 @@ parameters of the module), and a restarted run continues after the last finished
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -49,41 +47,6 @@ def _gather(keys: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _progress(worker: Worker, stage: str, metrics: dict) -> None:
-    """Rank 0's per-epoch line. Logged, not printed: Ray Train V2 turns a worker's print into a log record
-    and also passes it on to the redirected stdout, so every printed line reached the driver twice."""
-    if worker.rank == 0:
-        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-        log = logging.getLogger("movielib.train")
-        log.setLevel(logging.INFO)
-        log.info(f"[{stage}] {shown}")
-
-
-class Throughput:
-    """Items per second of an epoch, timed from the end of its first step to the end of its last (the data
-    iterator's start-up and first batch left out, as the benchmarks time both sides); the whole epoch when it
-    has one step."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.first: float | None = None
-        self.last, self.items, self.total = self.start, 0, 0
-
-    def step(self, items: int) -> None:
-        self.last = time.perf_counter()
-        if self.first is None:
-            self.first = self.last
-        else:
-            self.items += items
-        self.total += items
-
-    @property
-    def per_s(self) -> float:
-        if self.items:
-            return self.items / (self.last - self.first)
-        return self.total / max(self.last - self.start, 1e-9)
-
-
 @dataclass(frozen=True)
 class SimilarityLoop:
     """What step 1's workers need: the model section, the features' width, the seed."""
@@ -120,41 +83,37 @@ def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
     torch.manual_seed(c.seed)
     model = similarity_model(m, c.in_dim)
     engine = worker.engine(model, torch.optim.SGD(model.parameters(), lr=m.lr))
-    state = worker.resume(engine)
-    step = state.get("step", 0)
+    run = worker.epochs(engine, m.epochs, "similarity", "pairs")
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    for epoch in range(state.get("epoch", 0), m.epochs):
-        speed, loss_sum, seen = Throughput(), 0.0, 0
+    for _ in run:
+        loss_sum, seen = 0.0, 0
         engine.train()
-        for batch in train.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
+        for batch in run.batches(train):
             logit = engine(batch["x1"], batch["x2"], batch["m1"], batch["m2"])
-            loss = F.binary_cross_entropy_with_logits(logit, batch["label"].to(logit.dtype))
+            loss = F.binary_cross_entropy_with_logits(logit, batch["label"].float())
             engine.backward(loss)
             engine.step()
-            step += 1
+            hits = float(((logit > 0).float() == batch["label"].float()).float().mean())
+            run.step_done(engine, len(logit), loss=loss.item(), lr=m.lr, train_accuracy=hits)
             loss_sum, seen = loss_sum + loss.item() * len(logit), seen + len(logit)
-            speed.step(len(logit) * worker.world_size)
         correct, total = 0, 0
         engine.eval()
         with torch.no_grad():
-            for batch in val.iter_torch_batches(batch_size=worker.micro_batch, device=worker.device):
+            for batch in run.batches(val, train=False):
                 logit = engine(batch["x1"], batch["x2"], batch["m1"], batch["m2"])
-                correct += int(((logit > 0).float() == batch["label"].to(logit.dtype)).sum())
+                correct += int(((logit > 0).float() == batch["label"].float()).sum())
                 total += len(logit)
         loss_sum, seen, correct, total = _all_sum(loss_sum, seen, correct, total)
-        metrics = {
-            "step": step,
-            "epoch": epoch + 1,
-            "loss": loss_sum / max(seen, 1),
-            "lr": m.lr,
-            "similarity_accuracy": correct / total if total else float("nan"),
-            "pairs_per_s": speed.per_s,
-        }
-        _progress(worker, "similarity", metrics)
-        worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
-    worker.export(
-        engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim}
-    )  # plain data: loads with weights_only
+        run.end_epoch(
+            engine,
+            {
+                "loss": loss_sum / max(seen, 1),
+                "lr": m.lr,
+                "similarity_accuracy": correct / total if total else float("nan"),
+            },
+        )
+    # plain data beside the weights: it loads with weights_only
+    worker.export(engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim})
 
 
 def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
@@ -193,48 +152,39 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
         [p for p in moco.parameters() if p.requires_grad], lr=s.lr, weight_decay=s.weight_decay
     )
     engine = worker.engine(moco, optimizer)
-    state = worker.resume(engine)
-    step, per_epoch = state.get("step", 0), c.steps_per_epoch
-    warmup, total = s.warmup_epochs * per_epoch, s.epochs * per_epoch
+    run = worker.epochs(engine, s.epochs, "scenes", "scene_pairs")
+    warmup, total = s.warmup_epochs * c.steps_per_epoch, s.epochs * c.steps_per_epoch
     shard = ray.train.get_dataset_shard("train")
-    dtype = next(p for p in engine.module.parameters()).dtype
-    for epoch in range(state.get("epoch", 0), s.epochs):
-        speed, sums = Throughput(), [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
+    for _ in run:
+        sums = [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
         engine.train()
-        for batch in shard.iter_torch_batches(batch_size=worker.micro_batch, drop_last=True, device=worker.device):
-            lr = learning_rate(step, s.lr, warmup, total)
+        for batch in run.batches(shard):
+            lr = learning_rate(run.step, s.lr, warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            q = to_model_input(batch["q"], c.mean, c.std).to(dtype)
-            k = to_model_input(batch["k"], c.mean, c.std).to(dtype)
+            q = to_model_input(batch["q"], c.mean, c.std)  # fp32: MoCo casts each side at its encoder
+            k = to_model_input(batch["k"], c.mean, c.std)
             loss, logits = engine(q, k, _gather)
             engine.backward(loss)
             engine.step()
-            step += 1
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             n = len(q)
-            sums = [
-                sums[0] + loss.item() * n,
-                sums[1] + float((top5[:, 0] == 0).sum()),
-                sums[2] + float((top5 == 0).any(1).sum()),
-                sums[3] + n,
-            ]
-            speed.step(n * worker.world_size)
+            top1_hits, top5_hits = float((top5[:, 0] == 0).sum()), float((top5 == 0).any(1).sum())
+            run.step_done(engine, n, loss=loss.item(), lr=lr, moco_top1=top1_hits / n)
+            sums = [sums[0] + loss.item() * n, sums[1] + top1_hits, sums[2] + top5_hits, sums[3] + n]
         loss_sum, top1, top5_hits, seen = _all_sum(*sums)
-        metrics = {
-            "step": step,
-            "epoch": epoch + 1,
-            "loss": loss_sum / max(seen, 1),
-            "lr": learning_rate(max(step - 1, 0), s.lr, warmup, total),
-            "moco_top1": top1 / max(seen, 1),
-            "moco_top5": top5_hits / max(seen, 1),
-            "scene_pairs_per_s": speed.per_s,
-        }
-        _progress(worker, "scenes", metrics)
-        worker.checkpoint(engine, metrics, {"epoch": epoch + 1, "step": step})
+        run.end_epoch(
+            engine,
+            {
+                "loss": loss_sum / max(seen, 1),
+                "lr": learning_rate(max(run.step - 1, 0), s.lr, warmup, total),
+                "moco_top1": top1 / max(seen, 1),
+                "moco_top5": top5_hits / max(seen, 1),
+            },
+        )
     worker.export(
         engine,
         "scene_encoder.pt",
-        {"tower": c.tower, "mean": list(c.mean), "std": list(c.std), "shots": s.shots, "step": step},
+        {"tower": c.tower, "mean": list(c.mean), "std": list(c.std), "shots": s.shots, "step": run.step},
         prefix="query.0.",
     )

@@ -23,9 +23,14 @@ def info_nce(
 
 @torch.no_grad()
 def momentum_update(query: nn.Module, key: nn.Module, m: float = 0.999) -> None:
-    """theta_k <- m theta_k + (1 - m) theta_q."""
+    """theta_k <- m theta_k + (1 - m) theta_q, in the key's precision (fp32: a bf16 key would not move, as
+    (1 - m) times a weight difference is below bf16's resolution next to the weight)."""
     for pq, pk in zip(query.parameters(), key.parameters()):
-        pk.mul_(m).add_(pq.detach(), alpha=1 - m)
+        pk.mul_(m).add_(pq.detach().to(pk.dtype), alpha=1 - m)
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
 
 
 class KeyQueue(nn.Module):
@@ -47,7 +52,13 @@ class KeyQueue(nn.Module):
 
 
 class MoCo(nn.Module):
-    """Query encoder + projection, its momentum copy, and the key queue (dim 128, K 65536, m 0.999, T 0.07)."""
+    """Query encoder + projection, its momentum copy, and the key queue (dim 128, K 65536, m 0.999, T 0.07).
+
+    Under bf16 only the query side runs in bf16: the key encoder, the queue, the logits and the loss are
+    fp32 islands (the launcher keeps `fp32_modules` in fp32), and inputs are cast at each encoder's boundary.
+    """
+
+    fp32_modules = ("key", "queue")
 
     def __init__(
         self,
@@ -73,10 +84,10 @@ class MoCo(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and logits for a batch of scene pairs; updates the key encoder and (after) the queue.
         `gather` collects keys from every worker before they enter the queue (None: one worker)."""
-        q = F.normalize(self.query(scene_q), dim=1)
+        q = F.normalize(self.query(scene_q.to(_dtype(self.query))).float(), dim=1)
         with torch.no_grad():
             momentum_update(self.query, self.key, self.momentum)
-            k = F.normalize(self.key(scene_k), dim=1)
-        loss, logits = info_nce(q, k, self.queue.keys.clone().detach(), self.temperature)
+            k = F.normalize(self.key(scene_k.to(_dtype(self.key))).float(), dim=1)
+        loss, logits = info_nce(q, k, self.queue.keys.clone().detach().float(), self.temperature)
         self.queue.push(gather(k) if gather else k)
         return loss, logits

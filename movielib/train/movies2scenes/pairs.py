@@ -1,9 +1,9 @@
 """Scene-pair selection (Movies2Scenes supp. §1b): which scenes of two similar movies look alike.
 
 All shots of both movies (no 1024 cut) go through E_learnable; every `window` x `window` block of
-the shot adjacency A (stride 1) is a candidate scene pair scored by its mean. The best `keep`
-share of the candidates is walked in score order, and a pair is kept when neither of its scenes
-overlaps a scene already kept in the same movie.
+the shot adjacency A (stride 1) is a candidate scene pair scored by its mean. The candidates are
+walked best first, and a pair is taken when neither of its scenes overlaps a scene already taken
+in the same movie; of those non-overlapping pairs, the best `keep` share (the top 50%) is kept.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ def window_means(a: torch.Tensor, window: int = 9) -> torch.Tensor:
 
 
 def select_scene_pairs(a: torch.Tensor, window: int = 9, keep: float = 0.5) -> list[ScenePair]:
-    """Non-overlapping scene pairs from the top `keep` share of window means, best first."""
+    """The best `keep` share (at least one) of the non-overlapping scene pairs walked from the window means, best
+    first."""
     if min(a.shape) < window:
         return []
     means = window_means(a, window).numpy()
     cols = means.shape[1]
     order = np.argsort(-means, axis=None, kind="stable")
-    order = order[: max(1, int(np.ceil(keep * order.size)))]
     used1, used2 = np.zeros(a.shape[0], bool), np.zeros(a.shape[1], bool)
     most = min(a.shape[0], a.shape[1]) // window  # no more pairs than this can be disjoint
     pairs: list[ScenePair] = []
@@ -48,7 +48,7 @@ def select_scene_pairs(a: torch.Tensor, window: int = 9, keep: float = 0.5) -> l
         pairs.append(ScenePair(i, j, float(means[i, j])))
         if len(pairs) == most:
             break
-    return pairs
+    return pairs[: max(1, int(np.ceil(keep * len(pairs))))]
 
 
 SCENE_PAIRS = pa.schema(

@@ -72,7 +72,8 @@ class MovieSimilarity(nn.Module):
     def forward(
         self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None, m2: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.output(self.pooled(self.adjacency(x1, x2, m1, m2)))[:, 0]
+        dtype = self.output.weight.dtype  # inputs cast at the boundary (bf16 under bf16); the logit in fp32
+        return self.output(self.pooled(self.adjacency(x1.to(dtype), x2.to(dtype), m1, m2)))[:, 0].float()
 
 
 def pad_or_cut(features: torch.Tensor, shots: int = MOVIE_SHOTS) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,140 @@
+"""The GPU check (bench/gpu_check.sh): what only a GPU machine can show, in a few minutes, printed figure by figure.
+
+    bash bench/gpu_check.sh            # on a GPU node: bf16 training steps, scoring, NVDEC decode
+    python -m bench.gpu_check --cpu    # the same code paths on the CPU (bf16 forced), to check the script itself
+
+1. One bf16 training run of each Movies2Scenes stage through the launcher (Ray Train + DeepSpeed, one worker on
+   the GPU, ViT-B-32 random init for the scene step): steps/s, finite losses, fp32 islands, fp32 exports.
+2. CLIP scoring images/s (bench.scoring: the Ray Data scorer actor vs a bare open_clip loop) on the GPU.
+3. NVDEC decoding (decode.decoder: nvdec) of a generated 1080p clip vs PyAV on the CPU: frames/s, same frame count.
+Never needed by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _line(name: str, value: str) -> None:
+    print(f"{name:42} {value}", flush=True)
+
+
+def training(folder: Path, gpu: bool, arch: str) -> None:
+    import numpy as np
+    import ray.data
+    import torch
+
+    from movielib.models.clip import ClipSpec, FramePreprocess
+    from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
+    from movielib.train.launcher import launch
+    from movielib.train.movies2scenes.config import ScenesSection, SimilarityModelSection
+    from movielib.train.movies2scenes.encoder import tower_config
+    from movielib.train.movies2scenes.loops import ScenesLoop, SimilarityLoop, scenes_loop, similarity_loop
+    from movielib.train.runlog import RunLog
+
+    scaling = ScalingSection(workers=1, cpus_per_worker=1, gpus_per_worker=1 if gpu else 0)
+    ds, run = DeepSpeedSection(precision="bf16"), TrainRunSection(folder=str(folder), name="gpu-check")
+    rng = np.random.default_rng(0)
+    pairs = [
+        {
+            "x1": rng.normal(size=(1024, 512)).astype(np.float32),
+            "x2": rng.normal(size=(1024, 512)).astype(np.float32),
+            "m1": np.ones(1024, bool),
+            "m2": np.ones(1024, bool),
+            "label": float(i % 2),
+        }
+        for i in range(64)
+    ]
+    m = SimilarityModelSection(batch=16, epochs=2)
+    t0 = time.perf_counter()
+    launch(
+        similarity_loop,
+        SimilarityLoop(m, 512, 0),
+        scaling,
+        ds,
+        run,
+        16,
+        stage="similarity",
+        datasets={"train": ray.data.from_items(pairs), "val": ray.data.from_items(pairs[:16])},
+    )
+    rows = [r for r in RunLog(str(folder / "gpu-check" / "similarity")).rows if r.get("kind") == "epoch"]
+    _line(
+        "similarity step, bf16 (1024 shots, 512-d)",
+        f"{rows[-1]['pairs_per_s']:.1f} pairs/s, loss "
+        f"{rows[-1]['loss']:.4f}, {time.perf_counter() - t0:.0f}s with start-up",
+    )
+    spec = ClipSpec(arch, random_weights=True)
+    pre = FramePreprocess.for_spec(spec)
+    size = pre.size if isinstance(pre.size, int) else pre.size[0]
+    scenes = [
+        {
+            "q": rng.integers(0, 255, (9, size, size, 3), dtype=np.uint8),
+            "k": rng.integers(0, 255, (9, size, size, 3), dtype=np.uint8),
+        }
+        for _ in range(64)
+    ]
+    s = ScenesSection(batch=16, epochs=1, queue=1024, warmup_epochs=0)
+    loop = ScenesLoop(s, 0, spec, tower_config(spec.validate().model_cfg), tuple(pre.mean), tuple(pre.std), 4)
+    t0 = time.perf_counter()
+    launch(scenes_loop, loop, scaling, ds, run, 16, stage="scenes", datasets={"train": ray.data.from_items(scenes)})
+    rows = [r for r in RunLog(str(folder / "gpu-check" / "scenes")).rows if r.get("kind") == "epoch"]
+    _line(
+        f"MoCo scene step, bf16 ({arch}, 9 shots)",
+        f"{rows[-1]['scene_pairs_per_s']:.1f} scene pairs/s, loss "
+        f"{rows[-1]['loss']:.4f}, {time.perf_counter() - t0:.0f}s with start-up",
+    )
+    for name in ("similarity.pt", "scene_encoder.pt"):
+        state = torch.load(folder / "gpu-check" / name, weights_only=True)["state_dict"]
+        ok = all(v.dtype == torch.float32 for v in state.values())
+        _line(f"export {name}", "fp32 masters" if ok else "NOT fp32")
+
+
+def decoding(folder: Path, gpu: bool) -> None:
+    from bench.common import video
+    from movielib.io.decode import make_decoder
+
+    path = str(video(folder, "gpu-check-1080p.mp4", (1920, 1080), 1))
+    for kind in ["pyav", "nvdec"] if gpu else ["pyav"]:
+        decoder = make_decoder(kind)
+        t0, n = time.perf_counter(), 0
+        with decoder.open_stream(path) as stream:
+            for _ in stream:
+                n += 1
+        _line(f"decode 1080p, {kind}", f"{n / (time.perf_counter() - t0):.0f} frames/s ({n} frames)")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__)
+    p.add_argument("--cpu", action="store_true", help="run the same paths on the CPU (bf16 forced), no GPU needed")
+    p.add_argument("--arch", default="ViT-B-32", help="open_clip architecture of the scene step (random init)")
+    args = p.parse_args()
+    import ray
+    import torch
+
+    gpu = torch.cuda.is_available() and not args.cpu
+    if not gpu and not args.cpu:
+        print("no CUDA device here: run on a GPU node, or pass --cpu to check the script's paths", file=sys.stderr)
+        return 2
+    _line("device", torch.cuda.get_device_name(0) if gpu else "cpu (--cpu)")
+    ray.init(include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        training(Path(tmp), gpu, args.arch)
+        decoding(Path(tmp), gpu)
+    if gpu:
+        from bench import scoring
+
+        for row in scoring.run(quick=True):
+            _line(f"scoring: {row.case}", f"{row.ours:.1f} vs {row.baseline:.1f} {row.unit} ({row.ratio:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Movies2Scenes' data path at catalog scale: what step 1's and step 3's inputs cost as the catalog grows.
+
+Synthetic Delta tables (no video decode): N movies x S shots of features/keyframe (16-d) and tiny JPEG
+keyframes, in 10 genres. For each N: the movie pairs the job draws (catalog_pairs), step 1's joined pairs
+materialized (the movies cut to the model's shots), step 3's scene windows materialized (4 scene pairs per
+similar movie pair), and one epoch's pass over each through its per-epoch map (padding, JPEG decoding), read
+on the driver. Printed per movie, big vs small: seconds, object store bytes, driver peak RSS above the start.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bench.common import Row
+
+DIM, GENRES = 16, 10
+
+
+def _catalog(dest: Path, movies: int, shots: int) -> str:
+    import cv2
+
+    from movielib.store import CatalogStore, table_schema
+
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    rng = np.random.default_rng(0)
+    store = CatalogStore(str(dest))
+    for start in range(0, movies, 100):  # a commit per 100 movies, as a tagging run's batches land
+        ids = [f"m{i:06d}" for i in range(start, min(movies, start + 100))]
+        vid = np.repeat(ids, shots)
+        idx = np.tile(np.arange(shots, dtype=np.int32), len(ids))
+        emb = rng.normal(size=(len(vid), DIM)).astype(np.float32)
+        features = pa.table(
+            {
+                "video_id": vid,
+                "shot_idx": idx,
+                "model": ["kf"] * len(vid),
+                "model_version": ["v1"] * len(vid),
+                "embedding": pa.array(list(emb), pa.list_(pa.float32())),
+            }
+        )
+        keyframes = {"video_id": vid, "shot_idx": idx, "jpeg": [jpeg.tobytes()] * len(vid)}
+        names = table_schema("keyframes").names
+        keyframes = pa.table({n: keyframes.get(n, [None] * len(vid)) for n in names}, schema=table_schema("keyframes"))
+        videos = pa.Table.from_pylist(
+            [{"video_id": v, "uri": f"s3://b/{v}.mp4", "status": "ok"} for v in ids], schema=table_schema("videos")
+        )
+        store.commit(
+            {
+                "features/keyframe": features.cast(table_schema("features/keyframe")),
+                "keyframes": keyframes,
+                "videos": videos,
+            },
+            run_id="bench",
+            seq=start,
+        )
+    genres = dest.parent / f"genres-{movies}.csv"
+    genres.write_text("movie,genres\n" + "".join(f"m{i:06d},g{i % GENRES}\n" for i in range(movies)))
+    return str(genres)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(dest: str, genres: str, shots: int) -> dict:
+    import ray
+
+    from movielib.config import build_config
+    from movielib.store import CatalogStore
+    from movielib.train.movies2scenes.config import PretrainScenesConfig
+    from movielib.train.movies2scenes.data import PadPairs, decode_scenes, movie_pairs, scene_frames
+    from movielib.train.movies2scenes.job import catalog_pairs
+    from movielib.train.movies2scenes.pairs import SCENE_PAIRS
+
+    cfg = build_config(PretrainScenesConfig, {"catalog": dest, "similarity": {"path": genres}})
+    store, rss0, t0 = CatalogStore(dest), _rss_mb(), time.perf_counter()
+    train, _, _ = catalog_pairs(cfg, store)
+    step1 = movie_pairs(store, train, "features/keyframe", "kf", "v1", min(shots, 1024)).materialize()
+    t_step1 = time.perf_counter() - t0
+    store_step1 = step1.size_bytes()
+    t0 = time.perf_counter()
+    for _ in step1.map_batches(PadPairs(min(shots, 1024), DIM), batch_format="pyarrow", batch_size=16).iter_batches(
+        batch_size=64
+    ):
+        pass
+    epoch1 = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    similar = train.filter(pa.compute.equal(train["label"], 1.0)).to_pylist()
+    rows = []
+    for p in similar:
+        for _ in range(4):
+            a, b = rng.integers(0, shots - 9, 2)
+            rows.append(
+                {
+                    "movie_a": p["a"],
+                    "a_first": int(a),
+                    "a_last": int(a) + 8,
+                    "movie_b": p["b"],
+                    "b_first": int(b),
+                    "b_last": int(b) + 8,
+                    "score": 1.0,
+                }
+            )
+    t0 = time.perf_counter()
+    step3 = scene_frames(store, pa.Table.from_pylist(rows, schema=SCENE_PAIRS)).materialize()
+    t_step3, store_step3 = time.perf_counter() - t0, step3.size_bytes()
+    t0 = time.perf_counter()
+    for _ in step3.map_batches(decode_scenes, batch_format="pyarrow", batch_size=16).iter_batches(batch_size=64):
+        pass
+    epoch3 = time.perf_counter() - t0
+    ray.internal.free([*step1.to_arrow_refs(), *step3.to_arrow_refs()])
+    return {
+        "step1_prep_s": t_step1,
+        "step1_epoch_s": epoch1,
+        "step1_store_b": store_step1,
+        "step3_prep_s": t_step3,
+        "step3_epoch_s": epoch3,
+        "step3_store_b": store_step3,
+        "rss_mb": _rss_mb() - rss0,
+    }
+
+
+def run(quick: bool = False, sizes: tuple[int, ...] | None = None, shots: int | None = None) -> list[Row]:
+    import ray
+
+    sizes = sizes or ((20, 100) if quick else (100, 1000))
+    shots = shots or (100 if quick else 1000)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            dest = Path(tmp) / f"catalog-{n}"
+            genres = _catalog(dest, n, shots)
+            results[n] = _measure(str(dest), genres, shots)
+            print(
+                f"train-scale N={n} x {shots} shots: " + ", ".join(f"{k} {v:.3g}" for k, v in results[n].items()),
+                flush=True,
+            )
+    small, big = sizes[0], sizes[-1]
+    rows = []
+    for key, unit in (
+        ("step1_prep_s", "s/movie"),
+        ("step1_epoch_s", "s/movie"),
+        ("step1_store_b", "B/movie"),
+        ("step3_prep_s", "s/movie"),
+        ("step3_epoch_s", "s/movie"),
+        ("step3_store_b", "B/movie"),
+    ):
+        per = {n: results[n][key] / n for n in (small, big)}
+        # lower is better: the baseline is the big catalog, so ratio = small / big per movie (>= 1/1.5 is the target)
+        rows.append(
+            Row(
+                "train-scale",
+                f"{key}: N={big} vs N={small}, {shots} shots each",
+                per[small],
+                per[big],
+                unit,
+                1 / 1.5,
+                f"{per[big]:.3g} at {big}, {per[small]:.3g} at {small}",
+            )
+        )
+    rows.append(
+        Row(
+            "train-scale",
+            f"driver peak RSS per movie: N={big} vs N={small}",
+            results[small]["rss_mb"] / small,
+            max(results[big]["rss_mb"], 1e-3) / big,
+            "MB/movie",
+            None,
+            f"{results[big]['rss_mb']:.0f} MB at {big}, {results[small]['rss_mb']:.0f} MB at {small}",
+        )
+    )
+    return rows
