@@ -26,13 +26,12 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import torch
 import yaml
 
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import HeadData, build
 from movielib.heads.metrics import evaluate
-from movielib.heads.train import PRIMARY, export_bytes, fit
+from movielib.heads.train import PRIMARY, export_bytes, fit, load_state, save_state
 from movielib.io.uri import S3Options
 from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes
 from movielib.store import CatalogStore
@@ -48,11 +47,11 @@ def trial(config: dict, data: HeadData) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(os.path.join(folder, STATE), weights_only=False)
+            state = load_state(os.path.join(folder, STATE))
 
     def report(metrics: dict, epoch_state: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(epoch_state, os.path.join(folder, STATE))
+            save_state(epoch_state, os.path.join(folder, STATE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(data, config, report, state)
@@ -228,7 +227,7 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
     best = results.get_best_result(metric, mode, scope="all")
     checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
     with checkpoint.as_directory() as ckpt:
-        state = torch.load(os.path.join(ckpt, STATE), weights_only=False)
+        state = load_state(os.path.join(ckpt, STATE))
     params = {k: v for k, v in best.config.items()}
     write_bytes(f"{folder}/best_config.yaml", yaml.safe_dump(params, sort_keys=False).encode(), s3)
     write_bytes(f"{folder}/best/head.pt", export_bytes(state, params, data), s3)

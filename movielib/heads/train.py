@@ -135,6 +135,22 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
             break
 
 
+def save_state(state: dict, path: str) -> None:
+    """A trial's epoch state as plain tensors and Python values (what `weights_only=True` loads back)."""
+    torch.save({**state, "test_predictions": torch.from_numpy(np.asarray(state["test_predictions"]))}, path)
+
+
+def load_state(path: str) -> dict:
+    """A state `save_state` wrote; loaded with weights_only: a checkpoint file never runs code."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {**state, "test_predictions": state["test_predictions"].numpy()}
+
+
+def _plain(value):
+    """numpy scalars (Tune's sampled values) as Python ones, so the export loads with weights_only."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:
     """The head as Serve loads it: weights, the head's spec, task, label names and the features it expects."""
     buf = io.BytesIO()
@@ -147,8 +163,8 @@ def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:
             "features": data.features,
             "feature_model": data.feature_model,
             "level": data.level,
-            "threshold": params.get("threshold", 0.5),
-            "params": params,
+            "threshold": _plain(params.get("threshold", 0.5)),
+            "params": {k: _plain(v) for k, v in params.items()},
         },
         buf,
     )
@@ -156,8 +172,8 @@ def export_bytes(state: dict, params: dict, data: HeadData) -> bytes:
 
 
 def load_head(blob: bytes) -> tuple[torch.nn.Module, dict]:
-    """An exported head (plain torch) and its metadata."""
-    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    """An exported head (plain torch) and its metadata; loaded with weights_only: a head file never runs code."""
+    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     model = make_head(saved["head"])
     model.load_state_dict(saved["state_dict"])
     return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}

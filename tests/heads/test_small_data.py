@@ -70,3 +70,23 @@ def test_the_sgd_recipe_is_selectable():
     assert isinstance(optimizer(model, {"lr": 0.1, "weight_decay": 0.0}), torch.optim.AdamW)
     with pytest.raises(KeyError):
         optimizer(model, {"optimizer": "sgd"})  # lr is required
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_head_files_are_loaded_as_weights_only(tmp_path):
+    """A head.pt (or trial state) that carries a pickled object is refused instead of running it."""
+    import io
+
+    from movielib.heads.train import load_head, load_state
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": {}, "head": _RunsCode()}, buf)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_head(buf.getvalue())
+    torch.save({"test_predictions": _RunsCode()}, tmp_path / "state.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_state(str(tmp_path / "state.pt"))

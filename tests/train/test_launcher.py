@@ -109,7 +109,7 @@ def test_an_export_loads_without_deepspeed_whatever_the_zero_stage(ray_local, tm
         RunSection(folder=str(tmp_path), name="export"),
         micro_batch=16,
     )
-    saved = torch.load(tmp_path / "export" / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "export" / "model.pt", weights_only=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
     model.load_state_dict(saved["state_dict"])  # full shapes: ZeRO-3's partitions were gathered
     assert torch.allclose(model(torch.ones(2, 8)), saved["y"], atol=1e-6)

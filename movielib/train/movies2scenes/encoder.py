@@ -74,10 +74,11 @@ def build_tower(config: dict) -> nn.Module:
 
 
 def load_scene_encoder(data: bytes) -> tuple[SceneEncoder, dict]:
-    """An exported scene encoder (scene_encoder.pt: a plain torch file, no DeepSpeed) and its metadata."""
+    """An exported scene encoder (scene_encoder.pt: a plain torch file, no DeepSpeed) and its metadata; loaded with
+    weights_only: a run folder's file never runs code."""
     import io
 
-    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     encoder = SceneEncoder(build_tower(saved["tower"]))
     encoder.load_state_dict(saved["state_dict"])
     return encoder.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
