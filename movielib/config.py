@@ -73,6 +73,19 @@ class ModelConfig(Section):
     precision: Literal["fp32", "amp_fp16", "amp_bf16", "fp16", "bf16"] = "fp32"
 
 
+def changed_fields(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted field -> (old, new) for every field whose value differs, nested sections flattened, in the order
+    the fields appear: what a run's fingerprint and a run folder's recorded config are checked with."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in dict.fromkeys([*old, *new]):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out |= changed_fields(a, b, f"{name}.")
+        elif a != b:
+            out[name] = (a, b)
+    return out
+
+
 SHARED = ("s3", "ray_address")  # JobConfig's own fields
 C = TypeVar("C", bound=JobConfig)
 

@@ -11,7 +11,7 @@ import os
 
 from pydantic import Field
 
-from movielib.config import Section
+from movielib.config import Section, changed_fields
 from movielib.io.uri import S3Options, filesystem_for
 
 __all__ = [
@@ -105,7 +105,7 @@ def write_run_config(folder: str, cfg, s3: S3Options | None = None, may_change: 
         old = yaml.safe_load(read_bytes(path, s3)) or {}
         changed = [
             f"{k}: {a!r} -> {b!r}"
-            for k, (a, b) in _diff(old, new).items()
+            for k, (a, b) in changed_fields(old, new).items()
             if not any(k == f or k.startswith(f"{f}.") for f in may_change)
         ]
         if changed:
@@ -114,14 +114,3 @@ def write_run_config(folder: str, cfg, s3: S3Options | None = None, may_change: 
                 "run it again with its own settings to resume it, or give the new run another run.name"
             )
     write_bytes(path, cfg.to_yaml().encode(), s3)
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
-    out = {}
-    for key in dict.fromkeys([*old, *new]):
-        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out |= _diff(a, b, f"{name}.")
-        elif a != b:
-            out[name] = (a, b)
-    return out

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from movielib.config import changed_fields
 from movielib.models.clip import ClipSpec
 from movielib.pipeline.config import TagConfig
 from movielib.taxonomy.labels import LabelSet
@@ -72,4 +73,4 @@ def fingerprint(fields: dict[str, Any]) -> str:
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'field: old -> new' for every field that differs, in a stable order."""
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed_fields(old, new).items())]

@@ -188,7 +188,7 @@ class Epochs:
     """
 
     def __init__(self, worker: Worker, engine, epochs: int, stage: str, items: str):
-        self.worker, self.engine, self.epochs, self.stage, self.items = worker, engine, epochs, stage, items
+        self.worker, self.epochs, self.stage, self.items = worker, epochs, stage, items
         state = worker.resume(engine)
         self.step = state.get("step", 0)
         self.first = state.get("epoch", 0)
@@ -241,7 +241,7 @@ class Epochs:
             )
             self._window = {}
         if w.run.checkpoint_every_steps and self.step % w.run.checkpoint_every_steps == 0:
-            self._checkpoint(
+            self.worker.checkpoint(
                 engine,
                 {"step": self.step, "epoch": self.epoch + 1, "kind": "checkpoint"},
                 {"epoch": self.epoch, "step": self.step, "epoch_start": self.epoch_start},
@@ -264,11 +264,8 @@ class Epochs:
             log = logging.getLogger("movielib.train")
             log.setLevel(logging.INFO)
             log.info(f"[{self.stage}] {shown}")
-        self._checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
+        self.worker.checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
         return row
-
-    def _checkpoint(self, engine, row: dict, state: dict, log: bool = True) -> None:
-        self.worker.checkpoint(engine, row, state, log=log)
 
 
 class Throughput:
