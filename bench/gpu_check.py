@@ -5,7 +5,7 @@
 
 1. One bf16 training run of each Movies2Scenes stage through the launcher (Ray Train + DeepSpeed, one worker on
    the GPU, ViT-B-32 random init for the scene step): steps/s, finite losses, fp32 islands, fp32 exports.
-2. CLIP scoring images/s (bench.scoring: the Ray Data scorer actor vs a bare open_clip loop) on the GPU.
+2. CLIP scoring images/s of the tagger (SceneTagger) on the GPU at fp32, amp_bf16 and bf16, and top-1 agreement.
 3. NVDEC decoding (decode.decoder: nvdec) of a generated 1080p clip vs PyAV on the CPU: frames/s, same frame count.
 Never needed by the tests.
 """
@@ -97,24 +97,89 @@ def training(folder: Path, gpu: bool, arch: str) -> None:
         _line(f"export {name}", "fp32 masters" if ok else "NOT fp32")
 
 
-def decoding(folder: Path, gpu: bool) -> None:
-    from bench.common import video
+def decoding(folder: Path, gpu: bool, clip: str | None) -> None:
     from movielib.io.decode import make_decoder
 
-    path = str(video(folder, "gpu-check-1080p.mp4", (1920, 1080), 1))
-    for kind in ["pyav", "nvdec"] if gpu else ["pyav"]:
-        decoder = make_decoder(kind)
+    if clip is None:
+        from bench.common import video
+
+        clip = str(video(folder, "gpu-check-1080p.mp4", (1920, 1080), 1))
+
+    def decode(kind: str) -> None:
         t0, n = time.perf_counter(), 0
-        with decoder.open_stream(path) as stream:
+        with make_decoder(kind).open_stream(clip) as stream:
             for _ in stream:
                 n += 1
         _line(f"decode 1080p, {kind}", f"{n / (time.perf_counter() - t0):.0f} frames/s ({n} frames)")
+
+    for kind in ["pyav", "nvdec"] if gpu else ["pyav"]:
+        section(f"decode {kind}", decode, kind)
+
+
+def scoring(gpu: bool, n: int = 4096) -> None:
+    """The tagger's image path (SceneTagger: uint8 crops -> CLIP image tower -> 179-label CLIPSceneScore) per
+    precision: images/s, against fp32 and against the bound of the same tower on inputs already on the device
+    (what the copy and the scoring cost), and how often the top label agrees with fp32's."""
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    from movielib.models.clip import DEFAULT_ARCH, ClipSpec
+    from movielib.tagging.tagger import SceneTagger
+    from movielib.taxonomy.labels import LabelSet
+
+    device, chunk = ("cuda", 512) if gpu else ("cpu", 32)
+    n = n if gpu else 64
+    spec, labels = ClipSpec(DEFAULT_ARCH, random_weights=True), LabelSet.movieclip()
+    crops = np.random.default_rng(0).integers(0, 255, (n, 224, 224, 3), dtype=np.uint8)
+
+    def timed(fn) -> tuple[float, object]:
+        fn()  # warm-up: cuDNN / cuBLAS plans
+        if gpu:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if gpu:
+            torch.cuda.synchronize()
+        return n / (time.perf_counter() - t0), out
+
+    def measure(precision: str) -> tuple[float, float, np.ndarray]:
+        tagger = SceneTagger(spec, labels, precision=precision, frames_per_forward=chunk, device=device)
+        rate, (scores, _) = timed(lambda: tagger.scores(crops, [8] * (n // 8)))
+        x = tagger.preprocess.to_model_input(crops[:chunk], device).to(tagger.clip.input_dtype)
+        amp = tagger.clip.autocast
+        with torch.inference_mode(), torch.autocast(device, amp) if amp else contextlib.nullcontext():
+            bound, _ = timed(lambda: [tagger.clip.model.encode_image(x) for _ in range(n // chunk)])
+        return rate, bound, scores.argmax(1)
+
+    base_rate, base_top = None, None
+    for precision in ("fp32", "amp_bf16", "bf16"):
+        rate, bound, top = measure(precision)
+        if base_rate is None:
+            base_rate, base_top = rate, top
+        _line(
+            f"scoring {DEFAULT_ARCH} {precision}",
+            f"{rate:.0f} images/s ({rate / base_rate:.2f}x fp32, {rate / bound:.2f}x the tower alone at "
+            f"{bound:.0f}), top-1 = fp32's on {(top == base_top).mean():.0%}",
+        )
+
+
+def section(name: str, fn, *args) -> bool:
+    """One part of the check; a part that fails prints why and the others still run."""
+    try:
+        fn(*args)
+        return True
+    except Exception as e:  # noqa: BLE001 - the check reports every part
+        _line(f"{name} FAILED", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return False
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__)
     p.add_argument("--cpu", action="store_true", help="run the same paths on the CPU (bf16 forced), no GPU needed")
     p.add_argument("--arch", default="ViT-B-32", help="open_clip architecture of the scene step (random init)")
+    p.add_argument("--video", help="a clip to decode (default: a generated 1080p one; needs ffmpeg)")
     args = p.parse_args()
     import ray
     import torch
@@ -123,17 +188,15 @@ def main() -> int:
     if not gpu and not args.cpu:
         print("no CUDA device here: run on a GPU node, or pass --cpu to check the script's paths", file=sys.stderr)
         return 2
-    _line("device", torch.cuda.get_device_name(0) if gpu else "cpu (--cpu)")
-    ray.init(include_dashboard=False, log_to_driver=False)
+    _line("device", f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}" if gpu else "cpu (--cpu)")
+    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=2 * 1024**3)
     with tempfile.TemporaryDirectory() as tmp:
-        training(Path(tmp), gpu, args.arch)
-        decoding(Path(tmp), gpu)
-    if gpu:
-        from bench import scoring
-
-        for row in scoring.run(quick=True):
-            _line(f"scoring: {row.case}", f"{row.ours:.1f} vs {row.baseline:.1f} {row.unit} ({row.ratio:.2f}x)")
-    return 0
+        ok = [
+            section("training", training, Path(tmp), gpu, args.arch),
+            section("scoring", scoring, gpu),
+            section("decoding", decoding, Path(tmp), gpu, args.video),
+        ]
+    return 0 if all(ok) else 1
 
 
 if __name__ == "__main__":

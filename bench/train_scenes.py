@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from bench.common import Row
-from movielib.models.clip import ClipSpec, FramePreprocess
+from movielib.models.clip import ClipSpec, FramePreprocess, normalize_frames
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
 from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
-from movielib.train.movies2scenes.loops import scene_tower, scenes_loop, to_model_input
+from movielib.train.movies2scenes.loops import scene_tower, scenes_loop
 from movielib.train.movies2scenes.moco import MoCo
 
 THREADS = 1  # per side: the other core is left to Ray's own processes and Ray Data, as the README advises
@@ -40,8 +40,8 @@ def _plain(config: dict, data: dict[str, np.ndarray], batch: int) -> float:
     for _epoch in range(2):
         speed = Throughput()
         for i in range(0, n, batch):
-            q = to_model_input(torch.from_numpy(data["q"][i : i + batch]), config["mean"], config["std"])
-            k = to_model_input(torch.from_numpy(data["k"][i : i + batch]), config["mean"], config["std"])
+            q = normalize_frames(torch.from_numpy(data["q"][i : i + batch]), config["mean"], config["std"])
+            k = normalize_frames(torch.from_numpy(data["k"][i : i + batch]), config["mean"], config["std"])
             loss, _ = moco(q, k)
             opt.zero_grad()
             loss.backward()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,9 +311,15 @@ class FramePreprocess:
         """RGB uint8 frames of any size -> (n, H, W, 3) uint8 model-size crops."""
         return np.stack([np.asarray(self._transform(Image.fromarray(f))) for f in frames])
 
-    def to_model_input(self, crops: np.ndarray) -> torch.Tensor:
-        """(n, H, W, 3) uint8 -> (n, 3, H, W) float normalised as open_clip's ToTensor + Normalize."""
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-        m = torch.tensor(self.mean).view(1, 3, 1, 1)
-        s = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x - m) / s
+    def to_model_input(self, crops: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+        """(n, H, W, 3) uint8 -> (n, 3, H, W) float on `device`, normalised as open_clip's ToTensor + Normalize.
+        The uint8 crops cross to the device first: a quarter of the bytes of float input, normalised there."""
+        return normalize_frames(torch.from_numpy(np.ascontiguousarray(crops)).to(device), self.mean, self.std)
+
+
+def normalize_frames(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 on the frames' device: CLIP's scale to [0, 1] and normalise."""
+    x = frames.movedim(-1, -3).float().div_(255.0)
+    m = torch.tensor(mean, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(3, 1, 1)
+    return (x - m) / s

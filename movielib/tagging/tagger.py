@@ -71,9 +71,9 @@ class SceneTagger:
         dtype = self.clip.input_dtype
         out = []
         for i in range(0, len(crops), self.frames_per_forward):
-            x = self.preprocess.to_model_input(crops[i : i + self.frames_per_forward])
+            x = self.preprocess.to_model_input(crops[i : i + self.frames_per_forward], self.device)
             with self._autocast():
-                out.append(self.clip.model.encode_image(x.to(self.device, dtype)).float())
+                out.append(self.clip.model.encode_image(x.to(dtype)).float())
         return torch.cat(out) if out else torch.zeros(0, self.text_emb.shape[1])
 
     def scores(self, crops: np.ndarray, counts: list[int]) -> tuple[np.ndarray, torch.Tensor]:

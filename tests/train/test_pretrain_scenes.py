@@ -20,14 +20,13 @@ from planted import build, precision_at_k
 
 from movielib.config import build_config, load_config
 from movielib.errors import ConfigError
-from movielib.models.clip import ClipSpec, load_clip
+from movielib.models.clip import ClipSpec, load_clip, normalize_frames
 from movielib.store.store import CatalogStore
 from movielib.train.movies2scenes.config import PretrainScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs
 from movielib.train.movies2scenes.embed import SCENE_MODEL, SHOT_MODEL, embed_scenes, scene_windows
 from movielib.train.movies2scenes.encoder import SceneEncoder
 from movielib.train.movies2scenes.job import ENCODER, SCENE_PAIRS_FILE, SIMILARITY, run_pretrain_scenes
-from movielib.train.movies2scenes.loops import to_model_input
 from movielib.train.runlog import RunLog
 
 pytestmark = pytest.mark.slow
@@ -161,7 +160,7 @@ def _untrained_scene_embeddings(planted, store, shots=3):
         rows = sorted((r for r in keyframes if r["video_id"] == vid), key=lambda r: r["shot_idx"])
         frames = decode_jpegs([r["jpeg"] for r in rows])
         with torch.no_grad():
-            x = to_model_input(
+            x = normalize_frames(
                 torch.from_numpy(frames[scene_windows(len(frames), shots)]), clip.preprocess.mean, clip.preprocess.std
             )
             out.append(encoder(x).numpy())

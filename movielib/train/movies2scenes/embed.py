@@ -17,12 +17,12 @@ import pyarrow as pa
 import torch
 
 from movielib.io.uri import S3Options
+from movielib.models.clip import normalize_frames
 from movielib.runtime import actor_pool, init_ray, read_bytes
 from movielib.store import FEATURES, CatalogStore
 from movielib.train.movies2scenes.config import EmbedScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs, keyframe_movies
 from movielib.train.movies2scenes.encoder import load_scene_encoder
-from movielib.train.movies2scenes.loops import to_model_input
 
 TABLE, SHOT_MODEL, SCENE_MODEL = "features/scene", "movies2scenes-shot", "movies2scenes-scene"
 
@@ -44,7 +44,7 @@ class EmbedScenes:
     def _embed(self, scenes: np.ndarray) -> np.ndarray:
         out = [
             self.encoder(
-                to_model_input(torch.from_numpy(scenes[i : i + self.batch]), self.meta["mean"], self.meta["std"])
+                normalize_frames(torch.from_numpy(scenes[i : i + self.batch]), self.meta["mean"], self.meta["std"])
             )
             for i in range(0, len(scenes), self.batch)
         ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from movielib.models.clip import ClipSpec
+from movielib.models.clip import ClipSpec, normalize_frames
 from movielib.train.launcher import Worker
 from movielib.train.movies2scenes.config import ScenesSection, SimilarityModelSection
 from movielib.train.movies2scenes.encoder import SceneEncoder
@@ -130,16 +130,6 @@ def scene_tower(clip: ClipSpec) -> torch.nn.Module:
     return load_clip(clip).model.visual
 
 
-def to_model_input(
-    frames: torch.Tensor, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]
-) -> torch.Tensor:
-    """(B, n, H, W, 3) uint8 scenes -> (B, n, 3, H, W) normalised as CLIP's preprocessing."""
-    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
-    m = torch.tensor(mean, device=x.device).view(1, 1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 1, 3, 1, 1)
-    return (x - m) / s
-
-
 def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
     """Step 3: MoCo over scene pairs (query: movie a's scene, key: movie b's), Adam with warm-up."""
     import ray.train
@@ -162,8 +152,8 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
             lr = learning_rate(run.step, s.lr, warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            q = to_model_input(batch["q"], c.mean, c.std)  # fp32: MoCo casts each side at its encoder
-            k = to_model_input(batch["k"], c.mean, c.std)
+            q = normalize_frames(batch["q"], c.mean, c.std)  # fp32: MoCo casts each side at its encoder
+            k = normalize_frames(batch["k"], c.mean, c.std)
             loss, logits = engine(q, k, _gather)
             engine.backward(loss)
             engine.step()
