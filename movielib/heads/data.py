@@ -8,24 +8,90 @@ Two recipes:
                pretraining paper's protocol)
 
 The split is by video (a movie's shots are all on one side), from a seeded permutation of the
-video ids, and written down with the results. The joined rows end as numpy arrays that the driver
-puts in the object store once; every trial reads them from there (heads train on features, which
-are small next to the videos they came from).
+video ids, and written down with the results. The rows never gather on the driver: a first pass
+over the joined rows collects what is small (label names, video ids), a second encodes each row's
+features and target where Ray Data runs it, sorted into one order, and each split stays as blocks in
+Ray's object store (`Split`) that a trial reads block by block through a seeded shuffle buffer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from movielib.errors import ConfigError
 from movielib.heads.config import DataSection
 from movielib.store import SHOT_KEYS, CatalogStore, not_null
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split's rows as numpy blocks {"x": (n, dim) float32, "y": targets} in row order: ObjectRefs into Ray's
+    object store (what `build` makes; read one block at a time where the reader runs), or the blocks themselves
+    (`from_arrays`, in-process data)."""
+
+    blocks: list
+    rows: int
+    dim: int
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, y: np.ndarray) -> Split:
+        return cls([{"x": x, "y": y}], len(x), int(x.shape[1]))
+
+    def _block(self, i: int) -> dict:
+        import ray
+
+        b = self.blocks[i]
+        return ray.get(b) if isinstance(b, ray.ObjectRef) else b
+
+    def _read(self, order) -> Iterator[dict]:
+        for i in order:
+            block = self._block(int(i))
+            if len(block["x"]):  # a filter can leave empty blocks, whose columns have no shape
+                yield block
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._read(range(len(self.blocks)))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole split in memory, where a reader needs it whole (the scikit-learn probe, on a worker)."""
+        blocks = list(self)
+        if not blocks:
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.float32)
+        return np.concatenate([b["x"] for b in blocks]), np.concatenate([b["y"] for b in blocks])
+
+    def targets(self) -> np.ndarray:
+        """Every row's target, in row order (val / test metrics need them all; the features stay in blocks)."""
+        blocks = [b["y"] for b in self]
+        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+    def batches(self, batch_size: int, generator: torch.Generator, buffer_rows: int = 262_144):
+        """(x, y) training batches of one pass: blocks in a seeded order into a buffer of at least `buffer_rows`
+        rows, shuffled as a whole (one buffer, a full permutation, when the split fits). Ray Data's local shuffle
+        buffer does the same, but a head makes hundreds of passes over a small set and its executor's start-up
+        per pass would dominate them."""
+        n = len(self.blocks)
+        xs, ys, held = [], [], 0
+        for block in self._read(torch.randperm(n, generator=generator) if n > 1 else range(n)):
+            xs.append(block["x"])
+            ys.append(block["y"])
+            held += len(block["x"])
+            if held >= buffer_rows:
+                x, y = torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+                perm = torch.randperm(len(x), generator=generator)
+                stop = len(x) - len(x) % batch_size
+                yield from ((x[idx], y[idx]) for idx in perm[:stop].split(batch_size))
+                xs, ys, held = [x[perm[stop:]].numpy()], [y[perm[stop:]].numpy()], len(x) - stop
+        if held:
+            x, y = torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+            yield from ((x[idx], y[idx]) for idx in torch.randperm(len(x), generator=generator).split(batch_size))
 
 
 @dataclass
@@ -37,13 +103,18 @@ class HeadData:
     label_names: list[str]  # multi-label / single-label classes, in target column order ([] for regression)
     features: str  # the features table
     feature_model: str  # its model (and version) the head expects at serving time
-    x: dict[str, np.ndarray]  # split -> (n, in_dim) float32
-    y: dict[str, np.ndarray]  # split -> (n, labels) 0/1 float32 | (n,) int64 classes | (n,) float32
+    splits: dict[str, Split]  # train / val / test; y: (n, labels) 0/1 float32 | (n,) int64 classes | (n,) float32
     split: dict[str, str]  # video_id -> split
 
     @property
     def in_dim(self) -> int:
-        return int(self.x["train"].shape[1])
+        return self.splits["train"].dim
+
+    @classmethod
+    def from_arrays(cls, task, level, label_names, features, feature_model, x: dict, y: dict, split) -> HeadData:
+        """In-process data (tests, small scripts): arrays per split."""
+        splits = {s: Split.from_arrays(x[s], y[s]) for s in SPLITS}
+        return cls(task, level, label_names, features, feature_model, splits, split)
 
     @property
     def out_dim(self) -> int:
@@ -100,8 +171,8 @@ def _mean_per_video(group: pa.Table) -> pa.Table:
     )
 
 
-def joined_rows(store: CatalogStore, data: DataSection) -> tuple[pa.Table, str, str]:
-    """The features joined to their targets (Ray Data joins), as one Arrow table; its level and feature model."""
+def joined_rows(store: CatalogStore, data: DataSection):
+    """The features joined to their targets (Ray Data joins), as a Dataset; its level and feature model."""
     import ray.data
 
     feats, model = _features(store, data)
@@ -129,44 +200,88 @@ def joined_rows(store: CatalogStore, data: DataSection) -> tuple[pa.Table, str, 
                 per_video.join(ray.data.from_arrow(labels), join_type="inner", num_partitions=4, on=("video_id",)),
                 "movie",
             )
-    blocks = [ray.get(ref) for ref in ds.to_arrow_refs()]
-    rows = pa.concat_tables([b for b in blocks if b.num_rows] or [blocks[0]]) if blocks else None
-    if rows is None or rows.num_rows == 0:
-        raise ConfigError(
-            f"data.labels: no row of {data.features} has a target from {data.labels!r}"
-            + (" (no clean shots: is the catalog's CLIP untrained?)" if data.labels == "clean_tags" else "")
-        )
-    # one order whatever order the joins delivered: every trial, and a rebuild, see the same rows
-    rows = rows.sort_by([(k, "ascending") for k in (SHOT_KEYS if level == "shot" else ("video_id",))])
-    return rows, level, model
+    return ds, level, model
 
 
-def _targets(rows: pa.Table, data: DataSection) -> tuple[str, list[str], list]:
-    """Task, label names and per-row targets (label lists, class names or numbers)."""
-    if data.labels == "clean_tags":
-        if data.multi:
-            return (
-                "multilabel",
-                sorted({x for r in rows["labels_multi"].to_pylist() for x in r or []}),
-                rows["labels_multi"].to_pylist(),
-            )
-        top1 = [r[0] for r in rows["labels"].to_pylist()]
-        return "single", sorted(set(top1)), top1
-    values = rows["label"].to_pylist()
-    task = data.task
-    if task == "auto":
-        if pa.types.is_list(rows["label"].type) or any(isinstance(v, str) and "|" in v for v in values):
-            task = "multilabel"
-        elif pa.types.is_integer(rows["label"].type) or pa.types.is_floating(rows["label"].type):
-            task = "regression"
+class _Survey:
+    """Per batch of joined rows, what is small: its video ids, its label values (not numbers), how the task looks."""
+
+    def __init__(self, clean_tags: bool, multi: bool):
+        self.clean_tags, self.multi = clean_tags, multi
+
+    def __call__(self, rows: pa.Table) -> pa.Table:
+        if self.clean_tags:
+            column = rows["labels_multi"] if self.multi else pc.list_element(rows["labels"], 0)
+            kind = "multilabel" if self.multi else "single"
         else:
-            task = "single"
-    if task == "multilabel":
-        sets = [v if isinstance(v, list) else [x.strip() for x in str(v).split("|") if x.strip()] for v in values]
-        return task, sorted({x for s in sets for x in s}), sets
-    if task == "single":
-        return task, sorted({str(v) for v in values}), [str(v) for v in values]
-    return task, [], [float(v) for v in values]
+            column = rows["label"]
+            kind = _kind(column)
+        values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
+        if kind == "regression":
+            labels = []
+        elif kind == "multilabel" and not pa.types.is_list(column.type):
+            labels = sorted({x for v in values.to_pylist() for x in _label_set(v)})
+        else:
+            labels = sorted({str(v) for v in pc.unique(values).to_pylist() if v is not None})
+        return pa.table(
+            {
+                "videos": [pc.unique(rows["video_id"]).to_pylist()],
+                "labels": [labels],
+                "kind": [kind],
+                "dim": [len(rows["embedding"][0]) if rows.num_rows else 0],
+            }
+        )
+
+
+def _kind(label: pa.ChunkedArray) -> str:
+    """The task a labels file's column implies (data.task: auto)."""
+    if pa.types.is_list(label.type) or any(isinstance(v, str) and "|" in v for v in label.to_pylist()):
+        return "multilabel"
+    if pa.types.is_integer(label.type) or pa.types.is_floating(label.type):
+        return "regression"
+    return "single"
+
+
+def _label_set(value) -> list[str]:
+    return value if isinstance(value, list) else [x.strip() for x in str(value).split("|") if x.strip()]
+
+
+class _Encode:
+    """Per batch of joined rows: features as (n, in_dim) float32, targets encoded, each row's split."""
+
+    def __init__(self, data: DataSection, task: str, names: list[str], split: dict[str, str], keys: tuple):
+        self.data, self.task, self.split, self.keys = data, task, split, keys
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def _values(self, rows: pa.Table) -> list:
+        if self.data.labels == "clean_tags":
+            if self.task == "multilabel":
+                return rows["labels_multi"].to_pylist()
+            return [r[0] for r in rows["labels"].to_pylist()]
+        return rows["label"].to_pylist()
+
+    def __call__(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        values = self._values(rows)
+        if self.task == "multilabel":
+            y = np.zeros((len(values), len(self.index)), np.float32)
+            for row, v in enumerate(values):
+                y[row, [self.index[label] for label in _label_set(v or [])]] = 1.0
+        elif self.task == "single":
+            y = np.array([self.index[str(v)] for v in values], np.int64)
+        else:
+            y = np.array([float(v) for v in values], np.float32)
+        x = np.stack(rows["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
+        keys = {k: rows[k].to_numpy(zero_copy_only=False) for k in self.keys}
+        side = np.array([self.split[v] for v in rows["video_id"].to_pylist()])
+        return {**keys, "x": x, "y": y, "split": side}
+
+
+def _task(data: DataSection, kinds: set[str]) -> str:
+    if data.labels == "clean_tags" or data.task == "auto":
+        for kind in ("multilabel", "single", "regression"):  # a batch of text labels makes the file single-label
+            if kind in kinds:
+                return kind
+    return data.task
 
 
 def split_videos(video_ids: list[str], val: float, test: float, seed: int) -> dict[str, str]:
@@ -181,34 +296,35 @@ def split_videos(video_ids: list[str], val: float, test: float, seed: int) -> di
 
 
 def build(store: CatalogStore, data: DataSection) -> HeadData:
-    """The head's data: joined rows -> targets encoded -> split by video."""
-    rows, level, feature_model = joined_rows(store, data)
-    task, names, targets = _targets(rows, data)
-    x = np.stack(rows["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    if task == "multilabel":
-        index = {n: i for i, n in enumerate(names)}
-        y = np.zeros((len(targets), len(names)), np.float32)
-        for row, labels in enumerate(targets):
-            y[row, [index[label] for label in labels]] = 1.0
-    elif task == "single":
-        index = {n: i for i, n in enumerate(names)}
-        y = np.array([index[t] for t in targets], np.int64)
-    else:
-        y = np.array(targets, np.float32)
-    vids = rows["video_id"].to_pylist()
-    split = split_videos(vids, data.val_fraction, data.test_fraction, data.seed)
-    side = np.array([split[v] for v in vids])
-    if not (side == "train").any():
+    """The head's data: joined rows surveyed (label names, videos), encoded and split by video where Ray Data runs
+    them, one sorted order, each split's blocks left in the object store."""
+    from ray.data.expressions import col
+
+    ds, level, feature_model = joined_rows(store, data)
+    survey = ds.map_batches(_Survey(data.labels == "clean_tags", data.multi), batch_format="pyarrow").take_all()
+    videos = sorted({v for row in survey for v in row["videos"]})
+    if not videos:
+        raise ConfigError(
+            f"data.labels: no row of {data.features} has a target from {data.labels!r}"
+            + (" (no clean shots: is the catalog's CLIP untrained?)" if data.labels == "clean_tags" else "")
+        )
+    task = _task(data, {row["kind"] for row in survey})
+    names = sorted({x for row in survey for x in row["labels"]}) if task != "regression" else []
+    split = split_videos(videos, data.val_fraction, data.test_fraction, data.seed)
+    if "train" not in split.values():
         raise ConfigError(
             f"data: no video is left for training ({len(split)} videos; lower data.val_fraction / data.test_fraction)"
         )
-    return HeadData(
-        task,
-        level,
-        names,
-        data.features,
-        feature_model,
-        {s: x[side == s] for s in SPLITS},
-        {s: y[side == s] for s in SPLITS},
-        split,
+    keys = SHOT_KEYS if level == "shot" else ("video_id",)
+    # one order whatever order the joins delivered: every trial, and a rebuild, see the same rows
+    encoded = (
+        ds.map_batches(_Encode(data, task, names, split, keys), batch_format="pyarrow", batch_size=4096)
+        .sort(list(keys))
+        .materialize()
     )
+    dim = max(row["dim"] for row in survey)
+    splits = {}
+    for s in SPLITS:
+        part = encoded.filter(expr=col("split") == s).select_columns(["x", "y"]).materialize()
+        splits[s] = Split(part.to_numpy_refs(), part.count(), dim)
+    return HeadData(task, level, names, data.features, feature_model, splits, split)

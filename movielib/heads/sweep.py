@@ -175,7 +175,7 @@ def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> Hea
     _write_csv(f"{folder}/split.csv", data.split_table(), s3)
     print(
         f"head data: {data.task}, {data.level}-level, {len(data.label_names) or 1} outputs, "
-        + ", ".join(f"{s} {len(data.x[s])}" for s in data.x)
+        + ", ".join(f"{s} {part.rows}" for s, part in data.splits.items())
         + f" rows; features {data.features} ({data.feature_model})",
         flush=True,
     )
@@ -234,7 +234,8 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
     buf = io.BytesIO()
     np.save(buf, state["test_predictions"])
     write_bytes(f"{folder}/best/test_predictions.npy", buf.getvalue(), s3)
-    test = evaluate(data.task, data.y["test"], state["test_predictions"], params.get("threshold", 0.5))
+    test_targets = data.splits["test"].targets()  # the targets alone reach the driver, never the features
+    test = evaluate(data.task, test_targets, state["test_predictions"], params.get("threshold", 0.5))
     summary = HeadsSummary(
         {
             "run": folder,
@@ -246,8 +247,8 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
             "epochs_run": sum(r["epochs"] for r in rows),
             "wall_s": wall_s,
             "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params, "test": test},
-            "chance": chance(data),
-            "linear_probe": linear_probe(cfg, data),
+            "chance": chance(data, test_targets),
+            "linear_probe": linear_probe(cfg, data, test_targets),
             "outputs": {
                 "trials": f"{folder}/trials.csv",
                 "best_config": f"{folder}/best_config.yaml",
@@ -261,24 +262,29 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
     return summary
 
 
-def chance(data: HeadData) -> dict[str, float]:
-    """What guessing scores on the test split: mAP of scores that ignore the input equals each label's share
-    of positives (averaged over labels with positives); the commonest training class; the training mean."""
-    y = data.y["test"]
+def chance(data: HeadData, y: np.ndarray) -> dict[str, float]:
+    """What guessing scores on the test split (targets `y`): mAP of scores that ignore the input equals each
+    label's share of positives (averaged over labels with positives); the commonest training class; the training
+    mean (both read block by block)."""
     if data.task == "multilabel":
         share = y[:, y.sum(0) > 0].mean(0)
         return {"map": float(share.mean()) if share.size else float("nan")}
+    train = data.splits["train"]
     if data.task == "single":
-        common = np.bincount(data.y["train"], minlength=data.out_dim).argmax()
+        common = sum(np.bincount(b["y"], minlength=data.out_dim) for b in train).argmax()
         return {"top1": float((y == common).mean())}
-    return {"mse": float(((y - data.y["train"].mean()) ** 2).mean())}
+    return {"mse": float(((y - sum(float(b["y"].sum()) for b in train) / train.rows) ** 2).mean())}
 
 
-def linear_probe(cfg: HeadsConfig, data: HeadData) -> dict[str, float]:
+def linear_probe(cfg: HeadsConfig, data: HeadData, y: np.ndarray) -> dict[str, float]:
     """The usual linear-probe protocol (CLIP's): a converged scikit-learn model on the training split -- L-BFGS
     logistic regression (one vs rest for multi-label), ridge for regression -- its regularisation chosen on the
-    validation split, scored on the test split."""
-    return evaluate(data.task, data.y["test"], probe_predictions(data), cfg.head.threshold)
+    validation split, scored on the test split (targets `y`). It needs the splits whole: it runs in a Ray task,
+    on a worker, not on the driver."""
+    import ray
+
+    probe = ray.remote(num_cpus=cfg.tune.cpus_per_trial)(probe_predictions)
+    return evaluate(data.task, y, ray.get(probe.remote(data)), cfg.head.threshold)
 
 
 def probe_predictions(data: HeadData, strengths: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)) -> np.ndarray:
@@ -287,7 +293,8 @@ def probe_predictions(data: HeadData, strengths: tuple[float, ...] = (0.01, 0.1,
     from sklearn.multiclass import OneVsRestClassifier
 
     metric, mode = PRIMARY[data.task]
-    x, y = data.x, data.y
+    arrays = {s: part.arrays() for s, part in data.splits.items()}
+    x, y = {s: a[0] for s, a in arrays.items()}, {s: a[1] for s, a in arrays.items()}
     best, best_test = None, None
     for c in strengths:
         if data.task == "regression":

@@ -1,4 +1,5 @@
-"""One head trained on a HeadData's arrays, reporting every epoch; the exported head and how it predicts.
+"""One head trained on a HeadData's splits (read block by block), reporting every epoch; the exported head and how
+it predicts.
 
 The loss follows the task: BCE with logits (multi-label; `pos_weight` weighs each label's positives by
 its negatives / positives in the training split), cross-entropy (single-label), MSE (regression).
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from movielib.heads.data import HeadData
+from movielib.heads.data import HeadData, Split
 from movielib.heads.metrics import evaluate
 from movielib.heads.models import build_head
 
@@ -31,10 +32,12 @@ def _loss(task: str, logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Te
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray, task: str, batch: int = 4096) -> np.ndarray:
-    """Probabilities (multi-label, single-label) or values (regression) for (n, in_dim) features."""
+def predict(model: torch.nn.Module, x: np.ndarray | Split, task: str, batch: int = 4096) -> np.ndarray:
+    """Probabilities (multi-label, single-label) or values (regression) for (n, in_dim) features, or a split's
+    rows in order."""
     model.eval()
-    out = [model(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]
+    blocks = (b["x"] for b in x) if isinstance(x, Split) else [x]
+    out = [model(torch.from_numpy(b[i : i + batch])) for b in blocks for i in range(0, len(b), batch)]
     logits = torch.cat(out) if out else torch.zeros(0, 1)
     if task == "multilabel":
         return torch.sigmoid(logits).numpy()
@@ -89,32 +92,31 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         first = state["epoch"]
-    x, y = torch.from_numpy(data.x["train"]), torch.from_numpy(data.y["train"])
+    train, val = data.splits["train"], data.splits["val"]
     pos_weight = None
     if data.task == "multilabel" and params.get("pos_weight"):
-        positives = y.sum(0).clamp(min=1)
-        pos_weight = ((len(y) - y.sum(0)) / positives).clamp(min=1.0)
+        positives = torch.from_numpy(sum(b["y"].sum(0) for b in train))  # streamed: one block at a time
+        pos_weight = ((train.rows - positives) / positives.clamp(min=1)).clamp(min=1.0)
     g = torch.Generator().manual_seed(params.get("seed", 0))
-    passes = passes_per_epoch(len(x), params)
+    passes = passes_per_epoch(train.rows, params)
     metric, mode = PRIMARY[data.task]
     best, stale = None, 0
     for epoch in range(first, params["epochs"]):
         model.train()
         total = 0.0
         for _ in range(passes):
-            order = torch.randperm(len(x), generator=g)
-            for i in range(0, len(x), params["batch_size"]):
-                idx = order[i : i + params["batch_size"]]
-                loss = _loss(data.task, model(x[idx]), y[idx], pos_weight)
+            for x, y in train.batches(params["batch_size"], g):
+                loss = _loss(data.task, model(x), y, pos_weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx) / passes
-        val = predict(model, data.x["val"], data.task)
+                total += loss.item() * len(x) / passes
+        scores = predict(model, val, data.task)
+        threshold = params.get("threshold", 0.5)
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": total / max(len(x), 1),
-            **{f"val_{k}": v for k, v in evaluate(data.task, data.y["val"], val, params.get("threshold", 0.5)).items()},
+            "train_loss": total / max(train.rows, 1),
+            **{f"val_{k}": v for k, v in evaluate(data.task, val.targets(), scores, threshold).items()},
         }
         report(
             metrics,
@@ -122,7 +124,7 @@ def fit(data: HeadData, params: dict, report: Callable[[dict, dict], None], stat
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "epoch": epoch + 1,
-                "test_predictions": predict(model, data.x["test"], data.task),
+                "test_predictions": predict(model, data.splits["test"], data.task),
             },
         )
         value = metrics.get(metric)

@@ -49,7 +49,7 @@ def catalog(tmp_path_factory):
 def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on_two_sides(ray_local, catalog):
     data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
     assert data.task == "multilabel" and data.level == "shot"
-    assert sum(len(x) for x in data.x.values()) == len(catalog.clean)
+    assert sum(part.rows for part in data.splits.values()) == len(catalog.clean)
     # each row's target is its shot's planted labels (found through the features: rows are unique vectors)
     store = CatalogStore(catalog.dest)
     feats = {
@@ -59,7 +59,7 @@ def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on
         )
     }
     for split in ("train", "val", "test"):
-        for x, y in zip(data.x[split], data.y[split]):
+        for x, y in zip(*data.splits[split].arrays()):
             key = feats[np.asarray(x, np.float32).tobytes()]
             assert key in catalog.clean and data.split[key[0]] == split
             assert sorted(data.label_names[j] for j in np.flatnonzero(y)) == sorted(catalog.labels[key])
@@ -71,11 +71,11 @@ def test_a_movie_level_labels_file_averages_each_videos_shots(ray_local, catalog
     path.write_text("video_id,label\n" + "".join(f"{v},{'|'.join(g)}\n" for v, g in catalog.genres.items()))
     data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, labels=str(path)))
     assert data.level == "movie" and data.task == "multilabel"
-    assert sum(len(x) for x in data.x.values()) == len(catalog.genres)
+    assert sum(part.rows for part in data.splits.values()) == len(catalog.genres)
     store = CatalogStore(catalog.dest)
     video = next(v for v, s in data.split.items() if s == "train")
     shots = np.array(store.read_table("features/image", video_id=video)["embedding"].to_pylist())
-    assert any(np.allclose(row, shots.mean(0), atol=1e-5) for row in data.x["train"])
+    assert any(np.allclose(row, shots.mean(0), atol=1e-5) for row in data.splits["train"].arrays()[0])
 
 
 def test_bad_head_inputs_fail_before_any_work_naming_what_is_wrong(ray_local, catalog, tmp_path):
@@ -91,3 +91,43 @@ def test_bad_head_inputs_fail_before_any_work_naming_what_is_wrong(ray_local, ca
         build_config(HeadsConfig, {"data": {"catalog": "x"}, "search": {"lr": [0.1, 0.01]}})
     with pytest.raises(ConfigError, match="tune.grace_period must be <= head.epochs"):
         build_config(HeadsConfig, {"data": {"catalog": "x"}, "head": {"epochs": 3}, "tune": {"grace_period": 5}})
+
+
+def test_the_heads_rows_stay_in_the_object_store_and_reach_a_trial_as_references(ray_local, catalog):
+    import pickle
+
+    import ray
+
+    data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
+    refs = [b for part in data.splits.values() for b in part.blocks]
+    assert refs and all(isinstance(b, ray.ObjectRef) for b in refs)
+    features = sum(part.arrays()[0].nbytes for part in data.splits.values())
+    # what the driver hands every trial: references and label names, not the features they point at
+    assert len(pickle.dumps(data)) < features / 4
+    assert [part.rows for part in data.splits.values()] == [len(part.arrays()[0]) for part in data.splits.values()]
+
+
+def test_a_pass_reads_every_row_once_through_a_seeded_shuffle_buffer_across_blocks():
+    from movielib.heads.data import Split
+
+    sizes = [7, 0, 13, 5, 11, 9]
+    blocks, at = [], 0
+    for n in sizes:
+        ids = np.arange(at, at + n)
+        blocks.append({"x": np.repeat(ids[:, None], 2, axis=1).astype(np.float32), "y": ids})
+        at += n
+    split = Split(blocks, at, 2)
+
+    def one_pass(seed: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(seed)
+        return [y.tolist() for _, y in split.batches(4, g, buffer_rows=16)]
+
+    batches = one_pass(0)
+    rows = [r for b in batches for r in b]
+    assert sorted(rows) == list(range(at))  # every row once, the empty block skipped
+    assert all(len(b) == 4 for b in batches[:-1])  # full batches across buffer boundaries
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    assert any(len({owner[r] for r in b}) > 1 for b in batches)  # a buffer mixes blocks
+    assert one_pass(0) == batches and one_pass(1) != batches
+    x, y = split.arrays()
+    assert np.array_equal(y, np.arange(at)) and np.array_equal(split.targets(), y) and x.shape == (at, 2)

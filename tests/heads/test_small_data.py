@@ -26,7 +26,7 @@ def planted(seed: int = 0) -> HeadData:
             vids.append(v)
     x, y, vids = np.array(x, np.float32), np.array(y, np.int64), np.array(vids)
     side = np.where(vids < 12, "train", np.where(vids < 15, "val", "test"))
-    return HeadData(
+    return HeadData.from_arrays(
         "single",
         "shot",
         ["a", "b", "c"],
@@ -43,18 +43,18 @@ def _best_top1(data: HeadData, **params) -> tuple[float, int]:
     base = {**HeadSection().model_dump(), "name": "mlp2", "width": 64, "dropout": 0.0, "seed": 0}  # lr 1e-3, 20 epochs
     fit(data, {**base, **params}, lambda metrics, state: reports.append((metrics["val_top1"], state)))
     _, state = max(reports, key=lambda r: r[0])  # the checkpoint Tune keeps: the best on validation
-    return evaluate("single", data.y["test"], state["test_predictions"])["top1"], len(reports)
+    return evaluate("single", data.splits["test"].targets(), state["test_predictions"])["top1"], len(reports)
 
 
 def test_a_converged_probe_and_a_head_with_enough_steps_solve_what_a_few_steps_do_not():
     data = planted()
-    probe = evaluate("single", data.y["test"], probe_predictions(data))["top1"]
+    probe = evaluate("single", data.splits["test"].targets(), probe_predictions(data))["top1"]
     head, _ = _best_top1(data)  # min_steps 1000 (the default): 50 passes per reported epoch here
     few, _ = _best_top1(data, min_steps=0)  # the old behaviour: 20 epochs of one step each
     print(f"test top-1: probe {probe:.2f}, head {head:.2f}, head without min_steps {few:.2f} (chance 0.33)")
     assert probe >= 0.9 and head >= probe - 0.1
     assert few < head - 0.1  # 0.82 vs 1.00 on this seed
-    assert passes_per_epoch(len(data.x["train"]), {"batch_size": 128, "epochs": 20, "min_steps": 1000}) == 50
+    assert passes_per_epoch(data.splits["train"].rows, {"batch_size": 128, "epochs": 20, "min_steps": 1000}) == 50
     assert passes_per_epoch(100_000, {"batch_size": 128, "epochs": 20, "min_steps": 1000}) == 1  # large sets
 
 

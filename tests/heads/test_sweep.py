@@ -64,7 +64,7 @@ def test_the_exported_head_predicts_what_it_predicted_inside_its_trial(swept):
     assert meta["task"] == "multilabel" and meta["feature_model"] == "planted/1" and len(meta["label_names"]) == 6
     data = build(CatalogStore(planted.dest), cfg.data)  # rebuilt: the same rows in the same order
     inside = np.load(run / "best" / "test_predictions.npy")
-    assert np.array_equal(predict(model, data.x["test"], meta["task"]), inside)
+    assert np.array_equal(predict(model, data.splits["test"], meta["task"]), inside)
 
 
 def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp_path):

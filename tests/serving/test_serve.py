@@ -35,7 +35,7 @@ def _head(path) -> str:
     rng = np.random.default_rng(0)
     x = {s: rng.normal(size=(40, 16)).astype(np.float32) for s in ("train", "val", "test")}
     y = {s: (v[:, :3] > 0).astype(np.float32) for s, v in x.items()}
-    data = HeadData(
+    data = HeadData.from_arrays(
         "multilabel", "movie", ["action", "comedy", "drama"], "features/image", "tiny/random-init", x, y, {}
     )
     params = {
