@@ -1,0 +1,91 @@
+"""`movielib pretrain multimodal` config: defaults are the paper's (long_range_multimodal_pretraining.txt §3)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInterval
+from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
+
+
+class InputSection(Section):
+    """One modality's frozen base features: a features table, its model and version (None: the only model / the
+    newest version), or off (`use: false`, Table 1's ablation)."""
+
+    table: str
+    model: str | None = None
+    version: str | None = None
+    use: bool = True
+
+
+class InputsSection(Section):
+    video: InputSection = Field(default_factory=lambda: InputSection(table="features/image"))  # or features/scene
+    audio: InputSection = Field(default_factory=lambda: InputSection(table="features/audio"))
+    # per shot, the subtitle text on screen while the shot is (a cue straddling two shots counts for both)
+    language: InputSection = Field(default_factory=lambda: InputSection(table="features/text"))
+
+
+class MultimodalModelSection(Section):
+    shots: PositiveInt = 30  # k: shots per sequence (Table 2: 10 / 30 / 60)
+    width: PositiveInt = 512  # the common width every modality is projected to
+    layers: PositiveInt = 3  # each contextual transformer, and the cross-modal encoder and decoder
+    heads: PositiveInt = 8
+    dropout: UnitInterval = 0.1
+    mask_ratio: UnitInterval = 0.2  # share of each modality's tokens replaced by [MASK]
+    temperature: Positive = 0.3  # tau of every InfoNCE
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> MultimodalModelSection:
+        if self.width % self.heads:
+            raise ValueError(f"heads: must divide model.width ({self.width}), got {self.heads}")
+        return self
+
+
+class LossesSection(Section):
+    """Which losses train (Table 1's ablation): intra-modal masking (Eq. 2), inter-modal (Eq. 5), cross-modal
+    (Eq. 6)."""
+
+    intra: bool = True
+    inter: bool = True
+    cross: bool = True
+
+
+class OptimSection(Section):
+    lr: Positive = 1e-3  # AdamW, cosine annealing from here to 0 over the run
+    weight_decay: float = Field(default=0.01, ge=0)
+    batch: PositiveInt = 1024  # sequences per step, over all workers
+    epochs: PositiveInt = 10
+    val_fraction: UnitInterval = 0.1  # movies held out: retrieval figures each epoch
+    seed: int = 0
+
+
+class MultimodalRunSection(TrainRunSection):
+    name: str = "multimodal"
+
+
+class PretrainMultimodalConfig(JobConfig):
+    """`movielib pretrain multimodal`: contextual and cross-modal transformers over a tagged catalog's features."""
+
+    catalog: str | None = None  # the DEST a tagging run wrote (features/image, features/audio, features/text)
+    inputs: InputsSection = Field(default_factory=InputsSection)
+    model: MultimodalModelSection = Field(default_factory=MultimodalModelSection)
+    losses: LossesSection = Field(default_factory=LossesSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
+    run: MultimodalRunSection = Field(default_factory=MultimodalRunSection)
+
+    @model_validator(mode="after")
+    def _complete(self) -> PretrainMultimodalConfig:
+        if not self.catalog:
+            raise ValueError("catalog: is required (the tagged DEST to learn from)")
+        if not self.inputs.video.use:
+            raise ValueError("inputs.video.use: video is the anchor of every loss and cannot be off")
+        if self.optim.batch % self.scaling.workers:
+            raise ValueError(
+                f"optim.batch: must be a multiple of scaling.workers ({self.scaling.workers}), got {self.optim.batch}"
+            )
+        return self
+
+    def modalities(self) -> dict[str, InputSection]:
+        return {name: s for name, s in self.inputs if s.use}

@@ -1,0 +1,161 @@
+"""Long-range multimodal pretraining: each loss against its formula, masks, and what training learns."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from movielib.train.multimodal.config import LossesSection, MultimodalModelSection
+from movielib.train.multimodal.losses import info_nce, masking_loss, shot_language, symmetric_info_nce
+from movielib.train.multimodal.model import MultimodalModel
+
+
+def _cos(a, b) -> float:
+    return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def _nce_by_hand(q: np.ndarray, k: np.ndarray, valid: np.ndarray, tau: float) -> float:
+    """Eq. 3 written out: mean over valid queries of -log(exp(S(q_i, k_i)/tau) / sum_j valid exp(S(q_i, k_j)/tau))."""
+    idx = [i for i in range(len(q)) if valid[i]]
+    terms = []
+    for i in idx:
+        denom = sum(math.exp(_cos(q[i], k[j]) / tau) for j in idx)
+        terms.append(-math.log(math.exp(_cos(q[i], k[i]) / tau) / denom))
+    return sum(terms) / len(terms)
+
+
+def test_info_nce_symmetric_and_masking_losses_match_their_formulas():
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))  # (B, shots, d)
+    valid = np.array([[1, 1, 0], [1, 0, 1]], bool)
+    tq, tk, tv = (torch.tensor(a) for a in (q, k, valid))
+    flat_q, flat_k, flat_v = q.reshape(-1, 5), k.reshape(-1, 5), valid.reshape(-1)
+    assert info_nce(tq, tk, tv, 0.3).item() == pytest.approx(_nce_by_hand(flat_q, flat_k, flat_v, 0.3), rel=1e-6)
+    both = _nce_by_hand(flat_q, flat_k, flat_v, 0.3) + _nce_by_hand(flat_k, flat_q, flat_v, 0.3)
+    assert symmetric_info_nce(tq, tk, tv, 0.3).item() == pytest.approx(both, rel=1e-6)
+    # Eq. 1: masked predictions against the batch's masked input tokens only
+    masked = np.array([[0, 1, 1], [1, 0, 0]], bool)
+    by_hand = _nce_by_hand(flat_q, flat_k, masked.reshape(-1), 0.3)
+    assert masking_loss(tq, tk, torch.tensor(masked), 0.3).item() == pytest.approx(by_hand, rel=1e-6)
+    # invalid positions are out of both sides: changing them changes nothing
+    tq2 = tq.clone()
+    tq2[0, 2] += 100.0
+    assert info_nce(tq2, tk, tv, 0.3).item() == pytest.approx(info_nce(tq, tk, tv, 0.3).item(), rel=1e-7)
+
+
+def test_language_is_averaged_over_each_shots_interval_and_a_straddling_cue_counts_for_both():
+    tokens = torch.tensor([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]])
+    start, end = torch.tensor([0.0, 1.5, 9.0]), torch.tensor([1.0, 2.5, 9.5])  # the second cue straddles 2.0
+    shots_start, shots_end = torch.tensor([0.0, 2.0, 4.0]), torch.tensor([2.0, 4.0, 6.0])
+    mean, has = shot_language(tokens, start, end, shots_start, shots_end)
+    assert has.tolist() == [True, True, False]
+    assert torch.allclose(mean[0], torch.tensor([0.5, 0.5])) and torch.allclose(mean[1], torch.tensor([0.0, 1.0]))
+    assert torch.equal(mean[2], torch.zeros(2))
+
+
+SMALL = MultimodalModelSection(shots=6, width=32, layers=1, heads=4, dropout=0.0)
+
+
+def _batch(b: int = 4, k: int = 6, dims=(12, 10, 8), seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for name, d in zip(("video", "audio", "language"), dims):
+        batch[name] = torch.randn(b, k, d, generator=g)
+        batch[f"{name}_valid"] = torch.ones(b, k, dtype=torch.bool)
+    return batch
+
+
+def test_missing_audio_subtitles_and_a_short_sequence_train_without_nan_and_get_no_gradient():
+    torch.manual_seed(0)
+    model = MultimodalModel({"video": 12, "audio": 10, "language": 8}, SMALL)
+    batch = _batch()
+    batch["audio_valid"][0] = False  # a movie without an audio track
+    batch["language_valid"][1] = False  # a movie without subtitles
+    batch["language_valid"][2, ::2] = False  # shots with no cue on screen
+    for name in ("video", "audio", "language"):
+        batch[f"{name}_valid"][3, 4:] = False  # a sequence past its movie's end
+        batch[name].requires_grad_(True)
+    parts = model.losses(model(batch), LossesSection())
+    assert all(torch.isfinite(v) for v in parts.values()) and parts["total"] > 0
+    parts["total"].backward()
+    for name in ("video", "audio", "language"):
+        grad, valid = batch[name].grad, batch[f"{name}_valid"]
+        assert torch.count_nonzero(grad[~valid]) == 0  # masked positions: no gradient
+        assert grad[valid].abs().sum() > 0  # valid ones do learn
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_the_models_losses_are_the_equations_on_its_own_outputs():
+    torch.manual_seed(0)
+    model = MultimodalModel({"video": 12, "audio": 10, "language": 8}, SMALL)
+    batch = _batch()
+    batch["language_valid"][1] = False
+    out = model(batch)
+    only = {
+        n: model.losses(out, LossesSection(**{m: m == n for m in ("intra", "inter", "cross")}))
+        for n in ("intra", "inter", "cross")
+    }
+    tau = SMALL.temperature
+    intra = sum(masking_loss(out.context[m], out.tokens[m], out.masked[m], tau) for m in out.context)
+    inter = symmetric_info_nce(out.context["video"], out.context["audio"], out.valid["video"] & out.valid["audio"], tau)
+    inter = inter + symmetric_info_nce(
+        out.context["video"], out.context["language"], out.valid["video"] & out.valid["language"], tau
+    )
+    has_language = out.valid["language"].any(1, keepdim=True)
+    cross = symmetric_info_nce(out.cross["audio"], out.cross["language"], out.valid["video"] & has_language, tau)
+    assert only["intra"]["total"].item() == pytest.approx(intra.item(), rel=1e-6)
+    assert only["inter"]["total"].item() == pytest.approx(inter.item(), rel=1e-6)
+    assert only["cross"]["total"].item() == pytest.approx(cross.item(), rel=1e-6)
+    everything = model.losses(out, LossesSection())
+    assert everything["total"].item() == pytest.approx((intra + inter + cross).item(), rel=1e-5)
+
+
+def planted_sequences(n: int, k: int = 6, latents: int = 8, seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Sequences whose shots share a hidden latent across modalities: video, audio and the subtitle's text
+    embedding are each the latent's own random vector (per modality) plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randint(0, latents, (n, k), generator=g)
+    batch = {}
+    for i, (name, d) in enumerate(zip(("video", "audio", "language"), (12, 10, 8))):
+        table = torch.randn(latents, d, generator=torch.Generator().manual_seed(1000 + i))
+        batch[name] = table[z] + 0.3 * torch.randn(n, k, d, generator=g)
+        batch[f"{name}_valid"] = torch.ones(n, k, dtype=torch.bool)
+    return batch, z
+
+
+def retrieval_top1(model: MultimodalModel, batch: dict, z: torch.Tensor, other: str) -> float:
+    """Video shot -> the nearest `other` shot of the batch by contextual features: is its latent the same?"""
+    model.eval()
+    with torch.no_grad():
+        out = model(batch, mask=False)
+    v = torch.nn.functional.normalize(out.context["video"].reshape(-1, SMALL.width), dim=-1)
+    o = torch.nn.functional.normalize(out.context[other].reshape(-1, SMALL.width), dim=-1)
+    return float((z.reshape(-1)[(v @ o.T).argmax(1)] == z.reshape(-1)).float().mean())
+
+
+def _train(losses: LossesSection, steps: int = 150) -> MultimodalModel:
+    torch.manual_seed(0)
+    model = MultimodalModel({"video": 12, "audio": 10, "language": 8}, SMALL)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(steps):
+        batch, _ = planted_sequences(32, seed=step + 1)
+        loss = model.losses(model(batch), losses)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def test_trained_contextual_features_retrieve_the_matching_audio_and_language_and_need_the_inter_modal_loss():
+    held_out, z = planted_sequences(16, seed=10_000)
+    full, no_inter = _train(LossesSection()), _train(LossesSection(inter=False))
+    figures = {
+        (name, other): retrieval_top1(model, held_out, z, other)
+        for name, model in (("all losses", full), ("inter off", no_inter))
+        for other in ("audio", "language")
+    }
+    print({f"{a} video->{b}": round(v, 2) for (a, b), v in figures.items()}, "chance 0.125")
+    for other in ("audio", "language"):
+        assert figures[("all losses", other)] > 0.8  # chance: 1 / 8 latents
+        assert figures[("inter off", other)] < figures[("all losses", other)] - 0.3
