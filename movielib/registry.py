@@ -25,6 +25,7 @@ from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
 from movielib.serving.config import ServeConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
+from movielib.train.multimodal.config import PretrainMultimodalConfig
 
 __all__ = ["JOBS", "Job", "Option", "add_job_parsers", "job_for", "job_parser"]
 
@@ -185,6 +186,23 @@ JOBS: tuple[Job, ...] = (
             *run_options("scenes"),
         ),
         example="scenes.epochs=5",
+    ),
+    Job(
+        "pretrain-multimodal",
+        ("pretrain", "multimodal"),
+        "long-range multimodal pretraining: contextual + cross-modal transformers over video, audio, subtitles",
+        PretrainMultimodalConfig,
+        "movielib.train.multimodal.job:run",
+        (
+            Option(
+                ("catalog",),
+                "the DEST a tagging run wrote, with features/image, features/audio, features/text (or `catalog:`)",
+                "catalog",
+                {"nargs": "?"},
+            ),
+            *run_options("multimodal"),
+        ),
+        example="optim.epochs=5",
     ),
     Job(
         "embed-scenes",

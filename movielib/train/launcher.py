@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import tempfile
 import time
@@ -387,3 +388,25 @@ def _per_worker(config: dict) -> None:
 
         torch.cuda.set_device(ray.train.torch.get_device())
     config["loop"](config["worker"], config["config"])
+
+
+def all_sum(*values: float) -> list[float]:
+    """Sums over the workers (gloo / NCCL all-reduce); the values themselves on one worker."""
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.to(comm_device())
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))

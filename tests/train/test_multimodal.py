@@ -159,3 +159,51 @@ def test_trained_contextual_features_retrieve_the_matching_audio_and_language_an
     for other in ("audio", "language"):
         assert figures[("all losses", other)] > 0.8  # chance: 1 / 8 latents
         assert figures[("inter off", other)] < figures[("all losses", other)] - 0.3
+
+
+@pytest.fixture(scope="module")
+def planted_catalog(tmp_path_factory):
+    from movielib.demo.planted_multimodal import build
+
+    return build(str(tmp_path_factory.mktemp("multimodal") / "catalog"))
+
+
+def _config(catalog: str, folder, **sets):
+    from movielib.config import build_config
+    from movielib.train.multimodal.config import PretrainMultimodalConfig
+
+    base = {
+        "catalog": catalog,
+        "model": {"shots": 6, "width": 32, "layers": 1, "heads": 4, "dropout": 0.0},
+        "optim": {"batch": 8, "epochs": 3, "val_fraction": 0.2},
+        "scaling": {"workers": 2, "cpus_per_worker": 0.5},  # room for the data pipeline beside them
+        "run": {"folder": str(folder), "log_every_steps": 2},
+    }
+    for key, value in sets.items():
+        section, field = key.split("__")
+        base.setdefault(section, {})[field] = value
+    return build_config(PretrainMultimodalConfig, base)
+
+
+def test_pretrain_multimodal_on_two_workers_writes_the_run_and_learns_to_retrieve(ray_local, planted_catalog, tmp_path):
+    from movielib.train.multimodal.job import run_pretrain_multimodal
+    from movielib.train.runlog import RunLog
+
+    cfg = _config(planted_catalog.dest, tmp_path)
+    summary = run_pretrain_multimodal(cfg)
+    folder = tmp_path / "multimodal"
+    seqs = summary["sequences"]
+    assert seqs["movies"] == 12 and seqs["held_out_movies"] == 2  # 24 shots / 6: 4 sequences a movie
+    assert seqs["train"] == 40 and seqs["val"] == 8
+    epochs = [r for r in RunLog(str(folder / "multimodal")).rows if r.get("kind") == "epoch"]
+    assert [r["step"] for r in epochs] == [5, 10, 15]  # 40 sequences / batch 8, three epochs
+    assert all(np.isfinite(r["loss"]) for r in epochs) and epochs[-1]["loss"] < epochs[0]["loss"]
+    m = summary["metrics"]
+    chance = 1 / (8 * 6)  # a val batch's valid shots at most
+    assert m["val_video_to_audio_top1"] > 3 * chance and m["val_video_to_language_top1"] > 3 * chance
+    saved = torch.load(folder / "multimodal.pt", weights_only=True)
+    assert saved["dims"] == {"video": 24, "audio": 16, "language": 12}
+    model = MultimodalModel(saved["dims"], MultimodalModelSection(**saved["model"]))
+    model.load_state_dict(saved["state_dict"])
+    assert all(v.dtype == torch.float32 for v in saved["state_dict"].values())
+    assert (folder / "multimodal" / "curves.png").exists() and (folder / "summary.json").exists()

@@ -29,7 +29,7 @@ import torch
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.runtime import actor_pool, exists, init_ray, read_bytes, run_folder, write_bytes, write_run_config
-from movielib.store import CatalogStore, not_null
+from movielib.store import CatalogStore
 from movielib.train.launcher import launch
 from movielib.train.movies2scenes.config import PretrainScenesConfig, SimilarityModelSection
 from movielib.train.movies2scenes.data import PAIRS, PadPairs, decode_scenes, movie_pairs, scene_frames
@@ -44,9 +44,10 @@ from movielib.train.movies2scenes.loops import (
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
 from movielib.train.movies2scenes.similar import dissimilar, read_genres, read_similar
 from movielib.train.runlog import CURVES, RunLog
+from movielib.train.tables import feature_dim, per_epoch
 
 if TYPE_CHECKING:
-    import ray.data
+    pass
 
 SIMILARITY, SCENE_PAIRS_FILE, ENCODER = "similarity.pt", "scene_pairs.parquet", "scene_encoder.pt"
 
@@ -123,24 +124,6 @@ class SelectScenes:
         return pa.Table.from_pylist(rows, schema=SCENE_PAIRS)
 
 
-def per_epoch(joined: ray.data.Dataset, fn) -> ray.data.Dataset:
-    """The joined rows computed once (materialized before the workers start), then `fn` over them on every
-    epoch's pass; the workers print their own per-epoch lines, so Ray Data's progress log is off there."""
-    ds = joined.materialize().map_batches(fn, batch_format="pyarrow", batch_size=16)
-    ds.context.enable_progress_bars = False
-    return ds
-
-
-def _feature_dim(store: CatalogStore, table: str, model: str | None, version: str | None) -> int:
-    sample = store.dataset(table, columns=["embedding"], model=model, version=version)
-    sample = sample.filter(expr=not_null("embedding")).take(1)
-    if not sample:
-        raise ConfigError(
-            f"features.table: {table} of {store.dest!r} holds no embeddings" + (f" of model {model!r}" if model else "")
-        )
-    return len(sample[0]["embedding"])
-
-
 def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[str, str]:
     """The tables the three steps read, before any work; the features' model and version (default: newest)."""
     names = set(store.table_names())
@@ -197,7 +180,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
     write_run_config(folder, cfg, s3)  # a changed setting is refused before any step runs
     train, val, unmatched = catalog_pairs(cfg, store)
     table = cfg.features.table
-    in_dim = _feature_dim(store, table, model, version or None)
+    in_dim = feature_dim(store, table, model, version or None, "features.table")
     summary = ScenesSummary(
         {
             "run": folder,

@@ -7,33 +7,17 @@ parameters of the module), and a restarted run continues after the last finished
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from movielib.models.clip import ClipSpec, normalize_frames
-from movielib.train.launcher import Worker
+from movielib.train.launcher import Worker, all_sum, learning_rate
 from movielib.train.movies2scenes.config import ScenesSection, SimilarityModelSection
 from movielib.train.movies2scenes.encoder import SceneEncoder
 from movielib.train.movies2scenes.moco import MoCo
 from movielib.train.movies2scenes.similarity import MovieSimilarity
-
-
-def _all_sum(*values: float) -> list[float]:
-    """Sums over the workers (gloo / NCCL all-reduce); the values themselves on one worker."""
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = t.to(_comm_device())
-        dist.all_reduce(t)
-    return t.cpu().tolist()
-
-
-def _comm_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def _gather(keys: torch.Tensor) -> torch.Tensor:
@@ -103,7 +87,7 @@ def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
                 logit = engine(batch["x1"], batch["x2"], batch["m1"], batch["m2"])
                 correct += int(((logit > 0).float() == batch["label"].float()).sum())
                 total += len(logit)
-        loss_sum, seen, correct, total = _all_sum(loss_sum, seen, correct, total)
+        loss_sum, seen, correct, total = all_sum(loss_sum, seen, correct, total)
         run.end_epoch(
             engine,
             {
@@ -114,13 +98,6 @@ def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
         )
     # plain data beside the weights: it loads with weights_only
     worker.export(engine, "similarity.pt", {"model": m.model_dump(), "in_dim": c.in_dim})
-
-
-def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def scene_tower(clip: ClipSpec) -> torch.nn.Module:
@@ -162,7 +139,7 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
             top1_hits, top5_hits = float((top5[:, 0] == 0).sum()), float((top5 == 0).any(1).sum())
             run.step_done(engine, n, loss=loss.item(), lr=lr, moco_top1=top1_hits / n)
             sums = [sums[0] + loss.item() * n, sums[1] + top1_hits, sums[2] + top5_hits, sums[3] + n]
-        loss_sum, top1, top5_hits, seen = _all_sum(*sums)
+        loss_sum, top1, top5_hits, seen = all_sum(*sums)
         run.end_epoch(
             engine,
             {

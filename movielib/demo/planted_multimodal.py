@@ -1,0 +1,59 @@
+"""A tagged catalog with planted multimodal structure (tests, the multimodal demo): each shot has a hidden latent
+that its video, audio and subtitle-text features all carry (each through its own random map, plus noise), and the
+latents follow the edit: a shot's latent is mostly the next of the previous shot's, so shot order carries signal.
+
+Some movies have no audio track (audio rows with null embeddings) and one has no subtitles at all; shots without
+a cue have a null text embedding, as the tagging job writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from movielib.demo.planted import commit, shot_row, video_row
+
+DIMS = {"features/image": 24, "features/audio": 16, "features/text": 12}
+
+
+@dataclass
+class PlantedMultimodal:
+    dest: str
+    latents: dict[str, list[int]]  # video_id -> each shot's latent
+    no_audio: set[str]
+    no_subtitles: set[str]
+
+
+def build(
+    dest: str, videos: int = 12, shots: int = 24, latents: int = 8, follow: float = 0.8, seed: int = 0
+) -> PlantedMultimodal:
+    rng = np.random.default_rng(seed)
+    maps = {table: rng.normal(size=(latents, dim)) for table, dim in DIMS.items()}
+    tables: dict[str, list[dict]] = {"videos": [], "shots": [], **{t: [] for t in DIMS}}
+    out = PlantedMultimodal(dest, {}, {f"video-{v:03d}" for v in range(1, videos, 5)}, {"video-002"})
+    for v in range(videos):
+        vid = f"video-{v:03d}"
+        z = [int(rng.integers(latents))]
+        for _ in range(shots - 1):  # the edit: mostly the next latent, sometimes a jump
+            z.append((z[-1] + 1) % latents if rng.random() < follow else int(rng.integers(latents)))
+        out.latents[vid] = z
+        for s, zs in enumerate(z):
+            tables["shots"].append(shot_row(vid, s))
+            for table, dim in DIMS.items():
+                missing = (table == "features/audio" and vid in out.no_audio) or (
+                    table == "features/text" and (vid in out.no_subtitles or rng.random() < 0.25)
+                )
+                x = maps[table][zs] + 0.3 * rng.normal(size=dim)
+                tables[table].append(
+                    {
+                        "video_id": vid,
+                        "shot_idx": s,
+                        "model": f"planted-{table.split('/')[1]}",
+                        "model_version": "1",
+                        "embedding": None if missing else x.astype(np.float32).tolist(),
+                    }
+                )
+        tables["videos"].append(video_row(vid, shots))
+    commit(dest, tables)
+    return out

@@ -1,0 +1,152 @@
+"""Sequences of k consecutive shots from a tagged catalog: per shot each modality's frozen feature and whether it
+is there (long_range_multimodal_pretraining.txt §3, "Pretraining Dataset").
+
+Each modality's features table is grouped per movie (Ray Data), the movies joined on video_id with video as the
+anchor (a movie without audio rows or subtitles keeps its video), materialized once; every epoch then cuts each
+movie into max(1, n // k) windows of k shots from a random start, so an epoch sees other sequence boundaries while
+the number of sequences, hence of steps, stays fixed. A short movie's window is padded and the padding masked; a
+shot without audio or subtitle (a null embedding, or no row) is masked in that modality. Nothing gathers the
+features on the driver: it reads the movies' shot counts and ids only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from movielib.errors import ConfigError
+from movielib.store import CatalogStore
+from movielib.train.multimodal.config import InputSection, PretrainMultimodalConfig
+from movielib.train.tables import feature_dim
+
+
+def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
+    """The k-shot windows of a movie of n shots for one epoch: max(1, n // k) of them, back to back from a random
+    start in [0, n - count * k] (a movie shorter than k: one window of its n shots)."""
+    if n <= k:
+        return [range(0, n)]
+    count = n // k
+    start = int(rng.integers(0, n - count * k + 1))
+    return [range(start + j * k, start + (j + 1) * k) for j in range(count)]
+
+
+def per_movie(group: pa.Table, name: str, dim: int) -> pa.Table:
+    """A modality's rows of one movie -> one row: its shot ids in order, their features (flattened, zeros where
+    null) and which are there."""
+    group = group.sort_by("shot_idx")
+    present = pc.is_valid(group["embedding"])
+    emb = np.zeros((group.num_rows, dim), np.float32)
+    if pc.any(present).as_py():
+        emb[present.to_numpy(zero_copy_only=False)] = np.stack(group["embedding"].filter(present).to_numpy(False))
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            f"{name}_shots": [group["shot_idx"].to_pylist()],
+            f"{name}_emb": [emb.reshape(-1).tolist()],
+            f"{name}_has": [present.to_pylist()],
+        }
+    )
+
+
+class Sequences:
+    """Per epoch: each movie's windows as training sequences, every modality aligned to the video's shots.
+    Out: `<m>` (B, k, dim) float32 and `<m>_valid` (B, k) bool per modality."""
+
+    def __init__(self, k: int, dims: dict[str, int], seed: int | None = None):
+        self.k, self.dims, self.seed = k, dims, seed  # seed None: new starts on every pass (what an epoch wants)
+
+    def _aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        dim = self.dims[name]
+        emb, valid = np.zeros((len(shots), dim), np.float32), np.zeros(len(shots), bool)
+        own = row.get(f"{name}_shots")
+        if own:
+            at = {s: i for i, s in enumerate(own)}
+            flat = np.asarray(row[f"{name}_emb"], np.float32).reshape(-1, dim)
+            has = row[f"{name}_has"]
+            for j, s in enumerate(shots):
+                i = at.get(s)
+                if i is not None and has[i]:
+                    emb[j], valid[j] = flat[i], True
+        return emb, valid
+
+    def __call__(self, movies: pa.Table) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {name: [] for name in self.dims} | {f"{name}_valid": [] for name in self.dims}
+        rows = movies.to_pylist()
+        # fixed windows (validation): seeded by the batch's first movie, whichever task runs it
+        key = [self.seed, *rows[0]["video_id"].encode()] if self.seed is not None and rows else None
+        rng = np.random.default_rng(key)
+        for row in rows:
+            shots = row["video_shots"]
+            aligned = {name: self._aligned(row, name, shots) for name in self.dims}
+            for w in windows(len(shots), self.k, rng):
+                for name, (emb, valid) in aligned.items():
+                    x, v = np.zeros((self.k, self.dims[name]), np.float32), np.zeros(self.k, bool)
+                    x[: len(w)], v[: len(w)] = emb[w.start : w.stop], valid[w.start : w.stop]
+                    out[name].append(x)
+                    out[f"{name}_valid"].append(v)
+        return {
+            key: np.stack(v) if v else np.zeros((0, self.k, *((self.dims[key],) if key in self.dims else ())))
+            for key, v in out.items()
+        }
+
+
+def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[object, str, str, int]:
+    """A modality's features as one row per movie (Ray Data); its model, version and width."""
+    field = f"inputs.{name}"
+    if section.table not in store.table_names():
+        raise ConfigError(
+            f"{field}.table: {store.dest!r} has no {section.table} table"
+            + ("; tag with audio / .srt subtitles, or set inputs.{name}.use=false" if name != "video" else "")
+        )
+    model = store.feature_model(section.table, section.model, f"{field}.model")
+    version = store.feature_version(section.table, model, section.version, f"{field}.version") or None
+    dim = feature_dim(store, section.table, model, version, f"{field}.table")
+    ds = store.dataset(section.table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
+    movies = ds.groupby("video_id").map_groups(partial(per_movie, name=name, dim=dim), batch_format="pyarrow")
+    return movies, model, version or "", dim
+
+
+def partitions(rows: int, per_partition: int = 256) -> int:
+    """Hash-join partitions from the data's size: about `per_partition` movies each, 1 to 200."""
+    return max(1, min(200, rows // per_partition))
+
+
+def catalog_movies(cfg: PretrainMultimodalConfig, store: CatalogStore):
+    """Every movie's modalities joined (materialized), each movie's video shot count, the inputs' models / versions
+    / widths, and the held-out movies."""
+    names = set(store.table_names())
+    if "videos" not in names:
+        raise ConfigError(f"catalog: {cfg.catalog!r} holds no tagged catalog (no videos table)")
+    inputs = {}
+    for name, section in cfg.modalities().items():
+        inputs[name] = modality(store, name, section)
+    videos = store.read_table("videos", columns=["video_id", "status"])
+    n = int(pc.sum(pc.equal(videos["status"], "ok")).as_py() or 0)
+    movies = inputs["video"][0]
+    for name in ("audio", "language"):
+        if name in inputs:
+            movies = movies.join(
+                inputs[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions(n)
+            )
+    movies = movies.materialize()
+    counts = movies.map_batches(
+        lambda b: pa.table({"video_id": b["video_id"], "n": pc.list_value_length(b["video_shots"])}),
+        batch_format="pyarrow",
+    ).take_all()
+    rng = np.random.default_rng(cfg.optim.seed)
+    ids = sorted(r["video_id"] for r in counts)
+    held = set(rng.choice(ids, int(round(cfg.optim.val_fraction * len(ids))), replace=False).tolist()) if ids else set()
+    shots = {r["video_id"]: int(r["n"]) for r in counts}
+    meta = {
+        name: {"table": cfg.modalities()[name].table, "model": m, "version": v, "dim": d}
+        for name, (_, m, v, d) in inputs.items()
+    }
+    return movies, shots, held, meta
+
+
+def sequence_count(shots: dict[str, int], ids, k: int) -> int:
+    """Sequences an epoch cuts from these movies (fixed: windows() makes max(1, n // k) per movie)."""
+    return sum(max(1, shots[v] // k) for v in ids)
