@@ -207,3 +207,43 @@ def test_pretrain_multimodal_on_two_workers_writes_the_run_and_learns_to_retriev
     model.load_state_dict(saved["state_dict"])
     assert all(v.dtype == torch.float32 for v in saved["state_dict"].values())
     assert (folder / "multimodal" / "curves.png").exists() and (folder / "summary.json").exists()
+
+
+def _two_workers(rank: int, init: str, out: str) -> None:
+    """One of two gloo workers: half the global batch through a shared linear layer, the gathered losses, and the
+    parameter gradient averaged over the workers as DDP / DeepSpeed average it."""
+    import torch.distributed as dist
+
+    from movielib.train.multimodal.losses import gather_with_grad
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    x, y, valid, layer = _global_batch()
+    half = slice(rank * 4, rank * 4 + 4)
+    loss = symmetric_info_nce(layer(x[half]), layer(y[half]), valid[half], 0.3, gather_with_grad)
+    loss = loss + masking_loss(layer(y[half]), layer(x[half]), valid[half], 0.3, gather_with_grad)
+    loss.backward()
+    grad = layer.weight.grad.clone()
+    dist.all_reduce(grad)
+    torch.save({"loss": loss.detach(), "grad": grad / 2}, f"{out}.{rank}")
+    dist.barrier()  # neither leaves while the other still talks to it (gloo aborts a process whose peer vanished)
+    dist.destroy_process_group()
+
+
+def _global_batch():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 5), torch.randn(8, 3, 5)
+    valid = torch.rand(8, 3) > 0.3
+    return x, y, valid, torch.nn.Linear(5, 4)
+
+
+def test_losses_gathered_over_two_workers_equal_one_worker_on_the_global_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    x, y, valid, layer = _global_batch()
+    loss = symmetric_info_nce(layer(x), layer(y), valid, 0.3) + masking_loss(layer(y), layer(x), valid, 0.3)
+    loss.backward()
+    mp.spawn(_two_workers, args=(f"file://{tmp_path}/init", str(tmp_path / "out")), nprocs=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"out.{rank}", weights_only=True)
+        assert torch.allclose(got["loss"], loss.detach(), atol=1e-5)
+        assert torch.allclose(got["grad"], layer.weight.grad, atol=1e-5)
