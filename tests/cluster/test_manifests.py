@@ -70,7 +70,13 @@ def test_every_kind_movielib_runs_has_a_manifest():
     assert {k for _, k in kinds} == {"RayCluster", "RayJob", "RayService"}
     argvs = [shlex.split(d["spec"]["entrypoint"])[1:] for _, d in _ray_docs() if d["kind"] == "RayJob"]
     jobs = {_script_job(argv[0], argv[1:])[0] for argv in argvs}
-    assert jobs == {"tag", "pretrain-scenes", "embed-scenes", "tune-heads"}  # tagging, each pretraining job, the sweep
+    assert jobs == {
+        "tag",
+        "pretrain-scenes",
+        "embed-scenes",
+        "pretrain-multimodal",
+        "tune-heads",
+    }  # tagging, each pretraining job, the sweep
     assert jobs <= {j.name for j in JOBS if j.submit}  # every one a registry job that runs to an end
 
 
