@@ -25,7 +25,7 @@ from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
 from movielib.serving.config import ServeConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
-from movielib.train.multimodal.config import PretrainMultimodalConfig
+from movielib.train.multimodal.config import EmbedMultimodalConfig, PretrainMultimodalConfig
 
 __all__ = ["JOBS", "Job", "Option", "add_job_parsers", "job_for", "job_parser"]
 
@@ -217,6 +217,23 @@ JOBS: tuple[Job, ...] = (
             Option(
                 ("catalog",),
                 "the DEST whose keyframes are embedded (and that receives features/scene)",
+                "catalog",
+                {"nargs": "?"},
+            ),
+        ),
+        example="catalog=s3://bucket/tags",
+    ),
+    Job(
+        "embed-multimodal",
+        ("embed", "multimodal"),
+        "contextual and cross-modal features of a multimodal run -> features/multimodal",
+        EmbedMultimodalConfig,
+        "movielib.train.multimodal.embed:run",
+        (
+            Option(("run",), "the run folder (<run.folder>/<run.name>) holding multimodal.pt", "run", {"nargs": "?"}),
+            Option(
+                ("catalog",),
+                "the DEST whose shots are embedded (and that receives features/multimodal)",
                 "catalog",
                 {"nargs": "?"},
             ),

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from movielib.config import NonNegative, Positive, PositiveInt, Section
+from movielib.config import JobConfig, NonNegative, Positive, PositiveInt, Section
 from movielib.runtime import RunSection
 
-__all__ = ["DeepSpeedSection", "ScalingSection", "TrainRunSection"]
+__all__ = ["DeepSpeedSection", "EmbedRunConfig", "ScalingSection", "TrainRunSection"]
 
 
 class ScalingSection(Section):
@@ -44,3 +44,17 @@ class TrainRunSection(RunSection):
     # rows each worker shuffles its shard over, in a new seeded order every epoch (Ray Data's local shuffle): a
     # batch mixes many movie pairs even where the joined rows arrive grouped by movie
     shuffle_buffer: PositiveInt = 1024
+
+
+class EmbedRunConfig(JobConfig):
+    """`movielib embed <method> RUN CATALOG`: a trained run's features into the catalog's features tables."""
+
+    run: str | None = None  # the run folder (<run.folder>/<run.name>) holding the exported model
+    catalog: str | None = None  # the DEST whose shots are embedded
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmbedRunConfig:
+        for name in ("run", "catalog"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: is required (movielib embed ... RUN CATALOG)")
+        return self

@@ -185,13 +185,19 @@ def _config(catalog: str, folder, **sets):
     return build_config(PretrainMultimodalConfig, base)
 
 
-def test_pretrain_multimodal_on_two_workers_writes_the_run_and_learns_to_retrieve(ray_local, planted_catalog, tmp_path):
+@pytest.fixture(scope="module")
+def trained(ray_local, planted_catalog, tmp_path_factory):
+    """One pretraining run on 2 workers (3 epochs) that the run-folder and embed tests share."""
     from movielib.train.multimodal.job import run_pretrain_multimodal
+
+    root = tmp_path_factory.mktemp("runs")
+    return root / "multimodal", run_pretrain_multimodal(_config(planted_catalog.dest, root))
+
+
+def test_pretrain_multimodal_on_two_workers_writes_the_run_and_learns_to_retrieve(trained):
     from movielib.train.runlog import RunLog
 
-    cfg = _config(planted_catalog.dest, tmp_path)
-    summary = run_pretrain_multimodal(cfg)
-    folder = tmp_path / "multimodal"
+    folder, summary = trained
     seqs = summary["sequences"]
     assert seqs["movies"] == 12 and seqs["held_out_movies"] == 2  # 24 shots / 6: 4 sequences a movie
     assert seqs["train"] == 40 and seqs["val"] == 8
@@ -247,3 +253,32 @@ def test_losses_gathered_over_two_workers_equal_one_worker_on_the_global_batch(t
         got = torch.load(tmp_path / f"out.{rank}", weights_only=True)
         assert torch.allclose(got["loss"], loss.detach(), atol=1e-5)
         assert torch.allclose(got["grad"], layer.weight.grad, atol=1e-5)
+
+
+def test_embed_multimodal_writes_each_shots_features_and_heads_read_them(trained, planted_catalog, tmp_path):
+    from movielib.heads.config import DataSection
+    from movielib.heads.data import build
+    from movielib.store import CatalogStore
+    from movielib.train.multimodal.embed import MODELS, TABLE, embed_multimodal
+
+    first = embed_multimodal(str(trained[0]), planted_catalog.dest)
+    again = embed_multimodal(str(trained[0]), planted_catalog.dest)  # the same weights: replaced
+    assert first["rows"] == again["rows"] == 12 * 24 * len(MODELS)
+    store = CatalogStore(planted_catalog.dest)
+    rows = store.read_table(TABLE)
+    assert rows.num_rows == first["rows"] and set(rows["model_version"].to_pylist()) == {first["model_version"]}
+    by = {
+        (v, s, m): e
+        for v, s, m, e in zip(*(rows[c].to_pylist() for c in ("video_id", "shot_idx", "model", "embedding")))
+    }
+    silent = sorted(planted_catalog.no_audio)[0]
+    assert by[(silent, 3, "multimodal-audio")] is None and by[(silent, 3, "multimodal-video")] is not None
+    assert by[("video-002", 0, "multimodal-language")] is None  # no subtitles at all
+    assert all(len(by[("video-000", s, "multimodal-cross")]) == 32 for s in range(24))
+    # the heads read them as they read any features table: movie-level labels average each video's shots
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,label\n" + "".join(f"video-{v:03d},{'a' if v % 2 else 'b'}\n" for v in range(12)))
+    data = build(
+        store, DataSection(catalog=planted_catalog.dest, features=TABLE, model="multimodal-cross", labels=str(labels))
+    )
+    assert data.level == "movie" and data.in_dim == 32 and sum(p.rows for p in data.splits.values()) == 12

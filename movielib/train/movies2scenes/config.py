@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from movielib.config import JobConfig, ModelConfig, Positive, PositiveInt, Section, UnitInterval
-from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
+from movielib.train.config import DeepSpeedSection, EmbedRunConfig, ScalingSection, TrainRunSection
 
 
 def pooled_size(shots: int, kernel: int, stride: int) -> int:
@@ -122,15 +122,5 @@ class PretrainScenesConfig(JobConfig):
         return self
 
 
-class EmbedScenesConfig(JobConfig):
+class EmbedScenesConfig(EmbedRunConfig):
     """`movielib embed scenes RUN CATALOG`: a trained scene encoder's embeddings into the catalog's features/scene."""
-
-    run: str | None = None  # the run folder (<run.folder>/<run.name>) holding scene_encoder.pt
-    catalog: str | None = None  # the DEST whose keyframes are embedded
-
-    @model_validator(mode="after")
-    def _complete(self) -> EmbedScenesConfig:
-        for name in ("run", "catalog"):
-            if not getattr(self, name):
-                raise ValueError(f"{name}: is required (movielib embed scenes RUN CATALOG)")
-        return self

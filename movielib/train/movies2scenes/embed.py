@@ -23,6 +23,7 @@ from movielib.store import FEATURES, CatalogStore
 from movielib.train.movies2scenes.config import EmbedScenesConfig
 from movielib.train.movies2scenes.data import decode_jpegs, keyframe_movies
 from movielib.train.movies2scenes.encoder import load_scene_encoder
+from movielib.train.tables import EmbedSummary, write_features
 
 TABLE, SHOT_MODEL, SCENE_MODEL = "features/scene", "movies2scenes-shot", "movies2scenes-scene"
 
@@ -77,18 +78,6 @@ class EmbedScenes:
         return pa.Table.from_pylist(rows, schema=FEATURES)
 
 
-class EmbedSummary(dict):
-    """What `embed scenes` wrote, rendered for the console."""
-
-    exit_code = 0
-
-    def render(self) -> str:
-        return (
-            f"{self['table']}: {self['rows']} rows ({', '.join(self['models'])}), model_version "
-            f"{self['model_version']}, {self['commits']} commits"
-        )
-
-
 def run(cfg: EmbedScenesConfig, args=None) -> EmbedSummary:
     """`movielib embed scenes RUN CATALOG`: on the cluster in RAY_ADDRESS / ray_address, else a local Ray."""
     init_ray(cfg.ray_address)
@@ -113,19 +102,4 @@ def embed_scenes(run: str, catalog: str, s3: S3Options | None = None, rows_per_c
         batch_format="pyarrow",
         **actor_pool(),  # on GPUs when the cluster has them
     )
-    if TABLE in store.table_names():  # the same weights embedded before: their rows are replaced
-        store.tables.delete(TABLE, [version], key="model_version")
-    rows = commits = 0
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=rows_per_commit):
-        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-        store.tables.append(TABLE, table.cast(FEATURES), metadata={"movielib.embed": version})
-        rows, commits = rows + table.num_rows, commits + 1
-    return EmbedSummary(
-        {
-            "table": f"{catalog.rstrip('/')}/{TABLE}",
-            "model_version": version,
-            "rows": rows,
-            "commits": commits,
-            "models": [SHOT_MODEL, SCENE_MODEL],
-        }
-    )
+    return write_features(store, TABLE, ds, version, [SHOT_MODEL, SCENE_MODEL], rows_per_commit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInterval
-from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
+from movielib.train.config import DeepSpeedSection, EmbedRunConfig, ScalingSection, TrainRunSection
 
 
 class InputSection(Section):
@@ -89,3 +89,7 @@ class PretrainMultimodalConfig(JobConfig):
 
     def modalities(self) -> dict[str, InputSection]:
         return {name: s for name, s in self.inputs if s.use}
+
+
+class EmbedMultimodalConfig(EmbedRunConfig):
+    """`movielib embed multimodal RUN CATALOG`: a multimodal run's per-shot features into features/multimodal."""

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
 from movielib.store import CatalogStore
-from movielib.train.multimodal.config import InputSection, PretrainMultimodalConfig
+from movielib.train.multimodal.config import InputSection
 from movielib.train.tables import feature_dim
 
 
@@ -58,6 +58,9 @@ class Sequences:
     def __init__(self, k: int, dims: dict[str, int], seed: int | None = None):
         self.k, self.dims, self.seed = k, dims, seed  # seed None: new starts on every pass (what an epoch wants)
 
+    def windows(self, n: int, rng: np.random.Generator) -> list[range]:
+        return windows(n, self.k, rng)
+
     def _aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
         dim = self.dims[name]
         emb, valid = np.zeros((len(shots), dim), np.float32), np.zeros(len(shots), bool)
@@ -81,7 +84,7 @@ class Sequences:
         for row in rows:
             shots = row["video_shots"]
             aligned = {name: self._aligned(row, name, shots) for name in self.dims}
-            for w in windows(len(shots), self.k, rng):
+            for w in self.windows(len(shots), rng):
                 for name, (emb, valid) in aligned.items():
                     x, v = np.zeros((self.k, self.dims[name]), np.float32), np.zeros(self.k, bool)
                     x[: len(w)], v[: len(w)] = emb[w.start : w.stop], valid[w.start : w.stop]
@@ -114,35 +117,29 @@ def partitions(rows: int, per_partition: int = 256) -> int:
     return max(1, min(200, rows // per_partition))
 
 
-def catalog_movies(cfg: PretrainMultimodalConfig, store: CatalogStore):
-    """Every movie's modalities joined (materialized), each movie's video shot count, the inputs' models / versions
-    / widths, and the held-out movies."""
-    names = set(store.table_names())
-    if "videos" not in names:
-        raise ConfigError(f"catalog: {cfg.catalog!r} holds no tagged catalog (no videos table)")
-    inputs = {}
-    for name, section in cfg.modalities().items():
-        inputs[name] = modality(store, name, section)
+def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fraction: float = 0.0, seed: int = 0):
+    """Every movie's modalities joined (materialized), each movie's video shot count, the inputs' tables / models /
+    versions / widths, and the held-out movies (`val_fraction` of them, seeded)."""
+    if "videos" not in set(store.table_names()):
+        raise ConfigError(f"catalog: {store.dest!r} holds no tagged catalog (no videos table)")
+    found = {name: modality(store, name, section) for name, section in inputs.items()}
     videos = store.read_table("videos", columns=["video_id", "status"])
     n = int(pc.sum(pc.equal(videos["status"], "ok")).as_py() or 0)
-    movies = inputs["video"][0]
+    movies = found["video"][0]
     for name in ("audio", "language"):
-        if name in inputs:
-            movies = movies.join(
-                inputs[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions(n)
-            )
+        if name in found:
+            movies = movies.join(found[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions(n))
     movies = movies.materialize()
     counts = movies.map_batches(
         lambda b: pa.table({"video_id": b["video_id"], "n": pc.list_value_length(b["video_shots"])}),
         batch_format="pyarrow",
     ).take_all()
-    rng = np.random.default_rng(cfg.optim.seed)
     ids = sorted(r["video_id"] for r in counts)
-    held = set(rng.choice(ids, int(round(cfg.optim.val_fraction * len(ids))), replace=False).tolist()) if ids else set()
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(ids, int(round(val_fraction * len(ids))), replace=False).tolist()) if ids else set()
     shots = {r["video_id"]: int(r["n"]) for r in counts}
     meta = {
-        name: {"table": cfg.modalities()[name].table, "model": m, "version": v, "dim": d}
-        for name, (_, m, v, d) in inputs.items()
+        name: {"table": inputs[name].table, "model": m, "version": v, "dim": d} for name, (_, m, v, d) in found.items()
     }
     return movies, shots, held, meta
 

@@ -52,7 +52,8 @@ def run(cfg: PretrainMultimodalConfig, args=None) -> MultimodalSummary:
 def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
     s3 = S3Options.from_config(cfg.s3)
     store = CatalogStore(cfg.catalog, s3)
-    movies, shots, held, inputs = catalog_movies(cfg, store)  # every table and model checked before any work
+    # every table and model checked before any work
+    movies, shots, held, inputs = catalog_movies(store, cfg.modalities(), cfg.optim.val_fraction, cfg.optim.seed)
     folder = run_folder(cfg.run)
     write_run_config(folder, cfg, s3)
     k, workers = cfg.model.shots, cfg.scaling.workers
@@ -66,11 +67,11 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
     for name, meta in inputs.items():
         print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
     print(f"sequences: {n_train} of {k} shots an epoch from {len(train_ids)} movies, {n_val} held out", flush=True)
-    dims = {name: meta["dim"] for name, meta in inputs.items()}
+    dims = {name: meta["dim"] for name, meta in inputs.items()}  # the sequences' widths, as the workers' model
     held_ids = set(held)
     result = launch(
         multimodal_loop,
-        MultimodalLoop(cfg.model, cfg.losses, cfg.optim, dims, n_train // cfg.optim.batch),
+        MultimodalLoop(cfg.model, cfg.losses, cfg.optim, inputs, n_train // cfg.optim.batch),
         cfg.scaling,
         cfg.deepspeed,
         cfg.run,

@@ -18,13 +18,17 @@ PARTS = ("intra", "inter", "cross")
 
 @dataclass(frozen=True)
 class MultimodalLoop:
-    """What the workers need: the sections, the inputs' widths, the steps an epoch makes."""
+    """What the workers need: the sections, the inputs (table, model, version, width), the steps an epoch makes."""
 
     model: MultimodalModelSection
     losses: LossesSection
     optim: OptimSection
-    dims: dict[str, int]
+    inputs: dict[str, dict]
     steps_per_epoch: int
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {name: meta["dim"] for name, meta in self.inputs.items()}
 
 
 def retrieval_hits(out: Outputs, other: str) -> tuple[float, float]:
@@ -87,5 +91,11 @@ def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
     worker.export(
         engine,
         EXPORT,
-        {"dims": dict(c.dims), "model": c.model.model_dump(), "losses": c.losses.model_dump(), "step": run.step},
+        {
+            "dims": c.dims,
+            "inputs": c.inputs,
+            "model": c.model.model_dump(),
+            "losses": c.losses.model_dump(),
+            "step": run.step,
+        },
     )
