@@ -17,6 +17,7 @@ GROUPS = {
     "embed": "write a trained encoder's embeddings into the catalog",
     "tune": "Ray Tune sweeps",
     "train": "train one model without a sweep",
+    "eval": "evaluate a trained encoder on downstream tasks",
 }
 
 

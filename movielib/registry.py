@@ -25,7 +25,7 @@ from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
 from movielib.serving.config import ServeConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
-from movielib.train.multimodal.config import EmbedMultimodalConfig, PretrainMultimodalConfig
+from movielib.train.multimodal.config import EmbedMultimodalConfig, EvalEditingConfig, PretrainMultimodalConfig
 
 __all__ = ["JOBS", "Job", "Option", "add_job_parsers", "job_for", "job_parser"]
 
@@ -239,6 +239,18 @@ JOBS: tuple[Job, ...] = (
             ),
         ),
         example="catalog=s3://bucket/tags",
+    ),
+    Job(
+        "eval-editing",
+        ("eval", "editing"),
+        "shot sequence ordering and next shot selection on base vs a multimodal run's features",
+        EvalEditingConfig,
+        "movielib.train.multimodal.editing:run",
+        (
+            Option(("run",), "the run folder (<run.folder>/<run.name>) holding multimodal.pt", "run", {"nargs": "?"}),
+            Option(("catalog",), "the DEST whose shot order gives the labels", "catalog", {"nargs": "?"}),
+        ),
+        example="per_movie=10",
     ),
     Job(
         "tune-heads",

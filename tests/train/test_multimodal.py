@@ -282,3 +282,43 @@ def test_embed_multimodal_writes_each_shots_features_and_heads_read_them(trained
         store, DataSection(catalog=planted_catalog.dest, features=TABLE, model="multimodal-cross", labels=str(labels))
     )
     assert data.level == "movie" and data.in_dim == 32 and sum(p.rows for p in data.splits.values()) == 12
+
+
+def test_editing_tasks_take_their_labels_from_shot_order_and_read_the_shown_order(trained, planted_catalog):
+    from movielib.train.multimodal.config import EvalEditingConfig
+    from movielib.train.multimodal.editing import ORDERS, Featurizer, Movie, nss_examples, run, sso_examples
+    from movielib.train.multimodal.model import load_multimodal
+
+    folder, _ = trained
+    summary = run(EvalEditingConfig(run=str(folder), catalog=planted_catalog.dest, per_movie=20))
+    print(summary.render())
+    for task, chance in (("sso", 1 / 6), ("nss", 1 / 5)):
+        figures = summary["tasks"][task]
+        assert figures["chance"] == pytest.approx(chance)
+        # the planted edit (a shot's latent mostly follows the last) is learnable from the base features
+        assert figures["base"] > 2 * chance and 0 <= figures["pretrained"] <= 1
+    rng = np.random.default_rng(0)
+
+    class Fake:
+        def __len__(self):
+            return 24
+
+    for _, shots, label in sso_examples([Fake()], 50, rng):  # consecutive shots under the labelled order
+        start = min(shots)
+        assert shots == [start + j for j in ORDERS[label]]
+    for _, context, candidates, answer in nss_examples([Fake()], 50, rng):
+        assert candidates[answer] == context[-1] + 1 and len(set(candidates)) == 5 and context[-1] + 1 not in context
+    # the pretrained features see the shots in the order shown, not the movie's
+    model, meta = load_multimodal((folder / "multimodal.pt").read_bytes())
+
+    dims = meta["dims"]
+    movie = Movie(
+        {m: np.random.default_rng(1).normal(size=(5, d)).astype(np.float32) for m, d in dims.items()},
+        {m: np.ones(5, bool) for m in dims},
+    )
+    pretrained = Featurizer(model)
+    width = len(pretrained(movie, [0, 1, 2])) // 3
+    a, b = pretrained(movie, [0, 1, 2]).reshape(3, width), pretrained(movie, [2, 1, 0]).reshape(3, width)
+    assert not np.allclose(a[0], b[2], atol=1e-4)  # shot 0 first vs last: its features differ
+    base = Featurizer(None)
+    assert np.allclose(base(movie, [2, 1, 0]).reshape(3, -1)[2], base(movie, [0, 1, 2]).reshape(3, -1)[0])

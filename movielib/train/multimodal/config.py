@@ -93,3 +93,12 @@ class PretrainMultimodalConfig(JobConfig):
 
 class EmbedMultimodalConfig(EmbedRunConfig):
     """`movielib embed multimodal RUN CATALOG`: a multimodal run's per-shot features into features/multimodal."""
+
+
+class EvalEditingConfig(EmbedRunConfig):
+    """`movielib eval editing RUN CATALOG`: SSO and NSS (§4) on base vs pretrained features."""
+
+    per_movie: PositiveInt = 30  # examples drawn per movie and task
+    test_share: UnitInterval = 0.3  # movies whose examples are the test set
+    max_movies: PositiveInt = 500  # the movies read (an evaluation gathers their features on the driver)
+    seed: int = 0

@@ -61,7 +61,7 @@ class Sequences:
     def windows(self, n: int, rng: np.random.Generator) -> list[range]:
         return windows(n, self.k, rng)
 
-    def _aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
         dim = self.dims[name]
         emb, valid = np.zeros((len(shots), dim), np.float32), np.zeros(len(shots), bool)
         own = row.get(f"{name}_shots")
@@ -83,7 +83,7 @@ class Sequences:
         rng = np.random.default_rng(key)
         for row in rows:
             shots = row["video_shots"]
-            aligned = {name: self._aligned(row, name, shots) for name in self.dims}
+            aligned = {name: self.aligned(row, name, shots) for name in self.dims}
             for w in self.windows(len(shots), rng):
                 for name, (emb, valid) in aligned.items():
                     x, v = np.zeros((self.k, self.dims[name]), np.float32), np.zeros(self.k, bool)
@@ -147,3 +147,8 @@ def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fra
 def sequence_count(shots: dict[str, int], ids, k: int) -> int:
     """Sequences an epoch cuts from these movies (fixed: windows() makes max(1, n // k) per movie)."""
     return sum(max(1, shots[v] // k) for v in ids)
+
+
+def run_inputs(meta: dict) -> dict[str, InputSection]:
+    """The input features a run trained on (table, model, version per modality), as the readers take them."""
+    return {n: InputSection(table=m["table"], model=m["model"], version=m["version"] or None) for n, m in meta.items()}

@@ -25,22 +25,14 @@ from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.runtime import actor_pool, init_ray, read_bytes
 from movielib.store import FEATURES, CatalogStore
-from movielib.train.multimodal.config import EmbedMultimodalConfig, InputSection, MultimodalModelSection
-from movielib.train.multimodal.data import Sequences, catalog_movies
+from movielib.train.multimodal.config import EmbedMultimodalConfig
+from movielib.train.multimodal.data import Sequences, catalog_movies, run_inputs
 from movielib.train.multimodal.loop import EXPORT
-from movielib.train.multimodal.model import MultimodalModel
+from movielib.train.multimodal.model import load_multimodal
 from movielib.train.tables import EmbedSummary, write_features
 
 TABLE = "features/multimodal"
 MODELS = ("multimodal-video", "multimodal-audio", "multimodal-language", "multimodal-cross")
-
-
-def load_multimodal(blob: bytes) -> tuple[MultimodalModel, dict]:
-    """The exported model (eval mode) and its metadata; loaded with weights_only: the file never runs code."""
-    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    model = MultimodalModel(saved["dims"], MultimodalModelSection(**saved["model"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
 class FixedWindows(Sequences):
@@ -122,10 +114,7 @@ def embed_multimodal(run: str, catalog: str, s3: S3Options | None = None, rows_p
     version = f"{run.rstrip('/').rsplit('/', 1)[-1]}-{hashlib.sha256(data).hexdigest()[:12]}"
     meta = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)["inputs"]
     store = CatalogStore(catalog, s3)
-    inputs = {
-        name: InputSection(table=m["table"], model=m["model"], version=m["version"] or None) for name, m in meta.items()
-    }
-    movies, _, _, _ = catalog_movies(store, inputs)
+    movies, _, _, _ = catalog_movies(store, run_inputs(meta))
     ds = movies.map_batches(
         EmbedMultimodal,
         fn_constructor_kwargs={"model": path, "version": version, "s3": s3},

@@ -9,6 +9,7 @@ movie's end) are key-padding: nothing attends to them and no loss reads them.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import torch
@@ -129,3 +130,11 @@ class MultimodalModel(nn.Module):
             parts["cross"] = symmetric_info_nce(out.cross["audio"], out.cross["language"], valid, tau, gather)
         parts["total"] = parts["intra"] + parts["inter"] + parts["cross"]
         return parts
+
+
+def load_multimodal(blob: bytes) -> tuple[MultimodalModel, dict]:
+    """The exported model (eval mode) and its metadata; loaded with weights_only: the file never runs code."""
+    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    model = MultimodalModel(saved["dims"], MultimodalModelSection(**saved["model"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}

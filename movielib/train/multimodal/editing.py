@@ -1,0 +1,183 @@
+"""The editing-pattern tasks of long_range_multimodal_pretraining.txt §4 (AVE's protocol), on any tagged catalog:
+their labels come from shot order itself.
+
+  SSO  shot sequence ordering: 3 consecutive shots, shuffled; which of the 6 orders was applied (6-way)
+  NSS  next shot selection: 4 context shots and 5 candidates (the true next and 4 other shots of the movie);
+       which candidate comes next
+
+Each task is scored twice with the same small head (scikit-learn's MLP) over the same examples: on the frozen base
+features of the shots (video, audio, language concatenated per shot) and on the pretrained model's features of
+the same shots passed through it as a sequence in the order the example shows them (§4: "we pass the extracted
+sequence of features into our pretrained contextual and cross-modal transformers before concatenating them").
+Movies are split into train / test; the figure is test accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from movielib.io.uri import S3Options
+from movielib.runtime import init_ray, read_bytes, write_bytes
+from movielib.store import CatalogStore
+from movielib.train.multimodal.config import EvalEditingConfig
+from movielib.train.multimodal.data import Sequences, catalog_movies, run_inputs
+from movielib.train.multimodal.loop import EXPORT
+from movielib.train.multimodal.model import MultimodalModel, load_multimodal
+
+ORDERS = list(itertools.permutations(range(3)))  # SSO's 6 classes
+
+
+@dataclass
+class Movie:
+    """One movie's shots in order: per modality (n, d) features and (n,) validity."""
+
+    features: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.features["video"])
+
+    def take(self, idx: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return {m: f[idx] for m, f in self.features.items()}, {m: v[idx] for m, v in self.valid.items()}
+
+
+def movies_from(table: pa.Table, dims: dict[str, int]) -> list[Movie]:
+    """Per-movie rows (catalog_movies) -> Movies, every modality aligned to the video's shots."""
+    align = Sequences(1, dims)
+    out = []
+    for row in table.to_pylist():
+        aligned = {m: align.aligned(row, m, row["video_shots"]) for m in dims}
+        out.append(Movie({m: a[0] for m, a in aligned.items()}, {m: a[1] for m, a in aligned.items()}))
+    return out
+
+
+def sso_examples(movies: list[Movie], per_movie: int, rng: np.random.Generator):
+    """(shot index lists in shown order, class) per example: 3 consecutive shots under one of the 6 orders."""
+    out = []
+    for i, movie in enumerate(movies):
+        for _ in range(per_movie if len(movie) >= 3 else 0):
+            start, label = int(rng.integers(0, len(movie) - 2)), int(rng.integers(len(ORDERS)))
+            out.append((i, [start + j for j in ORDERS[label]], label))
+    return out
+
+
+def nss_examples(movies: list[Movie], per_movie: int, rng: np.random.Generator):
+    """(movie, 4 context shots, 5 candidate shots, index of the true next) per example."""
+    out = []
+    for i, movie in enumerate(movies):
+        n = len(movie)
+        for _ in range(per_movie if n >= 9 else 0):
+            start = int(rng.integers(0, n - 4))
+            context, true = list(range(start, start + 4)), start + 4
+            others = [s for s in range(n) if s not in (*context, true)]
+            candidates = [true, *rng.choice(others, 4, replace=False).tolist()]
+            order = rng.permutation(5)
+            out.append((i, context, [candidates[j] for j in order], int(np.argmax(order == 0))))
+    return out
+
+
+class Featurizer:
+    """Shots shown as a sequence -> one vector: their base features concatenated, or the pretrained model's
+    contextual (and cross-modal video) features of that sequence concatenated."""
+
+    def __init__(self, model: MultimodalModel | None):
+        self.model = model
+
+    def __call__(self, movie: Movie, shots: list[int]) -> np.ndarray:
+        feats, valid = movie.take(shots)
+        if self.model is None:
+            return np.concatenate([feats[m] * valid[m][:, None] for m in feats], axis=1).reshape(-1)
+        batch = {m: torch.from_numpy(f[None]).float() for m, f in feats.items()}
+        batch |= {f"{m}_valid": torch.from_numpy(v[None]) for m, v in valid.items()}
+        with torch.no_grad():
+            out = self.model(batch, mask=False)
+        parts = [out.context[m][0] * out.valid[m][0, :, None] for m in out.context] + [c[0] for c in out.cross.values()]
+        return torch.cat(parts, dim=1).reshape(-1).numpy()
+
+
+def _head(seed: int):
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), MLPClassifier((128,), max_iter=500, random_state=seed))
+
+
+def sso_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    sets = {}
+    for name, ids in (("train", train), ("test", test)):
+        examples = sso_examples([movies[i] for i in ids], per_movie, rng)
+        sets[name] = (
+            np.stack([featurize(movies[ids[i]], shots) for i, shots, _ in examples]),
+            np.array([label for _, _, label in examples]),
+        )
+    head = _head(seed).fit(*sets["train"])
+    return float((head.predict(sets["test"][0]) == sets["test"][1]).mean())
+
+
+def nss_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, seed: int) -> float:
+    """A binary head scores each (context, candidate) sequence; the test pick is the best-scored candidate."""
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for i, context, candidates, answer in nss_examples([movies[i] for i in train], per_movie, rng):
+        for j, c in enumerate(candidates):
+            x.append(featurize(movies[train[i]], [*context, c]))
+            y.append(int(j == answer))
+    head = _head(seed).fit(np.stack(x), np.array(y))
+    hits = []
+    for i, context, candidates, answer in nss_examples([movies[i] for i in test], per_movie, rng):
+        scores = head.predict_proba(np.stack([featurize(movies[test[i]], [*context, c]) for c in candidates]))[:, 1]
+        hits.append(int(np.argmax(scores)) == answer)
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def editing_figures(
+    movies: list[Movie], model: MultimodalModel, per_movie: int = 30, test_share: float = 0.3, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """SSO and NSS test accuracy on base features vs the pretrained model's, with each task's chance."""
+    order = np.random.default_rng(seed).permutation(len(movies))
+    n_test = max(1, int(round(test_share * len(movies))))
+    test, train = order[:n_test].tolist(), order[n_test:].tolist()
+    out = {}
+    for task, score, chance in (("sso", sso_accuracy, 1 / 6), ("nss", nss_accuracy, 1 / 5)):
+        out[task] = {
+            "base": score(movies, train, test, Featurizer(None), per_movie, seed),
+            "pretrained": score(movies, train, test, Featurizer(model.eval()), per_movie, seed),
+            "chance": chance,
+        }
+    return out
+
+
+class EditingSummary(dict):
+    exit_code = 0
+
+    def render(self) -> str:
+        lines = [f"editing patterns on {self['movies']} movies (test accuracy; {self['path']}):"]
+        for task, f in self["tasks"].items():
+            lines.append(
+                f"  {task.upper()}: base features {f['base']:.3f}, pretrained {f['pretrained']:.3f}, "
+                f"chance {f['chance']:.3f}"
+            )
+        return "\n".join(lines)
+
+
+def run(cfg: EvalEditingConfig, args=None) -> EditingSummary:
+    """`movielib eval editing RUN CATALOG`: on the cluster in RAY_ADDRESS / ray_address, else a local Ray."""
+    init_ray(cfg.ray_address)
+    s3 = S3Options.from_config(cfg.s3)
+    model, meta = load_multimodal(read_bytes(f"{cfg.run.rstrip('/')}/{EXPORT}", s3))
+    rows, _, _, _ = catalog_movies(CatalogStore(cfg.catalog, s3), run_inputs(meta["inputs"]))
+    table = pa.concat_tables(list(rows.limit(cfg.max_movies).iter_batches(batch_format="pyarrow", batch_size=None)))
+    movies = movies_from(table, meta["dims"])
+    tasks = editing_figures(movies, model, cfg.per_movie, cfg.test_share, cfg.seed)
+    path = f"{cfg.run.rstrip('/')}/editing.json"
+    summary = EditingSummary({"run": cfg.run, "movies": len(movies), "tasks": tasks, "path": path})
+    write_bytes(path, json.dumps(summary, indent=2).encode(), s3)
+    return summary
