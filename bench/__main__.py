@@ -1,6 +1,7 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-python -m bench [--quick] [--out bench-results] [--only detect,decode,scoring,e2e,scale,train,train-scale,tune,serve]
+python -m bench [--quick] [--out bench-results] [--only NAME,...]
+  NAME: detect, decode, scoring, e2e, scale, train, train-multimodal, train-scale, tune, serve
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from bench import (  # noqa: E402
     scoring,
     serve_tagger,
     shot_detection,
+    train_multimodal,
     train_scale,
     train_scenes,
     tune_heads,
 )
 from bench.common import Row  # noqa: E402
 
-ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "train-scale", "tune", "serve")
+ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "train-multimodal", "train-scale", "tune", "serve")
 
 
 def table(rows: list[Row]) -> str:
@@ -97,6 +99,8 @@ def main() -> int:
         rows += scale.run(work, args.quick)
     if "train" in only:
         rows += train_scenes.run(args.quick)
+    if "train-multimodal" in only:
+        rows += train_multimodal.run(args.quick)
     if "train-scale" in only:
         rows += train_scale.run(args.quick)
     if "tune" in only:

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--heads", action="store_true", help="sweep scene heads with Ray Tune (ASHA) over a planted-signal catalog"
     )
+    demo.add_argument(
+        "--multimodal",
+        action="store_true",
+        help="tag a catalog with audio and subtitles, pretrain multimodal, embed, score SSO / NSS, train a genre head",
+    )
     return parser
 
 
@@ -222,6 +227,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from movielib.demo.heads import run_heads_demo
 
         return run_heads_demo(args.out)
+    if args.multimodal:
+        from movielib.demo.multimodal import run_multimodal_demo
+
+        return run_multimodal_demo(args.out, args.model or "movielib-tiny-clip")
     if args.pretrain:
         from movielib.demo.pretrain import run_pretrain_demo
 

@@ -31,9 +31,12 @@ LOOKS = {  # what a genre's shots look like: lavfi sources PySceneDetect cuts be
 }
 
 
-def write_genre_catalog(folder: Path, prefix: str, movies_per_genre: int = 4, shots: int = 16, seed: int = 0) -> Path:
+def write_genre_catalog(
+    folder: Path, prefix: str, movies_per_genre: int = 4, shots: int = 16, seed: int = 0, subtitles: bool = False
+) -> Path:
     """`movies_per_genre` clips per genre of `shots` one-second shots under folder/catalog, and genres.csv naming
-    them by URI (`prefix` + file name, where they will be uploaded)."""
+    them by URI (`prefix` + file name, where they will be uploaded). With `subtitles`, the clips have an audio
+    track and each a .srt sidecar whose cues name the shots' looks (a shot without a cue now and then)."""
     rng = random.Random(seed)
     rows = []
     for genre, looks in LOOKS.items():
@@ -44,7 +47,15 @@ def write_genre_catalog(folder: Path, prefix: str, movies_per_genre: int = 4, sh
                 if not picks or look != picks[-1]:
                     picks.append(look)
             name = f"{genre}-{m}.mp4"
-            generate_clip(folder / "catalog" / name, [Segment(p, 1.0) for p in picks], size=(160, 120), audio=False)
+            path = folder / "catalog" / name
+            generate_clip(path, [Segment(p, 1.0) for p in picks], size=(160, 120), audio=subtitles)
+            if subtitles:
+                cues = [
+                    f"{i + 1}\n00:00:{i:02d},100 --> 00:00:{i:02d},900\nthe {look.split(':')[-1]} {genre} shot\n"
+                    for i, look in enumerate(picks)
+                    if rng.random() < 0.8
+                ]
+                path.with_suffix(".srt").write_text("\n".join(cues))
             rows.append((prefix + name, genre))
     with open(folder / "genres.csv", "w", newline="") as f:
         csv.writer(f).writerows([("movie", "genres"), *rows])

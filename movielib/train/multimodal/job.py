@@ -34,7 +34,10 @@ class MultimodalSummary(dict):
 
     def render(self) -> str:
         s = self["sequences"]
-        lines = [f"run {self['run']}: {s['train']} sequences of {self['shots']} shots an epoch, {s['val']} held out"]
+        lines = [
+            f"run {self['run']}: {s['train']} sequences of {self['shots']} shots an epoch, {s['val']} more from "
+            f"{s['held_out_movies']} held-out movies"
+        ]
         m = self.get("metrics") or {}
         shown = [k for k in ("loss", "val_loss", "val_video_to_audio_top1", "val_video_to_language_top1") if k in m]
         if shown:
@@ -66,7 +69,7 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
         )
     for name, meta in inputs.items():
         print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
-    print(f"sequences: {n_train} of {k} shots an epoch from {len(train_ids)} movies, {n_val} held out", flush=True)
+    print(f"sequences: {n_train} of {k} shots an epoch from {len(train_ids)} movies, {n_val} from {len(held)} held out")
     dims = {name: meta["dim"] for name, meta in inputs.items()}  # the sequences' widths, as the workers' model
     held_ids = set(held)
     result = launch(
