@@ -3,8 +3,8 @@
     bash bench/gpu_check.sh            # on a GPU node: bf16 training steps, scoring, NVDEC decode
     python -m bench.gpu_check --cpu    # the same code paths on the CPU (bf16 forced), to check the script itself
 
-1. One bf16 training run of each Movies2Scenes stage through the launcher (Ray Train + DeepSpeed, one worker on
-   the GPU, ViT-B-32 random init for the scene step): steps/s, finite losses, fp32 islands, fp32 exports.
+1. One bf16 training run of each Movies2Scenes stage and of the multimodal model through the launcher (Ray Train +
+   DeepSpeed, one worker on the GPU, ViT-B-32 random init for the scene step): steps/s, finite losses, fp32 exports.
 2. CLIP scoring images/s of the tagger (SceneTagger) on the GPU at fp32, amp_bf16 and bf16, and top-1 agreement.
 3. NVDEC decoding (decode.decoder: nvdec) of a generated 1080p clip vs PyAV on the CPU: frames/s, same frame count.
 Never needed by the tests.
@@ -95,6 +95,56 @@ def training(folder: Path, gpu: bool, arch: str) -> None:
         state = torch.load(folder / "gpu-check" / name, weights_only=True)["state_dict"]
         ok = all(v.dtype == torch.float32 for v in state.values())
         _line(f"export {name}", "fp32 masters" if ok else "NOT fp32")
+
+
+def multimodal(folder: Path, gpu: bool, k: int = 30) -> None:
+    """One bf16 run of the multimodal loop through the launcher: sequences/s, finite losses, fp32 export."""
+    import numpy as np
+    import ray.data
+    import torch
+
+    from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
+    from movielib.train.launcher import launch
+    from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
+    from movielib.train.multimodal.loop import EXPORT, MultimodalLoop, multimodal_loop
+    from movielib.train.runlog import RunLog
+
+    dims = {"video": 512, "audio": 128, "language": 384}
+    width, batch, n = (512, 256, 2048) if gpu else (64, 8, 32)
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            **{m: rng.normal(size=(k, d)).astype(np.float32) for m, d in dims.items()},
+            **{f"{m}_valid": rng.random(k) > 0.1 for m in dims},
+        }
+        for _ in range(n)
+    ]
+    loop = MultimodalLoop(
+        MultimodalModelSection(shots=k, width=width, layers=3, heads=8),
+        LossesSection(),
+        OptimSection(batch=batch, epochs=2),
+        {m: {"table": "-", "model": "-", "version": "", "dim": d} for m, d in dims.items()},
+        n // batch,
+    )
+    t0 = time.perf_counter()
+    launch(
+        multimodal_loop,
+        loop,
+        ScalingSection(workers=1, cpus_per_worker=1, gpus_per_worker=1 if gpu else 0),
+        DeepSpeedSection(precision="bf16"),
+        TrainRunSection(folder=str(folder), name="gpu-check"),
+        batch,
+        datasets={"train": ray.data.from_items(rows), "val": ray.data.from_items(rows[:batch])},
+        stage="multimodal",
+    )
+    last = [r for r in RunLog(str(folder / "gpu-check" / "multimodal")).rows if r.get("kind") == "epoch"][-1]
+    _line(
+        f"multimodal step, bf16 (k {k}, width {width}, batch {batch})",
+        f"{last['sequences_per_s']:.1f} sequences/s, loss {last['loss']:.4f}, "
+        f"{time.perf_counter() - t0:.0f}s with start-up",
+    )
+    state = torch.load(folder / "gpu-check" / EXPORT, weights_only=True)["state_dict"]
+    _line(f"export {EXPORT}", "fp32 masters" if all(v.dtype == torch.float32 for v in state.values()) else "NOT fp32")
 
 
 def decoding(folder: Path, gpu: bool, clip: str | None) -> None:
@@ -193,6 +243,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ok = [
             section("training", training, Path(tmp), gpu, args.arch),
+            section("multimodal", multimodal, Path(tmp), gpu),
             section("scoring", scoring, gpu),
             section("decoding", decoding, Path(tmp), gpu, args.video),
         ]
