@@ -9,7 +9,13 @@ from pydantic import Field, model_validator
 from movielib.config import JobConfig, NonNegative, Positive, PositiveInt, Section
 from movielib.runtime import RunSection
 
-__all__ = ["DeepSpeedSection", "EmbedRunConfig", "ScalingSection", "TrainRunSection"]
+__all__ = ["DeepSpeedSection", "EmbedRunConfig", "ScalingSection", "TrainRunSection", "check_global_batch"]
+
+
+def check_global_batch(field: str, batch: int, workers: int) -> None:
+    """The global batch is exact: each worker takes batch / workers, so the workers must divide it."""
+    if batch % workers:
+        raise ValueError(f"{field}: must be a multiple of scaling.workers ({workers}), got {batch}")
 
 
 class ScalingSection(Section):

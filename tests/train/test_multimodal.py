@@ -385,3 +385,27 @@ def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupt
     assert [r["epoch"] for r in after] == list(range(last + 1, 4))
     assert after[-1]["step"] == summary["metrics"]["step"] == 15  # ends at the uninterrupted run's step
     assert (root / "multimodal" / "multimodal.pt").exists()
+
+
+def test_a_bad_multimodal_config_fails_before_any_work_naming_the_field(planted_catalog):
+    from movielib.config import build_config
+    from movielib.errors import ConfigError
+    from movielib.store import CatalogStore
+    from movielib.train.multimodal.config import InputSection, PretrainMultimodalConfig
+    from movielib.train.multimodal.data import catalog_movies
+
+    for sets, field in (
+        ({"optim": {"batch": 7}}, "optim.batch"),
+        ({"model": {"width": 30, "heads": 8}}, "heads"),
+        ({"inputs": {"video": {"table": "features/image", "use": False}}}, "inputs.video.use"),
+        ({"model": {"mask_ratio": 1.5}}, "mask_ratio"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            build_config(PretrainMultimodalConfig, {"catalog": planted_catalog.dest, **sets})
+    store = CatalogStore(planted_catalog.dest)
+    with pytest.raises(ConfigError, match=r"inputs\.audio\.table: .* has no features/sound"):
+        catalog_movies(
+            store, {"video": InputSection(table="features/image"), "audio": InputSection(table="features/sound")}
+        )
+    with pytest.raises(ConfigError, match=r"inputs\.video\.model: 'clip' is not in features/image"):
+        catalog_movies(store, {"video": InputSection(table="features/image", model="clip")})

@@ -7,7 +7,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from movielib.config import JobConfig, ModelConfig, Positive, PositiveInt, Section, UnitInterval
-from movielib.train.config import DeepSpeedSection, EmbedRunConfig, ScalingSection, TrainRunSection
+from movielib.train.config import (
+    DeepSpeedSection,
+    EmbedRunConfig,
+    ScalingSection,
+    TrainRunSection,
+    check_global_batch,
+)
 
 
 def pooled_size(shots: int, kernel: int, stride: int) -> int:
@@ -109,12 +115,8 @@ class PretrainScenesConfig(JobConfig):
             raise ValueError("catalog: is required (the tagged DEST to learn from)")
         if not self.similarity.path:
             raise ValueError("similarity.path: is required (a genres, synopsis or pairs file)")
-        for section in ("similarity_model", "scenes"):  # the global batch is exact: each worker takes batch / workers
-            batch = getattr(self, section).batch
-            if batch % self.scaling.workers:
-                raise ValueError(
-                    f"{section}.batch: must be a multiple of scaling.workers ({self.scaling.workers}), got {batch}"
-                )
+        for section in ("similarity_model", "scenes"):
+            check_global_batch(f"{section}.batch", getattr(self, section).batch, self.scaling.workers)
         if self.deepspeed.zero_stage == 3:  # the momentum encoder reads the query encoder's whole parameters
             raise ValueError(
                 "deepspeed.zero_stage: must be 0, 1 or 2 (MoCo's momentum update reads whole parameters), got 3"

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInterval
-from movielib.train.config import DeepSpeedSection, EmbedRunConfig, ScalingSection, TrainRunSection
+from movielib.train.config import (
+    DeepSpeedSection,
+    EmbedRunConfig,
+    ScalingSection,
+    TrainRunSection,
+    check_global_batch,
+)
 
 
 class InputSection(Section):
@@ -81,10 +87,7 @@ class PretrainMultimodalConfig(JobConfig):
             raise ValueError("catalog: is required (the tagged DEST to learn from)")
         if not self.inputs.video.use:
             raise ValueError("inputs.video.use: video is the anchor of every loss and cannot be off")
-        if self.optim.batch % self.scaling.workers:
-            raise ValueError(
-                f"optim.batch: must be a multiple of scaling.workers ({self.scaling.workers}), got {self.optim.batch}"
-            )
+        check_global_batch("optim.batch", self.optim.batch, self.scaling.workers)
         return self
 
     def modalities(self) -> dict[str, InputSection]:
