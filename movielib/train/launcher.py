@@ -332,6 +332,24 @@ def fp32_state_dict(engine, zero_stage: int, prefix: str = "", keep: bool = True
         }
 
 
+def warn_no_cpu_left(scaling: ScalingSection) -> str | None:
+    """A warning (logged, and returned) when the workers would take every CPU the cluster has now: Ray Data's
+    feeding then has none, and on a cluster that cannot grow the run waits for its first batch forever."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
+    taken = scaling.workers * scaling.cpus_per_worker
+    if not total or taken < total:
+        return None
+    message = (
+        f"scaling: {scaling.workers} workers x {scaling.cpus_per_worker} CPUs take all {total:g} CPUs of the cluster, "
+        "leaving none to feed them data: unless the cluster autoscales, lower scaling.cpus_per_worker or "
+        "scaling.workers"
+    )
+    logging.getLogger("movielib.train").warning(message)
+    return message
+
+
 def launch(
     loop: Callable[[Worker, C], None],
     loop_config: C,
@@ -352,6 +370,8 @@ def launch(
 
     use_gpu = scaling.gpus_per_worker > 0
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if use_gpu else {})}
+    if datasets:
+        warn_no_cpu_left(scaling)
     folder = run_folder(run)
     train_run = run if isinstance(run, TrainRunSection) else TrainRunSection(**run.model_dump())
     worker = Worker(deepspeed, micro_batch, folder, stage, s3, train_run)

@@ -113,3 +113,11 @@ def test_an_export_loads_without_deepspeed_whatever_the_zero_stage(ray_local, tm
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
     model.load_state_dict(saved["state_dict"])  # full shapes: ZeRO-3's partitions were gathered
     assert torch.allclose(model(torch.ones(2, 8)), saved["y"], atol=1e-6)
+
+
+def test_workers_that_would_take_every_cpu_are_warned_about_before_the_run(ray_local):
+    from movielib.train.launcher import warn_no_cpu_left
+
+    message = warn_no_cpu_left(ScalingSection(workers=2, cpus_per_worker=1))  # the session's Ray has 2 CPUs
+    assert message and "scaling.cpus_per_worker" in message and "all 2 CPUs" in message
+    assert warn_no_cpu_left(ScalingSection(workers=2, cpus_per_worker=0.5)) is None
