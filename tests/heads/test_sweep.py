@@ -64,7 +64,8 @@ def test_the_exported_head_predicts_what_it_predicted_inside_its_trial(swept):
     assert meta["task"] == "multilabel" and meta["feature_model"] == "planted/1" and len(meta["label_names"]) == 6
     data = build(CatalogStore(planted.dest), cfg.data)  # rebuilt: the same rows in the same order
     inside = np.load(run / "best" / "test_predictions.npy")
-    assert np.array_equal(predict(model, data.splits["test"], meta["task"]), inside)
+    # the same rows in the same order; equal up to float rounding (the blocks, so the batches, may be cut elsewhere)
+    np.testing.assert_allclose(predict(model, data.splits["test"], meta["task"]), inside, rtol=0, atol=1e-6)
 
 
 def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp_path):
