@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from movielib.errors import ConfigError
 from movielib.heads.config import DataSection
 from movielib.store import SHOT_KEYS, CatalogStore, not_null
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 
@@ -77,6 +80,8 @@ class Split:
         rows, shuffled as a whole (one buffer, a full permutation, when the split fits). Ray Data's local shuffle
         buffer does the same, but a head makes hundreds of passes over a small set and its executor's start-up
         per pass would dominate them."""
+        import torch  # here, not at the top: Ray Data's tasks unpickle this module's callables without torch
+
         n = len(self.blocks)
         xs, ys, held = [], [], 0
         for block in self._read(torch.randperm(n, generator=generator) if n > 1 else range(n)):
@@ -301,6 +306,7 @@ def build(store: CatalogStore, data: DataSection) -> HeadData:
     from ray.data.expressions import col
 
     ds, level, feature_model = joined_rows(store, data)
+    ds = ds.materialize()  # joined once, in the object store: the survey and the encoding both read it
     survey = ds.map_batches(_Survey(data.labels == "clean_tags", data.multi), batch_format="pyarrow").take_all()
     videos = sorted({v for row in survey for v in row["videos"]})
     if not videos:

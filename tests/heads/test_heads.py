@@ -46,8 +46,13 @@ def catalog(tmp_path_factory):
     return plant(str(tmp_path_factory.mktemp("heads") / "catalog"), videos=20, shots=10)
 
 
-def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on_two_sides(ray_local, catalog):
-    data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
+@pytest.fixture(scope="module")
+def clean_data(ray_local, catalog):
+    return build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
+
+
+def test_the_clean_tag_recipe_trains_on_exactly_the_clean_shots_with_no_video_on_two_sides(catalog, clean_data):
+    data = clean_data
     assert data.task == "multilabel" and data.level == "shot"
     assert sum(part.rows for part in data.splits.values()) == len(catalog.clean)
     # each row's target is its shot's planted labels (found through the features: rows are unique vectors)
@@ -93,12 +98,12 @@ def test_bad_head_inputs_fail_before_any_work_naming_what_is_wrong(ray_local, ca
         build_config(HeadsConfig, {"data": {"catalog": "x"}, "head": {"epochs": 3}, "tune": {"grace_period": 5}})
 
 
-def test_the_heads_rows_stay_in_the_object_store_and_reach_a_trial_as_references(ray_local, catalog):
+def test_the_heads_rows_stay_in_the_object_store_and_reach_a_trial_as_references(clean_data):
     import pickle
 
     import ray
 
-    data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, val_fraction=0.2, test_fraction=0.2))
+    data = clean_data
     refs = [b for part in data.splits.values() for b in part.blocks]
     assert refs and all(isinstance(b, ray.ObjectRef) for b in refs)
     features = sum(part.arrays()[0].nbytes for part in data.splits.values())
