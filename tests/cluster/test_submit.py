@@ -28,21 +28,25 @@ def ray_head(s3_server, tmp_path_factory):
     from ray.job_submission import JobSubmissionClient
 
     temp = Path(f"/tmp/mlh-{os.getpid()}")  # Ray's socket paths must stay short
-    ports = {
-        opt: free_port()
-        for opt in (
-            "port",
-            "dashboard-port",
-            "ray-client-server-port",
-            "node-manager-port",
-            "object-manager-port",
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "metrics-export-port",
-        )
-    }
-    low = free_port()
+    low = free_port()  # the workers' range [low, low + 200]: every other port is drawn outside it, each once
+    taken = set(range(low, low + 201))
+    ports = {}
+    for opt in (
+        "port",
+        "dashboard-port",
+        "ray-client-server-port",
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+    ):
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        ports[opt] = port
+        taken.add(port)
     cmd = [
         str(BIN / "ray"),
         "start",
