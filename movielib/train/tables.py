@@ -33,6 +33,11 @@ def per_epoch(joined: ray.data.Dataset, fn, batch_size: int = 16) -> ray.data.Da
     return ds
 
 
+def partitions_for(rows: int, per_partition: int = 20_000) -> int:
+    """Hash-shuffle partitions for a join of `rows` rows: from the data size, not a constant."""
+    return max(2, min(1024, -(-rows // per_partition)))
+
+
 class EmbedSummary(dict):
     """What an `embed` job wrote, rendered for the console."""
 

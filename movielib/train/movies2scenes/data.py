@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from movielib.store import CatalogStore, not_null
 from movielib.train.movies2scenes.similarity import pad_or_cut
+from movielib.train.tables import partitions_for
 
 if TYPE_CHECKING:
     import ray.data
@@ -142,11 +143,6 @@ def decode_jpegs(jpegs: list[bytes]) -> np.ndarray:
 def decode_scenes(batch: pa.Table) -> dict[str, np.ndarray]:
     """q, k JPEG lists -> (B, n shots, H, W, 3) uint8 scenes."""
     return {side: np.stack([decode_jpegs(j) for j in batch[side].to_pylist()]) for side in ("q", "k")}
-
-
-def partitions_for(rows: int, per_partition: int = 20_000) -> int:
-    """Hash-shuffle partitions for a join of `rows` rows: from the data size, not a constant."""
-    return max(2, min(1024, -(-rows // per_partition)))
 
 
 SCENE_SHOTS = pa.schema(

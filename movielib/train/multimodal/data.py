@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from movielib.errors import ConfigError
 from movielib.store import CatalogStore
 from movielib.train.multimodal.config import InputSection
-from movielib.train.tables import feature_dim
+from movielib.train.tables import feature_dim, partitions_for
 
 
 def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
@@ -112,11 +112,6 @@ def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[obj
     return movies, model, version or "", dim
 
 
-def partitions(rows: int, per_partition: int = 256) -> int:
-    """Hash-join partitions from the data's size: about `per_partition` movies each, 1 to 200."""
-    return max(1, min(200, rows // per_partition))
-
-
 def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fraction: float = 0.0, seed: int = 0):
     """Every movie's modalities joined (materialized), each movie's video shot count, the inputs' tables / models /
     versions / widths, and the held-out movies (`val_fraction` of them, seeded)."""
@@ -128,7 +123,9 @@ def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fra
     movies = found["video"][0]
     for name in ("audio", "language"):
         if name in found:
-            movies = movies.join(found[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions(n))
+            movies = movies.join(
+                found[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions_for(n, 256)
+            )
     movies = movies.materialize()
     counts = movies.map_batches(
         lambda b: pa.table({"video_id": b["video_id"], "n": pc.list_value_length(b["video_shots"])}),
