@@ -102,7 +102,7 @@ def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[obj
     if section.table not in store.table_names():
         raise ConfigError(
             f"{field}.table: {store.dest!r} has no {section.table} table"
-            + ("; tag with audio / .srt subtitles, or set inputs.{name}.use=false" if name != "video" else "")
+            + (f"; tag with audio / .srt subtitles, or set inputs.{name}.use=false" if name != "video" else "")
         )
     model = store.feature_model(section.table, section.model, f"{field}.model")
     version = store.feature_version(section.table, model, section.version, f"{field}.version") or None
