@@ -2,9 +2,10 @@
 head on the embeddings, on the embedded default, from nothing.
 
 Starts an S3 server on 127.0.0.1, generates the 3-genre catalog of the pretraining demo with audio tracks and
-subtitles that name each shot's look, tags it (image, audio and subtitle features), pretrains the multimodal model
-at demo size (movielib/demo/pretrain_multimodal.yaml) with the run folder on S3, writes features/multimodal, scores
-the editing tasks, trains a movie-level genre head on the cross-modal features, and copies it all to a local folder.
+subtitles that name each shot's look, tags it (image, audio and subtitle features, and each subtitle cue with its
+times), pretrains the multimodal model at demo size (movielib/demo/pretrain_multimodal.yaml) with the run folder
+on S3, writes features/multimodal, scores the editing tasks, trains a movie-level genre head on the cross-modal
+features, and copies it all to a local folder.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def run_multimodal_demo(out: str, model: str = "movielib-tiny-clip") -> int:
                 "model.random_weights": True,
                 "s3.endpoint_url": server.endpoint_url,
                 "people.enabled": False,
+                "features.cues": True,  # the language tokens with times the pretraining aligns to shots
             },
         )
         init_ray(tag.ray_address)

@@ -2,8 +2,9 @@
 that its video, audio and subtitle-text features all carry (each through its own random map, plus noise), and the
 latents follow the edit: a shot's latent is mostly the next of the previous shot's, so shot order carries signal.
 
-Some movies have no audio track (audio rows with null embeddings) and one has no subtitles at all; shots without
-a cue have a null text embedding, as the tagging job writes them.
+The subtitles are cue rows (table cues, as `features.cues` tags them): most shots have a cue that names their
+latent, a fifth of which stay on screen into the next shot (Eq. 4's straddling cue: it counts for both). Some movies
+have no audio track (audio rows with null embeddings) and one has no subtitles at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from movielib.demo.planted import commit, shot_row, video_row
 
-DIMS = {"features/image": 24, "features/audio": 16, "features/text": 12}
+DIMS = {"features/image": 24, "features/audio": 16, "cues": 12}
 
 
 @dataclass
@@ -38,20 +39,29 @@ def build(
         for _ in range(shots - 1):  # the edit: mostly the next latent, sometimes a jump
             z.append((z[-1] + 1) % latents if rng.random() < follow else int(rng.integers(latents)))
         out.latents[vid] = z
+        cues = -1
         for s, zs in enumerate(z):
-            tables["shots"].append(shot_row(vid, s))
-            for table, dim in DIMS.items():
-                missing = (table == "features/audio" and vid in out.no_audio) or (
-                    table == "features/text" and (vid in out.no_subtitles or rng.random() < 0.25)
-                )
-                x = maps[table][zs] + 0.3 * rng.normal(size=dim)
-                tables[table].append(
+            tables["shots"].append(shot_row(vid, s))  # shot s spans second s
+            x = {
+                table: (maps[table][zs] + 0.3 * rng.normal(size=dim)).astype(np.float32) for table, dim in DIMS.items()
+            }
+            for table in ("features/image", "features/audio"):
+                missing = table == "features/audio" and vid in out.no_audio
+                row = {"video_id": vid, "shot_idx": s, "model": f"planted-{table.split('/')[1]}", "model_version": "1"}
+                tables[table].append(row | {"embedding": None if missing else x[table].tolist()})
+            if vid not in out.no_subtitles and rng.random() < 0.75:
+                start = s + (0.6 if rng.random() < 0.2 else 0.1)  # a fifth run on into the next shot
+                cues += 1
+                tables["cues"].append(
                     {
                         "video_id": vid,
-                        "shot_idx": s,
-                        "model": f"planted-{table.split('/')[1]}",
+                        "cue_idx": cues,
+                        "start_s": start,
+                        "end_s": start + 0.7,
+                        "text": f"latent {zs}",
+                        "model": "planted-text",
                         "model_version": "1",
-                        "embedding": None if missing else x.astype(np.float32).tolist(),
+                        "embedding": x["cues"].tolist(),
                     }
                 )
         tables["videos"].append(video_row(vid, shots))

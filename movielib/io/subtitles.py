@@ -46,6 +46,15 @@ def text_between(cues: list[Cue], start_s: float, end_s: float) -> str | None:
     return " ".join(parts) if parts else None
 
 
+def cues_starting_in(
+    cues: list[Cue], start_s: float, end_s: float, first: bool = False, last: bool = False
+) -> list[tuple[int, Cue]]:
+    """(index in file order, cue) of the cues that start in [start_s, end_s): the shot that carries each cue's row
+    to the cues table, so every cue is written once. The first shot also carries cues that start before it, the
+    last those that start after it."""
+    return [(i, c) for i, c in enumerate(cues) if (first or c.start_s >= start_s) and (last or c.start_s < end_s)]
+
+
 def sidecar_subtitles(uri: str, s3: S3Options | None = None) -> list[Cue] | None:
     """Cues of the first sidecar found (`<stem>.srt`, then `<stem>.en.srt`), or None."""
     stem = uri.rsplit(".", 1)[0]

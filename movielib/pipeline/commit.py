@@ -80,6 +80,14 @@ def keyframe_row(row: dict) -> dict:
     }
 
 
+def cue_rows(row: dict, spec: FeatureSpec) -> list[dict]:
+    """The cues a shot row carries (those that start in it) as rows of table cues."""
+    return [
+        {"video_id": row["video_id"], **c, "model": spec.model, "model_version": spec.version, "embedding": e}
+        for c, e in zip(row.get("cues") or [], row.get("cue_embeddings") or [])
+    ]
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     import cv2
     import numpy as np
@@ -148,12 +156,15 @@ class VideoAssembler:
     def tables(self, videos: list[tuple[dict, list[dict]]]) -> tuple[dict[str, pa.Table], Tally]:
         """The rows of a batch per table, and what they add to the run's tally."""
         keyframes = any(f.modality == "keyframe" for f in self.features)
+        cue = next((f for f in self.features if f.modality == "cue"), None)  # rows of table cues, not features/cue
+        per_shot = [f for f in self.features if f.modality != "cue"]
         out: dict[str, list[dict]] = {
             "videos": [],
             "shots": [],
             "tags": [],
             **({"keyframes": []} if keyframes else {}),
-            **{f"features/{f.modality}": [] for f in self.features},
+            **({"cues": []} if cue else {}),
+            **{f"features/{f.modality}": [] for f in per_shot},
         }
         tally = Tally()
         for video, shots in videos:
@@ -172,7 +183,7 @@ class VideoAssembler:
                 tally.stage_s.update({k[2:]: v for k, v in r.items() if k.startswith("t_") and v})
                 out["shots"].append({k: r[k] for k in SHOTS.names})
                 out["tags"].append({k: r.get(k) for k in TAGS.names})
-                for f in self.features:
+                for f in per_shot:
                     out[f"features/{f.modality}"].append(
                         {
                             "video_id": r["video_id"],
@@ -184,6 +195,8 @@ class VideoAssembler:
                     )
                 if keyframes and r.get("keyframe_jpeg"):
                     out["keyframes"].append(keyframe_row(r))
+                if cue:
+                    out["cues"] += cue_rows(r, cue)
                 if r.get("labels"):
                     tally.top1[r["labels"][0]] += 1
                 tally.clean_shots += bool(r.get("clean"))

@@ -260,12 +260,13 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
         else:
             dim = encoder.dim
         out.append(FeatureSpec("audio", encoder.name, encoder.version, dim))
-    if f.text:
+    if f.text or f.cues:
         try:
             dim = sentence_model(f.text_model).get_embedding_dimension()
         except Exception as exc:
             raise ConfigError(f"features.text_model: cannot load {f.text_model!r}: {exc}") from exc
-        out.append(FeatureSpec("text", text_model_name(f.text_model), "sentence-transformers", dim))
+        for modality in ("text",) * f.text + ("cue",) * f.cues:  # cue: table cues, not features/cue
+            out.append(FeatureSpec(modality, text_model_name(f.text_model), "sentence-transformers", dim))
     return encoder, out
 
 
@@ -423,6 +424,7 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle
         people_max_side=cfg.people.max_side if cfg.people.enabled else None,
         audio=cfg.features.audio,
         subtitles=cfg.features.text,
+        cues=cfg.features.cues,
         prepare_threads=cfg.decode.prepare_threads,
         people_frames_per_shot=cfg.people.frames_per_shot,
         max_frames_per_shot=cfg.sampling.max_frames_per_shot,
@@ -466,7 +468,7 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle
             )
         if plan.audio_encoder is not None:
             ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu, **same)
-        if cfg.features.text:
+        if cfg.features.text or cfg.features.cues:
             ds = ds.map_batches(
                 EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu, **same
             )

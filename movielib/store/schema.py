@@ -60,7 +60,28 @@ KEYFRAMES = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "tags": TAGS, "keyframes": KEYFRAMES}
+# opt-in (features.cues): each sidecar subtitle cue with its times and its own text embedding, the language tokens
+# with times that `movielib pretrain multimodal` aligns to shots (a cue on screen across two shots counts for both)
+CUES = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("cue_idx", pa.int32()),  # the cue's place in the subtitle file, 0-based
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+        ("model", pa.string()),  # the text encoder, as in features/text
+        ("model_version", pa.string()),
+        ("embedding", pa.list_(pa.float32())),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "shots": SHOTS,
+    "tags": TAGS,
+    "keyframes": KEYFRAMES,
+    "cues": CUES,
+}
 
 
 FEATURE_MODALITIES = ("image", "keyframe", "audio", "text")
@@ -89,6 +110,12 @@ class FeatureSpec:
 
 
 SHOT_TABLES = ("shots", "tags", "keyframes")  # keyed by (video_id, shot_idx), like every features/<modality> table
+VIDEO_TABLES = (*SHOT_TABLES, "cues")  # rows of a video, written before its videos row (what debris can be in)
+
+
+def has_models(name: str) -> bool:
+    """Tables whose rows say which model (and model_version) wrote them: features/<m> and cues."""
+    return name.startswith("features/") or name == "cues"
 
 
 def table_schema(name: str) -> pa.Schema:

@@ -3,6 +3,7 @@
     DEST/videos            one row per video (ok or error): the completion mark
     DEST/shots, DEST/tags  one row per (video_id, shot_idx)
     DEST/features/<m>      one row per (video_id, shot_idx) and model, m in image / audio / text
+    DEST/cues              one row per (video_id, cue_idx): a subtitle cue, its times and embedding (opt-in)
     DEST/_movielib/claims  which run works on which video (store/claims.py)
     DEST/_movielib/fingerprint.json, DEST/_movielib/runs/<run>.json   what produced DEST; run summaries
 
@@ -30,7 +31,7 @@ import pyarrow.fs as pafs
 
 from movielib.io.uri import S3Options
 from movielib.store.delta import DeltaTables, TableInfo
-from movielib.store.schema import SHOT_TABLES, table_schema
+from movielib.store.schema import TABLES, VIDEO_TABLES, has_models, table_schema
 
 if TYPE_CHECKING:
     import ray.data
@@ -57,8 +58,9 @@ class CatalogStore:
         return [n for n in self.tables.names() if not n.startswith(META)]
 
     def shot_tables(self) -> list[str]:
-        """Tables keyed by (video_id, shot_idx) that exist in DEST: what a video's debris can be in."""
-        return [n for n in self.table_names() if n in SHOT_TABLES or n.startswith("features/")]
+        """Tables of a video's rows (shots, tags, keyframes, cues, features/<m>) that exist in DEST: what a
+        video's debris can be in."""
+        return [n for n in self.table_names() if n in VIDEO_TABLES or n.startswith("features/")]
 
     def video_ids(self) -> pa.Array:
         """Every video with a videos row (done: ok or error), as one Arrow column, not Python objects."""
@@ -80,7 +82,7 @@ class CatalogStore:
         For large reads use `dataset` (Ray Data), which never gathers rows on the driver.
         """
         expr = _filter(name, video_id, filter, model, version)
-        schema = table_schema(name) if name in ("videos", *SHOT_TABLES) or name.startswith("features/") else None
+        schema = table_schema(name) if name in TABLES or name.startswith("features/") else None
         return self.tables.read(name, columns=columns, filter=expr, schema=schema)
 
     def read_tables(self, *names: str, video_id: str | None = None) -> dict[str, pa.Table]:
@@ -149,9 +151,7 @@ class CatalogStore:
         wanted = columns
         if expr is not None and columns is not None:  # the filter reads model (and model_version) too
             wanted = list(
-                dict.fromkeys(
-                    [*columns, "model", *(["model_version"] if name.startswith("features/") and version else [])]
-                )
+                dict.fromkeys([*columns, "model", *(["model_version"] if has_models(name) and version else [])])
             )
         ds = ray.data.read_delta(self.tables.uri(name), storage_options=self.tables.options, columns=wanted)
         if expr is None:
@@ -296,7 +296,7 @@ def _filter(
     parts = [] if extra is None else [extra]
     if video_id:
         parts.append(pds.field("video_id") == video_id)
-    if name.startswith("features/"):
+    if has_models(name):
         if model:
             parts.append(pds.field("model") == model)
         if version:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from movielib.devices import torch_device
 from movielib.io.audio import extract_audio, slice_seconds
 from movielib.io.decode import Decoder, make_decoder
-from movielib.io.subtitles import sidecar_subtitles, text_between
+from movielib.io.subtitles import Cue, cues_starting_in, sidecar_subtitles, text_between
 from movielib.io.uri import S3Options
 from movielib.io.video import VideoReadError
 from movielib.models.clip import FramePreprocess
@@ -39,6 +39,9 @@ class CutShot:
     people: list[np.ndarray]  # small RGB copies for the people detector ([] when it is off)
     audio: np.ndarray | None  # 16 kHz mono samples of the shot (None: audio off or no track)
     subtitle: str | None  # the sidecar subtitles' text while the shot is on screen
+    cues: list[tuple[int, Cue]] = field(
+        default_factory=list
+    )  # (index, cue) of the sidecar cues that start in this shot (cues on)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class VideoCutter:
     people_max_side: int | None = None  # None: no people detector frames
     audio: bool = False
     subtitles: bool = False
+    cues: bool = False  # each shot also carries the cues that start in it (every cue once per video)
     prepare_threads: int = 2
     people_frames_per_shot: int = 3
     max_frames_per_shot: int = 512
@@ -117,7 +121,7 @@ class VideoCutter:
         with ThreadPoolExecutor(self.prepare_threads) as pool, decoder.open_stream(path) as stream:
             # the container opened as a video: now its audio track and sidecar subtitles
             samples = extract_audio(path) if self.audio else None
-            cues = sidecar_subtitles(uri, self.s3) if self.subtitles else None
+            cues = sidecar_subtitles(uri, self.s3) if self.subtitles or self.cues else None
             for event in onepass.run(stream):
                 if isinstance(event, Sample):
                     if frames.wants(event.k):
@@ -153,6 +157,7 @@ class VideoCutter:
         return ThinnedSamples(self.max_frames_per_shot), ThinnedSamples(4 * self.people_frames_per_shot)
 
     def _block(self, done, samples, cues, video: VideoFacts | None) -> ShotBlock:
+        last = done[-1][0].idx if video is not None else None  # the video's last shot, in its last block
         shots = [
             CutShot(
                 shot=shot,
@@ -160,7 +165,10 @@ class VideoCutter:
                 crops=np.stack([c.result()[0] for _, _, c in sampled]),
                 people=[p.result()[1] for p in spread(people, self.people_frames_per_shot)],
                 audio=slice_seconds(samples, shot.start_s, shot.end_s) if samples is not None else None,
-                subtitle=text_between(cues, shot.start_s, shot.end_s) if cues else None,
+                subtitle=text_between(cues, shot.start_s, shot.end_s) if cues and self.subtitles else None,
+                cues=cues_starting_in(cues, shot.start_s, shot.end_s, shot.idx == 0, shot.idx == last)
+                if cues and self.cues
+                else [],
             )
             for shot, sampled, people in done
         ]

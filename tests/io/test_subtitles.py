@@ -1,6 +1,6 @@
 """SubRip parsing, text per shot interval, sidecar lookup next to the video."""
 
-from movielib.io.subtitles import parse_srt, sidecar_subtitles, text_between
+from movielib.io.subtitles import Cue, cues_starting_in, parse_srt, sidecar_subtitles, text_between
 
 SRT = """\ufeff1
 00:00:01,000 --> 00:00:02,500
@@ -38,3 +38,15 @@ def test_sidecar_lookup(tmp_path):
     assert sidecar_subtitles(str(tmp_path / "movie.mp4")) is None
     (tmp_path / "movie.en.srt").write_text(SRT)
     assert len(sidecar_subtitles(str(tmp_path / "movie.mp4"))) == 3
+
+
+def test_each_cue_is_carried_by_exactly_one_shot():
+    """Cues before the first shot, across a cut, on a cut and after the last shot each land in one shot."""
+    cues = [Cue(0.2, 0.8, "early"), Cue(1.5, 2.5, "across"), Cue(2.0, 2.2, "on the cut"), Cue(6.5, 7.0, "late")]
+    shots = [(1.0, 2.0), (2.0, 4.0), (4.0, 6.0)]
+    carried = [
+        [i for i, _ in cues_starting_in(cues, a, b, first=n == 0, last=n == len(shots) - 1)]
+        for n, (a, b) in enumerate(shots)
+    ]
+    assert carried == [[0, 1], [2], [3]]
+    assert [i for i, _ in cues_starting_in(cues, 1.0, 2.0)] == [1]  # not the first shot: the early cue is not its

@@ -54,8 +54,8 @@ def catalog(tmp_path_factory):
     return folder
 
 
-def _decoded(path):
-    stage = DecodeAndDetect(make_detector(), PRE, people_max_side=640, audio=True, subtitles=True)
+def _decoded(path, cues: bool = False):
+    stage = DecodeAndDetect(make_detector(), PRE, people_max_side=640, audio=True, subtitles=True, cues=cues)
     return pa.concat_tables(stage({"video_id": np.array(["v"]), "uri": np.array([str(path)])}))
 
 
@@ -103,10 +103,24 @@ def test_text_stage_embeds_subtitles_with_minilm(catalog):
     assert EmbedText()(_decoded(catalog / "silent.mp4")).column("text_embedding").to_pylist() == [None, None]
 
 
+def test_text_stage_embeds_each_cue_once_in_the_shot_it_starts_in(catalog):
+    table = EmbedText()(_decoded(catalog / "three.mp4", cues=True))
+    cues = table.column("cues").to_pylist()
+    assert [[c["cue_idx"] for c in row] for row in cues] == [[0], [1], [2]]
+    assert cues[2][0]["start_s"] == 4.4 and cues[2][0]["text"] == "And now, the deep blue sea."
+    emb = table.column("cue_embeddings").to_pylist()
+    expected = embed_texts(["These are the colour bars."])[0]
+    assert np.dot(emb[1][0], expected) == pytest.approx(1.0, abs=1e-5)
+    silent = EmbedText()(_decoded(catalog / "silent.mp4", cues=True))
+    assert silent.column("cue_embeddings").to_pylist() == [[], []]
+
+
 @pytest.mark.slow
 def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
     dest = tmp_path / "out"
-    cfg = load_tag_config(None, {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4})
+    cfg = load_tag_config(
+        None, {"model.name": TINY, "model.random_weights": True, "scoring.batch_size": 4, "features.cues": True}
+    )
     summary = run_tagging(plan_tagging(cfg, str(catalog), str(dest)))
     assert summary.videos_ok == 3 and summary.shots == 6
     store = CatalogStore(str(dest))
@@ -129,6 +143,14 @@ def test_job_writes_people_and_all_features(ray_local, catalog, tmp_path):
             assert present == {k for k in tags if k[0] == "three.mp4"}  # the other two have no audio track
         else:
             assert present == {("three.mp4", 0), ("three.mp4", 1), ("three.mp4", 2)}
+
+    cues = store.read_table("cues").sort_by("cue_idx")  # the opt-in cue table: each cue once, with its times
+    assert {uri[v] for v in cues.column("video_id").to_pylist()} == {"three.mp4"}
+    assert cues.column("cue_idx").to_pylist() == [0, 1, 2]
+    assert cues.column("start_s").to_pylist() == [0.5, 2.2, 4.4] and cues.column("end_s").to_pylist()[2] == 5.6
+    texts = cues.column("text").to_pylist()
+    np.testing.assert_allclose(np.stack(cues.column("embedding").to_pylist()), embed_texts(texts), atol=1e-5)
+    assert set(cues.column("model").to_pylist()) == set(store.read_table("features/text").column("model").to_pylist())
 
 
 @pytest.mark.slow

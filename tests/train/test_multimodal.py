@@ -54,6 +54,28 @@ def test_language_is_averaged_over_each_shots_interval_and_a_straddling_cue_coun
     assert torch.equal(mean[2], torch.zeros(2))
 
 
+def test_a_movies_cues_become_its_shots_language_tokens_by_their_times():
+    import pyarrow as pa
+
+    from movielib.train.multimodal.data import Sequences, cues_per_shot
+
+    movie = pa.table(
+        {
+            "video_id": ["m"],
+            "cue_start": [[0.2, 1.6, 5.0]],  # the second cue runs from shot 0 into shot 1 (cut at 2.0)
+            "cue_end": [[1.0, 2.4, 5.5]],
+            "cue_emb": [[1.0, 0.0, 0.0, 1.0, 3.0, 3.0]],
+            "shot_idx": [[0, 1, 2]],
+            "start_s": [[0.0, 2.0, 3.0]],
+            "end_s": [[2.0, 3.0, 4.0]],
+        }
+    )
+    row = cues_per_shot(movie, "language", 2).to_pylist()[0]
+    assert row["language_shots"] == [0, 1, 2] and row["language_has"] == [True, True, False]  # the last cue: no shot
+    emb, valid = Sequences(3, {"language": 2}).aligned(row, "language", [0, 1, 2])
+    assert np.allclose(emb, [[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]]) and valid.tolist() == [True, True, False]
+
+
 SMALL = MultimodalModelSection(shots=6, width=32, layers=1, heads=4, dropout=0.0)
 
 
@@ -209,6 +231,7 @@ def test_pretrain_multimodal_on_two_workers_writes_the_run_and_learns_to_retriev
     assert m["val_video_to_audio_top1"] > 3 * chance and m["val_video_to_language_top1"] > 3 * chance
     saved = torch.load(folder / "multimodal.pt", weights_only=True)
     assert saved["dims"] == {"video": 24, "audio": 16, "language": 12}
+    assert summary["inputs"]["language"]["table"] == "cues"  # the catalog has cues: language is read from them
     model = MultimodalModel(saved["dims"], MultimodalModelSection(**saved["model"]))
     model.load_state_dict(saved["state_dict"])
     assert all(v.dtype == torch.float32 for v in saved["state_dict"].values())

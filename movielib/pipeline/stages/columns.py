@@ -22,6 +22,10 @@ SHOT_ROW = pa.schema(
 SCORE_COLUMNS = [TAGS.field(n) for n in ("labels", "scores", "clean", "labels_multi", "model")]
 PEOPLE_COLUMNS = [TAGS.field(n) for n in ("face_count", "largest_face_frac", "person_present")]
 EMBEDDING = pa.list_(pa.float32())
+# the sidecar cues that start in a shot (features.cues): the sink writes each as a row of table cues
+CUE_LIST = pa.list_(
+    pa.struct([("cue_idx", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())])
+)
 NO_AUDIO = np.zeros(0, np.float32)
 
 

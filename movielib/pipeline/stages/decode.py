@@ -12,7 +12,14 @@ import pyarrow as pa
 
 from movielib.io.video import VideoReadError, local_copy
 from movielib.pipeline.attempts import TransientError, VideoGuard
-from movielib.pipeline.stages.columns import NO_AUDIO, SHOT_ROW, encode_frame, with_stage_time, with_tensor_column
+from movielib.pipeline.stages.columns import (
+    CUE_LIST,
+    NO_AUDIO,
+    SHOT_ROW,
+    encode_frame,
+    with_stage_time,
+    with_tensor_column,
+)
 from movielib.tagging.video import ShotBlock, VideoCutter, VideoFacts
 
 
@@ -86,6 +93,10 @@ class DecodeAndDetect(VideoCutter):
             audio=[s.audio if s.audio is not None else NO_AUDIO for s in block.shots],
             has_audio=block.has_audio,
             subtitles=[s.subtitle for s in block.shots],
+            cues=[
+                [{"cue_idx": i, "start_s": c.start_s, "end_s": c.end_s, "text": c.text} for i, c in s.cues]
+                for s in block.shots
+            ],
         )
 
     def _with_inputs(
@@ -96,8 +107,9 @@ class DecodeAndDetect(VideoCutter):
         audio: list[np.ndarray],
         has_audio: bool,
         subtitles: list[str | None],
+        cues: list[list[dict]],
     ) -> pa.Table:
-        """Append what the enabled downstream stages consume: crops, detector frames, audio, subtitles."""
+        """Append what the enabled downstream stages consume: crops, detector frames, audio, subtitles, cues."""
         table = with_tensor_column(table, "frames", frames)
         if self.people_max_side:
             table = table.append_column("people_frames", pa.array(people, pa.list_(pa.binary())))
@@ -106,6 +118,8 @@ class DecodeAndDetect(VideoCutter):
             table = table.append_column("has_audio", pa.array([has_audio] * table.num_rows))
         if self.subtitles:
             table = table.append_column("subtitle", pa.array(subtitles, pa.string()))
+        if self.cues:
+            table = table.append_column("cues", pa.array(cues, CUE_LIST))
         return table
 
     def _error_row(self, video_id: str, uri: str, error: str, status: str = "error") -> pa.Table:
@@ -114,7 +128,9 @@ class DecodeAndDetect(VideoCutter):
         size = self.preprocess.size
         h, w = (size, size) if isinstance(size, int) else size
         no_frames = np.zeros((0, h, w, 3), np.uint8)
-        return self._with_inputs(table, [no_frames], people=[[]], audio=[NO_AUDIO], has_audio=False, subtitles=[None])
+        return self._with_inputs(
+            table, [no_frames], people=[[]], audio=[NO_AUDIO], has_audio=False, subtitles=[None], cues=[[]]
+        )
 
 
 def _video_fields(video_id: str, uri: str, video: VideoFacts | None, error: str | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Audio and subtitle-text embeddings per shot (features/audio, features/text)."""
+"""Audio and subtitle-text embeddings per shot (features/audio, features/text), and per subtitle cue (cues)."""
 
 from __future__ import annotations
 
@@ -23,17 +23,24 @@ class EmbedAudio:
 
 
 class EmbedText:
-    """Sentence embedding of each shot's subtitle text (all-MiniLM-L6-v2 by default); null without text."""
+    """Sentence embeddings (all-MiniLM-L6-v2 by default) of each shot's subtitle text (column subtitle; null
+    without text) and of each cue a shot carries (column cues, features.cues), in one encoder call per batch."""
 
     def __init__(self, model_path: str | None = None):
         self.model_path = model_path
 
     @timed("text")
     def __call__(self, batch: pa.Table) -> pa.Table:
-        texts = batch.column("subtitle").to_pylist()
-        idx = [i for i, t in enumerate(texts) if t]
-        emb: list = [None] * len(texts)
-        if idx:
-            for i, e in zip(idx, embed_texts([texts[i] for i in idx], self.model_path)):
-                emb[i] = e.tolist()
-        return batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
+        names = batch.column_names
+        shots = batch.column("subtitle").to_pylist() if "subtitle" in names else []
+        cues = [[c["text"] for c in row] for row in batch.column("cues").to_pylist()] if "cues" in names else []
+        texts = [t for t in shots if t] + [t for row in cues for t in row]
+        found = iter(embed_texts(texts, self.model_path).tolist() if texts else [])
+        if "subtitle" in names:
+            emb = [next(found) if t else None for t in shots]
+            batch = batch.append_column("text_embedding", pa.array(emb, EMBEDDING))
+        if "cues" in names:
+            batch = batch.append_column(
+                "cue_embeddings", pa.array([[next(found) for _ in row] for row in cues], pa.list_(EMBEDDING))
+            )
+        return batch

@@ -18,7 +18,7 @@ class InputSection(Section):
     """One modality's frozen base features: a features table, its model and version (None: the only model / the
     newest version), or off (`use: false`, Table 1's ablation)."""
 
-    table: str
+    table: str | None = None  # language only: None is cues when the catalog has them, else features/text
     model: str | None = None
     version: str | None = None
     use: bool = True
@@ -27,8 +27,9 @@ class InputSection(Section):
 class InputsSection(Section):
     video: InputSection = Field(default_factory=lambda: InputSection(table="features/image"))  # or features/scene
     audio: InputSection = Field(default_factory=lambda: InputSection(table="features/audio"))
-    # per shot, the subtitle text on screen while the shot is (a cue straddling two shots counts for both)
-    language: InputSection = Field(default_factory=lambda: InputSection(table="features/text"))
+    # cues (tag with features.cues): each shot's language token is the mean of the embeddings of the cues on screen
+    # during it, a cue straddling two shots counting for both (Eq. 4); features/text: the shot's text embedded whole
+    language: InputSection = Field(default_factory=InputSection)
 
 
 class MultimodalModelSection(Section):
@@ -72,7 +73,7 @@ class MultimodalRunSection(TrainRunSection):
 class PretrainMultimodalConfig(JobConfig):
     """`movielib pretrain multimodal`: contextual and cross-modal transformers over a tagged catalog's features."""
 
-    catalog: str | None = None  # the DEST a tagging run wrote (features/image, features/audio, features/text)
+    catalog: str | None = None  # the DEST a tagging run wrote (features/image, features/audio, cues or features/text)
     inputs: InputsSection = Field(default_factory=InputsSection)
     model: MultimodalModelSection = Field(default_factory=MultimodalModelSection)
     losses: LossesSection = Field(default_factory=LossesSection)

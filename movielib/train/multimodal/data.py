@@ -5,7 +5,9 @@ Each modality's features table is grouped per movie (Ray Data), the movies joine
 anchor (a movie without audio rows or subtitles keeps its video), materialized once; every epoch then cuts each
 movie into max(1, n // k) windows of k shots from a random start, so an epoch sees other sequence boundaries while
 the number of sequences, hence of steps, stays fixed. A short movie's window is padded and the padding masked; a
-shot without audio or subtitle (a null embedding, or no row) is masked in that modality. Nothing gathers the
+shot without audio or subtitle (a null embedding, or no row) is masked in that modality. Language read from the
+cues table is aligned to the shots by time first (Eq. 4: a shot's token is the mean of the cues on screen during
+it). Nothing gathers the
 features on the driver: it reads the movies' shot counts and ids only.
 """
 
@@ -96,20 +98,79 @@ class Sequences:
         }
 
 
-def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[object, str, str, int]:
-    """A modality's features as one row per movie (Ray Data); its model, version and width."""
+def cue_times(group: pa.Table, dim: int) -> pa.Table:
+    """A movie's cues -> one row: their times and embeddings (flattened)."""
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            "cue_start": [group["start_s"].to_pylist()],
+            "cue_end": [group["end_s"].to_pylist()],
+            "cue_emb": [np.stack(group["embedding"].to_numpy(False)).reshape(-1).tolist()],
+        }
+    )
+
+
+def shot_times(group: pa.Table) -> pa.Table:
+    """A movie's shots -> one row: their ids and times, in order."""
+    group = group.sort_by("shot_idx")
+    return pa.table({"video_id": [group["video_id"][0].as_py()]} | {c: [group[c].to_pylist()] for c in SHOT_TIMES})
+
+
+SHOT_TIMES = ("shot_idx", "start_s", "end_s")
+
+
+def cues_per_shot(movies: pa.Table, name: str, dim: int) -> pa.Table:
+    """Each movie's cues aligned to its shots (Eq. 4, `losses.shot_language`): a shot's token is the mean of the
+    cues on screen during it; a shot no cue overlaps is masked. Out: per_movie's columns."""
+    import torch
+
+    from movielib.train.multimodal.losses import shot_language
+
+    out: dict[str, list] = {"video_id": [], f"{name}_shots": [], f"{name}_emb": [], f"{name}_has": []}
+    for row in movies.to_pylist():
+        t = {k: torch.tensor(row[k], dtype=torch.float64) for k in ("cue_start", "cue_end", "start_s", "end_s")}
+        tokens = torch.tensor(row["cue_emb"], dtype=torch.float32).reshape(-1, dim)
+        mean, has = shot_language(tokens, t["cue_start"], t["cue_end"], t["start_s"], t["end_s"])
+        out["video_id"].append(row["video_id"])
+        out[f"{name}_shots"].append(row["shot_idx"])
+        out[f"{name}_emb"].append(mean.reshape(-1).tolist())
+        out[f"{name}_has"].append(has.tolist())
+    return pa.table(out)
+
+
+def language_table(store: CatalogStore, section: InputSection) -> str:
+    """The table language is read from: the one named, else cues when the catalog has them, else features/text."""
+    if section.table:
+        return section.table
+    return "cues" if "cues" in store.table_names() else "features/text"
+
+
+def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[object, str, str, str, int]:
+    """A modality's features as one row per movie (Ray Data); its table, model, version and width."""
     field = f"inputs.{name}"
-    if section.table not in store.table_names():
+    table = language_table(store, section) if name == "language" else section.table
+    if not table:
+        raise ConfigError(f"{field}.table: is required (a features table of {store.dest!r})")
+    if table not in store.table_names():
         raise ConfigError(
-            f"{field}.table: {store.dest!r} has no {section.table} table"
-            + (f"; tag with audio / .srt subtitles, or set inputs.{name}.use=false" if name != "video" else "")
+            f"{field}.table: {store.dest!r} has no {table} table"
+            + (f"; tag with audio / .srt subtitles, or set {field}.use=false" if name != "video" else "")
         )
-    model = store.feature_model(section.table, section.model, f"{field}.model")
-    version = store.feature_version(section.table, model, section.version, f"{field}.version") or None
-    dim = feature_dim(store, section.table, model, version, f"{field}.table")
-    ds = store.dataset(section.table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
-    movies = ds.groupby("video_id").map_groups(partial(per_movie, name=name, dim=dim), batch_format="pyarrow")
-    return movies, model, version or "", dim
+    model = store.feature_model(table, section.model, f"{field}.model")
+    version = store.feature_version(table, model, section.version, f"{field}.version") or None
+    dim = feature_dim(store, table, model, version, f"{field}.table")
+    if table == "cues":
+        cues = store.dataset(table, columns=["video_id", "start_s", "end_s", "embedding"], model=model, version=version)
+        cues = cues.groupby("video_id").map_groups(partial(cue_times, dim=dim), batch_format="pyarrow")
+        shots = store.dataset("shots", columns=["video_id", *SHOT_TIMES]).groupby("video_id")
+        shots = shots.map_groups(shot_times, batch_format="pyarrow")
+        rows = store.read_table("videos", columns=["video_id"]).num_rows
+        joined = cues.join(shots, join_type="inner", on=("video_id",), num_partitions=partitions_for(rows, 256))
+        movies = joined.map_batches(partial(cues_per_shot, name=name, dim=dim), batch_format="pyarrow")
+    else:
+        ds = store.dataset(table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
+        movies = ds.groupby("video_id").map_groups(partial(per_movie, name=name, dim=dim), batch_format="pyarrow")
+    return movies, table, model, version or "", dim
 
 
 def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fraction: float = 0.0, seed: int = 0):
@@ -135,9 +196,7 @@ def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fra
     rng = np.random.default_rng(seed)
     held = set(rng.choice(ids, int(round(val_fraction * len(ids))), replace=False).tolist()) if ids else set()
     shots = {r["video_id"]: int(r["n"]) for r in counts}
-    meta = {
-        name: {"table": inputs[name].table, "model": m, "version": v, "dim": d} for name, (_, m, v, d) in found.items()
-    }
+    meta = {name: {"table": t, "model": m, "version": v, "dim": d} for name, (_, t, m, v, d) in found.items()}
     return movies, shots, held, meta
 
 
