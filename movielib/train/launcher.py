@@ -216,7 +216,13 @@ class Epochs:
             if train
             else {}
         )
-        it = shard.iter_torch_batches(batch_size=w.micro_batch, drop_last=train, device=w.device, **shuffle)
+        it = shard.iter_torch_batches(
+            batch_size=w.micro_batch,
+            drop_last=train,
+            device=w.device,
+            prefetch_batches=w.run.prefetch_batches,
+            **shuffle,
+        )
         for i, batch in enumerate(it):
             if train and self.epoch == self.first and i < self.skip:
                 continue
