@@ -27,8 +27,16 @@ class PlantedMultimodal:
 
 
 def build(
-    dest: str, videos: int = 12, shots: int = 24, latents: int = 8, follow: float = 0.8, seed: int = 0
+    dest: str,
+    videos: int = 12,
+    shots: int = 24,
+    latents: int = 8,
+    follow: float = 0.8,
+    noise: float = 0.3,
+    seed: int = 0,
 ) -> PlantedMultimodal:
+    """`noise`: the features' noise against their latent's vector (unit normal entries): at 1.0 one shot's features
+    hardly tell its latent, and the edit is learnable only by pooling modalities and neighbours."""
     rng = np.random.default_rng(seed)
     maps = {table: rng.normal(size=(latents, dim)) for table, dim in DIMS.items()}
     tables: dict[str, list[dict]] = {"videos": [], "shots": [], **{t: [] for t in DIMS}}
@@ -43,7 +51,8 @@ def build(
         for s, zs in enumerate(z):
             tables["shots"].append(shot_row(vid, s))  # shot s spans second s
             x = {
-                table: (maps[table][zs] + 0.3 * rng.normal(size=dim)).astype(np.float32) for table, dim in DIMS.items()
+                table: (maps[table][zs] + noise * rng.normal(size=dim)).astype(np.float32)
+                for table, dim in DIMS.items()
             }
             for table in ("features/image", "features/audio"):
                 missing = table == "features/audio" and vid in out.no_audio

@@ -432,3 +432,55 @@ def test_a_bad_multimodal_config_fails_before_any_work_naming_the_field(planted_
         )
     with pytest.raises(ConfigError, match=r"inputs\.video\.model: 'clip' is not in features/image"):
         catalog_movies(store, {"video": InputSection(table="features/image", model="clip")})
+
+
+def _pretrain_in_process(table, dims: dict[str, int], m: MultimodalModelSection, steps: int, batch: int = 32):
+    """The model and losses trained in this process on the catalog's sequences (the data path's windows from a new
+    random start each pass): many more steps than a test can afford through Ray Train."""
+    from movielib.train.multimodal.data import Sequences
+
+    torch.manual_seed(0)
+    model = MultimodalModel(dims, m)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cut, rng, step = Sequences(m.shots, dims), np.random.default_rng(0), 0
+    while step < steps:
+        seqs = cut(table)
+        order = rng.permutation(len(seqs["video"]))
+        for i in range(0, len(order) - batch + 1, batch):
+            loss = model.losses(
+                model({k: torch.from_numpy(v[order[i : i + batch]]) for k, v in seqs.items()}), LossesSection()
+            )
+            opt.zero_grad()
+            loss["total"].backward()
+            opt.step()
+            step += 1
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_on_a_catalog_whose_shot_order_carries_signal_pretrained_features_beat_the_base_ones_at_sso_and_nss(
+    ray_local, tmp_path
+):
+    """Noisy planted features (one shot's features hardly tell its latent) whose latents follow the edit: the
+    pretrained contextual features pool modalities and neighbours, and a head with few labels orders shots better on
+    them than on the base features."""
+    import pyarrow as pa
+
+    from movielib.demo.planted_multimodal import build
+    from movielib.store import CatalogStore
+    from movielib.train.multimodal.config import InputSection
+    from movielib.train.multimodal.data import catalog_movies
+    from movielib.train.multimodal.editing import editing_figures, movies_from
+
+    planted = build(str(tmp_path / "catalog"), videos=24, shots=48, latents=16, follow=0.9, noise=1.0, seed=1)
+    inputs = {"video": InputSection(table="features/image"), "audio": InputSection(table="features/audio")}
+    rows, _, _, meta = catalog_movies(CatalogStore(planted.dest), inputs | {"language": InputSection()})
+    table = pa.concat_tables(list(rows.iter_batches(batch_format="pyarrow", batch_size=None)))
+    dims = {name: m["dim"] for name, m in meta.items()}
+    model = _pretrain_in_process(
+        table, dims, MultimodalModelSection(shots=8, width=64, layers=2, heads=4, dropout=0.0), 800
+    )
+    figures = editing_figures(movies_from(table, dims), model, per_movie=10, test_share=0.5)
+    print(figures)
+    assert figures["sso"]["pretrained"] > figures["sso"]["base"] + 0.08  # 120 test examples a task
+    assert figures["nss"]["pretrained"] > figures["nss"]["base"] + 0.05
