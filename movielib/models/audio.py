@@ -53,7 +53,8 @@ class LogMelStats:
         return 2 * self.n_mels
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        # a writable copy only when needed: Arrow hands the stage read-only views (torch warns on those)
+        x = torch.from_numpy(np.require(samples, np.float32, ["C", "W"]))
         if x.numel() < self.n_fft:
             x = torch.nn.functional.pad(x, (0, self.n_fft - x.numel()))
         spec = torch.stft(x, self.n_fft, self.hop, window=torch.hann_window(self.n_fft), return_complex=True).abs() ** 2
@@ -79,5 +80,5 @@ class TorchScriptAudioEncoder:
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None])
+            out = self.module(torch.from_numpy(np.require(samples, np.float32, ["C", "W"]))[None])
         return out.reshape(-1).float().numpy()

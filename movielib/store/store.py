@@ -57,7 +57,7 @@ class CatalogStore:
         """The catalog's tables (videos, shots, tags, features/<m>, and any later ones), not the bookkeeping."""
         return [n for n in self.tables.names() if not n.startswith(META)]
 
-    def shot_tables(self) -> list[str]:
+    def video_tables(self) -> list[str]:
         """Tables of a video's rows (shots, tags, keyframes, cues, features/<m>) that exist in DEST: what a
         video's debris can be in."""
         return [n for n in self.table_names() if n in VIDEO_TABLES or n.startswith("features/")]
@@ -201,7 +201,7 @@ class CatalogStore:
         done = self.video_ids()
         ids = pa.array(video_ids, pa.string())
         ids = ids.filter(pc.invert(pc.is_in(ids, value_set=done))).to_pylist()
-        return sum(self.tables.delete(name, ids) for name in self.shot_tables())
+        return sum(self.tables.delete(name, ids) for name in self.video_tables())
 
     # -- what produced DEST, and what each run did -----------------------------------------------
     def read_json(self, *parts: str) -> dict | None:

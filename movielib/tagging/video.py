@@ -39,9 +39,8 @@ class CutShot:
     people: list[np.ndarray]  # small RGB copies for the people detector ([] when it is off)
     audio: np.ndarray | None  # 16 kHz mono samples of the shot (None: audio off or no track)
     subtitle: str | None  # the sidecar subtitles' text while the shot is on screen
-    cues: list[tuple[int, Cue]] = field(
-        default_factory=list
-    )  # (index, cue) of the sidecar cues that start in this shot (cues on)
+    # (index, cue) of the sidecar cues that start in this shot (cues on)
+    cues: list[tuple[int, Cue]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,11 @@ def language_table(store: CatalogStore, section: InputSection) -> str:
     return "cues" if "cues" in store.table_names() else "features/text"
 
 
-def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[object, str, str, str, int]:
-    """A modality's features as one row per movie (Ray Data); its table, model, version and width."""
+def modality(
+    store: CatalogStore, name: str, section: InputSection, partitions: int = 2
+) -> tuple[object, str, str, str, int]:
+    """A modality's features as one row per movie (Ray Data, grouped and joined over `partitions` hash
+    partitions); its table, model, version and width."""
     field = f"inputs.{name}"
     table = language_table(store, section) if name == "language" else section.table
     if not table:
@@ -161,15 +164,18 @@ def modality(store: CatalogStore, name: str, section: InputSection) -> tuple[obj
     dim = feature_dim(store, table, model, version, f"{field}.table")
     if table == "cues":
         cues = store.dataset(table, columns=["video_id", "start_s", "end_s", "embedding"], model=model, version=version)
-        cues = cues.groupby("video_id").map_groups(partial(cue_times, dim=dim), batch_format="pyarrow")
-        shots = store.dataset("shots", columns=["video_id", *SHOT_TIMES]).groupby("video_id")
+        cues = cues.groupby("video_id", num_partitions=partitions).map_groups(
+            partial(cue_times, dim=dim), batch_format="pyarrow"
+        )
+        shots = store.dataset("shots", columns=["video_id", *SHOT_TIMES]).groupby("video_id", num_partitions=partitions)
         shots = shots.map_groups(shot_times, batch_format="pyarrow")
-        rows = store.read_table("videos", columns=["video_id"]).num_rows
-        joined = cues.join(shots, join_type="inner", on=("video_id",), num_partitions=partitions_for(rows, 256))
+        joined = cues.join(shots, join_type="inner", on=("video_id",), num_partitions=partitions)
         movies = joined.map_batches(partial(cues_per_shot, name=name, dim=dim), batch_format="pyarrow")
     else:
         ds = store.dataset(table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
-        movies = ds.groupby("video_id").map_groups(partial(per_movie, name=name, dim=dim), batch_format="pyarrow")
+        movies = ds.groupby("video_id", num_partitions=partitions).map_groups(
+            partial(per_movie, name=name, dim=dim), batch_format="pyarrow"
+        )
     return movies, table, model, version or "", dim
 
 
@@ -178,15 +184,14 @@ def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fra
     versions / widths, and the held-out movies (`val_fraction` of them, seeded)."""
     if "videos" not in set(store.table_names()):
         raise ConfigError(f"catalog: {store.dest!r} holds no tagged catalog (no videos table)")
-    found = {name: modality(store, name, section) for name, section in inputs.items()}
     videos = store.read_table("videos", columns=["video_id", "status"])
     n = int(pc.sum(pc.equal(videos["status"], "ok")).as_py() or 0)
+    partitions = partitions_for(n, 256)  # from the catalog's size (Ray Data's default is 200 at any size)
+    found = {name: modality(store, name, section, partitions) for name, section in inputs.items()}
     movies = found["video"][0]
     for name in ("audio", "language"):
         if name in found:
-            movies = movies.join(
-                found[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions_for(n, 256)
-            )
+            movies = movies.join(found[name][0], join_type="left_outer", on=("video_id",), num_partitions=partitions)
     movies = movies.materialize()
     counts = movies.map_batches(
         lambda b: pa.table({"video_id": b["video_id"], "n": pc.list_value_length(b["video_shots"])}),
