@@ -1,0 +1,1 @@
+"""Trailer genres from collaborative experts, then fine-grained clustering (mmx_trailer20_genre.txt)."""
