@@ -65,6 +65,7 @@ def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str,
         # named only when on, so a DEST tagged before the option existed keeps its fingerprint
         **({"features.keyframes": True} if cfg.features.keyframes else {}),
         **({"features.cues": True} if cfg.features.cues else {}),
+        **({"features.motion": True} if cfg.features.motion else {}),
     }
 
 

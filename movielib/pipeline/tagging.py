@@ -1,7 +1,7 @@
 """The tagging job: list the catalog, skip what DEST holds, stream the rest through Ray Data in chunks.
 
     listing (Arrow) -> todo chunks (Parquet) -> per chunk: claim -> read_parquet -> DecodeAndDetect
-        -> [DetectPeople] -> [EmbedAudio] -> [EmbedText] -> ClipSceneScorer (actor pool)
+        -> [DetectPeople] -> [EmbedAudio] -> [EmbedMotion] -> [EmbedText] -> ClipSceneScorer (actor pool)
         -> CommitterSink -> Committer actor (whole videos, Delta commits every N rows or T seconds)
 
 Everything that can be wrong with the config, the model spec, SOURCE or DEST is checked
@@ -32,6 +32,7 @@ from movielib.io.uri import S3Options, check_destination, check_endpoint, filesy
 from movielib.models.audio import LogMelStats, TorchScriptAudioEncoder
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.models.faces import PersonFaceDetector
+from movielib.models.motion import FlowStats
 from movielib.models.text import model_name as text_model_name
 from movielib.models.text import sentence_model
 from movielib.pipeline.attempts import AttemptLedger, VideoGuard
@@ -45,7 +46,15 @@ from movielib.pipeline.resources import (
     resolve_decode_cpus,
     resolve_num_gpus,
 )
-from movielib.pipeline.stages import ClipSceneScorer, DecodeAndDetect, DetectPeople, EmbedAudio, EmbedText, FeatureSpec
+from movielib.pipeline.stages import (
+    ClipSceneScorer,
+    DecodeAndDetect,
+    DetectPeople,
+    EmbedAudio,
+    EmbedMotion,
+    EmbedText,
+    FeatureSpec,
+)
 from movielib.pipeline.todo import Todo, plan_todo, read_chunk, remove_chunks
 from movielib.runtime import init_ray
 from movielib.shots import make_detector
@@ -260,6 +269,9 @@ def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object
         else:
             dim = encoder.dim
         out.append(FeatureSpec("audio", encoder.name, encoder.version, dim))
+    if f.motion:
+        motion = FlowStats()
+        out.append(FeatureSpec("motion", motion.name, motion.version, motion.dim))
     if f.text or f.cues:
         try:
             dim = sentence_model(f.text_model).get_embedding_dimension()
@@ -468,6 +480,8 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle
             )
         if plan.audio_encoder is not None:
             ds = ds.map_batches(EmbedAudio(plan.audio_encoder), batch_size=None, batch_format="pyarrow", **cpu, **same)
+        if cfg.features.motion:
+            ds = ds.map_batches(EmbedMotion(FlowStats()), batch_size=None, batch_format="pyarrow", **cpu, **same)
         if cfg.features.text or cfg.features.cues:
             ds = ds.map_batches(
                 EmbedText(cfg.features.text_model), batch_size=None, batch_format="pyarrow", **cpu, **same

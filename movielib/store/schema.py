@@ -84,7 +84,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
-FEATURE_MODALITIES = ("image", "keyframe", "audio", "text")
+FEATURE_MODALITIES = ("image", "keyframe", "audio", "motion", "text")
 
 
 # Delta Lake has no fixed-size lists: an embedding is a list<float32> whose length is the model's width.

@@ -4,6 +4,7 @@
                                  audio samples, subtitle text (decode.py; one decode pass)
     DetectPeople    (CPU task)   + face_count, largest_face_frac, person_present (people.py)
     EmbedAudio      (CPU task)   + audio_embedding (embed.py)
+    EmbedMotion     (CPU task)   + motion_embedding (optical-flow statistics of the sampled frames; embed.py)
     EmbedText       (CPU task)   + text_embedding (subtitles; embed.py)
     ClipSceneScorer (actor pool) + top-k CLIPSceneScore tags, image_embedding (score.py, a SceneTagger)
 
@@ -13,7 +14,7 @@ is mapped onto Ray in one place, `movielib.pipeline.tagging.build_dataset`.
 
 from movielib.pipeline.stages.columns import tensor_column
 from movielib.pipeline.stages.decode import DecodeAndDetect
-from movielib.pipeline.stages.embed import EmbedAudio, EmbedText
+from movielib.pipeline.stages.embed import EmbedAudio, EmbedMotion, EmbedText
 from movielib.pipeline.stages.people import DetectPeople
 from movielib.pipeline.stages.score import ClipSceneScorer
 from movielib.store.schema import FeatureSpec
@@ -23,6 +24,7 @@ __all__ = [
     "DecodeAndDetect",
     "DetectPeople",
     "EmbedAudio",
+    "EmbedMotion",
     "EmbedText",
     "FeatureSpec",
     "tensor_column",

@@ -1,4 +1,5 @@
-"""Audio and subtitle-text embeddings per shot (features/audio, features/text), and per subtitle cue (cues)."""
+"""Audio, motion and subtitle-text embeddings per shot (features/audio, features/motion, features/text), and per
+subtitle cue (cues)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ class EmbedAudio:
         clips = tensor_column(batch, "audio")
         emb = [self.encoder.embed(c).tolist() if h and len(c) else None for h, c in zip(has, clips)]
         return batch.drop_columns(["audio", "has_audio"]).append_column("audio_embedding", pa.array(emb, EMBEDDING))
+
+
+class EmbedMotion:
+    """Motion statistics per shot from its sampled frames (optical flow, frame differences); null for a shot of one
+    sampled frame. Reads the frames column, which the scorer still needs: it is left in place."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    @timed("motion")
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        emb = [self.encoder.embed(f) for f in tensor_column(batch, "frames")]
+        return batch.append_column(
+            "motion_embedding", pa.array([None if e is None else e.tolist() for e in emb], EMBEDDING)
+        )
 
 
 class EmbedText:
