@@ -59,6 +59,9 @@ class FeaturesConfig(Section):
     audio_model: str | None = None  # TorchScript encoder path / s3:// URI; default: log-mel statistics
     text: bool = True  # subtitle embedding per shot, from <video>.srt next to the video
     text_model: str | None = None  # sentence-transformers folder; default: packaged all-MiniLM-L6-v2
+    # opt-in: every label's CLIPSceneScore per shot (features/scores; the tags table keeps the top k): the scene
+    # expert of `movielib train genre` when no scene pretraining ran
+    scores: bool = False
     # opt-in: optical-flow and frame-difference statistics of each shot's sampled frames (features/motion): the
     # motion expert of `movielib train genre`
     motion: bool = False

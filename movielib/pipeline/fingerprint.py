@@ -39,7 +39,6 @@ def weights_digest(spec: ClipSpec) -> str:
 
 def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str, Any]:
     """Every setting that changes a row of the output tables (not resources, batch sizes or paths)."""
-    label_digest = hashlib.sha256("\n".join(labels.labels).encode()).hexdigest()[:16]
     return {
         "model.arch": spec.arch,
         "model.weights": weights_digest(spec),
@@ -57,7 +56,7 @@ def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str,
         "features.audio_model": cfg.features.audio_model,
         "features.text": cfg.features.text,
         "features.text_model": cfg.features.text_model,
-        "scoring.labels": f"{len(labels.labels)} labels, sha256 {label_digest}",
+        "scoring.labels": f"{len(labels.labels)} labels, sha256 {labels.digest()}",
         "scoring.prompt": labels.prompt,
         "scoring.top_k": cfg.scoring.top_k,
         "scoring.clean_threshold": cfg.scoring.clean_threshold,
@@ -66,6 +65,7 @@ def output_fields(cfg: TagConfig, spec: ClipSpec, labels: LabelSet) -> dict[str,
         **({"features.keyframes": True} if cfg.features.keyframes else {}),
         **({"features.cues": True} if cfg.features.cues else {}),
         **({"features.motion": True} if cfg.features.motion else {}),
+        **({"features.scores": True} if cfg.features.scores else {}),
     }
 
 

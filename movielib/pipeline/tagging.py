@@ -199,7 +199,7 @@ def plan_tagging(cfg: TagConfig, source: str, dest: str) -> TagPlan:
         if cfg.scoring.labels
         else LabelSet.movieclip(cfg.scoring.prompt)
     )
-    audio_encoder, features = feature_specs(cfg, spec, s3)
+    audio_encoder, features = feature_specs(cfg, spec, s3, labels)
     if is_s3(source) or is_s3(dest):
         check_endpoint(s3)
     listing = iter_source(source, s3)
@@ -248,12 +248,16 @@ def check_fingerprint(dest: str, s3: S3Options, fields: dict, on_change: str) ->
     )
 
 
-def feature_specs(cfg: TagConfig, spec: ClipSpec, s3: S3Options) -> tuple[object | None, list[FeatureSpec]]:
+def feature_specs(
+    cfg: TagConfig, spec: ClipSpec, s3: S3Options, labels: LabelSet
+) -> tuple[object | None, list[FeatureSpec]]:
     """Load-check the feature models on the driver and say what each features table holds."""
     f = cfg.features
     out, encoder = [], None
     if f.image:
         out.append(FeatureSpec("image", spec.arch, spec.version, spec.embed_dim))
+    if f.scores:  # a score vector means something only with its label set: the version names it
+        out.append(FeatureSpec("scores", spec.arch, f"{spec.version}/labels-{labels.digest()}", len(labels.labels)))
     if f.keyframes:
         out.append(FeatureSpec("keyframe", spec.arch, spec.version, spec.embed_dim))
     if f.audio:
@@ -497,6 +501,7 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle
                 torch_threads=max(1, int(score_res.num_cpus)) if not score_res.num_gpus else None,
                 image_features=cfg.features.image,
                 keyframes=cfg.features.keyframes,
+                score_features=cfg.features.scores,
             ),
             batch_size=cfg.scoring.batch_size,
             batch_format="pyarrow",

@@ -27,6 +27,7 @@ class TaggedShot:
     tags: ShotTags
     embedding: np.ndarray  # the shot's image feature: mean of its L2-normalised frame embeddings (float32)
     keyframe_embedding: np.ndarray  # the L2-normalised embedding of its middle sampled frame (`keyframe_index`)
+    scores: np.ndarray  # the CLIPSceneScore of every label, in the label set's order (float32)
 
 
 class SceneTagger:
@@ -96,6 +97,7 @@ class SceneTagger:
                 self.rules.apply(s, self.labels.labels),
                 e.mean(dim=0).cpu().numpy().astype(np.float32),
                 e[keyframe_index(len(e))].cpu().numpy().astype(np.float32),
+                np.asarray(s, np.float32),
             )
             for s, e in zip(scores, per_shot)
         ]

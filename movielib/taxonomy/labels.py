@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
@@ -46,6 +47,10 @@ class LabelSet:
 
     def prompts(self) -> list[str]:
         return [self.prompt.format(label=label) for label in self.labels]
+
+    def digest(self) -> str:
+        """sha256 of the labels in order (16 hex digits): what a stored score vector's positions mean."""
+        return hashlib.sha256("\n".join(self.labels).encode()).hexdigest()[:16]
 
 
 def _parse(text: str) -> tuple[str, ...]:

@@ -193,10 +193,24 @@ def test_keyframes_opt_in_writes_the_middle_sampled_frame_and_its_embedding(ray_
             "features.audio": False,
             "features.text": False,
             "features.keyframes": True,
+            "features.scores": True,
+            "features.motion": True,
         },
     )
     assert run_tagging(plan_tagging(cfg, str(catalog), str(dest))).shots == 6
     store = CatalogStore(str(dest))
+    # every label's score per shot (the tags keep the top 5): the same ranking, the label set named in the version
+    tags = {(t["video_id"], t["shot_idx"]): t for t in store.read_table("tags").to_pylist()}
+    labels = LabelSet.movieclip().labels
+    for row in store.read_table("features/scores").to_pylist():
+        top = np.argsort(row["embedding"])[::-1][:5]
+        assert (
+            len(row["embedding"]) == 179
+            and [labels[i] for i in top] == tags[(row["video_id"], row["shot_idx"])]["labels"]
+        )
+        assert row["model_version"] == f"random-init/labels-{LabelSet.movieclip().digest()}"
+    motion = store.read_table("features/motion")
+    assert motion.num_rows == 6 and {len(e) for e in motion["embedding"].to_pylist() if e is not None} == {16}
     shots = {(s["video_id"], s["shot_idx"]): s for s in store.read_table("shots").to_pylist()}
     frames = {(k["video_id"], k["shot_idx"]): k for k in store.read_table("keyframes").to_pylist()}
     assert sorted(frames) == sorted(shots)

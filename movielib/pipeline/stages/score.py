@@ -31,12 +31,14 @@ class ClipSceneScorer:
         torch_threads: int | None = None,
         image_features: bool = False,
         keyframes: bool = False,
+        score_features: bool = False,
     ):
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.tagger = SceneTagger(spec, labels, rules, precision=precision, frames_per_forward=frames_per_forward)
         self.image_features = image_features
         self.keyframes = keyframes
+        self.score_features = score_features  # every label's score per shot (features/scores), not only the top k
 
     @timed("score")
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -46,6 +48,7 @@ class ClipSceneScorer:
         image_emb: list = [None] * batch.num_rows
         key_emb: list = [None] * batch.num_rows
         jpegs: list = [None] * batch.num_rows
+        all_scores: list = [None] * batch.num_rows
         if scored:
             shots = self.tagger.tag(np.concatenate([frames[i] for i in scored]), [len(frames[i]) for i in scored])
             for row, shot in zip(scored, shots):
@@ -53,6 +56,7 @@ class ClipSceneScorer:
                     columns[key][row] = getattr(shot.tags, key)
                 columns["model"][row] = self.tagger.model_name
                 image_emb[row] = shot.embedding.tolist()
+                all_scores[row] = shot.scores.tolist() if self.score_features else None
                 if self.keyframes:
                     key_emb[row] = shot.keyframe_embedding.tolist()
                     jpegs[row] = encode_jpeg(frames[row][keyframe_index(len(frames[row]))])
@@ -61,6 +65,8 @@ class ClipSceneScorer:
             out = out.append_column(f, pa.array(columns[f.name], f.type))
         if self.image_features:
             out = out.append_column("image_embedding", pa.array(image_emb, EMBEDDING))
+        if self.score_features:
+            out = out.append_column("scores_embedding", pa.array(all_scores, EMBEDDING))
         if self.keyframes:
             out = out.append_column("keyframe_embedding", pa.array(key_emb, EMBEDDING))
             out = out.append_column("keyframe_jpeg", pa.array(jpegs, pa.binary()))
