@@ -17,7 +17,7 @@ __all__, __getattr__ = lazy_exports(
         "predict": "movielib.heads.train",
         "export_bytes": "movielib.heads.train",
         "build_head": "movielib.heads.models",
-        "evaluate": "movielib.heads.metrics",
+        "evaluate": "movielib.metrics",
         "HeadsConfig": "movielib.heads.config",
     },
 )

@@ -30,9 +30,9 @@ import yaml
 
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import HeadData, build
-from movielib.heads.metrics import evaluate
 from movielib.heads.train import PRIMARY, export_bytes, fit, load_state, save_state
 from movielib.io.uri import S3Options
+from movielib.metrics import evaluate
 from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes
 from movielib.store import CatalogStore
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from movielib.heads.data import HeadData, Split
-from movielib.heads.metrics import evaluate
 from movielib.heads.models import build_head
+from movielib.metrics import evaluate
 
 PRIMARY = {"multilabel": ("val_map", "max"), "single": ("val_top1", "max"), "regression": ("val_mse", "min")}
 

@@ -427,6 +427,19 @@ def all_sum(*values: float) -> list[float]:
     return t.cpu().tolist()
 
 
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every worker's `x` concatenated along dim 0, gradients flowing back to each worker's own part
+    (torch.distributed.nn's all_gather; MoCo's no-grad gather would cut the negatives' gradients): what every
+    contrastive loss over the global batch gathers with."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
 def comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import average_precision_score, mean_squared_error, precision_recall_fscore_support
 
-from movielib.heads import metrics as m
+from movielib import metrics as m
 
 
 def _multilabel(rng, n=200, k=7):
@@ -61,3 +61,24 @@ def test_evaluate_picks_the_tasks_metrics():
     assert set(m.evaluate("single", rng.integers(0, 3, 10), rng.random((10, 3)))) == {"top1"}
     with pytest.raises(ValueError, match="task must be"):
         m.evaluate("ranking", y, s)
+
+
+def test_per_label_ap_and_f1_silhouette_and_nearest_neighbour_retrieval():
+    from sklearn.metrics import f1_score, silhouette_score
+
+    rng = np.random.default_rng(6)
+    y, s = _multilabel(rng, k=3)
+    y[:, 1] = 0
+    per = m.per_label(y, s, ["a", "b", "c"], threshold=0.3)
+    assert per["a"]["ap"] == pytest.approx(average_precision_score(y[:, 0], s[:, 0]), abs=1e-9)
+    assert np.isnan(per["b"]["ap"]) and per["b"]["positives"] == 0  # no positive: undefined, said so
+    assert per["c"]["f1"] == pytest.approx(f1_score(y[:, 2], s[:, 2] >= 0.3), abs=1e-9)
+    # two tight groups far apart score near 1; the same points under shuffled labels near 0
+    x = np.concatenate([rng.normal([5, 0], 0.1, (20, 2)), rng.normal([0, 5], 0.1, (20, 2))])
+    groups = ["drama"] * 20 + ["comedy"] * 20
+    assert m.silhouette_by_label(x, groups) == pytest.approx(silhouette_score(x, groups, metric="cosine"))
+    assert m.silhouette_by_label(x, groups) > 0.9 > 0.2 > abs(m.silhouette_by_label(x, list(rng.permutation(groups))))
+    assert np.isnan(m.silhouette_by_label(x, ["one"] * 40))
+    keys = rng.normal(size=(10, 4))
+    assert m.nearest_neighbour_hits(keys + 0.01 * rng.normal(size=(10, 4)), keys) == 1.0
+    assert m.nearest_neighbour_hits(keys, keys[::-1]) <= 0.2

@@ -7,9 +7,9 @@ import torch
 
 from movielib.heads.config import HeadSection
 from movielib.heads.data import HeadData
-from movielib.heads.metrics import evaluate
 from movielib.heads.sweep import probe_predictions
 from movielib.heads.train import fit, optimizer, passes_per_epoch
+from movielib.metrics import evaluate
 
 
 def planted(seed: int = 0) -> HeadData:

@@ -108,7 +108,7 @@ def planted_trailers(n: int, rng: np.random.Generator, protos: dict, clips: int,
 def test_on_genres_visible_only_across_experts_the_fused_models_beat_every_single_expert():
     """Table 2's comparison in part: gated and concatenated experts against each expert alone (AU-PRC macro on
     held-out trailers). Gated vs concat is printed: on this planted data they tie (README, Genre model)."""
-    from movielib.heads.metrics import auprc
+    from movielib.metrics import auprc
 
     m = GenreModelSection(expert_dim=32, gate_hidden=32, clip_dim=16, clips=3, sequences=4, sequence_dim=32,
                           bottleneck=64, head_hidden=32)  # fmt: skip
@@ -137,3 +137,19 @@ def test_on_genres_visible_only_across_experts_the_fused_models_beat_every_singl
     best_single = max(figures["image"], figures["audio"])
     assert best_single < 0.75  # alone, an expert confuses each genre with its twin
     assert figures["gated"] > best_single + 0.15 and figures["concat"] > best_single + 0.15
+
+
+def test_nt_xent_is_simclrs_loss_written_out():
+    from movielib.train.genre.losses import nt_xent
+
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 6), torch.randn(4, 6)
+    z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    sim = z @ z.T / 0.5
+    terms = []
+    for i in range(8):
+        j = (i + 4) % 8
+        denominator = sum(torch.exp(sim[i, k]) for k in range(8) if k != i)
+        terms.append(-torch.log(torch.exp(sim[i, j]) / denominator))
+    assert nt_xent(a, b, 0.5).item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
+    assert nt_xent(a, a + 1e-3, 0.5) < nt_xent(a, b, 0.5)  # matching halves: a lower loss

@@ -243,7 +243,7 @@ def _two_workers(rank: int, init: str, out: str) -> None:
     parameter gradient averaged over the workers as DDP / DeepSpeed average it."""
     import torch.distributed as dist
 
-    from movielib.train.multimodal.losses import gather_with_grad
+    from movielib.train.launcher import gather_with_grad
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     x, y, valid, layer = _global_batch()

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from movielib.train.launcher import Worker, all_sum, learning_rate
+from movielib.train.launcher import Worker, all_sum, gather_with_grad, learning_rate
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
-from movielib.train.multimodal.losses import gather_with_grad, no_gather
+from movielib.train.multimodal.losses import no_gather
 from movielib.train.multimodal.model import MultimodalModel, Outputs
 
 EXPORT = "multimodal.pt"

@@ -2,7 +2,8 @@
 
 Every loss takes a `valid` mask and leaves masked positions out of both sides of the softmax: a shot with no audio,
 no subtitle, or past a movie's end contributes nothing (and gets no gradient). Contrastive losses contrast over the
-global batch: `gather` (an autograd-carrying all-gather on several workers) collects every worker's tokens first.
+global batch: `gather` (an autograd-carrying all-gather on several workers, `launcher.gather_with_grad`) collects
+every worker's tokens first.
 """
 
 from __future__ import annotations
@@ -17,18 +18,6 @@ Gather = Callable[[torch.Tensor], torch.Tensor]
 
 def no_gather(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Every worker's `x` concatenated along dim 0, gradients flowing back to each worker's own part
-    (torch.distributed.nn's all_gather; MoCo's no-grad gather would cut the negatives' gradients)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
 
 
 def info_nce(

@@ -1,4 +1,5 @@
-"""Metrics of a head's predictions, computed by scikit-learn (and scipy for Pearson), never re-derived here.
+"""Metrics of predictions and embeddings (heads, the genre model), computed by scikit-learn (and scipy for Pearson),
+never re-derived here.
 
 Shapes: multi-label targets are (n, labels) 0/1 with scores (n, labels); single-label targets are (n,)
 class ids with scores (n, classes); regression targets and predictions are (n,) or (n, outputs).
@@ -18,8 +19,10 @@ import warnings
 import numpy as np
 from sklearn.metrics import (
     average_precision_score,
+    f1_score,
     mean_squared_error,
     precision_recall_fscore_support,
+    silhouette_score,
     top_k_accuracy_score,
 )
 
@@ -73,6 +76,35 @@ def mean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def per_label(y_true: np.ndarray, y_score: np.ndarray, names: list[str], threshold: float = 0.5) -> dict[str, dict]:
+    """Per label: its average precision (nan without a positive), F1 at the threshold, and its positives."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    f1 = f1_score(y_true, y_score >= threshold, average=None, zero_division=0)
+    out = {}
+    for j, name in enumerate(names):
+        positives = int(y_true[:, j].sum())
+        ap = float(average_precision_score(y_true[:, j], y_score[:, j])) if positives else float("nan")
+        out[name] = {"ap": ap, "f1": float(f1[j]), "positives": positives}
+    return out
+
+
+def silhouette_by_label(embeddings: np.ndarray, labels: list[str]) -> float:
+    """Silhouette score (cosine) of embeddings grouped by a label each (e.g. a title's genre set): how well the
+    groups separate, -1..1 (mmx_trailer20_genre.txt Fig. 6's measure); nan with fewer than 2 groups."""
+    if len(set(labels)) < 2 or len(set(labels)) >= len(labels):
+        return float("nan")
+    return float(silhouette_score(np.asarray(embeddings), np.asarray(labels), metric="cosine"))
+
+
+def nearest_neighbour_hits(queries: np.ndarray, keys: np.ndarray) -> float:
+    """Cosine retrieval: the share of queries whose nearest key is their own (query i's match is key i)."""
+    q = np.asarray(queries, np.float64)
+    k = np.asarray(keys, np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    k = k / np.maximum(np.linalg.norm(k, axis=1, keepdims=True), 1e-12)
+    return float(np.mean(np.argmax(q @ k.T, axis=1) == np.arange(len(q)))) if len(q) else float("nan")
+
+
 def labels_scored(y_true: np.ndarray) -> int:
     return int(_scored(y_true).size)
 
@@ -90,6 +122,7 @@ def evaluate(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: floa
             "precision_weighted": p,
             "recall_weighted": r,
             "f1_weighted": f,
+            "pearson_per_sample": mean_pearson(y_true, y_score),  # MovieCLIP's per-sample correlation
             "labels_scored": labels_scored(y_true),
         }
     if task == "single":
