@@ -56,6 +56,16 @@ class TrainRunSection(RunSection):
     prefetch_batches: PositiveInt = 1
 
 
+class InputSection(Section):
+    """One modality's frozen base features: a features table, its model and version (None: the only model / the
+    newest version), or off (`use: false`, Table 1's ablation)."""
+
+    table: str | None = None  # None: the method's default (multimodal language: cues when the catalog has them)
+    model: str | None = None
+    version: str | None = None
+    use: bool = True
+
+
 class EmbedRunConfig(JobConfig):
     """`movielib embed <method> RUN CATALOG`: a trained run's features into the catalog's features tables."""
 

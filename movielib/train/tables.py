@@ -3,12 +3,16 @@ rows computed once with a per-epoch map over them) and how its `embed` job write
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
 from movielib.store import FEATURES, CatalogStore, not_null
+from movielib.train.config import InputSection
 
 if TYPE_CHECKING:
     import ray.data
@@ -23,6 +27,59 @@ def feature_dim(store: CatalogStore, table: str, model: str | None, version: str
             f"{field}: {table} of {store.dest!r} holds no embeddings" + (f" of model {model!r}" if model else "")
         )
     return len(sample[0]["embedding"])
+
+
+def resolve_input(store: CatalogStore, table: str, section: InputSection, field: str) -> tuple[str, str | None, int]:
+    """The model, version (None: the table has no versions) and width an input reads from `table`; ConfigError
+    naming `field` when the table, model or version is not there."""
+    model = store.feature_model(table, section.model, f"{field}.model")
+    version = store.feature_version(table, model, section.version, f"{field}.version") or None
+    return model, version, feature_dim(store, table, model, version, f"{field}.table")
+
+
+def per_movie(group: pa.Table, name: str, dim: int) -> pa.Table:
+    """A features table's rows of one movie -> one row: its shot ids in order, their features (flattened, zeros
+    where null) and which are there (columns <name>_shots, <name>_emb, <name>_has)."""
+    group = group.sort_by("shot_idx")
+    present = pc.is_valid(group["embedding"])
+    emb = np.zeros((group.num_rows, dim), np.float32)
+    if pc.any(present).as_py():
+        emb[present.to_numpy(zero_copy_only=False)] = np.stack(group["embedding"].filter(present).to_numpy(False))
+    return pa.table(
+        {
+            "video_id": [group["video_id"][0].as_py()],
+            f"{name}_shots": [group["shot_idx"].to_pylist()],
+            f"{name}_emb": [emb.reshape(-1).tolist()],
+            f"{name}_has": [present.to_pylist()],
+        }
+    )
+
+
+def features_per_movie(
+    store: CatalogStore, name: str, table: str, model: str, version: str | None, dim: int, partitions: int
+) -> ray.data.Dataset:
+    """`table`'s rows of one model (and version) grouped into one row per movie (per_movie), over `partitions`
+    hash partitions (Ray Data's default is 200 at any size)."""
+    ds = store.dataset(table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
+    return ds.groupby("video_id", num_partitions=partitions).map_groups(
+        partial(per_movie, name=name, dim=dim), batch_format="pyarrow"
+    )
+
+
+def aligned(row: dict, name: str, dim: int, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A movie row's `name` features at `shots` (its anchor's shot ids): (len(shots), dim) and which are there
+    (a shot the input has no row or a null for is zero and masked)."""
+    emb, valid = np.zeros((len(shots), dim), np.float32), np.zeros(len(shots), bool)
+    own = row.get(f"{name}_shots")
+    if own:
+        at = {s: i for i, s in enumerate(own)}
+        flat = np.asarray(row[f"{name}_emb"], np.float32).reshape(-1, dim)
+        has = row[f"{name}_has"]
+        for j, s in enumerate(shots):
+            i = at.get(s)
+            if i is not None and has[i]:
+                emb[j], valid[j] = flat[i], True
+    return emb, valid
 
 
 def per_epoch(joined: ray.data.Dataset, fn, batch_size: int = 16) -> ray.data.Dataset:

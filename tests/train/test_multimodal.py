@@ -414,7 +414,8 @@ def test_a_bad_multimodal_config_fails_before_any_work_naming_the_field(planted_
     from movielib.config import build_config
     from movielib.errors import ConfigError
     from movielib.store import CatalogStore
-    from movielib.train.multimodal.config import InputSection, PretrainMultimodalConfig
+    from movielib.train.config import InputSection
+    from movielib.train.multimodal.config import PretrainMultimodalConfig
     from movielib.train.multimodal.data import catalog_movies
 
     for sets, field in (
@@ -468,7 +469,7 @@ def test_on_a_catalog_whose_shot_order_carries_signal_pretrained_features_beat_t
 
     from movielib.demo.planted_multimodal import build
     from movielib.store import CatalogStore
-    from movielib.train.multimodal.config import InputSection
+    from movielib.train.config import InputSection
     from movielib.train.multimodal.data import catalog_movies
     from movielib.train.multimodal.editing import editing_figures, movies_from
 

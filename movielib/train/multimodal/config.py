@@ -8,20 +8,11 @@ from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInter
 from movielib.train.config import (
     DeepSpeedSection,
     EmbedRunConfig,
+    InputSection,
     ScalingSection,
     TrainRunSection,
     check_global_batch,
 )
-
-
-class InputSection(Section):
-    """One modality's frozen base features: a features table, its model and version (None: the only model / the
-    newest version), or off (`use: false`, Table 1's ablation)."""
-
-    table: str | None = None  # language only: None is cues when the catalog has them, else features/text
-    model: str | None = None
-    version: str | None = None
-    use: bool = True
 
 
 class InputsSection(Section):

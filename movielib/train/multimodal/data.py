@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
 from movielib.store import CatalogStore
-from movielib.train.multimodal.config import InputSection
-from movielib.train.tables import feature_dim, partitions_for
+from movielib.train.config import InputSection
+from movielib.train.tables import aligned, features_per_movie, partitions_for, resolve_input
 
 
 def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
@@ -33,24 +33,6 @@ def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
     count = n // k
     start = int(rng.integers(0, n - count * k + 1))
     return [range(start + j * k, start + (j + 1) * k) for j in range(count)]
-
-
-def per_movie(group: pa.Table, name: str, dim: int) -> pa.Table:
-    """A modality's rows of one movie -> one row: its shot ids in order, their features (flattened, zeros where
-    null) and which are there."""
-    group = group.sort_by("shot_idx")
-    present = pc.is_valid(group["embedding"])
-    emb = np.zeros((group.num_rows, dim), np.float32)
-    if pc.any(present).as_py():
-        emb[present.to_numpy(zero_copy_only=False)] = np.stack(group["embedding"].filter(present).to_numpy(False))
-    return pa.table(
-        {
-            "video_id": [group["video_id"][0].as_py()],
-            f"{name}_shots": [group["shot_idx"].to_pylist()],
-            f"{name}_emb": [emb.reshape(-1).tolist()],
-            f"{name}_has": [present.to_pylist()],
-        }
-    )
 
 
 class Sequences:
@@ -64,18 +46,7 @@ class Sequences:
         return windows(n, self.k, rng)
 
     def aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        dim = self.dims[name]
-        emb, valid = np.zeros((len(shots), dim), np.float32), np.zeros(len(shots), bool)
-        own = row.get(f"{name}_shots")
-        if own:
-            at = {s: i for i, s in enumerate(own)}
-            flat = np.asarray(row[f"{name}_emb"], np.float32).reshape(-1, dim)
-            has = row[f"{name}_has"]
-            for j, s in enumerate(shots):
-                i = at.get(s)
-                if i is not None and has[i]:
-                    emb[j], valid[j] = flat[i], True
-        return emb, valid
+        return aligned(row, name, self.dims[name], shots)
 
     def __call__(self, movies: pa.Table) -> dict[str, np.ndarray]:
         out: dict[str, list] = {name: [] for name in self.dims} | {f"{name}_valid": [] for name in self.dims}
@@ -159,9 +130,7 @@ def modality(
             f"{field}.table: {store.dest!r} has no {table} table"
             + (f"; tag with audio / .srt subtitles, or set {field}.use=false" if name != "video" else "")
         )
-    model = store.feature_model(table, section.model, f"{field}.model")
-    version = store.feature_version(table, model, section.version, f"{field}.version") or None
-    dim = feature_dim(store, table, model, version, f"{field}.table")
+    model, version, dim = resolve_input(store, table, section, field)
     if table == "cues":
         cues = store.dataset(table, columns=["video_id", "start_s", "end_s", "embedding"], model=model, version=version)
         cues = cues.groupby("video_id", num_partitions=partitions).map_groups(
@@ -172,10 +141,7 @@ def modality(
         joined = cues.join(shots, join_type="inner", on=("video_id",), num_partitions=partitions)
         movies = joined.map_batches(partial(cues_per_shot, name=name, dim=dim), batch_format="pyarrow")
     else:
-        ds = store.dataset(table, columns=["video_id", "shot_idx", "embedding"], model=model, version=version)
-        movies = ds.groupby("video_id", num_partitions=partitions).map_groups(
-            partial(per_movie, name=name, dim=dim), batch_format="pyarrow"
-        )
+        movies = features_per_movie(store, name, table, model, version, dim, partitions)
     return movies, table, model, version or "", dim
 
 
