@@ -24,6 +24,7 @@ from movielib.errors import ConfigError, MovielibError
 from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
 from movielib.serving.config import ServeConfig
+from movielib.train.genre.config import TrainGenreConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
 from movielib.train.multimodal.config import EmbedMultimodalConfig, EvalEditingConfig, PretrainMultimodalConfig
 
@@ -277,6 +278,24 @@ JOBS: tuple[Job, ...] = (
         "movielib.heads.sweep:run_one",
         HEADS_OPTIONS,
         example="head.epochs=30",
+    ),
+    Job(
+        "train-genre",
+        ("train", "genre"),
+        "trailer genres from collaborative experts (image, scene, audio, motion per shot): the coarse classifier",
+        TrainGenreConfig,
+        "movielib.train.genre.job:run",
+        (
+            Option(
+                ("catalog",),
+                "the DEST a tagging run wrote (features.motion and features.scores on), or `catalog:`",
+                "catalog",
+                {"nargs": "?"},
+            ),
+            Option(("--genres",), "genres file: CSV / Parquet with movie (uri or video_id), genres", "genres"),
+            *run_options("genre"),
+        ),
+        example="optim.epochs=50",
     ),
     Job(
         "serve",

@@ -3,6 +3,7 @@ rows computed once with a per-epoch map over them) and how its `embed` job write
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movielib.errors import ConfigError
+from movielib.io.uri import S3Options, read_tabular
 from movielib.store import FEATURES, CatalogStore, not_null
 from movielib.train.config import InputSection
 
@@ -80,6 +82,28 @@ def aligned(row: dict, name: str, dim: int, shots: list[int]) -> tuple[np.ndarra
             if i is not None and has[i]:
                 emb[j], valid[j] = flat[i], True
     return emb, valid
+
+
+def genre_sets(genres: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """Each movie's genres as a set (case and spaces do not matter)."""
+    return {movie: frozenset(g.strip().lower() for g in gs if g.strip()) for movie, gs in genres.items()}
+
+
+def read_genres(path: str, s3: S3Options | None = None) -> dict[str, frozenset[str]]:
+    """Each movie's genre set from a genres file (CSV or Parquet: movie = uri or video_id, genres = "a|b" or a
+    list), as Movies2Scenes' similarity and the genre model read it."""
+    t = read_tabular(path, ["movie", "genres"], "genres file", s3)
+    values = t["genres"].to_pylist()
+    return genre_sets(
+        {m: g if isinstance(g, list) else str(g or "").split("|") for m, g in zip(t["movie"].to_pylist(), values)}
+    )
+
+
+def catalog_ids(store: CatalogStore) -> dict[str, str]:
+    """The catalog's tagged (status ok) videos by video_id and by uri -> video_id: how users' files name movies."""
+    videos = store.read_table("videos", columns=["video_id", "uri", "status"])
+    ok = [(v, u) for v, u, s in zip(*(videos[c].to_pylist() for c in ("video_id", "uri", "status"))) if s == "ok"]
+    return {v: v for v, _ in ok} | {u: v for v, u in ok}
 
 
 def per_epoch(joined: ray.data.Dataset, fn, batch_size: int = 16) -> ray.data.Dataset:

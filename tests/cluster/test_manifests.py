@@ -75,6 +75,7 @@ def test_every_kind_movielib_runs_has_a_manifest():
         "pretrain-scenes",
         "embed-scenes",
         "pretrain-multimodal",
+        "train-genre",
         "tune-heads",
     }  # tagging, each pretraining job, the sweep
     assert jobs <= {j.name for j in JOBS if j.submit}  # every one a registry job that runs to an end
@@ -193,7 +194,7 @@ def test_rayjob_entrypoint_is_a_movielib_command_with_a_valid_config(path, tmp_p
             for part in key.split("."):
                 node = node[part]
             assert node == yaml.safe_load(value), key
-    for field in ("source", "dest", "catalog", "run", "weights", "similarity", "run_folder"):
+    for field in ("source", "dest", "catalog", "run", "weights", "similarity", "run_folder", "genres"):
         value = getattr(args, field, None)
         assert value is None or value.startswith("s3://"), (field, value)  # pods share nothing but object storage
 

@@ -83,25 +83,17 @@ def test_a_layout_clip_dim_wider_than_the_experts_is_refused_naming_the_field():
         GenreModelSection(expert_dim=8, clip_dim=16)
 
 
-GENRES = 4
-LOOK, SOUND = [0, 0, 1, 1], [0, 1, 0, 1]  # genre k: look LOOK[k] in the image expert, sound SOUND[k] in audio
 PLANTED = {"image": 16, "audio": 12, "motion": 8}
 
 
 def planted_trailers(n: int, rng: np.random.Generator, protos: dict, clips: int, noise: float = 2.5):
-    """Trailers of 1-2 genres whose clips each show one of them; a genre is visible only in the pair (look, sound):
-    either expert alone tells two genres apart from the other two, never one from its twin. Motion is noise."""
-    y = np.zeros((n, GENRES), np.float32)
-    for i in range(n):
-        y[i, rng.choice(GENRES, rng.integers(1, 3), replace=False)] = 1
-    genre = np.array([[rng.choice(np.flatnonzero(row)) for _ in range(clips)] for row in y])
-    mean = {
-        "image": protos["image"][np.array(LOOK)[genre]],
-        "audio": protos["audio"][np.array(SOUND)[genre]],
-        "motion": np.zeros((n, clips, PLANTED["motion"])),
-    }
-    batch = {e: torch.from_numpy((mean[e] + noise * rng.normal(size=mean[e].shape)).astype(np.float32)) for e in mean}
-    batch |= {f"{e}_valid": torch.ones(n, clips, dtype=torch.bool) for e in mean}
+    """Trailers of 1-2 planted genres (movielib.demo.planted_genre: a genre shows only in its (look, sound) pair)."""
+    from movielib.demo.planted_genre import clip_features, trailer_genres
+
+    y = trailer_genres(n, rng)
+    feats = clip_features(y, clips, rng, protos, noise)
+    batch = {e: torch.from_numpy(feats[e]) for e in PLANTED}
+    batch |= {f"{e}_valid": torch.ones(n, clips, dtype=torch.bool) for e in PLANTED}
     return batch, torch.from_numpy(y)
 
 
@@ -112,14 +104,16 @@ def test_on_genres_visible_only_across_experts_the_fused_models_beat_every_singl
 
     m = GenreModelSection(expert_dim=32, gate_hidden=32, clip_dim=16, clips=3, sequences=4, sequence_dim=32,
                           bottleneck=64, head_hidden=32)  # fmt: skip
+    from movielib.demo.planted_genre import GENRES, prototypes
+
     rng = np.random.default_rng(0)
-    protos = {e: rng.normal(size=(2, d)) for e, d in PLANTED.items()}
+    protos = prototypes(rng)
     train, y_train = planted_trailers(600, rng, protos, m.clips * m.sequences)
     test, y_test = planted_trailers(300, rng, protos, m.clips * m.sequences)
 
     def held_out_auprc(fusion: str, experts: list[str]) -> float:
         torch.manual_seed(0)
-        model = GenreModel({e: PLANTED[e] for e in experts}, GENRES, m.model_copy(update={"fusion": fusion}))
+        model = GenreModel({e: PLANTED[e] for e in experts}, len(GENRES), m.model_copy(update={"fusion": fusion}))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
         g = torch.Generator().manual_seed(0)
         for _ in range(400):
@@ -153,3 +147,70 @@ def test_nt_xent_is_simclrs_loss_written_out():
         terms.append(-torch.log(torch.exp(sim[i, j]) / denominator))
     assert nt_xent(a, b, 0.5).item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
     assert nt_xent(a, a + 1e-3, 0.5) < nt_xent(a, b, 0.5)  # matching halves: a lower loss
+
+
+def _job_config(catalog: str, genres: str, folder, **sets):
+    from movielib.config import build_config
+    from movielib.train.genre.config import TrainGenreConfig
+
+    base = {
+        "catalog": catalog,
+        "genres": genres,
+        "model": {
+            "expert_dim": 32,
+            "gate_hidden": 32,
+            "clip_dim": 16,
+            "clips": 3,
+            "sequences": 4,
+            "sequence_dim": 32,
+            "bottleneck": 64,
+            "head_hidden": 32,
+        },  # fmt: skip
+        "optim": {"lr": 3e-3, "batch": 8, "epochs": 16, "val_fraction": 0.25},
+        "scaling": {"workers": 2, "cpus_per_worker": 0.5},
+        "run": {"folder": str(folder), "log_every_steps": 0},
+    }
+    for key, value in sets.items():
+        section, field = key.split("__")
+        base.setdefault(section, {})[field] = value
+    return build_config(TrainGenreConfig, base)
+
+
+@pytest.mark.slow
+def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run(ray_local, tmp_path):
+    from movielib.demo.planted_genre import build
+    from movielib.train.genre.job import run_train_genre
+    from movielib.train.runlog import RunLog
+
+    planted = build(str(tmp_path / "catalog"), videos=64, shots=12, noise=0.5)
+    summary = run_train_genre(_job_config(planted.dest, planted.genres_file, tmp_path / "runs"))
+    print(summary.render())
+    assert summary["trailers"] == {"train": 48, "val": 16} and summary["genres"] == [
+        "action",
+        "comedy",
+        "drama",
+        "horror",
+    ]
+    assert summary["experts"]["scene"]["table"] == "features/scores"  # no scene pretraining: the full score vectors
+    epochs = [r for r in RunLog(str(tmp_path / "runs" / "genre" / "genre")).rows if r.get("kind") == "epoch"]
+    assert len(epochs) == 16 and epochs[-1]["loss"] < epochs[0]["loss"]
+    prevalence = np.mean([len(g) for g in planted.genres.values()]) / 4
+    assert summary["metrics"]["val_auprc_macro"] > prevalence + 0.4  # far above a constant score
+    saved = torch.load(tmp_path / "runs" / "genre" / "genre.pt", weights_only=True)
+    assert saved["genres"] == summary["genres"] and saved["threshold"] == 0.3
+    assert (tmp_path / "runs" / "genre" / "genre" / "curves.png").exists()
+
+
+def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):
+    from movielib.demo.planted_genre import build
+    from movielib.errors import ConfigError
+    from movielib.store import CatalogStore
+    from movielib.train.genre.data import labelled
+
+    planted = build(str(tmp_path / "catalog"), videos=6, shots=2)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(open(planted.genres_file).read() + "nobody-1,drama\nnobody-2,comedy\n")
+    with pytest.raises(ConfigError, match=r"genres: 2 of 8 movies .* e\.g\. nobody-1, nobody-2"):
+        labelled(CatalogStore(planted.dest), str(bad))
+    genres, names = labelled(CatalogStore(planted.dest), planted.genres_file)
+    assert len(genres) == 6 and names == sorted(names)

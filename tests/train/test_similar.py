@@ -5,7 +5,8 @@ import pyarrow.csv as pcsv
 import pytest
 
 from movielib.errors import ConfigError
-from movielib.train.movies2scenes.similar import dissimilar, from_genres, from_pairs, genre_sets, read_similar
+from movielib.train.movies2scenes.similar import dissimilar, from_genres, from_pairs, read_similar
+from movielib.train.tables import genre_sets
 
 
 def test_genre_sets_pair_movies_of_the_same_set_about_three_times_each():

@@ -42,9 +42,9 @@ from movielib.train.movies2scenes.loops import (
     similarity_model,
 )
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
-from movielib.train.movies2scenes.similar import dissimilar, read_genres, read_similar
+from movielib.train.movies2scenes.similar import dissimilar, read_similar
 from movielib.train.runlog import CURVES, RunLog
-from movielib.train.tables import feature_dim, per_epoch
+from movielib.train.tables import catalog_ids, feature_dim, per_epoch, read_genres
 
 if TYPE_CHECKING:
     pass
@@ -58,9 +58,7 @@ def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Ta
     split by movie: `val_fraction` of the movies are held out, and every pair that names one is a validation
     pair, never trained on. Also how many similar pairs named movies the catalog does not hold."""
     sim = cfg.similarity
-    videos = store.read_table("videos", columns=["video_id", "uri", "status"])
-    ok = [(v, u) for v, u, s in zip(*(videos[c].to_pylist() for c in ("video_id", "uri", "status"))) if s == "ok"]
-    ids = {v: v for v, _ in ok} | {u: v for v, u in ok}
+    ids = catalog_ids(store)
     named = read_similar(sim.path, sim.source, sim.per_movie, sim.seed, sim.text_model, sim.min_jaccard)
     similar = {tuple(sorted((ids[a], ids[b]))) for a, b in named if a in ids and b in ids and ids[a] != ids[b]}
     if not similar:

@@ -24,17 +24,13 @@ import numpy as np
 import pyarrow as pa
 
 from movielib.errors import ConfigError
+from movielib.train.tables import genre_sets, read_genres
 
 Pair = tuple[str, str]  # (a, b) with a < b: similarity is symmetric
 
 
 def _pair(a: str, b: str) -> Pair:
     return (a, b) if a < b else (b, a)
-
-
-def genre_sets(genres: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
-    """Each movie's genres as a set (case and spaces do not matter)."""
-    return {movie: frozenset(g.strip().lower() for g in gs if g.strip()) for movie, gs in genres.items()}
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:
@@ -110,15 +106,6 @@ def _read(path: str, columns: list[str]) -> pa.Table:
     from movielib.io.uri import read_tabular
 
     return read_tabular(path, columns, "similarity file")
-
-
-def read_genres(path: str) -> dict[str, frozenset[str]]:
-    """Each movie's genre set from a genres file."""
-    t = _read(path, ["movie", "genres"])
-    values = t["genres"].to_pylist()
-    return genre_sets(
-        {m: g if isinstance(g, list) else str(g or "").split("|") for m, g in zip(t["movie"].to_pylist(), values)}
-    )
 
 
 def read_similar(

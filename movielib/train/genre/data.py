@@ -1,0 +1,114 @@
+"""The genre model's data: each labelled trailer's experts per clip (shot), laid out to the model's clips.
+
+Every expert's features table is grouped per movie (Ray Data) and joined on video_id with the first expert as the
+anchor (a movie missing another expert keeps the rest: that expert is masked for its clips), materialized once.
+Each epoch lays every trailer out to `clips * sequences` clips: a longer trailer gives a window of consecutive
+shots from a random start (validation: a fixed start), a shorter one is padded and the padding masked. Nothing
+gathers the features on the driver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from movielib.errors import ConfigError
+from movielib.store import CatalogStore
+from movielib.train.config import InputSection
+from movielib.train.tables import aligned, catalog_ids, features_per_movie, partitions_for, read_genres, resolve_input
+
+
+def expert_table(store: CatalogStore, name: str, section: InputSection) -> str:
+    """The table an expert reads: the one named, else for the scene expert features/scene when the scene
+    pretraining wrote it, else features/scores."""
+    if section.table:
+        return section.table
+    if name != "scene":
+        raise ConfigError(f"experts.{name}.table: is required (a features table of {store.dest!r})")
+    return "features/scene" if "features/scene" in store.table_names() else "features/scores"
+
+
+def labelled(store: CatalogStore, path: str, s3=None) -> tuple[dict[str, list[str]], list[str]]:
+    """Each tagged movie's genres (video_id -> sorted genres) and the genre names; a file naming movies the
+    catalog does not hold fails before any work, counted, with a sample."""
+    ids = catalog_ids(store)
+    named = read_genres(path, s3)
+    unknown = sorted(m for m in named if m not in ids)
+    if unknown:
+        raise ConfigError(
+            f"genres: {len(unknown)} of {len(named)} movies in {path!r} are not tagged videos of {store.dest!r} "
+            f"(by uri or video_id), e.g. {', '.join(unknown[:5])}"
+        )
+    genres = {ids[m]: sorted(g) for m, g in named.items() if g}
+    names = sorted({g for gs in genres.values() for g in gs})
+    if len(names) < 2:
+        raise ConfigError(f"genres: {path!r} names {len(names)} genre; a classifier needs at least 2")
+    return genres, names
+
+
+def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genres: dict[str, list[str]]):
+    """Every labelled movie's experts joined (materialized) and the experts' tables / models / versions / widths."""
+    if "videos" not in set(store.table_names()):
+        raise ConfigError(f"catalog: {store.dest!r} holds no tagged catalog (no videos table)")
+    partitions = partitions_for(len(genres), 256)
+    found, meta = {}, {}
+    for name, section in experts.items():
+        field = f"experts.{name}"
+        table = expert_table(store, name, section)
+        if table not in store.table_names():
+            hint = {"features/scores": "features.scores", "features/motion": "features.motion"}.get(table)
+            raise ConfigError(
+                f"{field}.table: {store.dest!r} has no {table} table"
+                + (f"; tag with --set {hint}=true, or set {field}.use=false" if hint else f"; or {field}.use=false")
+            )
+        model, version, dim = resolve_input(store, table, section, field)
+        found[name] = features_per_movie(store, name, table, model, version, dim, partitions)
+        meta[name] = {"table": table, "model": model, "version": version or "", "dim": dim}
+    wanted = set(genres)
+    names = list(found)
+    movies = found[names[0]].filter(lambda r: r["video_id"] in wanted)
+    for name in names[1:]:
+        movies = movies.join(found[name], join_type="left_outer", on=("video_id",), num_partitions=partitions)
+    return movies.materialize(), meta
+
+
+class Trailers:
+    """Per epoch: each movie row -> its trailer laid out to `clips` clips, every expert aligned to the union of
+    the experts' shots, with its genre targets. Out: `<expert>` (B, clips, dim), `<expert>_valid` (B, clips) bool,
+    `targets` (B, genres) float32, and with `ids` the `video_id`s (embedding; tensors cannot hold them)."""
+
+    def __init__(
+        self,
+        clips: int,
+        dims: dict[str, int],
+        genres: dict[str, list[str]],
+        names: list[str],
+        seed: int | None = None,
+        ids: bool = False,
+    ):
+        self.clips, self.dims, self.genres, self.seed, self.ids = clips, dims, genres, seed, ids
+        self.index = {g: i for i, g in enumerate(names)}
+
+    def __call__(self, movies: pa.Table) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {k: [] for name in self.dims for k in (name, f"{name}_valid")}
+        out |= {"targets": [], "video_id": []}
+        rows = movies.to_pylist()
+        key = [self.seed, *rows[0]["video_id"].encode()] if self.seed is not None and rows else None
+        rng = np.random.default_rng(key)
+        for row in rows:
+            shots = sorted({s for name in self.dims for s in (row.get(f"{name}_shots") or [])})  # every expert's
+            start = int(rng.integers(0, len(shots) - self.clips + 1)) if len(shots) > self.clips else 0
+            shots = shots[start : start + self.clips]
+            for name, dim in self.dims.items():
+                emb, valid = aligned(row, name, dim, shots)
+                x, v = np.zeros((self.clips, dim), np.float32), np.zeros(self.clips, bool)
+                x[: len(shots)], v[: len(shots)] = emb, valid
+                out[name].append(x)
+                out[f"{name}_valid"].append(v)
+            y = np.zeros(len(self.index), np.float32)
+            y[[self.index[g] for g in self.genres[row["video_id"]]]] = 1
+            out["targets"].append(y)
+            out["video_id"].append(row["video_id"])
+        if not self.ids:
+            del out["video_id"]
+        return {k: np.array(v) if k == "video_id" else np.stack(v) for k, v in out.items()}

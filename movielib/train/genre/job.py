@@ -1,0 +1,116 @@
+"""`movielib train genre`: the collaborative-experts genre classifier over a tagged catalog, as one resumable run.
+
+    <run.folder>/<run.name>/
+        config.yaml            the resolved config (a resume with other settings is refused)
+        genre/                 Ray Train checkpoints, metrics.csv, TensorBoard events, curves.png
+        genre.pt               the trained model (fp32, plain torch) with its experts, genres and threshold
+        summary.json
+
+Started again with the same run folder, the run goes on from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from movielib.errors import ConfigError
+from movielib.io.uri import S3Options
+from movielib.runtime import init_ray, run_folder, write_bytes, write_run_config
+from movielib.store import CatalogStore
+from movielib.train.genre.config import TrainGenreConfig
+from movielib.train.genre.data import Trailers, catalog_trailers, labelled
+from movielib.train.genre.loop import EXPORT, GenreLoop, genre_loop
+from movielib.train.launcher import launch
+from movielib.train.runlog import CURVES, RunLog
+from movielib.train.tables import per_epoch
+
+STAGE = "genre"
+SHOWN = ("loss", "val_auprc_micro", "val_auprc_macro", "val_auprc_weighted", "val_f1_weighted")
+
+
+class GenreSummary(dict):
+    """The run's summary.json, rendered for the console."""
+
+    exit_code = 0
+
+    def render(self) -> str:
+        t = self["trailers"]
+        lines = [
+            f"run {self['run']}: {t['train']} trailers to train on, {t['val']} held out, {len(self['genres'])} genres "
+            f"({', '.join(self['genres'][:8])}{', ...' if len(self['genres']) > 8 else ''})"
+        ]
+        m = self.get("metrics") or {}
+        shown = [k for k in SHOWN if k in m]
+        if shown:
+            lines.append(f"step {m.get('step')}: " + ", ".join(f"{k} {m[k]:.4g}" for k in shown))
+        lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
+        return "\n".join(lines)
+
+
+def run(cfg: TrainGenreConfig, args=None) -> GenreSummary:
+    """`movielib train genre`: on the cluster in RAY_ADDRESS / ray_address, else a local Ray."""
+    s3 = S3Options.from_config(cfg.s3)
+    genres, names = labelled(CatalogStore(cfg.catalog, s3), cfg.genres, s3)  # a bad genres file: before Ray
+    init_ray(cfg.ray_address)
+    return run_train_genre(cfg, genres, names)
+
+
+def run_train_genre(
+    cfg: TrainGenreConfig, genres: dict[str, list[str]] | None = None, names: list[str] | None = None
+) -> GenreSummary:
+    s3 = S3Options.from_config(cfg.s3)
+    store = CatalogStore(cfg.catalog, s3)
+    if genres is None or names is None:
+        genres, names = labelled(store, cfg.genres, s3)
+    movies, experts = catalog_trailers(store, cfg.expert_inputs(), genres)  # every table checked before training
+    ids = sorted(genres)
+    rng = np.random.default_rng(cfg.optim.seed)
+    held = set(rng.choice(ids, int(round(cfg.optim.val_fraction * len(ids))), replace=False).tolist())
+    n_train = len(ids) - len(held)
+    if n_train < cfg.optim.batch:
+        raise ConfigError(
+            f"optim.batch: {n_train} labelled trailers to train on, fewer than one batch ({cfg.optim.batch}); "
+            f"lower optim.batch or optim.val_fraction, or label more trailers"
+        )
+    folder = run_folder(cfg.run)
+    write_run_config(folder, cfg, s3)
+    for name, meta in experts.items():
+        print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
+    dims = {name: meta["dim"] for name, meta in experts.items()}
+    clips = cfg.model.clips * cfg.model.sequences
+    result = launch(
+        genre_loop,
+        GenreLoop(cfg.model, cfg.optim, experts, names),
+        cfg.scaling,
+        cfg.deepspeed,
+        cfg.run,
+        cfg.optim.batch // cfg.scaling.workers,
+        stage=STAGE,
+        s3=s3,
+        datasets={
+            "train": per_epoch(
+                movies.filter(lambda r: r["video_id"] not in held), Trailers(clips, dims, genres, names)
+            ),
+            "val": per_epoch(
+                movies.filter(lambda r: r["video_id"] in held), Trailers(clips, dims, genres, names, cfg.optim.seed)
+            ),
+        },
+    )
+    metrics = result.metrics or {}
+    if not metrics:  # a finished run started again: its final metrics from its log
+        rows = [r for r in RunLog(f"{folder}/{STAGE}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
+        metrics = rows[-1] if rows else {}
+    summary = GenreSummary(
+        {
+            "run": folder,
+            "genres": names,
+            "experts": experts,
+            "trailers": {"train": n_train, "val": len(held)},
+            "metrics": metrics,
+            "outputs": {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"},
+        }
+    )
+    write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode(), s3)
+    return summary
