@@ -167,6 +167,7 @@ def _job_config(catalog: str, genres: str, folder, **sets):
             "head_hidden": 32,
         },  # fmt: skip
         "optim": {"lr": 3e-3, "batch": 8, "epochs": 16, "val_fraction": 0.25},
+        "finegrained": {"epochs": 3, "warmup_epochs": 1, "lr": 1e-3, "projection": 16},
         "scaling": {"workers": 2, "cpus_per_worker": 0.5},
         "run": {"folder": str(folder), "log_every_steps": 0},
     }
@@ -199,6 +200,15 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     saved = torch.load(tmp_path / "runs" / "genre" / "genre.pt", weights_only=True)
     assert saved["genres"] == summary["genres"] and saved["threshold"] == 0.3
     assert (tmp_path / "runs" / "genre" / "genre" / "curves.png").exists()
+    # the fine-grained stage ran from the coarse model: halves retrieval and silhouette before and after, and a
+    # model whose bottleneck moved while its genres, experts and threshold stayed
+    fine = summary["metrics"]["finegrained"]
+    assert {"val_halves_top1_before", "val_halves_top1", "val_silhouette_before", "val_silhouette"} <= set(fine)
+    assert fine["val_halves_top1_before"] > 2 / 16  # chance: 1 / 16 held-out trailers
+    tuned = torch.load(tmp_path / "runs" / "genre" / "genre-finegrained.pt", weights_only=True)
+    assert tuned["genres"] == saved["genres"] and set(tuned["state_dict"]) == set(saved["state_dict"])
+    moved = [k for k in saved["state_dict"] if k.startswith("bottleneck.")]
+    assert any(not torch.equal(saved["state_dict"][k], tuned["state_dict"][k]) for k in moved)
 
 
 def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):

@@ -58,6 +58,17 @@ class GenreOptimSection(Section):
     seed: int = 0
 
 
+class FineGrainedSection(Section):
+    """§4.4: NT-Xent between the two halves of each trailer on the coarse model's bottleneck (projection heads m, n
+    -> `projection`, dropped after training); 0 epochs skips the stage."""
+
+    epochs: int = Field(default=50, ge=0)
+    warmup_epochs: int = Field(default=10, ge=0)  # linear warm-up, then cosine annealing
+    lr: Positive = 1e-4
+    tau: Positive = 0.5
+    projection: PositiveInt = 128
+
+
 class GenreRunSection(TrainRunSection):
     name: str = "genre"
 
@@ -70,6 +81,7 @@ class TrainGenreConfig(JobConfig):
     experts: ExpertsSection = Field(default_factory=ExpertsSection)
     model: GenreModelSection = Field(default_factory=GenreModelSection)
     optim: GenreOptimSection = Field(default_factory=GenreOptimSection)
+    finegrained: FineGrainedSection = Field(default_factory=FineGrainedSection)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
     run: GenreRunSection = Field(default_factory=GenreRunSection)

@@ -72,10 +72,26 @@ def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genr
     return movies.materialize(), meta
 
 
+def laid_out(row: dict, dims: dict[str, int], shots: list[int], clips: int, rng) -> dict[str, np.ndarray]:
+    """A movie row's experts at `shots` laid out to `clips` clips: a window of consecutive shots from a random
+    start when there are more (a fixed start with a seeded `rng`), padded and masked when there are fewer."""
+    start = int(rng.integers(0, len(shots) - clips + 1)) if len(shots) > clips else 0
+    shots = shots[start : start + clips]
+    out = {}
+    for name, dim in dims.items():
+        emb, valid = aligned(row, name, dim, shots)
+        x, v = np.zeros((clips, dim), np.float32), np.zeros(clips, bool)
+        x[: len(shots)], v[: len(shots)] = emb, valid
+        out[name], out[f"{name}_valid"] = x, v
+    return out
+
+
 class Trailers:
     """Per epoch: each movie row -> its trailer laid out to `clips` clips, every expert aligned to the union of
     the experts' shots, with its genre targets. Out: `<expert>` (B, clips, dim), `<expert>_valid` (B, clips) bool,
-    `targets` (B, genres) float32, and with `ids` the `video_id`s (embedding; tensors cannot hold them)."""
+    `targets` (B, genres) float32, and with `ids` the `video_id`s (embedding; tensors cannot hold them). With
+    `halves`, each trailer's first and second half of shots laid out apart, under the prefixes `a_` and `b_` (the
+    fine-grained stage's two views)."""
 
     def __init__(
         self,
@@ -85,30 +101,27 @@ class Trailers:
         names: list[str],
         seed: int | None = None,
         ids: bool = False,
+        halves: bool = False,
     ):
-        self.clips, self.dims, self.genres, self.seed, self.ids = clips, dims, genres, seed, ids
+        self.clips, self.dims, self.genres, self.seed, self.ids, self.halves = clips, dims, genres, seed, ids, halves
         self.index = {g: i for i, g in enumerate(names)}
 
     def __call__(self, movies: pa.Table) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {k: [] for name in self.dims for k in (name, f"{name}_valid")}
-        out |= {"targets": [], "video_id": []}
+        out: dict[str, list] = {}
         rows = movies.to_pylist()
         key = [self.seed, *rows[0]["video_id"].encode()] if self.seed is not None and rows else None
         rng = np.random.default_rng(key)
         for row in rows:
             shots = sorted({s for name in self.dims for s in (row.get(f"{name}_shots") or [])})  # every expert's
-            start = int(rng.integers(0, len(shots) - self.clips + 1)) if len(shots) > self.clips else 0
-            shots = shots[start : start + self.clips]
-            for name, dim in self.dims.items():
-                emb, valid = aligned(row, name, dim, shots)
-                x, v = np.zeros((self.clips, dim), np.float32), np.zeros(self.clips, bool)
-                x[: len(shots)], v[: len(shots)] = emb, valid
-                out[name].append(x)
-                out[f"{name}_valid"].append(v)
+            if self.halves and len(shots) < 2:
+                continue  # no two halves to contrast
+            views = {"a_": shots[: len(shots) // 2], "b_": shots[len(shots) // 2 :]} if self.halves else {"": shots}
+            for prefix, part in views.items():
+                for k, v in laid_out(row, self.dims, part, self.clips, rng).items():
+                    out.setdefault(prefix + k, []).append(v)
             y = np.zeros(len(self.index), np.float32)
             y[[self.index[g] for g in self.genres[row["video_id"]]]] = 1
-            out["targets"].append(y)
-            out["video_id"].append(row["video_id"])
-        if not self.ids:
-            del out["video_id"]
+            out.setdefault("targets", []).append(y)
+            if self.ids:
+                out.setdefault("video_id", []).append(row["video_id"])
         return {k: np.array(v) if k == "video_id" else np.stack(v) for k, v in out.items()}

@@ -21,12 +21,20 @@ from movielib.runtime import init_ray, run_folder, write_bytes, write_run_config
 from movielib.store import CatalogStore
 from movielib.train.genre.config import TrainGenreConfig
 from movielib.train.genre.data import Trailers, catalog_trailers, labelled
-from movielib.train.genre.loop import EXPORT, GenreLoop, genre_loop
+from movielib.train.genre.loop import (
+    EXPORT,
+    FINE_EXPORT,
+    FineGrainedLoop,
+    GenreLoop,
+    finegrained_loop,
+    genre_loop,
+)
 from movielib.train.launcher import launch
 from movielib.train.runlog import CURVES, RunLog
 from movielib.train.tables import per_epoch
 
 STAGE = "genre"
+FINE_STAGE = "finegrained"
 SHOWN = ("loss", "val_auprc_micro", "val_auprc_macro", "val_auprc_weighted", "val_f1_weighted")
 
 
@@ -45,8 +53,23 @@ class GenreSummary(dict):
         shown = [k for k in SHOWN if k in m]
         if shown:
             lines.append(f"step {m.get('step')}: " + ", ".join(f"{k} {m[k]:.4g}" for k in shown))
+        f = m.get("finegrained") or {}
+        if "val_halves_top1" in f:
+            lines.append(
+                f"fine-grained: halves nearest neighbours {f.get('val_halves_top1_before', float('nan')):.3f} -> "
+                f"{f['val_halves_top1']:.3f}, silhouette by genre {f.get('val_silhouette_before', float('nan')):.3f}"
+                f" -> {f['val_silhouette']:.3f} (held-out trailers)"
+            )
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
+
+
+def final_metrics(result, folder: str, stage: str, s3: S3Options) -> dict:
+    """A stage's last epoch metrics: Ray Train's result, or (a finished run started again) its log's last row."""
+    if result.metrics:
+        return dict(result.metrics)
+    rows = [r for r in RunLog(f"{folder}/{stage}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
+    return rows[-1] if rows else {}
 
 
 def run(cfg: TrainGenreConfig, args=None) -> GenreSummary:
@@ -80,28 +103,27 @@ def run_train_genre(
         print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
     dims = {name: meta["dim"] for name, meta in experts.items()}
     clips = cfg.model.clips * cfg.model.sequences
+    train_rows = movies.filter(lambda r: r["video_id"] not in held)
+    val_rows = movies.filter(lambda r: r["video_id"] in held)
+
+    def datasets(halves: bool) -> dict:
+        return {
+            "train": per_epoch(train_rows, Trailers(clips, dims, genres, names, halves=halves)),
+            "val": per_epoch(val_rows, Trailers(clips, dims, genres, names, cfg.optim.seed, halves=halves)),
+        }
+
+    micro = cfg.optim.batch // cfg.scaling.workers
+    common = dict(scaling=cfg.scaling, deepspeed=cfg.deepspeed, run=cfg.run, micro_batch=micro, s3=s3)
     result = launch(
-        genre_loop,
-        GenreLoop(cfg.model, cfg.optim, experts, names),
-        cfg.scaling,
-        cfg.deepspeed,
-        cfg.run,
-        cfg.optim.batch // cfg.scaling.workers,
-        stage=STAGE,
-        s3=s3,
-        datasets={
-            "train": per_epoch(
-                movies.filter(lambda r: r["video_id"] not in held), Trailers(clips, dims, genres, names)
-            ),
-            "val": per_epoch(
-                movies.filter(lambda r: r["video_id"] in held), Trailers(clips, dims, genres, names, cfg.optim.seed)
-            ),
-        },
+        genre_loop, GenreLoop(cfg.model, cfg.optim, experts, names), stage=STAGE, datasets=datasets(False), **common
     )
-    metrics = result.metrics or {}
-    if not metrics:  # a finished run started again: its final metrics from its log
-        rows = [r for r in RunLog(f"{folder}/{STAGE}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
-        metrics = rows[-1] if rows else {}
+    metrics = final_metrics(result, folder, STAGE, s3)
+    outputs = {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"}
+    if cfg.finegrained.epochs:
+        loop = FineGrainedLoop(f"{folder}/{EXPORT}", cfg.finegrained, n_train // cfg.optim.batch)
+        fine = launch(finegrained_loop, loop, stage=FINE_STAGE, datasets=datasets(True), **common)
+        metrics["finegrained"] = final_metrics(fine, folder, FINE_STAGE, s3)
+        outputs |= {"finegrained": f"{folder}/{FINE_EXPORT}", "finegrained curves": f"{folder}/{FINE_STAGE}/{CURVES}"}
     summary = GenreSummary(
         {
             "run": folder,
@@ -109,7 +131,7 @@ def run_train_genre(
             "experts": experts,
             "trailers": {"train": n_train, "val": len(held)},
             "metrics": metrics,
-            "outputs": {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"},
+            "outputs": outputs,
         }
     )
     write_bytes(f"{folder}/summary.json", json.dumps(summary, indent=2, default=str).encode(), s3)

@@ -1,4 +1,5 @@
-"""The genre classifier's loop on the shared launcher (one Ray Train worker's view): §4.2's coarse stage."""
+"""The genre model's loops on the shared launcher (one Ray Train worker's view): §4.2's coarse classifier, then
+§4.4's fine-grained stage (NT-Xent between the halves of each trailer on the bottleneck)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from movielib.metrics import evaluate
-from movielib.train.genre.config import GenreModelSection, GenreOptimSection
-from movielib.train.genre.model import GenreModel, genre_loss
-from movielib.train.launcher import Worker, all_sum
+from movielib.metrics import evaluate, nearest_neighbour_hits, silhouette_by_label
+from movielib.runtime import read_bytes
+from movielib.train.genre.config import FineGrainedSection, GenreModelSection, GenreOptimSection
+from movielib.train.genre.losses import nt_xent
+from movielib.train.genre.model import GenreModel, genre_loss, mlp
+from movielib.train.launcher import Worker, all_sum, gather_with_grad, learning_rate
 
 EXPORT = "genre.pt"
+FINE_EXPORT = "genre-finegrained.pt"
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,81 @@ def genre_loop(worker: Worker, c: GenreLoop) -> None:
             "step": run.step,
         },
     )
+
+
+@dataclass(frozen=True)
+class FineGrainedLoop:
+    """The fine-grained stage: the coarse run's export to start from, its sections, the steps an epoch makes."""
+
+    coarse: str  # <run folder>/genre.pt
+    fine: FineGrainedSection
+    steps_per_epoch: int
+
+
+class FineTune(torch.nn.Module):
+    """The coarse model with the projection heads m, n on its bottleneck (dropped after training)."""
+
+    def __init__(self, genre: GenreModel, projection: int):
+        super().__init__()
+        self.genre = genre
+        self.projection = mlp([genre.m.bottleneck, genre.m.head_hidden, projection])
+
+    def forward(self, batch: dict[str, torch.Tensor], prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One view (prefix a_ or b_) -> its bottleneck embedding and its projection."""
+        view = {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
+        embedding = self.genre(view).embedding
+        return embedding, self.projection(embedding)
+
+
+def view_figures(engine, run, val) -> dict[str, float]:
+    """On the held-out trailers: how often a trailer's first half has its own second half nearest (cosine), and the
+    silhouette of the trailers' embeddings (mean of the halves) grouped by genre set (Fig. 6's measure)."""
+    a, b, y = [], [], []
+    with torch.no_grad():
+        for batch in run.batches(val, train=False):
+            a.append(engine(batch, "a_")[0].float().cpu().numpy())
+            b.append(engine(batch, "b_")[0].float().cpu().numpy())
+            y.append(batch["targets"].cpu().numpy())
+    if not a:
+        return {}
+    a, b, y = (gather_rows(np.concatenate(x)) for x in (a, b, y))
+    groups = ["|".join(map(str, np.flatnonzero(row))) for row in y]
+    return {"val_halves_top1": nearest_neighbour_hits(a, b), "val_silhouette": silhouette_by_label((a + b) / 2, groups)}
+
+
+def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
+    """NT-Xent (tau) between the two halves' projections over the global batch (gathered with gradients); AdamW-free
+    Adam at fine.lr with warm-up then cosine; the figures before the first step and after every epoch."""
+    import io
+
+    import ray.train
+
+    saved = torch.load(io.BytesIO(read_bytes(c.coarse, worker.s3)), map_location="cpu", weights_only=True)
+    genre = GenreModel(saved["dims"], len(saved["genres"]), GenreModelSection(**saved["model"]))
+    genre.load_state_dict(saved["state_dict"])
+    torch.manual_seed(0)
+    model = FineTune(genre, c.fine.projection)
+    optimizer = torch.optim.Adam(model.parameters(), lr=c.fine.lr)
+    engine = worker.engine(model, optimizer)
+    run = worker.epochs(engine, c.fine.epochs, "finegrained", "trailers")
+    train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    engine.eval()
+    before = {f"{k}_before": v for k, v in view_figures(engine, run, val).items()}
+    total, warmup = c.fine.epochs * c.steps_per_epoch, c.fine.warmup_epochs * c.steps_per_epoch
+    for _ in run:
+        engine.train()
+        trained = [0.0, 0.0]
+        for batch in run.batches(train):
+            lr = learning_rate(run.step, c.fine.lr, warmup, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = nt_xent(engine(batch, "a_")[1], engine(batch, "b_")[1], c.fine.tau, gather_with_grad)
+            engine.backward(loss)
+            engine.step()
+            n = len(batch["targets"])
+            trained = [trained[0] + float(loss) * n, trained[1] + n]
+            run.step_done(engine, n, loss=float(loss), lr=lr)
+        engine.eval()
+        loss_sum, seen = all_sum(*trained)
+        run.end_epoch(engine, {"loss": loss_sum / max(seen, 1), **before, **view_figures(engine, run, val)})
+    worker.export(engine, FINE_EXPORT, {k: v for k, v in saved.items() if k != "state_dict"}, prefix="genre.")
