@@ -118,6 +118,13 @@ class RunLog:
         return f"{self.path}/{CURVES}"
 
 
+def last_epoch(path: str, s3=None) -> dict:
+    """A stage's last epoch row from its log (`path`: <run folder>/<stage>): a finished stage's final metrics
+    when a run is started again and Ray Train reports none."""
+    rows = [r for r in RunLog(path, s3, tensorboard=False).by_step() if r.get("kind") != "step"]
+    return rows[-1] if rows else {}
+
+
 def _number(value: str):
     """CSV cells back to numbers where they are numbers."""
     try:

@@ -30,7 +30,7 @@ from movielib.train.genre.loop import (
     genre_loop,
 )
 from movielib.train.launcher import launch
-from movielib.train.runlog import CURVES, RunLog
+from movielib.train.runlog import CURVES, last_epoch
 from movielib.train.tables import per_epoch
 
 STAGE = "genre"
@@ -62,14 +62,6 @@ class GenreSummary(dict):
             )
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
-
-
-def final_metrics(result, folder: str, stage: str, s3: S3Options) -> dict:
-    """A stage's last epoch metrics: Ray Train's result, or (a finished run started again) its log's last row."""
-    if result.metrics:
-        return dict(result.metrics)
-    rows = [r for r in RunLog(f"{folder}/{stage}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
-    return rows[-1] if rows else {}
 
 
 def run(cfg: TrainGenreConfig, args=None) -> GenreSummary:
@@ -117,12 +109,12 @@ def run_train_genre(
     result = launch(
         genre_loop, GenreLoop(cfg.model, cfg.optim, experts, names), stage=STAGE, datasets=datasets(False), **common
     )
-    metrics = final_metrics(result, folder, STAGE, s3)
+    metrics = result.metrics or last_epoch(f"{folder}/{STAGE}", s3)  # a run started again after it finished: its log
     outputs = {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"}
     if cfg.finegrained.epochs:
         loop = FineGrainedLoop(f"{folder}/{EXPORT}", cfg.finegrained, n_train // cfg.optim.batch)
         fine = launch(finegrained_loop, loop, stage=FINE_STAGE, datasets=datasets(True), **common)
-        metrics["finegrained"] = final_metrics(fine, folder, FINE_STAGE, s3)
+        metrics["finegrained"] = fine.metrics or last_epoch(f"{folder}/{FINE_STAGE}", s3)
         outputs |= {"finegrained": f"{folder}/{FINE_EXPORT}", "finegrained curves": f"{folder}/{FINE_STAGE}/{CURVES}"}
     summary = GenreSummary(
         {

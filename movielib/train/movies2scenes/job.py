@@ -43,7 +43,7 @@ from movielib.train.movies2scenes.loops import (
 )
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
 from movielib.train.movies2scenes.similar import dissimilar, read_similar
-from movielib.train.runlog import CURVES, RunLog
+from movielib.train.runlog import CURVES, last_epoch
 from movielib.train.tables import catalog_ids, feature_dim, per_epoch, read_genres
 
 if TYPE_CHECKING:
@@ -277,8 +277,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
         summary["scenes"] = result.metrics
     for stage in ("similarity", "scenes"):  # a step done by an earlier run: its final metrics from its log
         if stage not in summary:
-            rows = [r for r in RunLog(f"{folder}/{stage}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
-            summary[stage] = rows[-1] if rows else {}
+            summary[stage] = last_epoch(f"{folder}/{stage}", s3)
     summary["outputs"] = {
         "similarity_model": f"{folder}/{SIMILARITY}",
         "scene_pairs": f"{folder}/{SCENE_PAIRS_FILE}",

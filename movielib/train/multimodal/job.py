@@ -21,7 +21,7 @@ from movielib.train.launcher import launch
 from movielib.train.multimodal.config import PretrainMultimodalConfig
 from movielib.train.multimodal.data import Sequences, catalog_movies, sequence_count
 from movielib.train.multimodal.loop import EXPORT, MultimodalLoop, multimodal_loop
-from movielib.train.runlog import CURVES, RunLog
+from movielib.train.runlog import CURVES, last_epoch
 from movielib.train.tables import per_epoch
 
 STAGE = "multimodal"
@@ -86,10 +86,7 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
             "val": per_epoch(movies.filter(lambda r: r["video_id"] in held_ids), Sequences(k, dims, cfg.optim.seed)),
         },
     )
-    metrics = result.metrics or {}
-    if not metrics:  # a finished run started again: its final metrics from its log
-        rows = [r for r in RunLog(f"{folder}/{STAGE}", s3, tensorboard=False).by_step() if r.get("kind") != "step"]
-        metrics = rows[-1] if rows else {}
+    metrics = result.metrics or last_epoch(f"{folder}/{STAGE}", s3)  # a run started again after it finished: its log
     summary = MultimodalSummary(
         {
             "run": folder,
