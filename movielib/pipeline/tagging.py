@@ -160,7 +160,9 @@ class TagSummary:
                 )
             )
         lines.append(
-            f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*}}  "
+            f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*"
+            + "".join(f",{t}" for t in ("keyframes", "cues") if any(f.startswith(t[:-1] + " ") for f in self.features))
+            + "}  "
             f"summary: {self.dest}/_movielib/runs/{self.run_id}.json"
         )
         return "\n".join(lines)
