@@ -1,7 +1,7 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
 python -m bench [--quick] [--out bench-results] [--only NAME,...]
-  NAME: detect, decode, scoring, e2e, scale, train, train-multimodal, train-scale, tune, serve
+  NAME: detect, decode, scoring, e2e, scale, train, train-multimodal, train-genre, train-scale, tune, serve
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bench import (  # noqa: E402
     scoring,
     serve_tagger,
     shot_detection,
+    train_genre,
     train_multimodal,
     train_scale,
     train_scenes,
@@ -30,7 +31,19 @@ from bench import (  # noqa: E402
 )
 from bench.common import Row  # noqa: E402
 
-ALL = ("detect", "decode", "scoring", "e2e", "scale", "train", "train-multimodal", "train-scale", "tune", "serve")
+ALL = (
+    "detect",
+    "decode",
+    "scoring",
+    "e2e",
+    "scale",
+    "train",
+    "train-multimodal",
+    "train-genre",
+    "train-scale",
+    "tune",
+    "serve",
+)
 
 
 def table(rows: list[Row]) -> str:
@@ -101,6 +114,8 @@ def main() -> int:
         rows += train_scenes.run(args.quick)
     if "train-multimodal" in only:
         rows += train_multimodal.run(args.quick)
+    if "train-genre" in only:
+        rows += train_genre.run(args.quick, work)
     if "train-scale" in only:
         rows += train_scale.run(args.quick)
     if "tune" in only:

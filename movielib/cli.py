@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tag a catalog with audio and subtitles, pretrain multimodal, embed, score SSO / NSS, train a genre head",
     )
+    demo.add_argument(
+        "--genre",
+        action="store_true",
+        help="tag trailers with motion and full scores, train the collaborative-experts genre model, embed, serve it",
+    )
     return parser
 
 
@@ -227,6 +232,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from movielib.demo.heads import run_heads_demo
 
         return run_heads_demo(args.out)
+    if args.genre:
+        from movielib.demo.genre import run_genre_demo
+
+        return run_genre_demo(args.out, args.model or "movielib-tiny-clip")
     if args.multimodal:
         from movielib.demo.multimodal import run_multimodal_demo
 

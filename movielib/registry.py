@@ -24,7 +24,7 @@ from movielib.errors import ConfigError, MovielibError
 from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
 from movielib.serving.config import ServeConfig
-from movielib.train.genre.config import TrainGenreConfig
+from movielib.train.genre.config import EmbedGenreConfig, TrainGenreConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
 from movielib.train.multimodal.config import EmbedMultimodalConfig, EvalEditingConfig, PretrainMultimodalConfig
 
@@ -278,6 +278,23 @@ JOBS: tuple[Job, ...] = (
         "movielib.heads.sweep:run_one",
         HEADS_OPTIONS,
         example="head.epochs=30",
+    ),
+    Job(
+        "embed-genre",
+        ("embed", "genre"),
+        "trailer embeddings and genre probabilities of a genre run -> features/trailer (one row per video)",
+        EmbedGenreConfig,
+        "movielib.train.genre.embed:run",
+        (
+            Option(("run",), "the run folder (<run.folder>/<run.name>) holding genre.pt", "run", {"nargs": "?"}),
+            Option(
+                ("catalog",),
+                "the DEST whose videos are embedded (and that receives features/trailer)",
+                "catalog",
+                {"nargs": "?"},
+            ),
+        ),
+        example="catalog=s3://bucket/tags",
     ),
     Job(
         "train-genre",

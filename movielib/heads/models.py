@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from torch import nn
 
-HEADS = {"scene": (4096, 0.2), "trailer": (512, 0.2), "mlp2": (512, 0.0), "linear": (0, 0.0)}
+# genre: the genre model's classifier l (mmx_trailer20_genre.txt §7: FC 1024, ReLU, FC n), which `movielib train
+# genre` exports in this format over its trailer embeddings
+HEADS = {"scene": (4096, 0.2), "trailer": (512, 0.2), "mlp2": (512, 0.0), "linear": (0, 0.0), "genre": (1024, 0.0)}
 
 
 def build_head(
@@ -25,6 +27,8 @@ def build_head(
     if name == "linear":
         return nn.Linear(in_dim, out_dim)
     w = width or default_width
+    if name == "genre":
+        return nn.Sequential(nn.Linear(in_dim, w), nn.ReLU(), nn.Linear(w, out_dim))
     p = default_dropout if dropout is None else dropout
     return nn.Sequential(
         nn.Linear(in_dim, w), nn.ReLU(), nn.Dropout(p), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, out_dim)

@@ -3,6 +3,7 @@ and a bounded load test that shows batching (real HTTP)."""
 
 import asyncio
 import base64
+import io
 import socket
 
 import aiohttp
@@ -53,6 +54,25 @@ def _head(path) -> str:
     return str(path)
 
 
+def _genre_model():
+    """A small genre model as `movielib train genre` exports it (genre.pt) and a batch of its trailer embeddings."""
+    import torch
+
+    from movielib.train.genre.config import GenreModelSection
+    from movielib.train.genre.model import GenreModel
+
+    torch.manual_seed(0)
+    m = GenreModelSection(expert_dim=8, gate_hidden=8, clip_dim=4, clips=2, sequences=2, sequence_dim=8,
+                          bottleneck=12, head_hidden=6)  # fmt: skip
+    model = GenreModel({"image": 5}, 3, m).eval()
+    blob = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "dims": {"image": 5}, "genres": ["noir", "musical", "western"],
+                "model": m.model_dump(), "threshold": 0.3, "experts": {}}, blob)  # fmt: skip
+    with torch.no_grad():
+        out = model({"image": torch.randn(2, 4, 5), "image_valid": torch.ones(2, 4, dtype=torch.bool)})
+    return blob.getvalue(), out.embedding.numpy(), torch.sigmoid(out.logits).numpy()
+
+
 @pytest.fixture(scope="module")
 def tagged_clip(ray_local, tmp_path_factory):
     """A clip and the tags the batch job wrote for it, made before Serve's replicas hold the CPUs."""
@@ -70,14 +90,16 @@ def server(ray_local, tagged_clip, tmp_path_factory):
     from ray import serve
 
     from movielib.serving.run import start
+    from movielib.train.genre.job import head_file
 
     tmp = tmp_path_factory.mktemp("serve")
+    (tmp / "genre-head.pt").write_bytes(head_file(_genre_model()[0], "genre-embedding"))
     cfg = build_config(
         ServeConfig,
         {
             "model": {"name": TINY, "random_weights": True},
             "port": _port(),
-            "heads": {"genre": _head(tmp / "head.pt")},
+            "heads": {"genre": _head(tmp / "head.pt"), "trailer-genres": str(tmp / "genre-head.pt")},
             "max_body_mb": 1,
             **{d: SMALL for d in ("text", "image", "scenes", "head")},
             "ingress": {**SMALL, "max_batch_size": 1},
@@ -112,6 +134,18 @@ def test_every_route_answers_with_the_right_shapes(server):
     pred = requests.post(f"{url}/heads/genre", json={"features": [[0.0] * 16, [1.0] * 16]}).json()["predictions"]
     assert len(pred) == 2 and sorted(pred[0]["labels"]) == ["action", "comedy", "drama"]
     assert requests.get(f"{url}/openapi.json").json()["info"]["title"] == "movielib"
+
+
+def test_the_genre_models_exported_classifier_is_served_like_any_head(server):
+    """`movielib train genre` writes genre-head.pt; posting trailer embeddings gives the model's own genres back."""
+    url, _ = server
+    _, embeddings, probabilities = _genre_model()
+    described = requests.get(f"{url}/version").json()["heads"]["trailer-genres"]
+    assert described["labels"] == ["noir", "musical", "western"] and described["in_dim"] == 12
+    pred = requests.post(f"{url}/heads/trailer-genres", json={"features": embeddings.tolist()}).json()["predictions"]
+    for p, expected in zip(pred, probabilities):
+        got = dict(zip(p["labels"], p["scores"]))
+        assert np.allclose([got[g] for g in ("noir", "musical", "western")], expected, atol=1e-5)
 
 
 def test_a_clip_tagged_online_gets_the_tags_the_batch_job_wrote(server, tagged_clip):

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from movielib.config import JobConfig, Positive, PositiveInt, Section, UnitInterval
 from movielib.train.config import (
     DeepSpeedSection,
+    EmbedRunConfig,
     InputSection,
     ScalingSection,
     TrainRunSection,
@@ -98,3 +99,7 @@ class TrainGenreConfig(JobConfig):
 
     def expert_inputs(self) -> dict[str, InputSection]:
         return {name: s for name, s in self.experts if s.use}
+
+
+class EmbedGenreConfig(EmbedRunConfig):
+    """`movielib embed genre RUN CATALOG`: a genre run's trailer embeddings and probabilities into features/trailer."""

@@ -46,11 +46,12 @@ def labelled(store: CatalogStore, path: str, s3=None) -> tuple[dict[str, list[st
     return genres, names
 
 
-def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genres: dict[str, list[str]]):
-    """Every labelled movie's experts joined (materialized) and the experts' tables / models / versions / widths."""
+def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genres: dict[str, list[str]] | None):
+    """Every labelled movie's experts joined (materialized; every movie when `genres` is None) and the experts'
+    tables / models / versions / widths."""
     if "videos" not in set(store.table_names()):
         raise ConfigError(f"catalog: {store.dest!r} holds no tagged catalog (no videos table)")
-    partitions = partitions_for(len(genres), 256)
+    partitions = partitions_for(len(genres) if genres is not None else len(catalog_ids(store)), 256)
     found, meta = {}, {}
     for name, section in experts.items():
         field = f"experts.{name}"
@@ -64,9 +65,11 @@ def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genr
         model, version, dim = resolve_input(store, table, section, field)
         found[name] = features_per_movie(store, name, table, model, version, dim, partitions)
         meta[name] = {"table": table, "model": model, "version": version or "", "dim": dim}
-    wanted = set(genres)
     names = list(found)
-    movies = found[names[0]].filter(lambda r: r["video_id"] in wanted)
+    movies = found[names[0]]
+    if genres is not None:
+        wanted = set(genres)
+        movies = movies.filter(lambda r: r["video_id"] in wanted)
     for name in names[1:]:
         movies = movies.join(found[name], join_type="left_outer", on=("video_id",), num_partitions=partitions)
     return movies.materialize(), meta
@@ -120,7 +123,7 @@ class Trailers:
                 for k, v in laid_out(row, self.dims, part, self.clips, rng).items():
                     out.setdefault(prefix + k, []).append(v)
             y = np.zeros(len(self.index), np.float32)
-            y[[self.index[g] for g in self.genres[row["video_id"]]]] = 1
+            y[[self.index[g] for g in self.genres.get(row["video_id"], ())]] = 1  # unlabelled (embedding): none
             out.setdefault("targets", []).append(y)
             if self.ids:
                 out.setdefault("video_id", []).append(row["video_id"])

@@ -4,6 +4,7 @@
         config.yaml            the resolved config (a resume with other settings is refused)
         genre/                 Ray Train checkpoints, metrics.csv, TensorBoard events, curves.png
         genre.pt               the trained model (fp32, plain torch) with its experts, genres and threshold
+        genre-head.pt          its classifier in the heads' format (`movielib serve` loads it like any head)
         summary.json
 
 Started again with the same run folder, the run goes on from its last checkpoint.
@@ -11,13 +12,15 @@ Started again with the same run folder, the run goes on from its last checkpoint
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+import torch
 
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
-from movielib.runtime import init_ray, run_folder, write_bytes, write_run_config
+from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes, write_run_config
 from movielib.store import CatalogStore
 from movielib.train.genre.config import TrainGenreConfig
 from movielib.train.genre.data import Trailers, catalog_trailers, labelled
@@ -35,6 +38,7 @@ from movielib.train.tables import per_epoch
 
 STAGE = "genre"
 FINE_STAGE = "finegrained"
+HEAD = "genre-head.pt"  # the classifier, as Serve loads heads
 SHOWN = ("loss", "val_auprc_micro", "val_auprc_macro", "val_auprc_weighted", "val_f1_weighted")
 
 
@@ -62,6 +66,35 @@ class GenreSummary(dict):
             )
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
+
+
+def head_file(genre: bytes, feature_model: str) -> bytes:
+    """The coarse model's classifier l in the heads' export format (a `genre` head over features/trailer's
+    `feature_model` rows): `movielib serve` loads it like any head."""
+    saved = torch.load(io.BytesIO(genre), map_location="cpu", weights_only=True)
+    m = saved["model"]
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "state_dict": {k.removeprefix("head."): v for k, v in saved["state_dict"].items() if k.startswith("head.")},
+            "head": {
+                "name": "genre",
+                "in_dim": m["bottleneck"],
+                "out_dim": len(saved["genres"]),
+                "width": m["head_hidden"],
+                "dropout": 0.0,
+            },  # fmt: skip
+            "task": "multilabel",
+            "label_names": list(saved["genres"]),
+            "features": "features/trailer",
+            "feature_model": feature_model,
+            "level": "movie",
+            "threshold": saved["threshold"],
+            "params": {"name": "genre", "threshold": saved["threshold"]},
+        },
+        buf,
+    )
+    return buf.getvalue()
 
 
 def run(cfg: TrainGenreConfig, args=None) -> GenreSummary:
@@ -110,7 +143,9 @@ def run_train_genre(
         genre_loop, GenreLoop(cfg.model, cfg.optim, experts, names), stage=STAGE, datasets=datasets(False), **common
     )
     metrics = result.metrics or last_epoch(f"{folder}/{STAGE}", s3)  # a run started again after it finished: its log
-    outputs = {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"}
+    feature_model = "genre-coarse-embedding" if cfg.finegrained.epochs else "genre-embedding"
+    write_bytes(f"{folder}/{HEAD}", head_file(read_bytes(f"{folder}/{EXPORT}", s3), feature_model), s3)
+    outputs = {"model": f"{folder}/{EXPORT}", "head": f"{folder}/{HEAD}", "curves": f"{folder}/{STAGE}/{CURVES}"}
     if cfg.finegrained.epochs:
         loop = FineGrainedLoop(f"{folder}/{EXPORT}", cfg.finegrained, n_train // cfg.optim.batch)
         fine = launch(finegrained_loop, loop, stage=FINE_STAGE, datasets=datasets(True), **common)
