@@ -33,7 +33,7 @@ DEMO = {  # demo size: 3 clips x 3 sequences a trailer, small widths, a few epoc
         "bottleneck": 128,
         "head_hidden": 64,
     },  # fmt: skip
-    "optim": {"lr": 3e-3, "batch": 4, "epochs": 20, "val_fraction": 0.25},
+    "optim": {"lr": 3e-3, "batch": 4, "epochs": 60, "val_fraction": 0.25},
     "finegrained": {"epochs": 5, "warmup_epochs": 1, "lr": 1e-3, "projection": 32},
     "scaling": {"workers": 1, "cpus_per_worker": 1},
     "run": {"log_every_steps": 0},
@@ -93,7 +93,9 @@ def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         with S3Options.from_env(server.endpoint_url).filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
             f.write(genres.read_bytes())
         s3 = S3Options.from_env(server.endpoint_url)
-        print(f"S3 server {server.endpoint_url}: {n} trailers (3 genres) in {source}", flush=True)
+        print(
+            f"S3 server {server.endpoint_url}: {n} files (trailers of 3 genres, .srt sidecars) in {source}", flush=True
+        )
         tag = load_tag_config(
             None,
             {
@@ -126,7 +128,8 @@ def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
                               server.endpoint_url)  # fmt: skip
         videos = CatalogStore(dest, s3).read_table("videos", columns=["video_id", "uri"]).to_pylist()
         names = {v["video_id"]: v["uri"].rsplit("/", 1)[-1] for v in videos}
-        print("the served genre head, each trailer's top two genres:")
+        right = sum(top[0] == names[vid].split("-")[0] for vid, top in asked.items())
+        print(f"the served genre head, each trailer's top two genres ({right} of {len(asked)} right at the top):")
         for vid, top in sorted(asked.items(), key=lambda kv: names[kv[0]]):
             print(f"  {names[vid]:16} {', '.join(top)}")
         local = copy_to_output(out, s3, {"tags": f"{BUCKET}/trailer-tags", "run": summary["run"]})
