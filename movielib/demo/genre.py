@@ -9,14 +9,13 @@ the trailers' embeddings to it over HTTP, then copies the catalog and the run to
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from movielib.demo.pretrain import write_genre_catalog
 from movielib.demo.run import BUCKET, copy_to_output
-from movielib.demo.s3server import MotoS3Server
+from movielib.demo.s3server import MotoS3Server, free_port
 from movielib.io.uri import S3Options
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
@@ -40,12 +39,6 @@ DEMO = {  # demo size: 3 clips x 3 sequences a trailer, small widths, a few epoc
 }
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_and_ask(head: str, s3: S3Options, embeddings: dict[str, list[float]], endpoint: str) -> dict[str, list]:
     """Serve the exported classifier as a head and post every trailer's embedding: video_id -> its top genres."""
     import requests
@@ -60,7 +53,7 @@ def serve_and_ask(head: str, s3: S3Options, embeddings: dict[str, list[float]], 
         ServeConfig,
         {
             "model": {"name": "movielib-tiny-clip", "random_weights": True},
-            "port": _port(),
+            "port": free_port(),
             "heads": {"genres": head},
             "s3": {"endpoint_url": endpoint},
             **{d: small for d in ("text", "image", "scenes", "head")},
