@@ -24,24 +24,16 @@ from movielib.io.uri import S3Options
 from movielib.runtime import actor_pool, init_ray, read_bytes
 from movielib.store import FEATURES, CatalogStore
 from movielib.train.config import InputSection
-from movielib.train.genre.config import EmbedGenreConfig, GenreModelSection
+from movielib.train.genre.config import EmbedGenreConfig
 from movielib.train.genre.data import Trailers, catalog_trailers
 from movielib.train.genre.loop import EXPORT, FINE_EXPORT
-from movielib.train.genre.model import GenreModel
+from movielib.train.genre.model import load_genre
 from movielib.train.tables import EmbedSummary, write_features
 
 TABLE = "features/trailer"
 MODELS = ("genre-embedding", "genre-probabilities")
 COARSE = "genre-coarse-embedding"
 WHOLE = -1  # the shot_idx of a whole-trailer row
-
-
-def load_genre(blob: bytes) -> tuple[GenreModel, dict]:
-    """An exported genre model (eval mode) and its metadata; loaded with weights_only: the file never runs code."""
-    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    model = GenreModel(saved["dims"], len(saved["genres"]), GenreModelSection(**saved["model"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
 class EmbedGenre:

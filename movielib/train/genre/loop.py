@@ -12,7 +12,7 @@ from movielib.metrics import evaluate, nearest_neighbour_hits, silhouette_by_lab
 from movielib.runtime import read_bytes
 from movielib.train.genre.config import FineGrainedSection, GenreModelSection, GenreOptimSection
 from movielib.train.genre.losses import nt_xent
-from movielib.train.genre.model import GenreModel, genre_loss, mlp
+from movielib.train.genre.model import GenreModel, genre_loss, load_genre, mlp
 from movielib.train.launcher import Worker, all_sum, gather_with_grad, learning_rate
 
 EXPORT = "genre.pt"
@@ -135,13 +135,11 @@ def view_figures(engine, run, val) -> dict[str, float]:
 def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
     """NT-Xent (tau) between the two halves' projections over the global batch (gathered with gradients); AdamW-free
     Adam at fine.lr with warm-up then cosine; the figures before the first step and after every epoch."""
-    import io
 
     import ray.train
 
-    saved = torch.load(io.BytesIO(read_bytes(c.coarse, worker.s3)), map_location="cpu", weights_only=True)
-    genre = GenreModel(saved["dims"], len(saved["genres"]), GenreModelSection(**saved["model"]))
-    genre.load_state_dict(saved["state_dict"])
+    genre, meta = load_genre(read_bytes(c.coarse, worker.s3))
+    genre.train()
     torch.manual_seed(0)
     model = FineTune(genre, c.fine.projection)
     optimizer = torch.optim.Adam(model.parameters(), lr=c.fine.lr)
@@ -167,4 +165,4 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
         engine.eval()
         loss_sum, seen = all_sum(*trained)
         run.end_epoch(engine, {"loss": loss_sum / max(seen, 1), **before, **view_figures(engine, run, val)})
-    worker.export(engine, FINE_EXPORT, {k: v for k, v in saved.items() if k != "state_dict"}, prefix="genre.")
+    worker.export(engine, FINE_EXPORT, meta, prefix="genre.")

@@ -12,6 +12,7 @@ shorter than the layout) and a sequence with no clip are zeroed, so padding neve
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import torch
@@ -112,3 +113,11 @@ class GenreModel(nn.Module):
 def genre_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 3: binary cross-entropy with logits over every (trailer, genre), p_g the positives' weight."""
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight)
+
+
+def load_genre(blob: bytes) -> tuple[GenreModel, dict]:
+    """An exported genre model (eval mode) and its metadata; loaded with weights_only: the file never runs code."""
+    saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    model = GenreModel(saved["dims"], len(saved["genres"]), GenreModelSection(**saved["model"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
