@@ -146,3 +146,30 @@ def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, **p
     if join_ray:
         full["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     return subprocess.Popen([sys.executable, "-m", "movielib.cli", *args], cwd=ROOT, env=full, **popen)
+
+
+def registered_epochs(stage: Path) -> list[int]:
+    """The epochs of the checkpoints Ray Train has on record for a run's stage (its checkpoint manager snapshot):
+    what a resume starts from. A checkpoint folder alone can be an orphan."""
+    import json
+
+    try:
+        saved = json.loads((stage / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, ValueError):  # not written yet, or caught mid-write
+        return []
+    return [c["metrics"]["epoch"] for c in saved.get("checkpoint_results", [])]
+
+
+def kill_after_a_checkpoint(proc, stage: Path, timeout: float = 240) -> int:
+    """SIGKILL the driver `proc` (started with start_new_session) once its `stage` has a checkpoint on record;
+    returns the last epoch on record after the kill (what the next run must resume from)."""
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and not registered_epochs(stage) and proc.poll() is None:
+        time.sleep(0.5)
+    assert registered_epochs(stage), f"the job never registered a checkpoint (exit code {proc.poll()})"
+    proc.send_signal(signal.SIGKILL)  # the driver dies mid-run
+    proc.wait()
+    return max(registered_epochs(stage))

@@ -1,7 +1,11 @@
-"""A tagged catalog with planted genres (tests, the genre demo): each genre shows only in a pair of experts, a
+"""A tagged catalog with planted genres (the genre tests): each genre shows only in a pair of experts, a
 look in the image features and a sound in the audio features, shared with one other genre each (genre k: look
 LOOK[k], sound SOUND[k]), so either expert alone confuses a genre with its twin; the scene and motion experts are
-noise. A trailer has one or two genres and each of its clips (shots) shows one of them.
+noise. A trailer has one or two genres and each of its clips (shots) shows one of them. With `unreliable` > 0 the
+look and the sound are each, on that share of clips, replaced by loud noise (a black frame, a music-only
+soundtrack): the case collaborative gating is for (§3.1: robustness to noise in the features). With styles, each
+trailer also has one of STYLES contents in its scene and motion experts (deserts and orchestral scores, large
+battles: shared across genres, in every clip of the trailer), what the fine-grained stage (§4.4) is to find.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from movielib.demo.planted import commit, shot_row, video_row
 
 GENRES = ("action", "comedy", "drama", "horror")
 LOOK, SOUND = (0, 0, 1, 1), (0, 1, 0, 1)
+STYLES = 8  # trailer contents (`content`), shared across genres
 DIMS = {"image": 16, "audio": 12, "scene": 10, "motion": 8}
 TABLES = {"image": "features/image", "audio": "features/audio", "scene": "features/scores", "motion": "features/motion"}
 
@@ -27,8 +32,21 @@ def trailer_genres(n: int, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def clip_features(y: np.ndarray, clips: int, rng: np.random.Generator, protos: dict, noise: float) -> dict:
-    """Per expert (n, clips, dim) features of trailers with genres `y`: each clip shows one of its trailer's genres."""
+def clip_features(
+    y: np.ndarray,
+    clips: int,
+    rng: np.random.Generator,
+    protos: dict,
+    noise: float,
+    unreliable: float = 0.0,
+    loud: float = 4.0,
+    style: np.ndarray | None = None,
+    content: float = 2.0,
+) -> dict:
+    """Per expert (n, clips, dim) features of trailers with genres `y`: each clip shows one of its trailer's genres;
+    on a share `unreliable` of clips the image (and, independently, the audio) is noise `loud` times the signal;
+    with `style` (n,) in [0, STYLES), each trailer's scene and motion clips show its style's content (scale
+    `content`)."""
     genre = np.array([[rng.choice(np.flatnonzero(row)) for _ in range(clips)] for row in y])
     mean = {
         "image": protos["image"][np.array(LOOK)[genre]],
@@ -36,11 +54,18 @@ def clip_features(y: np.ndarray, clips: int, rng: np.random.Generator, protos: d
         "scene": np.zeros((*genre.shape, DIMS["scene"])),
         "motion": np.zeros((*genre.shape, DIMS["motion"])),
     }
-    return {e: (m + noise * rng.normal(size=m.shape)).astype(np.float32) for e, m in mean.items()}
+    for e in ("scene", "motion") if style is not None else ():
+        mean[e] = mean[e] + content * protos[e][style][:, None]
+    feats = {e: m + noise * rng.normal(size=m.shape) for e, m in mean.items()}
+    for e in ("image", "audio") if unreliable else ():
+        lost = rng.random(genre.shape) < unreliable
+        feats[e] = np.where(lost[..., None], loud * rng.normal(size=feats[e].shape), feats[e])
+    return {e: f.astype(np.float32) for e, f in feats.items()}
 
 
 def prototypes(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {e: rng.normal(size=(2, d)) for e, d in DIMS.items()}
+    """The two looks, the two sounds, and the STYLES scene and motion contents."""
+    return {e: rng.normal(size=(2 if e in ("image", "audio") else STYLES, d)) for e, d in DIMS.items()}
 
 
 @dataclass
@@ -50,11 +75,16 @@ class PlantedGenres:
     genres: dict[str, list[str]]
 
 
-def build(dest: str, videos: int = 48, shots: int = 12, noise: float = 1.0, seed: int = 0) -> PlantedGenres:
+def build(
+    dest: str, videos: int = 48, shots: int = 12, noise: float = 1.0, seed: int = 0, styles: bool = True
+) -> PlantedGenres:
+    """The catalog at `dest` (videos, shots and the four experts' tables) and its genres file beside it; with
+    `styles`, each trailer's scene and motion show one of STYLES contents."""
     rng = np.random.default_rng(seed)
     protos = prototypes(rng)
     y = trailer_genres(videos, rng)
-    feats = clip_features(y, shots, rng, protos, noise)
+    style = rng.integers(0, STYLES, videos) if styles else None
+    feats = clip_features(y, shots, rng, protos, noise, style=style, content=1.0)
     tables: dict[str, list[dict]] = {"videos": [], "shots": [], **{t: [] for t in TABLES.values()}}
     genres = {}
     for v in range(videos):

@@ -105,6 +105,12 @@ class Worker:
         stage = self.deepspeed.zero_stage
         return (0 if self.world_size == 1 else 2) if stage == "auto" else stage
 
+    def batches(self, shard):
+        """The shard's micro-batches in order on this worker's device, every row (evaluation)."""
+        return shard.iter_torch_batches(
+            batch_size=self.micro_batch, device=self.device, prefetch_batches=self.run.prefetch_batches
+        )
+
     def resume(self, engine) -> dict:
         """Load the run's last checkpoint into `engine`; returns the state saved with it ({} on a fresh run).
         A checkpoint whose files are gone is an error naming it, never a silent fresh start."""
@@ -196,6 +202,16 @@ class Epochs:
         self.skip = self.step - state.get("epoch_start", self.step)
         self.epoch = self.first
         self._window: dict[str, list[float]] = {}
+        if state:  # on record in metrics.csv (no step: curves and by_step skip it) and on the console
+            worker.log({"kind": "resume", "resumed_step": self.step, "resumed_epoch": self.first})
+            self._say(f"resumed from the checkpoint at step {self.step} ({self.first} epochs done)")
+
+    def _say(self, line: str) -> None:
+        """One progress line of rank 0, logged, not printed: Ray Train V2 would pass a print on twice."""
+        if self.worker.rank == 0:
+            log = logging.getLogger("movielib.train")
+            log.setLevel(logging.INFO)
+            log.info(f"[{self.stage}] {line}")
 
     def __iter__(self):
         for epoch in range(self.first, self.epochs):
@@ -207,24 +223,20 @@ class Epochs:
     def batches(self, shard, train: bool = True):
         """The shard's micro-batches on this worker's device; for training, shuffled in the epoch's seeded order
         and without the batches a mid-epoch checkpoint had covered."""
+        if not train:
+            yield from self.worker.batches(shard)
+            return
         w = self.worker
-        shuffle = (
-            {
-                "local_shuffle_buffer_size": w.run.shuffle_buffer,
-                "local_shuffle_seed": (self.epoch + 1) * 1_000_003 + w.rank,
-            }
-            if train
-            else {}
-        )
         it = shard.iter_torch_batches(
             batch_size=w.micro_batch,
-            drop_last=train,
+            drop_last=True,
             device=w.device,
             prefetch_batches=w.run.prefetch_batches,
-            **shuffle,
+            local_shuffle_buffer_size=w.run.shuffle_buffer,
+            local_shuffle_seed=(self.epoch + 1) * 1_000_003 + w.rank,
         )
         for i, batch in enumerate(it):
-            if train and self.epoch == self.first and i < self.skip:
+            if self.epoch == self.first and i < self.skip:
                 continue
             yield batch
 
@@ -264,13 +276,9 @@ class Epochs:
             **metrics,
             f"{self.items}_per_s": self.speed.per_s,
         }
-        if self.worker.rank == 0:  # logged, not printed: Ray Train V2 would pass a print on twice
-            shown = "  ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "kind"
-            )
-            log = logging.getLogger("movielib.train")
-            log.setLevel(logging.INFO)
-            log.info(f"[{self.stage}] {shown}")
+        self._say(
+            "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "kind")
+        )
         self.worker.checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
         return row
 

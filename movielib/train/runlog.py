@@ -32,9 +32,8 @@ class RunLog:
     def _read(self) -> list[dict]:
         try:
             with self.fs.open_input_stream(f"{self.path}/{METRICS}") as f:
-                return [
-                    {k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(f.read().decode()))
-                ]
+                rows = csv.DictReader(io.StringIO(f.read().decode()))
+                return [{k: _number(v) for k, v in row.items() if v != ""} for row in rows]  # a row's own cells
         except (FileNotFoundError, OSError):
             return []
 

@@ -86,37 +86,39 @@ def test_a_layout_clip_dim_wider_than_the_experts_is_refused_naming_the_field():
 PLANTED = {"image": 16, "audio": 12, "motion": 8}
 
 
-def planted_trailers(n: int, rng: np.random.Generator, protos: dict, clips: int, noise: float = 2.5):
-    """Trailers of 1-2 planted genres (movielib.demo.planted_genre: a genre shows only in its (look, sound) pair)."""
+def planted_trailers(n: int, rng: np.random.Generator, protos: dict, clips: int, noise: float, unreliable: float):
+    """Trailers of 1-2 planted genres (movielib.demo.planted_genre: a genre shows only in its (look, sound) pair;
+    on a share `unreliable` of clips the look, and independently the sound, is loud noise)."""
     from movielib.demo.planted_genre import clip_features, trailer_genres
 
     y = trailer_genres(n, rng)
-    feats = clip_features(y, clips, rng, protos, noise)
+    feats = clip_features(y, clips, rng, protos, noise, unreliable)
     batch = {e: torch.from_numpy(feats[e]) for e in PLANTED}
     batch |= {f"{e}_valid": torch.ones(n, clips, dtype=torch.bool) for e in PLANTED}
     return batch, torch.from_numpy(y)
 
 
-def test_on_genres_visible_only_across_experts_the_fused_models_beat_every_single_expert():
-    """Table 2's comparison in part: gated and concatenated experts against each expert alone (AU-PRC macro on
-    held-out trailers). Gated vs concat is printed: on this planted data they tie (README, Genre model)."""
+def test_with_experts_unreliable_on_some_clips_gating_beats_naive_concatenation_and_every_single_expert():
+    """Table 2's comparison in direction (AU-PRC macro on held-out trailers): a genre shows only in its (look, sound)
+    pair, and on half the clips the look, and independently the sound, is loud noise. The gating units can turn
+    an expert down from what the others show; the naive concatenation (one linear layer) cannot. With reliable
+    experts the two tie (README, Genre model)."""
+    from movielib.demo.planted_genre import GENRES, prototypes
     from movielib.metrics import auprc
 
     m = GenreModelSection(expert_dim=32, gate_hidden=32, clip_dim=16, clips=3, sequences=4, sequence_dim=32,
                           bottleneck=64, head_hidden=32)  # fmt: skip
-    from movielib.demo.planted_genre import GENRES, prototypes
-
     rng = np.random.default_rng(0)
     protos = prototypes(rng)
-    train, y_train = planted_trailers(600, rng, protos, m.clips * m.sequences)
-    test, y_test = planted_trailers(300, rng, protos, m.clips * m.sequences)
+    train, y_train = planted_trailers(600, rng, protos, m.clips * m.sequences, noise=1.0, unreliable=0.5)
+    test, y_test = planted_trailers(300, rng, protos, m.clips * m.sequences, noise=1.0, unreliable=0.5)
 
     def held_out_auprc(fusion: str, experts: list[str]) -> float:
         torch.manual_seed(0)
         model = GenreModel({e: PLANTED[e] for e in experts}, len(GENRES), m.model_copy(update={"fusion": fusion}))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
         g = torch.Generator().manual_seed(0)
-        for _ in range(400):
+        for _ in range(1000):
             idx = torch.randint(0, len(y_train), (32,), generator=g)
             loss = genre_loss(model({k: v[idx] for k, v in train.items()}).logits, y_train[idx])
             opt.zero_grad()
@@ -127,10 +129,11 @@ def test_on_genres_visible_only_across_experts_the_fused_models_beat_every_singl
 
     figures = {"gated": held_out_auprc("gated", list(PLANTED)), "concat": held_out_auprc("concat", list(PLANTED))}
     figures |= {e: held_out_auprc("concat", [e]) for e in ("image", "audio")}
-    print({k: round(v, 3) for k, v in figures.items()})
+    print({k: round(v, 3) for k, v in figures.items()}, "prevalence", round(float(y_test.mean()), 3))
     best_single = max(figures["image"], figures["audio"])
-    assert best_single < 0.75  # alone, an expert confuses each genre with its twin
-    assert figures["gated"] > best_single + 0.15 and figures["concat"] > best_single + 0.15
+    assert best_single < 0.65  # alone, an expert confuses each genre with its twin
+    assert figures["concat"] > best_single + 0.1  # fusing the pair resolves the twins
+    assert figures["gated"] > figures["concat"] + 0.03  # and gating resolves more of them through the noise
 
 
 def test_nt_xent_is_simclrs_loss_written_out():
@@ -149,42 +152,102 @@ def test_nt_xent_is_simclrs_loss_written_out():
     assert nt_xent(a, a + 1e-3, 0.5) < nt_xent(a, b, 0.5)  # matching halves: a lower loss
 
 
-def _job_config(catalog: str, genres: str, folder, **sets):
-    from movielib.config import build_config
-    from movielib.train.genre.config import TrainGenreConfig
+def test_fine_tuning_on_halves_finds_the_trailers_content_and_loosens_the_genre_clusters():
+    """§4.4 on planted trailers whose scene and motion show one of 8 styles, shared across genres: after NT-Xent
+    between each trailer's halves, on held-out trailers the halves find each other more often, a trailer's nearest
+    other trailer shares its style far more often than under the coarse model (chance 1/8), and the silhouette by
+    genre set falls (Fig. 6: the tight genre clusters break up by content)."""
+    from movielib.demo.planted_genre import GENRES, STYLES, clip_features, prototypes, trailer_genres
+    from movielib.metrics import nearest_neighbour_hits, silhouette_by_label
+    from movielib.train.genre.loop import FineTune
+    from movielib.train.genre.losses import nt_xent
 
-    base = {
-        "catalog": catalog,
-        "genres": genres,
-        "model": {
-            "expert_dim": 32,
-            "gate_hidden": 32,
-            "clip_dim": 16,
-            "clips": 3,
-            "sequences": 4,
-            "sequence_dim": 32,
-            "bottleneck": 64,
-            "head_hidden": 32,
-        },  # fmt: skip
-        "optim": {"lr": 3e-3, "batch": 8, "epochs": 10, "val_fraction": 0.25},
-        "finegrained": {"epochs": 2, "warmup_epochs": 1, "lr": 1e-3, "projection": 16},
-        "scaling": {"workers": 2, "cpus_per_worker": 0.5},
-        "run": {"folder": str(folder), "log_every_steps": 0},
-    }
-    for key, value in sets.items():
-        section, field = key.split("__")
-        base.setdefault(section, {})[field] = value
-    return build_config(TrainGenreConfig, base)
+    dims = {"image": 16, "audio": 12, "scene": 10, "motion": 8}
+    m = GenreModelSection(expert_dim=32, gate_hidden=32, clip_dim=32, clips=3, sequences=2, sequence_dim=64,
+                          bottleneck=64, head_hidden=32)  # fmt: skip
+    half = m.clips * m.sequences
+    rng = np.random.default_rng(0)
+    protos = prototypes(rng)
+
+    def trailers(n: int):
+        y, style = trailer_genres(n, rng), rng.integers(0, STYLES, n)
+        f = clip_features(y, 2 * half, rng, protos, noise=1.0, style=style)
+        views = {}
+        for prefix, part in (("a_", slice(0, half)), ("b_", slice(half, 2 * half))):
+            views |= {prefix + e: torch.from_numpy(f[e][:, part]) for e in dims}
+            views |= {f"{prefix}{e}_valid": torch.ones(n, half, dtype=torch.bool) for e in dims}
+        return views, torch.from_numpy(y), style
+
+    train, y_train, _ = trailers(400)
+    val, y_val, val_style = trailers(100)
+    torch.manual_seed(0)
+    model = FineTune(GenreModel(dims, len(GENRES), m), projection=16)
+    g = torch.Generator().manual_seed(0)
+
+    def fit(steps: int, loss_of, params) -> None:
+        opt = torch.optim.Adam(params, lr=1e-3)
+        for _ in range(steps):
+            idx = torch.randint(0, len(y_train), (32,), generator=g)
+            loss = loss_of({k: v[idx] for k, v in train.items()}, y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def figures() -> dict[str, float]:
+        with torch.no_grad():
+            a, b = model(val, "a_")[0].numpy(), model(val, "b_")[0].numpy()
+        e = (a + b) / 2
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        sim = e @ e.T - 2 * np.eye(len(e))  # a trailer's nearest other trailer
+        groups = ["|".join(map(str, np.flatnonzero(row))) for row in y_val.numpy()]
+        return {
+            "halves": nearest_neighbour_hits(a, b),
+            "same_style": float(np.mean(val_style[sim.argmax(1)] == val_style)),
+            "silhouette": silhouette_by_label(e, groups),
+        }
+
+    fit(500, lambda b, y: genre_loss(model.genre({k[2:]: v for k, v in b.items() if k[:2] == "a_"}).logits, y),
+        model.genre.parameters())  # fmt: skip
+    before = figures()
+    fit(1000, lambda b, y: nt_xent(model(b, "a_")[1], model(b, "b_")[1], tau=0.5), model.parameters())
+    after = figures()
+    print({k: (round(before[k], 3), round(after[k], 3)) for k in before})
+    assert after["halves"] > max(1.5 * before["halves"], 10 / len(y_val))  # chance: 1 / 100
+    assert before["same_style"] < 0.3 and after["same_style"] > before["same_style"] + 0.25  # chance: 1 / 8
+    assert after["silhouette"] < before["silhouette"] - 0.1
+
+
+# the job's settings in the tests: small widths, 10 epochs of 4 steps, 2 fine-grained epochs
+JOB = {
+    "model": {"expert_dim": 32, "gate_hidden": 32, "clip_dim": 16, "clips": 3, "sequences": 4, "sequence_dim": 32,
+              "bottleneck": 64, "head_hidden": 32},
+    "optim": {"lr": 3e-3, "batch": 8, "epochs": 10, "val_fraction": 0.25},
+    "finegrained": {"epochs": 2, "warmup_epochs": 1, "lr": 1e-3, "projection": 16},
+    "scaling": {"workers": 2, "cpus_per_worker": 0.5},
+    "run": {"log_every_steps": 0},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def genre_run(ray_local, tmp_path_factory):
+    """The planted catalog (48 trailers, 12 shots) and one uninterrupted `train genre` run over it."""
+    from movielib.config import build_config
+    from movielib.demo.planted_genre import build
+    from movielib.train.genre.config import TrainGenreConfig
+    from movielib.train.genre.job import run_train_genre
+
+    tmp = tmp_path_factory.mktemp("genre")
+    planted = build(str(tmp / "catalog"), videos=48, shots=12, noise=0.5)
+    base = {**JOB, "run": {**JOB["run"], "folder": str(tmp / "runs")}}
+    cfg = build_config(TrainGenreConfig, {"catalog": planted.dest, "genres": planted.genres_file, **base})
+    return planted, run_train_genre(cfg), tmp / "runs"
 
 
 @pytest.mark.slow
-def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run(ray_local, tmp_path):
-    from movielib.demo.planted_genre import build
-    from movielib.train.genre.job import run_train_genre
+def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run(genre_run):
     from movielib.train.runlog import RunLog
 
-    planted = build(str(tmp_path / "catalog"), videos=48, shots=12, noise=0.5)
-    summary = run_train_genre(_job_config(planted.dest, planted.genres_file, tmp_path / "runs"))
+    planted, summary, runs = genre_run
     print(summary.render())
     assert summary["trailers"] == {"train": 36, "val": 12} and summary["genres"] == [
         "action",
@@ -193,19 +256,19 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
         "horror",
     ]
     assert summary["experts"]["scene"]["table"] == "features/scores"  # no scene pretraining: the full score vectors
-    epochs = [r for r in RunLog(str(tmp_path / "runs" / "genre" / "genre")).rows if r.get("kind") == "epoch"]
+    epochs = [r for r in RunLog(str(runs / "genre" / "genre")).rows if r.get("kind") == "epoch"]
     assert len(epochs) == 10 and epochs[-1]["loss"] < epochs[0]["loss"]
     prevalence = np.mean([len(g) for g in planted.genres.values()]) / 4
     assert summary["metrics"]["val_auprc_macro"] > prevalence + 0.4  # far above a constant score
-    saved = torch.load(tmp_path / "runs" / "genre" / "genre.pt", weights_only=True)
+    saved = torch.load(runs / "genre" / "genre.pt", weights_only=True)
     assert saved["genres"] == summary["genres"] and saved["threshold"] == 0.3
-    assert (tmp_path / "runs" / "genre" / "genre" / "curves.png").exists()
+    assert (runs / "genre" / "genre" / "curves.png").exists()
     # the fine-grained stage ran from the coarse model: halves retrieval and silhouette before and after, and a
     # model whose bottleneck moved while its genres, experts and threshold stayed
     fine = summary["metrics"]["finegrained"]
     assert {"val_halves_top1_before", "val_halves_top1", "val_silhouette_before", "val_silhouette"} <= set(fine)
     assert fine["val_halves_top1_before"] > 2 / 12  # chance: 1 / 12 held-out trailers
-    tuned = torch.load(tmp_path / "runs" / "genre" / "genre-finegrained.pt", weights_only=True)
+    tuned = torch.load(runs / "genre" / "genre-finegrained.pt", weights_only=True)
     assert tuned["genres"] == saved["genres"] and set(tuned["state_dict"]) == set(saved["state_dict"])
     moved = [k for k in saved["state_dict"] if k.startswith("bottleneck.")]
     assert any(not torch.equal(saved["state_dict"][k], tuned["state_dict"][k]) for k in moved)
@@ -216,11 +279,11 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     from movielib.store import CatalogStore
     from movielib.train.genre.embed import COARSE, MODELS, TABLE, embed_genre
 
-    written = embed_genre(str(tmp_path / "runs" / "genre"), planted.dest)
+    written = embed_genre(str(runs / "genre"), planted.dest)
     assert written["rows"] == 48 * (len(MODELS) + 1)  # the fine-grained stage ran: the coarse embedding too
     rows = CatalogStore(planted.dest).read_table(TABLE).to_pylist()
     # the exported classifier (what Serve loads as a head) reads the coarse embeddings and gives the probabilities
-    head, meta = load_head((tmp_path / "runs" / "genre" / "genre-head.pt").read_bytes())
+    head, meta = load_head((runs / "genre" / "genre-head.pt").read_bytes())
     assert meta["feature_model"] == COARSE and meta["label_names"] == summary["genres"]
     coarse = {r["video_id"]: r["embedding"] for r in rows if r["model"] == COARSE}
     with torch.no_grad():
@@ -231,8 +294,39 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     probs = {r["video_id"]: r["embedding"] for r in rows if r["model"] == "genre-probabilities"}
     ids = sorted(probs)
     y = np.array([[g in planted.genres[v] for g in summary["genres"]] for v in ids], float)
-    assert auprc(y, np.array([probs[v] for v in ids]), "macro") > 0.9  # trained and held-out trailers together
+    assert auprc(y, np.array([probs[v] for v in ids]), "macro") > prevalence + 0.3  # trained and held-out together
     assert np.allclose(served, np.array([probs[v] for v in ids]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_genre_driver_resumes_from_its_last_checkpoint_and_ends_at_the_uninterrupted_step(genre_run):
+    import subprocess
+
+    from conftest import kill_after_a_checkpoint, movielib_cli
+
+    from movielib.train.runlog import RunLog
+
+    planted, summary, runs = genre_run
+    root = runs.parent / "killed"
+    sets = {f"{section}.{k}": v for section, fields in JOB.items() for k, v in fields.items()}
+    sets |= {"finegrained.epochs": 0, "run.log_every_steps": 4}  # the coarse stage is the one killed
+    args = ["train", "genre", planted.dest, "--genres", planted.genres_file, "--run-folder", str(root)]
+    args += [f"--set={k}={v}" for k, v in sets.items()]
+    proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = root / "genre" / "genre"
+    last = kill_after_a_checkpoint(proc, log)
+    before = len(RunLog(str(log)).rows)
+    again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = again.communicate(timeout=400)
+    assert again.returncode == 0, out[-3000:]
+    after = RunLog(str(log)).rows[before:]
+    # resumed, not restarted: the launcher reports the last checkpoint on record, every step row of the second run
+    # comes after it, and its epochs are the ones left
+    assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last < JOB["optim"]["epochs"]
+    assert min(r["step"] for r in after if r["kind"] == "step") > after[0]["resumed_step"]
+    assert [r["epoch"] for r in after if r["kind"] == "epoch"] == list(range(last + 1, JOB["optim"]["epochs"] + 1))
+    assert after[-1]["step"] == summary["metrics"]["step"]  # ends at the uninterrupted run's step
+    assert (root / "genre" / "genre.pt").exists() and (root / "genre" / "genre-head.pt").exists()
 
 
 def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):

@@ -349,11 +349,9 @@ def test_editing_tasks_take_their_labels_from_shot_order_and_read_the_shown_orde
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupted_step(trained, planted_catalog):
-    import signal
     import subprocess
-    import time
 
-    from conftest import movielib_cli
+    from conftest import kill_after_a_checkpoint, movielib_cli
 
     from movielib.train.runlog import RunLog
 
@@ -382,29 +380,16 @@ def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupt
     ]
     proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = root / "multimodal" / "multimodal"
-    snapshot = log / "checkpoint_manager_snapshot.json"
-
-    def registered() -> list[int]:  # the epochs Ray Train registered (a checkpoint folder alone can be an orphan)
-        import json
-
-        try:
-            saved = json.loads(snapshot.read_text())
-        except (FileNotFoundError, ValueError):  # not written yet, or caught mid-write
-            return []
-        return [c["metrics"]["epoch"] for c in saved.get("checkpoint_results", [])]
-
-    deadline = time.time() + 240
-    while time.time() < deadline and not registered():
-        time.sleep(0.5)
-    assert registered(), "the job never registered a checkpoint"
-    proc.send_signal(signal.SIGKILL)  # the driver dies mid-run
-    proc.wait()
-    last, before = max(registered()), len(RunLog(str(log)).rows)
+    last = kill_after_a_checkpoint(proc, log)
+    before = len(RunLog(str(log)).rows)
     again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = again.communicate(timeout=400)
     assert again.returncode == 0, out[-3000:]
-    after = [r for r in RunLog(str(log)).rows[before:] if r["kind"] == "epoch"]
-    # resumed, not restarted: the second run's first epoch is the one after the last registered checkpoint
+    after = RunLog(str(log)).rows[before:]
+    # resumed, not restarted: the launcher reports the last registered checkpoint, and the second run's first epoch
+    # is the one after it
+    assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last
+    after = [r for r in after if r["kind"] == "epoch"]
     assert [r["epoch"] for r in after] == list(range(last + 1, 4))
     assert after[-1]["step"] == summary["metrics"]["step"] == 15  # ends at the uninterrupted run's step
     assert (root / "multimodal" / "multimodal.pt").exists()

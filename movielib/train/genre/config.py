@@ -22,7 +22,7 @@ class GenreModelSection(Section):
     `clip_dim` per clip; `clips` clips a sequence -> `sequence_dim`; `sequences` sequences a trailer -> the
     `bottleneck` embedding; head `bottleneck` -> `head_hidden` -> one logit per genre."""
 
-    fusion: Literal["gated", "concat"] = "gated"  # concat: Table 2's naive concatenation (no gating unit)
+    fusion: Literal["gated", "concat"] = "gated"  # concat: Table 2's naive concatenation (no gating units)
     expert_dim: PositiveInt = 768
     gate_hidden: PositiveInt = 768  # width of the gating unit's MLPs g and h
     clip_dim: PositiveInt = 128

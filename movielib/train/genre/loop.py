@@ -116,12 +116,12 @@ class FineTune(torch.nn.Module):
         return embedding, self.projection(embedding)
 
 
-def view_figures(engine, run, val) -> dict[str, float]:
+def view_figures(engine, batches) -> dict[str, float]:
     """On the held-out trailers: how often a trailer's first half has its own second half nearest (cosine), and the
     silhouette of the trailers' embeddings (mean of the halves) grouped by genre set (Fig. 6's measure)."""
     a, b, y = [], [], []
     with torch.no_grad():
-        for batch in run.batches(val, train=False):
+        for batch in batches:
             a.append(engine(batch, "a_")[0].float().cpu().numpy())
             b.append(engine(batch, "b_")[0].float().cpu().numpy())
             y.append(batch["targets"].cpu().numpy())
@@ -144,10 +144,10 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
     model = FineTune(genre, c.fine.projection)
     optimizer = torch.optim.Adam(model.parameters(), lr=c.fine.lr)
     engine = worker.engine(model, optimizer)
-    run = worker.epochs(engine, c.fine.epochs, "finegrained", "trailers")
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    engine.eval()
-    before = {f"{k}_before": v for k, v in view_figures(engine, run, val).items()}
+    engine.eval()  # the coarse model's figures, before a resumed run loads its checkpoint
+    before = {f"{k}_before": v for k, v in view_figures(engine, worker.batches(val)).items()}
+    run = worker.epochs(engine, c.fine.epochs, "finegrained", "trailers")
     total, warmup = c.fine.epochs * c.steps_per_epoch, c.fine.warmup_epochs * c.steps_per_epoch
     for _ in run:
         engine.train()
@@ -164,5 +164,6 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
             run.step_done(engine, n, loss=float(loss), lr=lr)
         engine.eval()
         loss_sum, seen = all_sum(*trained)
-        run.end_epoch(engine, {"loss": loss_sum / max(seen, 1), **before, **view_figures(engine, run, val)})
+        after = view_figures(engine, run.batches(val, train=False))
+        run.end_epoch(engine, {"loss": loss_sum / max(seen, 1), **before, **after})
     worker.export(engine, FINE_EXPORT, meta, prefix="genre.")

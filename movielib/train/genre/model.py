@@ -4,10 +4,13 @@ Per clip (shot) each expert's feature, temporally averaged by the tagging job, i
 collaborative gating unit (§3.1, after Liu et al.'s collaborative experts) computes per expert e an attention vector
 T^e = h(sum_{f != e} g(psi_e, psi_f)) over the experts present for that clip and modulates psi_e <- psi_e * sigmoid(T^e)
 (Eq. 1-2). The gated experts, concatenated, pass a gated embedding unit (Miech et al.'s GEM) to an L2-normalised
-`clip_dim` vector. `clips` clips make a sequence (concatenated, two-layer MLP j -> `sequence_dim`), the trailer's
-`sequences` sequences concatenated pass the bottleneck MLP k (-> `bottleneck`, the trailer embedding) and the head
-l gives one logit per genre. A missing expert is masked out of the gating sums and zeroed; a missing clip (a trailer
-shorter than the layout) and a sequence with no clip are zeroed, so padding never reaches a gradient.
+`clip_dim` vector: one unit over the concatenation, not one per expert as §3.1 words it, since §7 gives one 128-d
+vector per clip. `fusion: concat` is Table 2's naive concatenation: the experts concatenated, one linear layer to
+the same L2-normalised vector, neither gating unit. `clips` clips make a sequence (concatenated, two-layer MLP j ->
+`sequence_dim`), the trailer's `sequences` sequences concatenated pass the bottleneck MLP k (-> `bottleneck`, the
+trailer embedding) and the head l gives one logit per genre. A missing expert is masked out of the gating sums and
+zeroed; a missing clip (a trailer shorter than the layout) and a sequence with no clip are zeroed, so padding never
+reaches a gradient.
 """
 
 from __future__ import annotations
@@ -64,6 +67,17 @@ class GatedEmbedding(nn.Module):
         return F.normalize(z * torch.sigmoid(self.gate(z)), dim=-1)
 
 
+class NaiveEmbedding(nn.Module):
+    """Table 2's naive concatenation: one linear layer, L2-normalised (the GEM without its context gate)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fc(x), dim=-1)
+
+
 @dataclass
 class GenreOutputs:
     logits: torch.Tensor  # (B, genres)
@@ -78,8 +92,9 @@ class GenreModel(nn.Module):
         super().__init__()
         self.m, self.experts = m, list(dims)
         self.proj = nn.ModuleDict({name: nn.Linear(d, m.expert_dim) for name, d in dims.items()})
-        self.gating = CollaborativeGating(m.expert_dim, m.gate_hidden) if m.fusion == "gated" else None
-        self.embed = GatedEmbedding(len(dims) * m.expert_dim, m.clip_dim)
+        gated = m.fusion == "gated"
+        self.gating = CollaborativeGating(m.expert_dim, m.gate_hidden) if gated else None
+        self.embed = (GatedEmbedding if gated else NaiveEmbedding)(len(dims) * m.expert_dim, m.clip_dim)
         self.sequence = mlp([m.clips * m.clip_dim, m.sequence_dim, m.sequence_dim])  # j
         self.bottleneck = mlp([m.sequences * m.sequence_dim, m.bottleneck, m.bottleneck])  # k
         self.head = mlp([m.bottleneck, m.head_hidden, genres])  # l
