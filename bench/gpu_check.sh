@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: run it on a GPU node whenever one is at hand (under 8 minutes); it prints each figure.
 #   bash bench/gpu_check.sh
-# bf16 training steps of both Movies2Scenes stages, CLIP scoring on the GPU, NVDEC decoding (bench/gpu_check.py).
+# bf16 training steps of both Movies2Scenes stages, the multimodal and genre loops, CLIP scoring on the GPU,
+# NVDEC decoding (bench/gpu_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

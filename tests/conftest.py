@@ -172,4 +172,29 @@ def kill_after_a_checkpoint(proc, stage: Path, timeout: float = 240) -> int:
     assert registered_epochs(stage), f"the job never registered a checkpoint (exit code {proc.poll()})"
     proc.send_signal(signal.SIGKILL)  # the driver dies mid-run
     proc.wait()
+    _wait_for_training_actors_to_go(deadline=time.time() + 60)  # they die with their owner, not at once
     return max(registered_epochs(stage))
+
+
+def _wait_for_training_actors_to_go(deadline: float) -> None:
+    """Until this session's Ray has no live Ray Train controller or worker of another driver (a killed driver's run
+    still logs and registers checkpoints until Ray reaps them)."""
+    import time
+
+    import ray
+    from ray._private.state import actors  # the GCS's table: the state API needs the dashboard, off in tests
+
+    own = ray.get_runtime_context().get_job_id()  # this session's runs (their controllers outlive them) are not it
+
+    def alive() -> list:
+        return [
+            a
+            for a in actors().values()
+            if a["State"] != "DEAD"
+            and a["JobID"] != own
+            and a["ActorClassName"] in ("TrainController", "RayTrainWorker")
+        ]
+
+    while alive() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not alive(), "the killed run's training actors are still alive"

@@ -76,8 +76,8 @@ class Worker:
     def engine(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
         """The DeepSpeed engine around `model` and a torch `optimizer` (ZeRO stage and precision from the config).
         Under bf16 DeepSpeed casts every parameter to bf16 and keeps fp32 masters in the optimizer; the submodules
-        a model names in `fp32_modules` (MoCo's key encoder and queue) are cast back to fp32 here: fp32 islands
-        that no optimizer updates."""
+        a model names in `fp32_modules` (MoCo's key encoder and queue, the genre model's input statistics) are
+        restored in fp32 here, with the values they had before the cast: fp32 islands that no optimizer updates."""
         import deepspeed
 
         ds = self.deepspeed
@@ -93,9 +93,10 @@ class Worker:
         }
         if ds.gradient_clipping:
             config["gradient_clipping"] = ds.gradient_clipping
+        islands = fp32_islands(model) if bf16 else {}
         engine, _, _, _ = deepspeed.initialize(model=model.to(self.device), optimizer=optimizer, config=config)
         if bf16:
-            keep_fp32_islands(engine.module)
+            keep_fp32_islands(engine.module, islands)
         if stage == 0 and self.world_size == 1:  # no one to reduce with: DeepSpeed would still flatten and copy
             engine.enable_backward_allreduce = False  # every gradient each step
         return engine
@@ -107,9 +108,15 @@ class Worker:
 
     def batches(self, shard):
         """The shard's micro-batches in order on this worker's device, every row (evaluation)."""
-        return shard.iter_torch_batches(
-            batch_size=self.micro_batch, device=self.device, prefetch_batches=self.run.prefetch_batches
-        )
+        return shard.iter_torch_batches(**self.feeding(), batch_size=self.micro_batch)
+
+    def feeding(self) -> dict:
+        """How batches reach the device: prefetched, and on a GPU through pinned memory (an asynchronous copy)."""
+        return {
+            "device": self.device,
+            "prefetch_batches": self.run.prefetch_batches,
+            "pin_memory": self.device.type == "cuda",
+        }
 
     def resume(self, engine) -> dict:
         """Load the run's last checkpoint into `engine`; returns the state saved with it ({} on a fresh run).
@@ -170,11 +177,22 @@ class Worker:
         return path
 
 
-def keep_fp32_islands(module: torch.nn.Module) -> torch.nn.Module:
+def fp32_islands(module: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """The state of each submodule `module.fp32_modules` names, copied before DeepSpeed's bf16 cast."""
+    return {
+        name: {k: v.detach().clone() for k, v in module.get_submodule(name).state_dict().items()}
+        for name in getattr(module, "fp32_modules", ())
+    }
+
+
+def keep_fp32_islands(module: torch.nn.Module, saved: dict[str, dict[str, torch.Tensor]]) -> torch.nn.Module:
     """The submodules `module.fp32_modules` names back in fp32 after DeepSpeed's bf16 cast (which casts every
-    parameter): MoCo's key encoder, whose momentum update is below bf16's resolution, and its queue."""
+    parameter and buffer), holding their values from before it (`saved`, fp32_islands): MoCo's key encoder,
+    whose momentum update is below bf16's resolution, and its queue; input statistics."""
     for name in getattr(module, "fp32_modules", ()):
-        module.get_submodule(name).float()
+        sub = module.get_submodule(name).float()
+        if name in saved:
+            sub.load_state_dict(saved[name])
     return module
 
 
@@ -228,10 +246,9 @@ class Epochs:
             return
         w = self.worker
         it = shard.iter_torch_batches(
+            **w.feeding(),
             batch_size=w.micro_batch,
             drop_last=True,
-            device=w.device,
-            prefetch_batches=w.run.prefetch_batches,
             local_shuffle_buffer_size=w.run.shuffle_buffer,
             local_shuffle_seed=(self.epoch + 1) * 1_000_003 + w.rank,
         )

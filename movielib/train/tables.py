@@ -68,6 +68,36 @@ def features_per_movie(
     )
 
 
+def _sums(batch: pa.Table, dims: dict[str, int]) -> pa.Table:
+    """A block of per-movie rows -> per input the count, sum and sum of squares of its present shots' features."""
+    out = {}
+    for name, dim in dims.items():
+        n, total, squares = 0, np.zeros(dim), np.zeros(dim)
+        for flat, has in zip(batch[f"{name}_emb"].to_pylist(), batch[f"{name}_has"].to_pylist()):
+            if flat:
+                x = np.asarray(flat, np.float64).reshape(-1, dim)[np.asarray(has, bool)]
+                n, total, squares = n + len(x), total + x.sum(0), squares + (x * x).sum(0)
+        out |= {f"{name}_n": [n], f"{name}_sum": [total.tolist()], f"{name}_squares": [squares.tolist()]}
+    return pa.table(out)
+
+
+def feature_stats(movies: ray.data.Dataset, dims: dict[str, int]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per input, the mean and standard deviation of each dimension over the present shots of `movies` (per-movie
+    rows as features_per_movie makes them): what a model standardises its inputs with. Inputs come in any scale
+    (log-mel statistics around 7, CLIP label scores around 0.005) and unscaled the largest drowns the rest. A
+    dimension that never varies keeps a deviation of 1."""
+    parts = movies.map_batches(partial(_sums, dims=dims), batch_format="pyarrow", batch_size=None).take_all()
+    stats = {}
+    for name, dim in dims.items():
+        n = sum(p[f"{name}_n"] for p in parts)
+        total = np.sum([p[f"{name}_sum"] for p in parts], axis=0) if parts else np.zeros(dim)
+        squares = np.sum([p[f"{name}_squares"] for p in parts], axis=0) if parts else np.zeros(dim)
+        mean = total / max(n, 1)
+        std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
+        stats[name] = (mean.tolist(), np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0).tolist())
+    return stats
+
+
 def aligned(row: dict, name: str, dim: int, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """A movie row's `name` features at `shots` (its anchor's shot ids): (len(shots), dim) and which are there
     (a shot the input has no row or a null for is zero and masked)."""

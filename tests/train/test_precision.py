@@ -8,7 +8,7 @@ from torch import nn
 from movielib.config import JobConfig, build_config
 from movielib.errors import ConfigError
 from movielib.train.config import ScalingSection
-from movielib.train.launcher import keep_fp32_islands
+from movielib.train.launcher import fp32_islands, keep_fp32_islands
 from movielib.train.movies2scenes.moco import MoCo
 from movielib.train.movies2scenes.similarity import MovieSimilarity
 
@@ -22,7 +22,8 @@ def _moco(momentum: float = 0.999) -> MoCo:
 def test_under_bf16_the_key_encoder_moves_by_the_momentum_formula():
     """theta_k <- m theta_k + (1 - m) theta_q: in fp32 (an island) every key weight moves; a bf16 key (what
     DeepSpeed's cast leaves without the island) would not move at all for most weights."""
-    moco = keep_fp32_islands(_moco().bfloat16())  # what Worker.engine leaves under bf16
+    moco = _moco()
+    moco = keep_fp32_islands(moco.bfloat16(), fp32_islands(moco))  # what Worker.engine leaves under bf16
     assert next(moco.query.parameters()).dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in moco.key.parameters()) and moco.queue.keys.dtype == torch.float32
     with torch.no_grad():  # a query encoder that has moved away from its key copy
@@ -39,6 +40,25 @@ def test_under_bf16_the_key_encoder_moves_by_the_momentum_formula():
     k16 = before[1].bfloat16()
     moved = k16.clone().mul_(0.999).add_(query[1].bfloat16(), alpha=0.001)
     assert (moved == k16).float().mean() > 0.5
+
+
+def test_under_bf16_the_genre_models_input_statistics_keep_their_fp32_values():
+    """A log-mel mean of 7.15 with a spread of 0.14 per band: cast to bf16 (7.15625) the standardised input would
+    be off by 0.04 standard deviations; the island keeps the values from before the cast."""
+    from movielib.train.genre.config import GenreModelSection
+    from movielib.train.genre.model import GenreModel
+
+    m = GenreModelSection(expert_dim=8, gate_hidden=8, clip_dim=4, clips=2, sequences=1, sequence_dim=4,
+                          bottleneck=4, head_hidden=4)  # fmt: skip
+    model = GenreModel({"audio": 3}, 2, m).standardize({"audio": ([7.15, 6.9, 7.3], [0.14, 0.2, 0.11])})
+    saved = fp32_islands(model)
+    model = keep_fp32_islands(model.bfloat16(), saved)
+    assert model.proj["audio"].weight.dtype == torch.bfloat16
+    assert model.norm["audio"].mean.dtype == torch.float32
+    assert torch.equal(model.norm["audio"].mean, torch.tensor([7.15, 6.9, 7.3]))
+    assert torch.equal(model.norm["audio"].std, torch.tensor([0.14, 0.2, 0.11]))
+    batch = {"audio": torch.full((1, 2, 3), 7.15), "audio_valid": torch.ones(1, 2, dtype=torch.bool)}
+    assert torch.isfinite(model(batch).logits.float()).all()
 
 
 def test_bf16_models_take_fp32_inputs_and_give_fp32_outputs():

@@ -34,7 +34,7 @@ from movielib.train.genre.loop import (
 )
 from movielib.train.launcher import launch
 from movielib.train.runlog import CURVES, last_epoch
-from movielib.train.tables import per_epoch
+from movielib.train.tables import feature_stats, per_epoch
 
 STAGE = "genre"
 FINE_STAGE = "finegrained"
@@ -139,16 +139,15 @@ def run_train_genre(
 
     micro = cfg.optim.batch // cfg.scaling.workers
     common = dict(scaling=cfg.scaling, deepspeed=cfg.deepspeed, run=cfg.run, micro_batch=micro, s3=s3)
-    result = launch(
-        genre_loop, GenreLoop(cfg.model, cfg.optim, experts, names), stage=STAGE, datasets=datasets(False), **common
-    )
+    loop = GenreLoop(cfg.model, cfg.optim, experts, names, feature_stats(train_rows, dims))
+    result = launch(genre_loop, loop, stage=STAGE, datasets=datasets(False), **common)
     metrics = result.metrics or last_epoch(f"{folder}/{STAGE}", s3)  # a run started again after it finished: its log
     feature_model = "genre-coarse-embedding" if cfg.finegrained.epochs else "genre-embedding"
     write_bytes(f"{folder}/{HEAD}", head_file(read_bytes(f"{folder}/{EXPORT}", s3), feature_model), s3)
     outputs = {"model": f"{folder}/{EXPORT}", "head": f"{folder}/{HEAD}", "curves": f"{folder}/{STAGE}/{CURVES}"}
     if cfg.finegrained.epochs:
-        loop = FineGrainedLoop(f"{folder}/{EXPORT}", cfg.finegrained, n_train // cfg.optim.batch)
-        fine = launch(finegrained_loop, loop, stage=FINE_STAGE, datasets=datasets(True), **common)
+        fine_loop = FineGrainedLoop(f"{folder}/{EXPORT}", cfg.finegrained, n_train // cfg.optim.batch)
+        fine = launch(finegrained_loop, fine_loop, stage=FINE_STAGE, datasets=datasets(True), **common)
         metrics["finegrained"] = fine.metrics or last_epoch(f"{folder}/{FINE_STAGE}", s3)
         outputs |= {"finegrained": f"{folder}/{FINE_EXPORT}", "finegrained curves": f"{folder}/{FINE_STAGE}/{CURVES}"}
     summary = GenreSummary(

@@ -21,12 +21,14 @@ FINE_EXPORT = "genre-finegrained.pt"
 
 @dataclass(frozen=True)
 class GenreLoop:
-    """What the workers need: the sections, the experts (table, model, version, width) and the genre names."""
+    """What the workers need: the sections, the experts (table, model, version, width), the genre names and the
+    experts' input statistics over the training trailers (mean, std per dimension)."""
 
     model: GenreModelSection
     optim: GenreOptimSection
     experts: dict[str, dict]
     genres: list[str]
+    stats: dict[str, tuple[list[float], list[float]]]
 
     @property
     def dims(self) -> dict[str, int]:
@@ -50,7 +52,7 @@ def genre_loop(worker: Worker, c: GenreLoop) -> None:
     import ray.train
 
     torch.manual_seed(c.optim.seed)
-    model = GenreModel(c.dims, len(c.genres), c.model)
+    model = GenreModel(c.dims, len(c.genres), c.model).standardize(c.stats)
     optimizer = torch.optim.Adam(model.parameters(), lr=c.optim.lr, amsgrad=True)
     engine = worker.engine(model, optimizer)
     run = worker.epochs(engine, c.optim.epochs, "genre", "trailers")
@@ -103,6 +105,8 @@ class FineGrainedLoop:
 
 class FineTune(torch.nn.Module):
     """The coarse model with the projection heads m, n on its bottleneck (dropped after training)."""
+
+    fp32_modules = ("genre.norm",)
 
     def __init__(self, genre: GenreModel, projection: int):
         super().__init__()

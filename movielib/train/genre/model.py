@@ -1,6 +1,7 @@
 """The collaborative-experts genre model (mmx_trailer20_genre.txt §3, Fig. 2, §7 a-n).
 
-Per clip (shot) each expert's feature, temporally averaged by the tagging job, is projected to `expert_dim`. The
+Per clip (shot) each expert's feature, temporally averaged by the tagging job, is standardised per dimension with
+the training shots' statistics and projected to `expert_dim`. The
 collaborative gating unit (§3.1, after Liu et al.'s collaborative experts) computes per expert e an attention vector
 T^e = h(sum_{f != e} g(psi_e, psi_f)) over the experts present for that clip and modulates psi_e <- psi_e * sigmoid(T^e)
 (Eq. 1-2). The gated experts, concatenated, pass a gated embedding unit (Miech et al.'s GEM) to an L2-normalised
@@ -33,6 +34,19 @@ def mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per dimension with the training shots' statistics (train.tables.feature_stats), set once
+    before training and saved with the model, so embedding and serving scale their inputs the same."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 class CollaborativeGating(nn.Module):
@@ -88,9 +102,12 @@ class GenreOutputs:
 class GenreModel(nn.Module):
     """Experts per clip -> genre logits and the trailer embedding. `dims`: expert name -> its feature width."""
 
+    fp32_modules = ("norm",)  # the input statistics stay fp32 under bf16 (a log-mel mean of 7 in bf16 is off by 0.03)
+
     def __init__(self, dims: dict[str, int], genres: int, m: GenreModelSection):
         super().__init__()
         self.m, self.experts = m, list(dims)
+        self.norm = nn.ModuleDict({name: Standardize(d) for name, d in dims.items()})
         self.proj = nn.ModuleDict({name: nn.Linear(d, m.expert_dim) for name, d in dims.items()})
         gated = m.fusion == "gated"
         self.gating = CollaborativeGating(m.expert_dim, m.gate_hidden) if gated else None
@@ -98,6 +115,14 @@ class GenreModel(nn.Module):
         self.sequence = mlp([m.clips * m.clip_dim, m.sequence_dim, m.sequence_dim])  # j
         self.bottleneck = mlp([m.sequences * m.sequence_dim, m.bottleneck, m.bottleneck])  # k
         self.head = mlp([m.bottleneck, m.head_hidden, genres])  # l
+
+    def standardize(self, stats: dict[str, tuple[list[float], list[float]]]) -> GenreModel:
+        """Set each expert's input statistics (mean, std per dimension)."""
+        with torch.no_grad():
+            for name, (mean, std) in stats.items():
+                self.norm[name].mean.copy_(torch.tensor(mean))
+                self.norm[name].std.copy_(torch.tensor(std))
+        return self
 
     @property
     def clips(self) -> int:
@@ -107,7 +132,7 @@ class GenreModel(nn.Module):
         """(B, C, clip_dim) clip embeddings and the (B, C) clips that have any expert."""
         present = torch.stack([batch[f"{e}_valid"].bool() for e in self.experts], dim=-1)  # (B, C, E)
         dtype = self.proj[self.experts[0]].weight.dtype
-        psi = torch.stack([self.proj[e](batch[e].to(dtype)) for e in self.experts], dim=2)  # (B, C, E, D)
+        psi = torch.stack([self.proj[e](self.norm[e](batch[e].float()).to(dtype)) for e in self.experts], dim=2)
         psi = psi * present[..., None].to(dtype)
         b, c, e, d = psi.shape
         if self.gating is not None:
