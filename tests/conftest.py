@@ -160,6 +160,22 @@ def registered_epochs(stage: Path) -> list[int]:
     return [c["metrics"]["epoch"] for c in saved.get("checkpoint_results", [])]
 
 
+def killed_and_run_again(args: list[str], stage: Path) -> tuple[int, list[dict]]:
+    """`movielib ARGS` killed once `stage` has a checkpoint on record, then run again to the end: the last epoch on
+    record at the kill and the metrics rows the second run wrote (stage: <run folder>/<stage>)."""
+    import subprocess
+
+    from movielib.train.runlog import RunLog
+
+    proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = kill_after_a_checkpoint(proc, stage)
+    before = len(RunLog(str(stage)).rows)
+    again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = again.communicate(timeout=400)
+    assert again.returncode == 0, out[-3000:]
+    return last, RunLog(str(stage)).rows[before:]
+
+
 def kill_after_a_checkpoint(proc, stage: Path, timeout: float = 240) -> int:
     """SIGKILL the driver `proc` (started with start_new_session) once its `stage` has a checkpoint on record;
     returns the last epoch on record after the kill (what the next run must resume from)."""

@@ -288,11 +288,7 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
 
 @pytest.mark.slow
 def test_a_killed_genre_driver_resumes_from_its_last_checkpoint_and_ends_at_the_uninterrupted_step(genre_run):
-    import subprocess
-
-    from conftest import kill_after_a_checkpoint, movielib_cli
-
-    from movielib.train.runlog import RunLog
+    from conftest import killed_and_run_again
 
     planted, summary, runs = genre_run
     root = runs.parent / "killed"
@@ -301,14 +297,7 @@ def test_a_killed_genre_driver_resumes_from_its_last_checkpoint_and_ends_at_the_
     sets |= {"optim.epochs": epochs, "finegrained.epochs": 0, "run.log_every_steps": 4}  # the coarse stage is killed
     args = ["train", "genre", planted.dest, "--genres", planted.genres_file, "--run-folder", str(root)]
     args += [f"--set={k}={v}" for k, v in sets.items()]
-    proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = root / "genre" / "genre"
-    last = kill_after_a_checkpoint(proc, log)
-    before = len(RunLog(str(log)).rows)
-    again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = again.communicate(timeout=400)
-    assert again.returncode == 0, out[-3000:]
-    after = RunLog(str(log)).rows[before:]
+    last, after = killed_and_run_again(args, root / "genre" / "genre")
     # resumed, not restarted: the launcher reports the last checkpoint on record (once), every step row of the
     # second run comes after it, and its epochs are the ones left
     assert [r["kind"] for r in after].count("resume") == 1

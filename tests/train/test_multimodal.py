@@ -349,11 +349,7 @@ def test_editing_tasks_take_their_labels_from_shot_order_and_read_the_shown_orde
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupted_step(trained, planted_catalog):
-    import subprocess
-
-    from conftest import kill_after_a_checkpoint, movielib_cli
-
-    from movielib.train.runlog import RunLog
+    from conftest import killed_and_run_again
 
     folder, summary = trained
     root = folder.parent / "killed"
@@ -378,14 +374,7 @@ def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupt
         str(root),
         *[f"--set={k}={v}" for k, v in sets.items()],
     ]
-    proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = root / "multimodal" / "multimodal"
-    last = kill_after_a_checkpoint(proc, log)
-    before = len(RunLog(str(log)).rows)
-    again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = again.communicate(timeout=400)
-    assert again.returncode == 0, out[-3000:]
-    after = RunLog(str(log)).rows[before:]
+    last, after = killed_and_run_again(args, root / "multimodal" / "multimodal")
     # resumed, not restarted: the launcher reports the last registered checkpoint, and the second run's first epoch
     # is the one after it
     assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last
