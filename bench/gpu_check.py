@@ -223,10 +223,8 @@ def genre(folder: Path, gpu: bool) -> None:
         )
     _line("genre plain torch loop, bf16 autocast, batches copied from host memory", f"{baseline:.1f} trailers/s")
     state = torch.load(folder / run / EXPORT, weights_only=True)["state_dict"]
-    exact = all(
-        torch.equal(state[f"norm.{name}.mean"], torch.tensor(stats(data)[name][0], dtype=torch.float32))
-        for name in DIMS
-    )
+    expected = stats(data)
+    exact = all(torch.equal(state[f"norm.{e}.mean"], torch.tensor(expected[e][0], dtype=torch.float32)) for e in DIMS)
     fp32 = all(v.dtype == torch.float32 for v in state.values())
     shown = f"{'fp32 masters' if fp32 else 'NOT fp32'}, input statistics {'exact' if exact else 'ROUNDED'}"
     _line(f"  export {EXPORT}", shown)
