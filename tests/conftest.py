@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from movielib.demo.s3server import MotoS3Server  # noqa: E402
 from movielib.demo.samples import Segment, generate_clip  # noqa: E402
 
 TINY = "movielib-tiny-clip"
+SERVE_KEY_ENV = "MOVIELIB_TEST_API_KEY"
 
 # Clips with known cuts: sources PySceneDetect separates cleanly, different lengths and frame rates.
 CLIPS = {
@@ -64,6 +66,8 @@ def ray_local(s3_server):
     """A real local Ray (2 CPUs), started after the S3 env is set so workers inherit it."""
     import ray
 
+    # the Serve tests' API key (auth.api_key_env): replicas see the environment Ray started in, as pods see a Secret
+    os.environ.setdefault(SERVE_KEY_ENV, secrets.token_hex(16))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import ffmpeg
 import numpy as np
 
@@ -11,19 +13,27 @@ SAMPLE_RATE = 16_000
 NO_AUDIO_MARKERS = ("matches no streams", "does not contain any stream", "Output file does not contain any stream")
 
 
-def extract_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """The whole first audio stream as read-only float32 mono at `sample_rate`, or None when there is none."""
+def extract_audio(path: str, sample_rate: int = SAMPLE_RATE, timeout_s: float = 900.0) -> np.ndarray | None:
+    """The whole first audio stream as read-only float32 mono at `sample_rate`, or None when there is none.
+
+    ffmpeg runs under `timeout_s` (killed past it: a crafted file must not hold a worker forever) and reads
+    local files only."""
+    proc = (
+        ffmpeg.input(path, protocol_whitelist="file")
+        .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
+        .run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True, quiet=True)
+    )
     try:
-        out, _ = (
-            ffmpeg.input(path)
-            .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
-            .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
-        )
-    except ffmpeg.Error as exc:
-        err = exc.stderr.decode(errors="replace") if exc.stderr else ""
+        out, err_bytes = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"audio extraction took more than {timeout_s:g} s and was stopped") from None
+    if proc.returncode != 0:
+        err = err_bytes.decode(errors="replace") if err_bytes else ""
         if any(m in err for m in NO_AUDIO_MARKERS):
             return None
-        raise RuntimeError(f"audio extraction failed: {err.strip()[-500:]}") from exc
+        raise RuntimeError(f"audio extraction failed: {err.strip()[-500:]}")
     samples = np.frombuffer(out, np.float32)  # read-only, no copy: the track is held once (230 MB an hour)
     return samples if samples.size else None
 

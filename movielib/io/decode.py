@@ -214,7 +214,8 @@ class PyAVDecoder:
         import av
 
         try:
-            container = av.open(path, metadata_errors="ignore")
+            # local files only: no demuxer (a playlist, say) may make ffmpeg open a URL or another protocol
+            container = av.open(path, metadata_errors="ignore", options={"protocol_whitelist": "file"})
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)  # not the scratch copy's path
             raise VideoReadError(f"cannot open video (corrupt, truncated or not a video): {reason}") from exc

@@ -32,8 +32,8 @@ def local_copy(uri: str, s3: S3Options | None = None, scratch_dir: str | None = 
     if isinstance(fs, pafs.LocalFileSystem):
         yield path
         return
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="movielib-", dir=scratch_dir)
+    # no suffix from the object's key: a name the uploader chose must not pick ffmpeg's demuxer (.m3u8, .concat)
+    fd, tmp = tempfile.mkstemp(prefix="movielib-", dir=scratch_dir)
     try:
         os.close(fd)
         download(fs, path, tmp)

@@ -1,39 +1,61 @@
 """The HTTP ingress (FastAPI on Ray Serve) and the application builder `serve/app.py` and `movielib serve` use.
 
-    GET  /healthz            {"status": "ok"}
+    GET  /healthz            {"status": "ok"} (the only route that needs no API key)
+    GET  /readyz             200 when every deployment has a running replica, else 503 naming the ones without
     GET  /version            movielib's version, the CLIP model and weights, the labels, every head
     POST /embed/text         {"texts": ["a beach", ...]}                    -> {"embeddings": [[...], ...]}
     POST /embed/image        image bytes (image/*), or {"images": [base64]} -> {"embeddings": [[...], ...]}
     POST /tag                image bytes (image/*): one shot; video bytes (video/*, application/octet-stream):
                              its shots; {"frames": [base64, ...]}: one shot; {"uri": "s3://..."}: a clip in S3
+                             (off unless `uri.enabled`, and only under `uri.allow`)
                              -> {"shots": [{"labels", "scores", "clean", "labels_multi", "start_s", "end_s"}]}
     POST /heads/{name}       {"features": [[...], ...]} -> {"predictions": [{"labels", "scores"}]} ({"value"})
     GET  /docs               OpenAPI docs (FastAPI)
 
-Bad input is a 4xx with {"detail": reason}: 400 malformed JSON, 413 a body past `max_body_mb`,
-415 a body that is not an image / video / JSON, 422 wrong JSON types or an image / clip that cannot
-be decoded, 404 an unknown head or route. The ingress reaches the model deployments through their
-handles (model composition); each scales and batches on its own. (No `from __future__ import
-annotations` here: FastAPI must see the request models' real types, or it reads them as query fields.)
+Bad input is a 4xx with {"detail": reason}: 400 malformed JSON, 401 a missing or wrong API key, 413 past a
+limit (`limits.*`, named in the reason), 415 a body that is not an image / video / JSON or a clip in a
+container `limits.clip_formats` does not allow, 422 wrong JSON types or an image / clip that cannot be
+decoded, 404 an unknown head or route. Overload is a 503 with Retry-After (a full queue) or a 504 (a model
+past `limits.request_timeout_s`), never a pile-up. The ingress reaches the model deployments through their
+handles (model composition); each scales and batches on its own. (No `from __future__ import annotations`
+here: FastAPI must see the request models' real types, or it reads them as query fields.)
 """
 
+import asyncio
 import base64
 import json
+import os
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 
 import movielib
-from movielib.serving.config import DeploymentSection, ServeConfig
+from movielib.errors import ConfigError
+from movielib.serving.config import DeploymentSection, LimitsSection, ServeConfig, UriSection
+from movielib.serving.guard import Guard, Policy
+from movielib.serving.media import Refused, read_image
 
 api = FastAPI(
     title="movielib",
     version=movielib.__version__,
     description="CLIP text / image encoders, the MovieCLIP scene tagger and exported heads",
 )
+api.add_middleware(Guard)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 whose detail is one sentence naming the fields, like every other 4xx here (never echoing the input)."""
+    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'the body'}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"detail": where}, 422)
+
+DEPLOYMENTS = ("Ingress", "TextEncoder", "ImageEncoder", "Tagger", "Heads")
 
 
 class Texts(BaseModel):
@@ -46,27 +68,8 @@ class Features(BaseModel):
     features: list[list[float]]
 
 
-def decode_image(data: bytes, what: str = "the body") -> np.ndarray:
-    """Image bytes -> RGB uint8, or a 422 naming what could not be read."""
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise HTTPException(422, f"{what} is not an image that can be decoded (JPEG, PNG, WebP, BMP, ...)")
-    return np.ascontiguousarray(image[..., ::-1])
-
-
-def _b64_images(items: Any, field: str) -> list[np.ndarray]:
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise HTTPException(422, f"{field} must be a non-empty list of base64-encoded images")
-    out = []
-    for i, item in enumerate(items):
-        try:
-            data = base64.b64decode(item, validate=True)
-        except ValueError:
-            raise HTTPException(422, f"{field}[{i}] is not base64") from None
-        out.append(decode_image(data, f"{field}[{i}]"))
-    return out
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(exc.status, exc.reason)
 
 
 def _answer(result: dict) -> dict:
@@ -75,76 +78,136 @@ def _answer(result: dict) -> dict:
     return result
 
 
+def api_key(env: str | None) -> str | None:
+    """The key in `auth.api_key_env`'s variable; a named variable that is unset is an error, not an open door."""
+    if env is None:
+        return None
+    key = os.environ.get(env, "")
+    if not key:
+        raise ConfigError(f"auth.api_key_env names {env}, which is not set (or empty) where the ingress runs")
+    return key
+
+
 @serve.ingress(api)
 class Ingress:
     """Routes requests to the model deployments; checks every input before any model sees it."""
 
-    def __init__(self, text, image, tagger, heads, info: dict, max_body_mb: float):
+    def __init__(self, text, image, tagger, heads, info: dict, limits: dict, uri: dict, api_key_env: str | None):
         self.text, self.image, self.tagger, self.heads = text, image, tagger, heads
-        self.info, self.max_body = info, int(max_body_mb * 2**20)
+        self.info, self.limits, self.uri = info, LimitsSection(**limits), UriSection(**uri)
+        api.state.policy = Policy(int(self.limits.max_body_mb * 2**20), api_key(api_key_env))
 
-    async def _body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
+    async def _call(self, response) -> Any:
+        """A model deployment's answer within `limits.request_timeout_s` (504), or 503 + Retry-After when its
+        queue is full: a burst past capacity is shed at once instead of piling up."""
+
+        async def answer():
+            return await response
+
+        try:
+            return await asyncio.wait_for(answer(), self.limits.request_timeout_s)
+        except TimeoutError:
             raise HTTPException(
-                413, f"the body is {int(declared)} bytes, more than max_body_mb ({self.max_body} bytes)"
-            )
-        body = await request.body()
-        if len(body) > self.max_body:
-            raise HTTPException(413, f"the body is {len(body)} bytes, more than max_body_mb ({self.max_body} bytes)")
-        return body
+                504, f"no answer within limits.request_timeout_s ({self.limits.request_timeout_s:g} s)"
+            ) from None
+        except BackPressureError:
+            raise HTTPException(
+                503,
+                "the service is at capacity (the model's max_queued_requests): retry later",
+                headers={"Retry-After": str(self.limits.retry_after_s)},
+            ) from None
 
     async def _json(self, request: Request) -> Any:
-        body = await self._body(request)
         try:
-            return json.loads(body)
+            return json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
+
+    def _count(self, n: int, limit: str, what: str) -> None:
+        if n > getattr(self.limits, limit):
+            raise HTTPException(413, f"{n} {what}, more than limits.{limit} ({getattr(self.limits, limit)})")
+
+    def _b64_images(self, items: Any, field: str) -> list[bytes]:
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise HTTPException(422, f"{field} must be a non-empty list of base64-encoded images")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(base64.b64decode(item, validate=True))
+            except ValueError:
+                raise HTTPException(422, f"{field}[{i}] is not base64") from None
+        return out
+
+    def _decode(self, data: list[bytes], field: str) -> list[np.ndarray]:
+        try:
+            return [read_image(d, self.limits, f"{field}[{i}]") for i, d in enumerate(data)]
+        except Refused as exc:
+            raise _refused(exc) from None
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
+    @api.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        """200 when every deployment of the app has a running replica (what a load balancer should route on)."""
+        status = await asyncio.to_thread(serve.status)
+        app = next((a for a in status.applications.values() if "Ingress" in a.deployments), None)
+        missing = [name for name in DEPLOYMENTS
+                   if app is None or not app.deployments.get(name)
+                   or not app.deployments[name].replica_states.get("RUNNING")]  # fmt: skip
+        if missing:
+            return JSONResponse({"detail": f"no running replica: {', '.join(missing)}"}, 503)
+        return JSONResponse({"status": "ready"})
+
     @api.get("/version")
     async def version(self) -> dict:
-        return {**self.info, "heads": await self.heads.describe.remote()}
+        return {**self.info, "heads": await self._call(self.heads.describe.remote())}
 
     @api.post("/embed/text")
     async def embed_text(self, body: Texts) -> dict:
         if not body.texts:
             raise HTTPException(422, "texts must not be empty")
-        emb = await self.text.embed.remote(body.texts)
+        self._count(len(body.texts), "max_texts", "texts")
+        self._count(max(len(t) for t in body.texts), "max_text_chars", "characters in a text")
+        emb = await self._call(self.text.embed.remote(body.texts))
         return {"model": self.info["clip"], "embeddings": emb.tolist()}
 
     @api.post("/embed/image")
     async def embed_image(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind.startswith("image/"):
-            images = [decode_image(await self._body(request))]
+            images = self._decode([await request.body()], "the body")
         elif kind == "application/json":
             payload = await self._json(request)
-            images = _b64_images(payload.get("images") if isinstance(payload, dict) else None, "images")
+            data = self._b64_images(payload.get("images") if isinstance(payload, dict) else None, "images")
+            self._count(len(data), "max_images", "images")
+            images = self._decode(data, "images")
         else:
             raise HTTPException(415, f'send an image (image/*) or JSON {{"images": [base64]}}, not {kind or "no type"}')
-        emb = await self.image.embed.remote(images)
+        emb = await self._call(self.image.embed.remote(images))
         return {"model": self.info["clip"], "embeddings": emb.tolist()}
 
     @api.post("/tag")
     async def tag(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind.startswith("image/"):
-            return _answer(await self.tagger.image.remote(await self._body(request)))
+            return _answer(await self._call(self.tagger.image.remote(await request.body())))
         if kind.startswith("video/") or kind == "application/octet-stream":
-            body = await self._body(request)
+            body = await request.body()
             if not body:
                 raise HTTPException(422, "the clip is empty")
-            return _answer(await self.tagger.clip.remote(data=body))
+            return _answer(await self._call(self.tagger.clip.remote(data=body)))
         if kind == "application/json":
             payload = await self._json(request)
             if isinstance(payload, dict) and "frames" in payload:
-                return _answer(await self.tagger.frames.remote(_b64_images(payload["frames"], "frames")))
-            if isinstance(payload, dict) and isinstance(payload.get("uri"), str) and payload["uri"].startswith("s3://"):
-                return _answer(await self.tagger.clip.remote(uri=payload["uri"]))
+                frames = self._b64_images(payload["frames"], "frames")
+                self._count(len(frames), "max_images", "frames")
+                return _answer(await self._call(self.tagger.frames.remote(self._decode(frames, "frames"))))
+            if isinstance(payload, dict) and isinstance(payload.get("uri"), str):
+                if not self.uri.allows(payload["uri"]):
+                    raise HTTPException(403, "clips are not read by URI here, or not from that location (uri.allow)")
+                return _answer(await self._call(self.tagger.clip.remote(uri=payload["uri"])))
             raise HTTPException(422, 'send {"frames": [base64 images]} or {"uri": "s3://bucket/clip.mp4"}')
         raise HTTPException(
             415,
@@ -153,17 +216,20 @@ class Ingress:
 
     @api.post("/heads/{name}")
     async def head(self, name: str, body: Features) -> dict:
+        self._count(len(body.features), "max_rows", "feature rows")
+        if not body.features or len({len(row) for row in body.features}) != 1:
+            raise HTTPException(422, "features must be at least one row, every row the same length")
         features = np.asarray(body.features, np.float32)
-        if features.size == 0:
-            raise HTTPException(422, "features must hold at least one row")
-        return _answer(await self.heads.predict.remote(name, features))
+        if not np.isfinite(features).all():
+            raise HTTPException(422, "features must be finite numbers")
+        return _answer(await self._call(self.heads.predict.remote(name, features)))
 
     async def stats(self) -> dict:
         """Batch sizes each model deployment ran (load tests read it through the app handle)."""
         return {name: await getattr(self, name).stats.remote() for name in ("text", "image", "tagger", "heads")}
 
 
-def _options(d: DeploymentSection) -> dict:
+def _options(d: DeploymentSection, limits: LimitsSection) -> dict:
     return {
         "autoscaling_config": {
             "min_replicas": d.min_replicas,
@@ -171,9 +237,24 @@ def _options(d: DeploymentSection) -> dict:
             "target_ongoing_requests": d.target_ongoing_requests,
         },
         "max_ongoing_requests": d.max_ongoing_requests,
+        "max_queued_requests": d.max_queued_requests,
+        "backpressure_config": {"status_code": 503, "retry_after_s": limits.retry_after_s},
         "ray_actor_options": {"num_cpus": d.num_cpus, "num_gpus": d.num_gpus},
         "user_config": {"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
     }
+
+
+def _deployment_options(cfg: ServeConfig) -> dict[str, dict]:
+    """Each deployment's Serve options by its Serve name (the ingress batches nothing: no user_config)."""
+    names = dict(zip(cfg.deployments(), DEPLOYMENTS))
+    out = {names[field]: _options(d, cfg.limits) for field, d in cfg.deployments().items()}
+    out["Ingress"].pop("user_config")
+    return out
+
+
+def http_options(cfg: ServeConfig) -> dict:
+    """The proxy's options: its own end-to-end timeout a little past the ingress's, so a 504 names the limit."""
+    return {"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.limits.request_timeout_s + 5}
 
 
 def build_app(cfg: ServeConfig) -> serve.Application:
@@ -185,57 +266,39 @@ def build_app(cfg: ServeConfig) -> serve.Application:
     clip = ClipSpec(**spec)
     clip.validate()  # weights that are missing or do not fit fail here, naming the field, before any replica
     t = cfg.tagger
+    opts = _deployment_options(cfg)
+    limits = cfg.limits.model_dump()
     s3 = {"endpoint_url": cfg.s3.endpoint_url, "region": cfg.s3.region}
-    text = serve.deployment(TextEncoder, name="TextEncoder").options(**_options(cfg.text)).bind(spec)
-    image = serve.deployment(ImageEncoder, name="ImageEncoder").options(**_options(cfg.image)).bind(spec)
+    text = serve.deployment(TextEncoder, name="TextEncoder").options(**opts["TextEncoder"]).bind(spec)
+    image = serve.deployment(ImageEncoder, name="ImageEncoder").options(**opts["ImageEncoder"]).bind(spec)
+    rules = {"top_k": t.top_k, "clean_threshold": t.clean_threshold, "multi_threshold": t.multi_threshold}
     tagger = (
         serve.deployment(Tagger, name="Tagger")
-        .options(**_options(cfg.scenes))
-        .bind(
-            spec,
-            t.labels,
-            t.prompt,
-            {"top_k": t.top_k, "clean_threshold": t.clean_threshold, "multi_threshold": t.multi_threshold},
-            t.fps,
-            t.max_frames,
-            s3,
-        )
+        .options(**opts["Tagger"])
+        .bind(spec, t.labels, t.prompt, rules, t.fps, t.max_frames, s3, limits, cfg.uri.max_mb)
     )
-    heads = serve.deployment(Heads, name="Heads").options(**_options(cfg.head)).bind(dict(cfg.heads))
+    heads = serve.deployment(Heads, name="Heads").options(**opts["Heads"]).bind(dict(cfg.heads))
     info = {
         "movielib": movielib.__version__,
         "clip": f"{clip.arch}/{clip.version}",
         "random_weights": cfg.model.random_weights,
         "labels": t.labels or "movieclip-179",
     }
-    ingress = {k: v for k, v in _options(cfg.ingress).items() if k != "user_config"}
     return (
         serve.deployment(Ingress, name="Ingress")
-        .options(**ingress)
-        .bind(text, image, tagger, heads, info, cfg.max_body_mb)
+        .options(**opts["Ingress"])
+        .bind(text, image, tagger, heads, info, limits, cfg.uri.model_dump(), cfg.auth.api_key_env)
     )
 
 
 def serve_config(cfg: ServeConfig, import_path: str = "serve.app:app") -> dict:
     """The Ray Serve config file for this config (`serve run` / `serve deploy`, a RayService's serveConfigV2)."""
-    deployments = [
-        {
-            "name": name,
-            **({k: v for k, v in _options(d).items() if k != "user_config"} if name == "Ingress" else _options(d)),
-        }
-        for name, d in (
-            ("Ingress", cfg.ingress),
-            ("TextEncoder", cfg.text),
-            ("ImageEncoder", cfg.image),
-            ("Tagger", cfg.scenes),
-            ("Heads", cfg.head),
-        )
-    ]
+    deployments = [{"name": name, **options} for name, options in _deployment_options(cfg).items()]
     args = cfg.to_dict()
-    for name in ("ingress", "text", "image", "scenes", "head"):
+    for name in cfg.deployments():
         args.pop(name)
     return {
-        "http_options": {"host": cfg.host, "port": cfg.port},
+        "http_options": http_options(cfg),
         "applications": [
             {
                 "name": "movielib",

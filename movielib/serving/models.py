@@ -12,19 +12,41 @@ an exception: the replica stays up and the ingress answers with that status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from ray import serve
 
 from movielib.heads.train import load_head, predict
+from movielib.io.uri import filesystem_for
 from movielib.models.clip import ClipSpec, load_clip
+from movielib.serving.config import LimitsSection
+from movielib.serving.media import Refused, probe_clip, read_image
 from movielib.tagging.scene_score import CleanRules
 from movielib.tagging.tagger import SceneTagger
 from movielib.tagging.video import VideoCutter, VideoReadError
 from movielib.taxonomy.labels import LabelSet
+
+
+def counted(batch: Callable) -> Callable:
+    """A batch method whose raising counts toward the replica's health (Batched.check_health)."""
+
+    @functools.wraps(batch)
+    async def run(self, requests):
+        try:
+            out = await batch(self, requests)
+        except Exception:
+            self._ran(False)
+            raise
+        self._ran(True)
+        return out
+
+    return run
 
 
 class Batched:
@@ -46,6 +68,18 @@ class Batched:
         """Batch sizes this replica has run (the last 1000): what a load test reads to see batching happen."""
         return {"batch_sizes": list(getattr(self, "batch_sizes", []))}
 
+    failed_batches = 0  # batches in a row that raised: the model, not a request, is at fault
+    MAX_FAILED_BATCHES = 3
+
+    def _ran(self, ok: bool) -> None:
+        self.failed_batches = 0 if ok else self.failed_batches + 1
+
+    def check_health(self) -> None:
+        """Serve's health check: a replica whose last batches all raised (a lost GPU, a broken model) is
+        replaced, rather than kept answering 500s; requests' own faults never reach here."""
+        if self.failed_batches >= self.MAX_FAILED_BATCHES:
+            raise RuntimeError(f"the last {self.failed_batches} batches failed")
+
 
 class TextEncoder(Batched):
     batched = ("embed",)
@@ -54,6 +88,7 @@ class TextEncoder(Batched):
         self.clip = load_clip(ClipSpec(**spec))
 
     @serve.batch
+    @counted
     async def embed(self, texts: list[list[str]]) -> list[np.ndarray]:
         self._seen(len(texts))
         flat = [t for request in texts for t in request]
@@ -73,6 +108,7 @@ class ImageEncoder(Batched):
         self.clip = load_clip(ClipSpec(**spec))
 
     @serve.batch
+    @counted
     async def embed(self, images: list[list[np.ndarray]]) -> list[np.ndarray]:
         """Each request: RGB uint8 images of any size -> L2-normalised embeddings (open_clip's eval preprocessing)."""
         self._seen(len(images))
@@ -113,6 +149,8 @@ class Tagger(Batched):
         fps: float,
         max_frames: int,
         s3: dict | None = None,
+        limits: dict | None = None,
+        uri_max_mb: float = 200.0,
     ):
         from movielib.io.uri import S3Options
         from movielib.models.clip import FramePreprocess
@@ -125,8 +163,11 @@ class Tagger(Batched):
         # the batch job's cutting and sampling, unchanged (the tagging core both shells use)
         self.cutter = VideoCutter(make_detector(), FramePreprocess.for_spec(clip_spec), fps, self.s3)
         self.max_frames = max_frames
+        self.limits = LimitsSection(**(limits or {}))
+        self.uri_max_bytes = int(uri_max_mb * 2**20)
 
     @serve.batch
+    @counted
     async def _score(self, requests: list[tuple[np.ndarray, list[int]]]) -> list[list]:
         self._seen(len(requests))
         crops = np.concatenate([c for c, _ in requests])
@@ -139,12 +180,10 @@ class Tagger(Batched):
 
     async def image(self, data: bytes) -> dict:
         """One encoded image (decoded here, beside the model: the ingress forwards the compact bytes)."""
-        import cv2
-
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if image is None:
-            return {"status": 422, "error": "the body is not an image that can be decoded (JPEG, PNG, WebP, BMP, ...)"}
-        return await self.frames([np.ascontiguousarray(image[..., ::-1])])
+        try:
+            return await self.frames([read_image(data, self.limits)])
+        except Refused as exc:
+            return {"status": exc.status, "error": exc.reason}
 
     async def frames(self, images: list[np.ndarray]) -> dict:
         """One shot of RGB frames (an image is a one-frame shot)."""
@@ -153,42 +192,71 @@ class Tagger(Batched):
         tagged = await self._score((self.tagger.crop(images), [len(images)]))
         return {"shots": [_shot(tagged[0], frames=len(images))]}
 
-    def _cut(self, where: str, uri: str) -> tuple[np.ndarray | None, list[int], list[dict], str | None]:
-        """The clip at `where` (a path or s3:// URI; `uri` names it) cut into shots as the batch job cuts them:
-        (crops, frames per shot, shot times, None), or the reason it cannot be read."""
+    @contextlib.contextmanager
+    def _fetched(self, uri: str):
+        """An s3:// clip on local disk, its size checked first; missing and forbidden read alike."""
         from movielib.io.video import local_copy
 
+        refused = Refused(404, f"{uri}: no clip there that this service may read")
         try:
-            with local_copy(where, self.s3) as path:
-                shots = [s for block in self.cutter.blocks(path, uri) for s in block.shots if len(s.crops)]
-        except VideoReadError as exc:  # the clip's own fault
-            return None, [], [], str(exc)
-        if not shots:
-            return None, [], [], f"{uri}: no shots"
-        meta = [{"start_s": s.shot.start_s, "end_s": s.shot.end_s} for s in shots]
-        return np.concatenate([s.crops for s in shots]), [len(s.crops) for s in shots], meta, None
+            fs, key = filesystem_for(uri, self.s3)
+            info = fs.get_file_info(key)
+        except OSError:
+            raise refused from None
+        if info.size is None or info.size <= 0:
+            raise refused
+        if info.size > self.uri_max_bytes:
+            raise Refused(413, f"{uri} is {info.size} bytes, more than uri.max_mb ({self.uri_max_bytes} bytes)")
+        try:
+            with local_copy(uri, self.s3) as path:
+                yield path
+        except (OSError, VideoReadError):
+            raise refused from None
 
-    async def clip(self, data: bytes | None = None, uri: str | None = None) -> dict:
-        """A short video (uploaded bytes, or an s3:// URI / path) cut into shots and tagged like the batch job."""
-        path, tmp = uri, None
-        if data is not None:
-            fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="movielib-serve-")
+    def _cut(self, path: str, what: str) -> tuple[np.ndarray, list[int], list[dict]]:
+        """The local clip at `path` probed against the limits, then cut into shots as the batch job cuts them,
+        decoding no further than `tagger.max_frames` samples: (crops, frames per shot, shot times)."""
+        probe_clip(path, self.limits, what)
+        shots, frames = [], 0
+        try:
+            for block in self.cutter.blocks(path, what):
+                for s in block.shots:
+                    if len(s.crops):
+                        shots.append(s)
+                        frames += len(s.crops)
+                if frames > self.max_frames:
+                    raise Refused(413, f"{what} samples more than tagger.max_frames ({self.max_frames}) frames: "
+                                  "send a shorter clip")  # fmt: skip
+        except VideoReadError:  # the clip's own fault; its reason names the clip, not a path
+            raise Refused(422, f"{what} cannot be decoded (corrupt, truncated or not a video)") from None
+        if not shots:
+            raise Refused(422, f"{what}: no shots")
+        meta = [{"start_s": s.shot.start_s, "end_s": s.shot.end_s} for s in shots]
+        return np.concatenate([s.crops for s in shots]), [len(s.crops) for s in shots], meta
+
+    def _cut_upload(self, data: bytes) -> tuple[np.ndarray, list[int], list[dict]]:
+        fd, tmp = tempfile.mkstemp(prefix="movielib-serve-")  # no suffix: the container, not a name, picks the demuxer
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            path = tmp
-        try:
-            crops, counts, meta, error = await asyncio.to_thread(self._cut, path, uri or "the uploaded clip")
+            return self._cut(tmp, "the uploaded clip")
         finally:
-            if tmp:
-                os.unlink(tmp)
-        if error:
-            return {"status": 422, "error": error}
-        if sum(counts) > self.max_frames:
-            return {
-                "status": 413,
-                "error": f"the clip samples {sum(counts)} frames, more than tagger.max_frames "
-                f"({self.max_frames}): send a shorter clip",
-            }
+            os.unlink(tmp)
+
+    def _cut_uri(self, uri: str) -> tuple[np.ndarray, list[int], list[dict]]:
+        with self._fetched(uri) as path:
+            return self._cut(path, uri)
+
+    async def clip(self, data: bytes | None = None, uri: str | None = None) -> dict:
+        """A short video (uploaded bytes, or an s3:// URI the ingress allowed) cut into shots and tagged like the
+        batch job."""
+        try:
+            if data is not None:
+                crops, counts, meta = await asyncio.to_thread(self._cut_upload, data)
+            else:
+                crops, counts, meta = await asyncio.to_thread(self._cut_uri, uri)
+        except Refused as exc:
+            return {"status": exc.status, "error": exc.reason}
         tagged = await self._score((crops, counts))
         return {"shots": [_shot(t, m["start_s"], m["end_s"], n) for t, m, n in zip(tagged, meta, counts)]}
 
@@ -216,6 +284,7 @@ class Heads(Batched):
         }
 
     @serve.batch
+    @counted
     async def _predict(self, requests: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
         self._seen(len(requests))
         out: list = [None] * len(requests)

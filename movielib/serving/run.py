@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
+from movielib.errors import ConfigError
 from movielib.serving.config import ServeConfig
+
+if TYPE_CHECKING:
+    from movielib.pipeline.resources import ClusterDescription
 
 
 class ServeSummary(str):
@@ -27,16 +32,34 @@ def run(cfg: ServeConfig, args=None) -> ServeSummary:
     return ServeSummary(f"stopped serving {start(cfg)}")
 
 
+def check_fits(cfg: ServeConfig, cluster: ClusterDescription) -> None:
+    """The deployments' minimum replicas fit what the cluster has or can autoscale to; else a ConfigError naming
+    the fields, at once (Serve itself would log "replicas have taken more than 30s to be scheduled" forever)."""
+    for resource, field in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        asks = {name: d.min_replicas * getattr(d, field) for name, d in cfg.deployments().items()}
+        need, most = sum(asks.values()), cluster.most(resource)
+        if need > most + 1e-9:
+            each = cfg.deployments().items()
+            parts = ", ".join(f"{name} {d.min_replicas} x {getattr(d, field):g}" for name, d in each if asks[name])
+            raise ConfigError(
+                f"the deployments' min_replicas ask {need:g} {resource}s ({parts}), more than this cluster has or can "
+                f"autoscale to ({most:g}): lower <deployment>.{field} or <deployment>.min_replicas"
+            )
+
+
 def start(cfg: ServeConfig, block: bool = True) -> str:
     """Deploy the app (HTTP on cfg.host:cfg.port); returns its URL. `block`: wait until interrupted."""
     from ray import serve
 
+    from movielib.pipeline.resources import ClusterDescription
     from movielib.runtime import init_ray
-    from movielib.serving.app import build_app
+    from movielib.serving.app import api_key, build_app, http_options
 
     app = build_app(cfg)  # weights are checked here, before Ray or any replica starts
+    api_key(cfg.auth.api_key_env)  # a key named but not set fails here, not in a replica
     init_ray(cfg.ray_address)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    check_fits(cfg, ClusterDescription.from_ray())
+    serve.start(http_options=http_options(cfg))
     serve.run(app, name="movielib", route_prefix="/")
     url = f"http://{cfg.host}:{cfg.port}"
     if cfg.model.random_weights:

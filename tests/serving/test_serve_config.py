@@ -36,8 +36,10 @@ def test_the_written_serve_config_passes_ray_serves_own_schema_and_carries_every
     assert app["import_path"] == "serve.app:app" and app["args"]["heads"] == {"genre": "s3://b/head.pt"}
     deployments = {d["name"]: d for d in app["deployments"]}
     assert set(deployments) == {"Ingress", "TextEncoder", "ImageEncoder", "Tagger", "Heads"}
-    assert deployments["Tagger"]["user_config"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.01}
-    assert deployments["Tagger"]["max_ongoing_requests"] == 32
+    assert deployments["Tagger"]["user_config"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.0}
+    assert deployments["Tagger"]["max_ongoing_requests"] == 32 and deployments["Tagger"]["max_queued_requests"] == 64
+    assert deployments["Ingress"]["backpressure_config"] == {"status_code": 503, "retry_after_s": 1}
+    assert doc["http_options"]["request_timeout_s"] == 35  # limits.request_timeout_s + the proxy's margin
     assert build_config(ServeConfig, app["args"]).model.random_weights  # the args rebuild the same config
 
 
