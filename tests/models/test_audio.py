@@ -42,3 +42,10 @@ def test_slice_seconds():
     s = np.arange(32000, dtype=np.float32)
     assert len(slice_seconds(s, 0.5, 1.0)) == 8000 and slice_seconds(s, 0.5, 1.0)[0] == 8000
     assert len(slice_seconds(s, 1.9, 5.0)) == 1600
+
+
+def test_an_audio_decode_past_its_timeout_is_stopped_with_a_reason(clips):
+    path = next(iter(clips.values()))[0]
+    assert extract_audio(str(path)) is not None  # the clip has a track that takes longer than 1 ms to decode
+    with pytest.raises(RuntimeError, match="took more than 0.001 s and was stopped"):
+        extract_audio(str(path), timeout_s=0.001)
