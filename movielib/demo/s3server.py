@@ -49,7 +49,8 @@ class MotoS3Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}")
             try:
-                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()
+                # nosec B310: our own server's http:// URL, never a user's
+                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()  # nosec B310
                 return self
             except OSError:
                 time.sleep(0.2)

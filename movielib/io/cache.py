@@ -23,7 +23,8 @@ def local_path(uri: str, s3: S3Options | None = None, kind: str = "weights") -> 
         return str(Path(uri).expanduser())
     folder = cache_root() / kind
     folder.mkdir(parents=True, exist_ok=True)
-    local = folder / f"{hashlib.sha1(uri.rstrip('/').encode()).hexdigest()[:12]}-{os.path.basename(uri.rstrip('/'))}"
+    digest = hashlib.sha1(uri.rstrip("/").encode(), usedforsecurity=False).hexdigest()[:12]  # a name, not a signature
+    local = folder / f"{digest}-{os.path.basename(uri.rstrip('/'))}"
     if local.exists():
         return str(local)
     fs, path = filesystem_for(uri, s3)

@@ -148,7 +148,7 @@ class VideoRef:
     def video_id(self) -> str:
         """Stable id: a changed object (new size or mtime) is a new video (DESIGN data model)."""
         key = f"{self.uri}|{self.size}|{self.mtime_ns}".encode()
-        return hashlib.sha1(key).hexdigest()[:20]
+        return hashlib.sha1(key, usedforsecurity=False).hexdigest()[:20]  # an id, not a signature
 
 
 @dataclass

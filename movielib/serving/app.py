@@ -55,7 +55,24 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     where = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'the body'}: {e['msg']}" for e in exc.errors())
     return JSONResponse({"detail": where}, 422)
 
+
 DEPLOYMENTS = ("Ingress", "TextEncoder", "ImageEncoder", "Tagger", "Heads")
+
+
+def _body_doc(json_schema: dict, *binary: str) -> dict:
+    """OpenAPI for a route that reads its body itself: the media types it takes (the docs, and schemathesis)."""
+    content = {kind: {"schema": {"type": "string", "format": "binary"}} for kind in binary}
+    return {"requestBody": {"required": True, "content": {**content, "application/json": {"schema": json_schema}}}}
+
+
+B64_LIST = {"type": "array", "items": {"type": "string", "format": "byte"}, "minItems": 1}
+TAG_BODY = _body_doc(
+    {"type": "object", "properties": {"frames": B64_LIST, "uri": {"type": "string"}}},
+    "image/png", "image/jpeg", "video/mp4", "application/octet-stream",
+)  # fmt: skip
+IMAGE_BODY = _body_doc(
+    {"type": "object", "properties": {"images": B64_LIST}, "required": ["images"]}, "image/png", "image/jpeg"
+)
 
 
 class Texts(BaseModel):
@@ -173,7 +190,7 @@ class Ingress:
         emb = await self._call(self.text.embed.remote(body.texts))
         return {"model": self.info["clip"], "embeddings": emb.tolist()}
 
-    @api.post("/embed/image")
+    @api.post("/embed/image", openapi_extra=IMAGE_BODY)
     async def embed_image(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind.startswith("image/"):
@@ -188,7 +205,7 @@ class Ingress:
         emb = await self._call(self.image.embed.remote(images))
         return {"model": self.info["clip"], "embeddings": emb.tolist()}
 
-    @api.post("/tag")
+    @api.post("/tag", openapi_extra=TAG_BODY)
     async def tag(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind.startswith("image/"):

@@ -13,7 +13,9 @@ import aiohttp
 import numpy as np
 import pytest
 import requests
+import schemathesis
 from conftest import LIGHT, SERVE_KEY_ENV, TINY
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from movielib.config import build_config
@@ -400,3 +402,29 @@ def test_a_burst_past_capacity_is_shed_with_503_and_the_service_recovers(server)
     assert max(took for _, _, took in answers) < 30 + 5  # limits.request_timeout_s (+ the proxy's margin)
     after = [http.post(f"{url}/tag", data=png, headers={"Content-Type": "image/png"}).status_code for _ in range(20)]
     assert after == [200] * 20
+
+
+def test_generated_requests_from_the_openapi_schema_never_get_a_5xx_and_every_4xx_has_a_reason(server):
+    """schemathesis: requests generated from the live app's own OpenAPI schema, valid and not, for every operation;
+    each answer is < 500 and a 4xx carries a reason that names no internals."""
+    url, _ = server
+    api = schemathesis.openapi.from_dict(http.get(f"{url}/openapi.json").json())
+    cases: list[tuple[str, int]] = []
+    for result in api.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(case=operation.as_strategy())
+        def answers(case):
+            r = case.call(base_url=url, session=http, timeout=60)
+            cases.append((case.operation.label, r.status_code))
+            assert r.status_code < 500, (case.operation.label, r.status_code, r.text[:300])
+            if r.status_code >= 400:
+                _a_reason_and_no_internals(r)
+
+        answers()
+    statuses = {s: sum(x == s for _, x in cases) for s in sorted({s for _, s in cases})}
+    print(f"schemathesis: {len(cases)} cases, {sum(s >= 500 for _, s in cases)} 5xx, statuses {statuses}")
+    assert {"POST /embed/text", "POST /tag", "POST /heads/{name}", "POST /embed/image"} <= {op for op, _ in cases}
+    assert any(s == 200 for op, s in cases if op == "POST /embed/text")  # valid cases got through too
