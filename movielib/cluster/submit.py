@@ -27,8 +27,13 @@ def jobs() -> dict[str, tuple[str, ...]]:
 
 
 # what never needs to travel with a job, beyond what Ray leaves out itself (.git, .venv, ... and whatever the
-# working dir's .gitignore names)
+# working dir's .gitignore names); and what must never travel: secrets a working dir may hold
 EXCLUDES = ["**/__pycache__", "*.egg-info", ".pytest_cache", "bench-results", "demo-output"]
+SECRETS = [".env", ".env.*", "**/.env", "**/.env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*",
+           "credentials", "**/credentials", "credentials.*", "**/credentials.*", ".aws/", ".ssh/", ".netrc",
+           ".git-credentials", "*.kubeconfig", ".kube/"]  # fmt: skip
+SECRET_FIELDS = ("secret_access_key", "access_key_id", "session_token", "token", "password", "api_key")
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 PACKAGE = Path(__file__).resolve().parents[1]  # the movielib package this command runs from
 
@@ -49,6 +54,11 @@ class Submission:
         self.working_dir = Path(self.working_dir).resolve()
         if not self.working_dir.is_dir():
             raise ConfigError(f"--working-dir {str(self.working_dir)!r} is not a folder")
+        if self.working_dir == Path.home().resolve():
+            raise ConfigError(
+                "--working-dir is your home folder: it would ship everything in it (keys, credentials, other "
+                "projects) to the cluster; run from the project's folder or pass --working-dir"
+            )
 
     @property
     def argv(self) -> list[str]:
@@ -60,7 +70,7 @@ class Submission:
 
     @property
     def runtime_env(self) -> dict:
-        env: dict = {"working_dir": str(self.working_dir), "excludes": EXCLUDES}
+        env: dict = {"working_dir": str(self.working_dir), "excludes": [*EXCLUDES, *SECRETS]}
         if self.ship_package and PACKAGE.parent != self.working_dir:  # else `python -m` finds it in the cwd
             env["py_modules"] = [str(PACKAGE)]
         return env
@@ -81,6 +91,33 @@ class Submission:
                     f"--config {config!r} is outside the working dir {self.working_dir}, so it would "
                     "not reach the cluster: move it there or pass --working-dir"
                 )
+            for key in secret_fields(path):
+                print(
+                    f"movielib: warning: --config {config} sets {key}: it ships to the cluster with the working dir "
+                    "and shows in the job's config; give the cluster its keys through a Secret or an instance role",
+                    file=sys.stderr,
+                )
+
+
+def secret_fields(path: Path) -> list[str]:
+    """The dotted names of a YAML config's fields that hold a secret's value (keys, tokens, passwords)."""
+    import yaml
+
+    found: list[str] = []
+
+    def walk(node, at: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                name = f"{at}.{k}" if at else str(k)
+                if str(k).lower().endswith(SECRET_FIELDS) and v not in (None, ""):
+                    found.append(name)
+                walk(v, name)
+
+    try:
+        walk(yaml.safe_load(path.read_text(encoding="utf-8")), "")
+    except yaml.YAMLError:
+        pass  # the job's own parser names what is wrong with it
+    return found
 
 
 def _auth_token() -> str | None:
@@ -106,6 +143,7 @@ def client_for(address: str):
             token = _auth_token()
             if token is None:
                 raise
+            refuse_plain_http(address)
             return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
     except AuthenticationError as exc:
         raise MovielibError(
@@ -117,6 +155,19 @@ def client_for(address: str):
             f"cannot reach the Ray dashboard at {address} ({exc}); is the head up and its "
             "dashboard port (8265) reachable?"
         ) from exc
+
+
+def refuse_plain_http(address: str) -> None:
+    """The cluster's token goes over https, or over plain http to this machine only (an SSH / port-forward tunnel)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(address if "://" in address else f"http://{address}")
+    if url.scheme != "https" and url.hostname not in LOCAL_HOSTS:
+        raise MovielibError(
+            f"refusing to send the cluster's token over plain http to {url.hostname}: anyone on the way could run "
+            "jobs with it; use https://, or tunnel to localhost (`ray dashboard cluster/aws.yaml`, "
+            "`kubectl port-forward svc/<cluster>-head-svc 8265`)"
+        )
 
 
 async def _stream_logs(client, job_id: str) -> None:

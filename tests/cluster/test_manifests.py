@@ -123,10 +123,61 @@ def test_every_manifest_runs_the_same_cluster():
     reference = _cluster_spec(_docs(KUBERAY / "raycluster.yaml")[0])
     for name, doc in _ray_docs():
         spec = _cluster_spec(doc)
-        assert spec["workerGroupSpecs"] == reference["workerGroupSpecs"], name
+        assert _without_secrets(spec["workerGroupSpecs"]) == _without_secrets(reference["workerGroupSpecs"]), name
         head, ref = spec["headGroupSpec"]["template"]["spec"], reference["headGroupSpec"]["template"]["spec"]
         assert head["containers"][0]["resources"] == ref["containers"][0]["resources"], name
         assert head["volumes"][0] == ref["volumes"][0], name
+
+
+def _without_secrets(groups: list[dict]) -> str:
+    return re.sub(r"movielib(-serve)?-s3", "SECRET", json.dumps(groups, sort_keys=True))
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i)?", str(quantity)).groups()
+    return int(number) * 1024 ** {None: 0, "Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4}[unit]
+
+
+def test_every_cluster_has_token_auth_locked_down_pods_and_an_object_store_that_fits_its_shm():
+    for name, doc in _ray_docs():
+        spec = _cluster_spec(doc)
+        assert spec["authOptions"] == {"mode": "token"}, name  # the dashboard / Jobs API run code for whoever asks
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            shm = next(v for v in pod["volumes"] if v["name"] == "shm")["emptyDir"]["sizeLimit"]
+            assert int(group["rayStartParams"]["object-store-memory"]) <= _bytes(shm), (name, group.get("groupName"))
+            for c in pod["containers"]:
+                sc = c["securityContext"]
+                assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+                assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        for group in spec["workerGroupSpecs"]:
+            assert group["template"]["spec"]["automountServiceAccountToken"] is False, (name, group["groupName"])
+
+
+def test_serve_upgrades_on_a_new_cluster_with_its_own_read_only_credentials():
+    service = _docs(KUBERAY / "rayservice.yaml")[0]
+    assert service["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
+    for name, doc in _ray_docs():
+        secrets = {e["secretRef"]["name"] for c in _containers(doc) for e in c["envFrom"]}
+        assert secrets == ({"movielib-serve-s3"} if doc["kind"] == "RayService" else {"movielib-s3"}), name
+
+
+def test_only_the_clusters_own_pods_and_the_operator_reach_rays_ports():
+    head, workers = _docs(KUBERAY / "networkpolicy.yaml")
+    assert head["kind"] == workers["kind"] == "NetworkPolicy"
+    assert head["spec"]["podSelector"] == {"matchLabels": {"ray.io/node-type": "head"}}
+    opened = {}
+    for rule in head["spec"]["ingress"]:
+        for port in rule["ports"]:
+            opened[port["port"]] = rule["from"]
+    assert set(opened) == {6379, 8265, 10001, 8000}
+    for port in (6379, 8265, 10001):
+        labels = [f["podSelector"]["matchLabels"] for f in opened[port]]
+        assert labels == [{"app.kubernetes.io/created-by": "kuberay-operator"},
+                          {"app.kubernetes.io/name": "kuberay-operator"}], port  # fmt: skip
+    assert workers["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/created-by": "kuberay-operator"}}}]}
+    ]
 
 
 def test_one_image_built_by_the_dockerfile_everywhere():
@@ -155,7 +206,9 @@ def test_the_dockerfile_passes_hadolint():
 def test_credentials_come_from_a_secret_never_from_the_files():
     for name, doc in _ray_docs():
         for c in _containers(doc):
-            assert {"secretRef": {"name": "movielib-s3"}} in c["envFrom"], (name, c["name"])
+            assert {"secretRef": {"name": "movielib-serve-s3" if doc["kind"] == "RayService" else "movielib-s3"}} in c[
+                "envFrom"
+            ], (name, c["name"])
             literal = [e["name"] for e in c.get("env", []) if "value" in e and re.search("KEY|SECRET|TOKEN", e["name"])]
             assert not literal, (name, literal)
     launcher = yaml.safe_load((ROOT / "cluster/aws.yaml").read_text())
@@ -270,3 +323,24 @@ def test_launcher_node_types_cpu_head_cpu_and_gpu_workers_with_instance_profiles
         if name != launcher["head_node_type"]:
             assert t["min_workers"] == 0 < t["max_workers"], name
     assert "docker" in launcher and launcher["setup_commands"] == []  # the image holds movielib and ffmpeg
+
+
+def test_the_launchers_dashboard_listens_on_localhost_with_token_auth_and_nodes_require_imdsv2():
+    launcher = yaml.safe_load((ROOT / "cluster/aws.yaml").read_text())
+    head = " ".join(launcher["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head  # users tunnel (`ray dashboard`)
+    assert "--env RAY_AUTH_MODE=token" in launcher["docker"]["run_options"]
+    assert launcher["file_mounts"] == {"~/.ray/auth_token": "~/.ray/auth_token"}  # the same token on every node
+    for name, t in launcher["available_node_types"].items():
+        assert t["node_config"]["MetadataOptions"]["HttpTokens"] == "required", name  # IMDSv2: no SSRF to the keys
+
+
+def test_the_image_holds_root_owned_installed_code_and_a_build_context_of_only_what_it_needs():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert " -e ." not in dockerfile and "--chown" not in dockerfile  # installed, not editable; root owns it
+    assert re.findall(r"^USER (\S+)", dockerfile, re.M)[-1] == "1000"  # the pods run as ray (runAsNonRoot)
+    rules = [r for r in (ROOT / ".dockerignore").read_text().splitlines() if r and not r.startswith("#")]
+    assert rules[0] == "*" and {r for r in rules if r.startswith("!")} == {
+        "!pyproject.toml", "!README.md", "!movielib/", "!jobs/", "!tune/", "!serve/"}  # fmt: skip
+    for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
+        assert any(copied.rstrip("/").startswith(r.lstrip("!").rstrip("/")) for r in rules[1:]), copied

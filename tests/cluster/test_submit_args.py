@@ -55,3 +55,38 @@ def test_unknown_job_and_missing_address_are_refused(tmp_path, capsys, monkeypat
 )
 def test_the_exit_status_is_the_jobs(status, driver, code):
     assert exit_code(SimpleNamespace(status=status, driver_exit_code=driver)) == code
+
+
+def test_secrets_in_the_working_dir_never_ship_and_a_home_folder_is_refused(tmp_path, monkeypatch):
+    from ray._private.thirdparty.pathspec import PathSpec  # what Ray matches runtime_env excludes with
+
+    spec = PathSpec.from_lines("gitwildmatch", Submission("tag", ["a", "b"], tmp_path).runtime_env["excludes"])
+    for secret in (".env", ".env.prod", "conf/.env", "tls/server.pem", "server.key", ".aws/credentials",
+                   ".ssh/id_rsa", "credentials", "gcp/credentials.json", ".netrc", ".git-credentials"):  # fmt: skip
+        assert spec.match_file(secret), secret
+    for code in ("movielib/cli.py", "configs/tag.yaml", "jobs/run.py", "keys.md"):
+        assert not spec.match_file(code), code
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="home folder"):
+        Submission("tag", ["a", "b"], tmp_path)
+
+
+def test_a_shipped_config_that_holds_keys_is_warned_about(tmp_path, capsys):
+    (tmp_path / "tag.yaml").write_text("s3: {endpoint_url: http://x, secret_access_key: abc, access_key_id: AK}\n")
+    (tmp_path / "clean.yaml").write_text("s3: {endpoint_url: http://x, secret_access_key: null}\n")
+    Submission("tag", ["a", "b", "--config", "clean.yaml"], tmp_path).check()
+    assert "warning" not in capsys.readouterr().err
+    Submission("tag", ["a", "b", "--config", "tag.yaml"], tmp_path).check()
+    err = capsys.readouterr().err
+    assert "sets s3.secret_access_key" in err and "sets s3.access_key_id" in err and "abc" not in err
+
+
+def test_the_token_never_goes_over_plain_http_except_to_this_machine():
+    from movielib.cluster.submit import refuse_plain_http
+    from movielib.errors import MovielibError
+
+    for fine in ("http://127.0.0.1:8265", "http://localhost:8265", "https://ray.example.com", "127.0.0.1:8265"):
+        refuse_plain_http(fine)
+    for plain in ("http://10.0.0.5:8265", "http://ray.example.com:8265", "10.0.0.5:8265"):
+        with pytest.raises(MovielibError, match="refusing to send the cluster's token over plain http"):
+            refuse_plain_http(plain)
