@@ -15,8 +15,8 @@ from PIL import Image
 from bench.common import Row
 from movielib.config import build_config
 from movielib.models.clip import ClipSpec
-from movielib.serving.app import decode_image
-from movielib.serving.config import ServeConfig
+from movielib.serving.config import LimitsSection, ServeConfig
+from movielib.serving.media import read_image
 from movielib.tagging.tagger import SceneTagger
 from movielib.taxonomy.labels import LabelSet
 
@@ -34,6 +34,10 @@ def _images(n: int) -> list[bytes]:
 def _percentiles(seconds: list[float]) -> tuple[float, float]:
     ms = np.array(seconds) * 1000
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def decode_image(data: bytes):
+    return read_image(data, LimitsSection())
 
 
 def _in_process(model: str, images: list[bytes]) -> list[float]:
@@ -83,7 +87,7 @@ def _deploy(model: str, batch: int, port: int | None = None) -> str:
             "model": {"name": model, "random_weights": True},
             "port": port,
             **{d: small for d in ("text", "image", "head")},
-            "scenes": {**small, "num_cpus": 1.0, "max_batch_size": batch, "batch_wait_timeout_s": 0.002},
+            "scenes": {**small, "num_cpus": 1.0, "max_batch_size": batch},  # the default wait: 0
             "ingress": {**small, "max_batch_size": 1, "max_ongoing_requests": 64},
         },
     )

@@ -1,5 +1,6 @@
-"""Decode workers stream frames: their peak RSS on a 10-minute video stays under the documented bound
-(README "Reliability": 1.5 GiB) and within a small margin of their peak on a 1-minute video."""
+"""Decode workers stream frames: their peak RSS on a video ten times as long is within a small ratio of their peak
+on the short one (the frames of the long one, decoded, are larger than the short run's whole peak). The absolute
+figure for a 10-minute 640x360 video is the README's ("Reliability"), measured, not asserted here."""
 
 import json
 import subprocess
@@ -10,12 +11,12 @@ from conftest import TINY, movielib_cli
 from movielib.io.ffmpeg import ffmpeg_exe
 
 pytestmark = pytest.mark.slow
-BOUND_MB = 1536  # README: decode worker peak RSS on a 10-minute 640x360 video (1.05-1.2 GiB measured)
-MARGIN_MB = 250  # 10 minutes against 1: the audio track (38 MB more at 16 kHz) and allocator noise, never frames
+SHORT_S, LONG_S = 30, 300  # 4,500 frames of 320x180 for the long one: 780 MB decoded
+GROWTH = 1.25  # long / short peak: the audio track (17 MB more at 16 kHz) and allocator noise, never frames
 
 
 def _video(path, seconds):
-    """One long shot of 640x360 at 15 fps with a tone: 9000 frames (2.6 GB decoded) for 10 minutes."""
+    """One long shot of 320x180 at 15 fps with a tone."""
     subprocess.run(
         [
             ffmpeg_exe(),
@@ -25,7 +26,7 @@ def _video(path, seconds):
             "-f",
             "lavfi",
             "-i",
-            "testsrc=size=640x360:rate=15",
+            "testsrc=size=320x180:rate=15",
             "-f",
             "lavfi",
             "-i",
@@ -52,9 +53,9 @@ def test_decode_memory_does_not_grow_with_the_video(tmp_path):
     """Each run on a Ray of its own: fresh decode workers, as a job on a cluster gets (a worker this test
     session reused for a hundred other tests carries what they loaded)."""
     peaks = {}
-    for minutes in (1, 10):
-        video = _video(tmp_path / f"{minutes}min.mp4", 60 * minutes)
-        dest = tmp_path / f"out-{minutes}"
+    for seconds in (SHORT_S, LONG_S):
+        video = _video(tmp_path / f"{seconds}s.mp4", seconds)
+        dest = tmp_path / f"out-{seconds}"
         proc = movielib_cli(
             "tag",
             str(video),
@@ -72,7 +73,6 @@ def test_decode_memory_does_not_grow_with_the_video(tmp_path):
         (summary,) = (dest / "_movielib" / "runs").glob("*.json")
         report = json.loads(summary.read_text())
         assert report["videos_ok"] == 1
-        peaks[minutes] = report["decode_peak_rss_mb"]
-    print("decode worker peak RSS (MB):", peaks)
-    assert 0 < peaks[10] < BOUND_MB
-    assert peaks[10] - peaks[1] < MARGIN_MB, peaks
+        peaks[seconds] = report["decode_peak_rss_mb"]
+    print("decode worker peak RSS (MB):", peaks, "ratio", round(peaks[LONG_S] / peaks[SHORT_S], 3))
+    assert peaks[SHORT_S] > 0 and peaks[LONG_S] / peaks[SHORT_S] < GROWTH, peaks

@@ -286,29 +286,6 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     assert np.allclose(served, np.array([probs[v] for v in ids]), atol=1e-5)
 
 
-@pytest.mark.slow
-def test_a_killed_genre_driver_resumes_from_its_last_checkpoint_and_ends_at_the_uninterrupted_step(genre_run):
-    from conftest import killed_and_run_again
-
-    planted, summary, runs = genre_run
-    root = runs.parent / "killed"
-    sets = {f"{section}.{k}": v for section, fields in JOB.items() for k, v in fields.items()}
-    epochs = 4  # of the uninterrupted run's steps each (its 10 epochs trained the same trailers)
-    sets |= {"optim.epochs": epochs, "finegrained.epochs": 0, "run.log_every_steps": 4}  # the coarse stage is killed
-    args = ["train", "genre", planted.dest, "--genres", planted.genres_file, "--run-folder", str(root)]
-    args += [f"--set={k}={v}" for k, v in sets.items()]
-    last, after = killed_and_run_again(args, root / "genre" / "genre")
-    # resumed, not restarted: the launcher reports the last checkpoint on record (once), every step row of the
-    # second run comes after it, and its epochs are the ones left
-    assert [r["kind"] for r in after].count("resume") == 1
-    assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last < epochs
-    assert min(r["step"] for r in after if r["kind"] == "step") > after[0]["resumed_step"]
-    assert [r["epoch"] for r in after if r["kind"] == "epoch"] == list(range(last + 1, epochs + 1))
-    steps_per_epoch = summary["metrics"]["step"] // JOB["optim"]["epochs"]
-    assert after[-1]["step"] == epochs * steps_per_epoch  # ends at the step an uninterrupted run ends at
-    assert (root / "genre" / "genre.pt").exists() and (root / "genre" / "genre-head.pt").exists()
-
-
 def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):
     from movielib.demo.planted_genre import build
     from movielib.errors import ConfigError

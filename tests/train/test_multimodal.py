@@ -347,43 +347,6 @@ def test_editing_tasks_take_their_labels_from_shot_order_and_read_the_shown_orde
     assert np.allclose(base(movie, [2, 1, 0]).reshape(3, -1)[2], base(movie, [0, 1, 2]).reshape(3, -1)[0])
 
 
-@pytest.mark.slow
-def test_a_killed_driver_resumes_from_its_checkpoint_and_ends_at_the_uninterrupted_step(trained, planted_catalog):
-    from conftest import killed_and_run_again
-
-    folder, summary = trained
-    root = folder.parent / "killed"
-    sets = {
-        "model.shots": 6,
-        "model.width": 32,
-        "model.layers": 1,
-        "model.heads": 4,
-        "model.dropout": 0.0,
-        "optim.batch": 8,
-        "optim.epochs": 3,
-        "optim.val_fraction": 0.2,
-        "scaling.workers": 2,
-        "scaling.cpus_per_worker": 0.5,
-        "run.log_every_steps": 2,
-    }
-    args = [
-        "pretrain",
-        "multimodal",
-        planted_catalog.dest,
-        "--run-folder",
-        str(root),
-        *[f"--set={k}={v}" for k, v in sets.items()],
-    ]
-    last, after = killed_and_run_again(args, root / "multimodal" / "multimodal")
-    # resumed, not restarted: the launcher reports the last registered checkpoint, and the second run's first epoch
-    # is the one after it
-    assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last
-    after = [r for r in after if r["kind"] == "epoch"]
-    assert [r["epoch"] for r in after] == list(range(last + 1, 4))
-    assert after[-1]["step"] == summary["metrics"]["step"] == 15  # ends at the uninterrupted run's step
-    assert (root / "multimodal" / "multimodal.pt").exists()
-
-
 def test_a_bad_multimodal_config_fails_before_any_work_naming_the_field(planted_catalog):
     from movielib.config import build_config
     from movielib.errors import ConfigError
