@@ -1,4 +1,5 @@
-"""Every head metric equals scikit-learn's (scipy's for Pearson) on random and edge-case inputs."""
+"""Every head metric on cases worked by hand (where a swapped average or a dropped label shows), and equal to
+scikit-learn's (scipy's for Pearson) on random and edge-case inputs."""
 
 import numpy as np
 import pytest
@@ -82,3 +83,37 @@ def test_per_label_ap_and_f1_silhouette_and_nearest_neighbour_retrieval():
     keys = rng.normal(size=(10, 4))
     assert m.nearest_neighbour_hits(keys + 0.01 * rng.normal(size=(10, 4)), keys) == 1.0
     assert m.nearest_neighbour_hits(keys, keys[::-1]) <= 0.2
+
+
+# Worked by hand (average precision as sklearn and the papers define it: sum over thresholds of (R_n - R_n-1) P_n).
+# Label 0: positives at ranks 1 and 3 -> 1/2 * 1 + 1/2 * 2/3 = 5/6 (2 positives).
+# Label 1: positives at ranks 1, 2, 4 -> 1/3 + 1/3 + 1/3 * 3/4 = 11/12 (3 positives).
+# Micro: the 8 pairs pooled (5 positives; the tie at 0.1 is one threshold) -> (1 + 2/3 + 3/4 + 4/5 + 5/8) / 5.
+Y = np.array([[1, 0], [0, 1], [1, 1], [0, 1]])
+S = np.array([[0.9, 0.2], [0.8, 0.7], [0.3, 0.6], [0.1, 0.1]])
+
+
+def test_auprc_micro_macro_weighted_on_a_case_worked_by_hand():
+    assert m.auprc(Y, S, "macro") == pytest.approx((5 / 6 + 11 / 12) / 2)  # 0.875
+    assert m.auprc(Y, S, "weighted") == pytest.approx((2 * 5 / 6 + 3 * 11 / 12) / 5)  # 0.8833: by support
+    assert m.auprc(Y, S, "micro") == pytest.approx(461 / 600)  # 0.7683
+    assert m.mean_average_precision(Y, S) == pytest.approx(0.875)
+    # a label nobody has is left out, not counted as 0: the mean is over the two scored labels
+    three = np.concatenate([Y, np.zeros((4, 1), int)], axis=1), np.concatenate([S, np.full((4, 1), 0.5)], axis=1)
+    assert m.mean_average_precision(*three) == pytest.approx(0.875) and m.labels_scored(three[0]) == 2
+    # ... but micro pools every decision: its four negatives at 0.5 rank above two positives
+    # (1 + 2/3 + 3/4 + 4/9 + 5/12) / 5
+    assert m.auprc(*three, "micro") == pytest.approx(59 / 90)
+
+
+def test_weighted_precision_recall_f1_top1_mse_and_pearson_on_cases_worked_by_hand():
+    # at 0.5: label 0 predicts samples 0, 1 (TP 1, FP 1, FN 1): P = R = F = 1/2; label 1 predicts 1, 2 (TP 2,
+    # FN 1): P 1, R 2/3, F 0.8; weighted by support 2 and 3
+    assert m.weighted_prf(Y, S, 0.5) == pytest.approx(((2 * 0.5 + 3 * 1) / 5, (2 * 0.5 + 3 * 2 / 3) / 5, 3.4 / 5))
+    scores = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    assert m.top1_accuracy(np.array([0, 2, 1]), scores) == pytest.approx(2 / 3)
+    assert m.mse(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 3.0], [3.0, 2.0]])) == pytest.approx(5 / 4)
+    t = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    assert m.mean_pearson(t, np.array([[2.0, 4.0, 6.0], [3.0, 2.0, 1.0]])) == pytest.approx(0.0)  # (1 + -1) / 2
+    # [2, 4, 7]: deviations [-7/3, -1/3, 8/3] against [-1, 0, 1]: r = 5 / (sqrt(2) sqrt(114) / 3) = 15 / sqrt(228)
+    assert m.mean_pearson(t, np.array([[2.0, 4.0, 6.0], [2.0, 4.0, 7.0]])) == pytest.approx((1 + 15 / 228**0.5) / 2)
