@@ -111,6 +111,7 @@ def run(quick: bool) -> list[Row]:
         s50, s99 = _percentiles(one)
         _, batched = asyncio.run(_http(url, images, 16))
         serve.delete("movielib")
+        serve.delete("movielib-tag")
         url = _deploy(model, 1, port=int(url.rsplit(":", 1)[1]))
         asyncio.run(_http(url, images[:10], 1))
         _, unbatched = asyncio.run(_http(url, images, 16))

@@ -79,6 +79,10 @@ class AttemptLedger:
                 out[vid] = noted[-1]
         return out
 
+    def retried(self) -> int:
+        """How many videos took more than one attempt (a worker lost on them at least once)."""
+        return sum(len(tries) > 1 for tries in self.attempts.values())
+
     def max_peak_rss(self) -> int:
         """The highest RSS a decode worker reached while on one video, in bytes."""
         return max(self.peak_rss.values(), default=0)

@@ -106,6 +106,7 @@ class TagSummary:
     errors: list[dict] = field(default_factory=list)  # a sample; the full list: videos where status = 'error'
     retryable: list[dict] = field(default_factory=list)  # a sample
     decode_peak_rss_mb: float = 0.0  # the most a decode worker held resident while on one video
+    videos_retried: int = 0  # videos whose worker was lost at least once (a crash, a kill, a hang) and tried again
     ignored: list[str] = field(default_factory=list)  # a sample of the objects that are not videos
     ignored_count: int = 0
     held_by: dict[str, int] = field(default_factory=dict)
@@ -142,6 +143,8 @@ class TagSummary:
                 f"not recorded as done; run the same command again to retry them"
             )
             lines += [f"  retryable: {e['uri']}: {e['error']}" for e in self.retryable[:20]]
+        if self.videos_retried:
+            lines.append(f"{self.videos_retried} videos lost their worker once or more and were tried again")
         if self.debris_rows_removed:
             lines.append(f"removed {self.debris_rows_removed} rows a crashed run had left of videos it never finished")
         if self.ignored:
@@ -335,6 +338,7 @@ def run_tagging(plan: TagPlan) -> TagSummary:
                     flush=True,
                 )
             summary.decode_peak_rss_mb = round(ray.get(actors.ledger.max_peak_rss.remote()) / 2**20, 1)
+            summary.videos_retried = ray.get(actors.ledger.retried.remote())
         finally:
             ray.get(actors.committer.stop.remote())
             for actor in (actors.committer, actors.ledger):

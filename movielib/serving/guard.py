@@ -37,6 +37,9 @@ class Guard:
 
     async def __call__(self, scope, receive, send):
         policy: Policy | None = getattr(scope.get("app").state, "policy", None) if scope.get("app") else None
+        if scope["type"] == "http" and scope["path"] and scope["path"] == scope.get("root_path"):
+            # POST /tag is the tag app's root: route it there, not through a 307 to /tag/ (which re-sends the body)
+            scope = {**scope, "path": scope["path"] + "/", "raw_path": scope.get("raw_path", b"") + b"/"}
         if scope["type"] != "http" or policy is None or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])

@@ -50,10 +50,17 @@ def rayservice_serve_config(manifest: str) -> dict:
     raise ConfigError("no RayService in the manifest")
 
 
+class _Plain(yaml.SafeDumper):
+    """YAML without anchors: both applications carry the same args, written out in full for a person to read."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def write_serve_config(config: dict, path: str) -> str:
     """Write `config` (serving.app.serve_config) to `path`; returns what was written, for the user."""
     target = Path(path)
-    text = yaml.safe_dump(config, sort_keys=False)
+    text = yaml.dump(config, Dumper=_Plain, sort_keys=False)
     existing = target.read_text(encoding="utf-8") if target.is_file() else ""
     if is_rayservice(existing):
         updated = with_serve_config(existing, text)

@@ -275,11 +275,12 @@ def test_the_rayservice_serve_config_is_what_movielib_serve_generates(tmp_path):
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(serve)  # what the Serve agent on the head checks when KubeRay applies it
-    (app,) = serve["applications"]
-    module, attr = app["import_path"].split(":")
-    assert (ROOT / (module.replace(".", "/") + ".py")).is_file() and attr == "app"
+    app, tag = serve["applications"]
+    for a, builder in ((app, "app"), (tag, "tag_app")):
+        module, attr = a["import_path"].split(":")
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file() and attr == builder
     assert app["args"]["model"]["weights"].startswith("s3://") and serve["http_options"]["host"] == "0.0.0.0"
-    tagger = next(d for d in app["deployments"] if d["name"] == "Tagger")
+    (tagger,) = tag["deployments"]
     assert tagger["ray_actor_options"]["num_gpus"] == 1
 
 

@@ -24,7 +24,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def ray_head(s3_server, tmp_path_factory):
     """`ray start --head --block` with every port chosen here, so it sits beside the session's Ray;
-    SIGTERM drains it and stops all its processes (`ray stop` would stop every Ray on the machine)."""
+    SIGTERM to its process group stops all its processes (`ray stop` would stop every Ray on the machine)."""
     from ray.job_submission import JobSubmissionClient
 
     temp = Path(f"/tmp/mlh-{os.getpid()}")  # Ray's socket paths must stay short
@@ -85,11 +85,12 @@ def ray_head(s3_server, tmp_path_factory):
                 pytest.fail(f"ray start --head did not come up:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
     yield address
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # the head and every process it started (its own session), at once
     try:
-        proc.wait(60)
+        proc.wait(10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -59,6 +59,8 @@ def test_two_runs_at_once_on_one_dest(ray_local, tmp_path, clips):
     both = link_catalog(tmp_path / "c", clips, copies=1)
     three, four = _run_together(tmp_path / "c", tmp_path / "c", dest=dest)
     assert three.videos_ok + four.videos_ok == len(both)
+    # they overlapped (or this proves nothing): one found videos the other live run had claimed and left them to it
+    assert three.videos_held + four.videos_held > 0, "the two runs did not overlap"
     assert three.videos_held + four.videos_held + three.videos_skipped + four.videos_skipped == len(both)
     assert_each_key_once(store, len(a) + len(b) + len(both), sum(a.values()) + sum(b.values()) + sum(both.values()))
     # a later run has nothing left to do

@@ -1,8 +1,9 @@
 """AWS keys given by environment or config never appear in output, the printed config, run summaries, table
 metadata, error messages, or the Ray session's logs."""
 
+import shutil
 import subprocess
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_keys_never_leak(s3_server, bucket, clips, tmp_path):
             }
         )
     )
-    started = time.time()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     outputs = []
     # a whole run on a Ray of its own (its workers inherit the environment's keys), then one that fails
     for dest in (f"s3://{bucket}/out", "s3://no-such-bucket/out"):
@@ -44,7 +45,7 @@ def test_keys_never_leak(s3_server, bucket, clips, tmp_path):
             dest,
             "--config",
             str(config),
-            env=ENV_KEYS,
+            env={**ENV_KEYS, "RAY_TMPDIR": str(ray_tmp)},  # this test's Ray sessions, no other run's
             join_ray=False,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -65,9 +66,12 @@ def test_keys_never_leak(s3_server, bucket, clips, tmp_path):
     for obj in written:
         assert _leaks(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()) == [], obj["Key"]
 
-    # the Ray sessions these runs started: every log file
-    sessions = [p for p in Path("/tmp/ray").glob("session_2*") if p.stat().st_mtime >= started - 1]
+    # the Ray sessions these two runs started, and only theirs: every log file
+    sessions = list(ray_tmp.glob("ray/session_2*"))  # RAY_TMPDIR/ray/session_*: the first run's (the second
+    # fails its config check before it starts Ray)
+    assert len(sessions) == 1, sessions
     logs = [f for s in sessions for f in (s / "logs").rglob("*") if f.is_file()]
     assert logs, "the runs' Ray session logs were not found"
     for f in logs:
         assert _leaks(f.read_bytes()) == [], f
+    shutil.rmtree(ray_tmp, ignore_errors=True)

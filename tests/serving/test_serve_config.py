@@ -32,9 +32,11 @@ def test_the_written_serve_config_passes_ray_serves_own_schema_and_carries_every
     )
     doc = yaml.safe_load(out.read_text())
     ServeDeploySchema.model_validate(doc)  # raises on anything Serve would refuse
-    app = doc["applications"][0]
+    app, tag = doc["applications"]
     assert app["import_path"] == "serve.app:app" and app["args"]["heads"] == {"genre": "s3://b/head.pt"}
-    deployments = {d["name"]: d for d in app["deployments"]}
+    assert (tag["import_path"], tag["route_prefix"], tag["args"]) == ("serve.app:tag_app", "/tag", app["args"])
+    deployments = {d["name"]: d for a in (app, tag) for d in a["deployments"]}
+    assert [d["name"] for d in tag["deployments"]] == ["Tagger"]  # the tagger is its app's ingress: one hop
     assert set(deployments) == {"Ingress", "TextEncoder", "ImageEncoder", "Tagger", "Heads"}
     assert deployments["Tagger"]["user_config"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.0}
     assert deployments["Tagger"]["max_ongoing_requests"] == 32 and deployments["Tagger"]["max_queued_requests"] == 64
@@ -79,7 +81,7 @@ def test_uris_are_read_only_under_the_allowed_prefixes():
 
 
 def test_an_api_key_variable_that_is_named_but_unset_is_an_error_not_an_open_door(monkeypatch):
-    from movielib.serving.app import api_key
+    from movielib.serving.checks import api_key
 
     monkeypatch.delenv("MOVIELIB_NO_SUCH_KEY", raising=False)
     with pytest.raises(ConfigError, match="auth.api_key_env names MOVIELIB_NO_SUCH_KEY"):
