@@ -54,6 +54,9 @@ def test_asha_stops_weak_trials_and_the_best_head_beats_chance_and_the_worst_tri
         f"val mAP of the trials {bests[0]:.3f}..{bests[-1]:.3f}; epochs {sorted(epochs)}"
     )
     assert best > chance + 0.3 and bests[-1] > bests[0]
+    # the planted signal is linear, so the linear probe is the bar (0.941 here): the sweep's pick comes within 0.05
+    # of it (0.915 here), where the weakest trial (val 0.78) does not
+    assert best > summary["linear_probe"]["map"] - 0.05
     assert yaml.safe_load((run / "best_config.yaml").read_text())["lr"] == summary["best"]["config"]["lr"]
     assert (run / "sweep.png").stat().st_size > 10_000 and (run / "split.csv").exists()
 
