@@ -56,13 +56,15 @@ def claim(
     ttl_s: float,
     attempts: int = 50,
     dead: Callable[[str], bool] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ClaimResult:
     """Claim `ids` for `run_id` (renewing its own claims); skips complete videos and live claims of others.
-    `dead(run)` says a run is known to be gone before its claims expire (its process on this machine ended)."""
+    `dead(run)` says a run is known to be gone before its claims expire (its process on this machine ended);
+    `clock` is the time claims are made and judged at (tests drive expiry with one of their own)."""
     wanted = pa.array(sorted(set(ids)), pa.string())
     for attempt in range(attempts):
         snapshot = tables.open(CLAIMS_TABLE) or tables.create(CLAIMS_TABLE, CLAIMS)
-        now = datetime.now(UTC)
+        now = clock()
         prior = snapshot.to_pyarrow_dataset().to_table(
             columns=["video_id", "run_id", "expires_at"], filter=pds.field("video_id").isin(wanted)
         )

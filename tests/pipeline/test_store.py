@@ -94,15 +94,18 @@ def test_concurrent_claims_give_each_video_to_exactly_one_run(tmp_path, s3_serve
 
 
 def test_claims_lapse_and_a_later_claimant_is_told_what_the_dead_run_held(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
     store = CatalogStore(str(tmp_path / "out"))
-    first = claim(store.tables, "run-dead", ["a", "b"], ttl_s=0.5)
+    t0 = datetime.now(UTC)
+    at = lambda seconds: lambda: t0 + timedelta(seconds=seconds)  # noqa: E731 - the test's own clock, not the machine's
+    first = claim(store.tables, "run-dead", ["a", "b"], ttl_s=60, clock=at(0))
     assert first.won == ["a", "b"] and first.stale == []
-    held = claim(store.tables, "run-new", ["a", "b", "c"], ttl_s=600)
+    held = claim(store.tables, "run-new", ["a", "b", "c"], ttl_s=600, clock=at(59))  # a second before they lapse
     assert held.won == ["c"] and held.held == {"run-dead": 2}
-    time.sleep(0.6)
-    later = claim(store.tables, "run-new", ["a", "b", "c"], ttl_s=600)
+    later = claim(store.tables, "run-new", ["a", "b", "c"], ttl_s=600, clock=at(61))  # a second after
     assert later.won == ["a", "b", "c"] and later.stale == ["a", "b"]  # c was its own claim: renewed
-    renewed = claim(store.tables, "run-dead", ["a"], ttl_s=600)
+    renewed = claim(store.tables, "run-dead", ["a"], ttl_s=600, clock=at(62))
     assert renewed.won == [] and renewed.held == {"run-new": 1}
 
 
