@@ -26,6 +26,7 @@ annotations` here: FastAPI must see the request models' real types, or it reads 
 """
 
 import asyncio
+from typing import NamedTuple
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -208,26 +209,33 @@ def http_options(cfg: ServeConfig) -> dict:
     return {"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.limits.request_timeout_s + 5}
 
 
-def _settings(cfg: ServeConfig) -> tuple[dict, dict, dict, str | None]:
-    """What both ingresses are built with: the CLIP spec, the limits, the URI rules, the key's variable."""
+class _Built(NamedTuple):
+    """What both applications are built with, worked out (and the weights checked) once."""
+
+    spec: dict  # the CLIP spec
+    limits: dict
+    uri: dict
+    key_env: str | None  # the API key's variable
+    options: dict[str, dict]  # each deployment's Serve options by its Serve name
+
+
+def _settings(cfg: ServeConfig) -> _Built:
     from movielib.models.clip import ClipSpec
 
     spec = {"name": cfg.model.name, "weights": cfg.model.weights, "random_weights": cfg.model.random_weights}
     ClipSpec(**spec).validate()  # weights missing or not fitting fail here, naming the field, before any replica
-    return spec, cfg.limits.model_dump(), cfg.uri.model_dump(), cfg.auth.api_key_env
+    return _Built(spec, cfg.limits.model_dump(), cfg.uri.model_dump(), cfg.auth.api_key_env, _deployment_options(cfg))
 
 
-def build_app(cfg: ServeConfig) -> serve.Application:
-    """The main application: three model deployments bound into the ingress."""
+def _main_app(cfg: ServeConfig, built: _Built) -> serve.Application:
     from movielib.models.clip import ClipSpec
     from movielib.serving.models import Heads, ImageEncoder, TextEncoder
 
-    spec, limits, uri, key_env = _settings(cfg)
-    opts = _deployment_options(cfg)
-    text = serve.deployment(TextEncoder, name="TextEncoder").options(**opts["TextEncoder"]).bind(spec)
-    image = serve.deployment(ImageEncoder, name="ImageEncoder").options(**opts["ImageEncoder"]).bind(spec)
+    opts = built.options
+    text = serve.deployment(TextEncoder, name="TextEncoder").options(**opts["TextEncoder"]).bind(built.spec)
+    image = serve.deployment(ImageEncoder, name="ImageEncoder").options(**opts["ImageEncoder"]).bind(built.spec)
     heads = serve.deployment(Heads, name="Heads").options(**opts["Heads"]).bind(dict(cfg.heads))
-    clip = ClipSpec(**spec)
+    clip = ClipSpec(**built.spec)
     info = {
         "movielib": movielib.__version__,
         "clip": f"{clip.arch}/{clip.version}",
@@ -235,12 +243,10 @@ def build_app(cfg: ServeConfig) -> serve.Application:
         "labels": cfg.tagger.labels or "movieclip-179",
     }
     ingress = serve.deployment(Ingress, name="Ingress").options(**opts["Ingress"])
-    return ingress.bind(text, image, heads, info, limits, uri, key_env)
+    return ingress.bind(text, image, heads, info, built.limits, built.uri, built.key_env)
 
 
-def build_tag_app(cfg: ServeConfig) -> serve.Application:
-    """The tagging application: the tagger, its own ingress at /tag."""
-    spec, limits, uri, key_env = _settings(cfg)
+def _tag_app(cfg: ServeConfig, built: _Built) -> serve.Application:
     t = cfg.tagger
     tagging = {
         "labels": t.labels,
@@ -250,13 +256,24 @@ def build_tag_app(cfg: ServeConfig) -> serve.Application:
         "max_frames": t.max_frames,
     }
     s3 = {"endpoint_url": cfg.s3.endpoint_url, "region": cfg.s3.region}
-    tagger = serve.deployment(TagIngress, name="Tagger").options(**_deployment_options(cfg)["Tagger"])
-    return tagger.bind(spec, tagging, s3, limits, uri, key_env)
+    tagger = serve.deployment(TagIngress, name="Tagger").options(**built.options["Tagger"])
+    return tagger.bind(built.spec, tagging, s3, built.limits, built.uri, built.key_env)
+
+
+def build_app(cfg: ServeConfig) -> serve.Application:
+    """The main application: three model deployments bound into the ingress (`serve.app:app`)."""
+    return _main_app(cfg, _settings(cfg))
+
+
+def build_tag_app(cfg: ServeConfig) -> serve.Application:
+    """The tagging application: the tagger, its own ingress at /tag (`serve.app:tag_app`)."""
+    return _tag_app(cfg, _settings(cfg))
 
 
 def build_apps(cfg: ServeConfig) -> dict[str, tuple[str, serve.Application]]:
-    """Both applications by name: (route prefix, application)."""
-    return {APP: ("/", build_app(cfg)), TAG_APP: ("/tag", build_tag_app(cfg))}
+    """Both applications by name: (route prefix, application), the weights checked once for both."""
+    built = _settings(cfg)
+    return {APP: ("/", _main_app(cfg, built)), TAG_APP: ("/tag", _tag_app(cfg, built))}
 
 
 def serve_config(cfg: ServeConfig, module: str = "serve.app") -> dict:

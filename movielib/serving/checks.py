@@ -74,12 +74,8 @@ class Checks:
     async def within(self, work: Awaitable) -> Any:
         """`work`'s answer within `limits.request_timeout_s` (504), or 503 + Retry-After when a model's queue is
         full: a burst past capacity is shed at once instead of piling up."""
-
-        async def done():
-            return await work
-
         try:
-            return await asyncio.wait_for(done(), self.limits.request_timeout_s)
+            return await asyncio.wait_for(work, self.limits.request_timeout_s)
         except TimeoutError:
             raise HTTPException(
                 504, f"no answer within limits.request_timeout_s ({self.limits.request_timeout_s:g} s)"

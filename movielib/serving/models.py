@@ -179,7 +179,7 @@ class Tagger(Batched):
         return out
 
     async def image(self, data: bytes) -> dict:
-        """One encoded image (decoded here, beside the model: the ingress forwards the compact bytes)."""
+        """One encoded image, decoded here beside the model (its header checked against the limits first)."""
         try:
             return await self.frames([read_image(data, self.limits)])
         except Refused as exc:

@@ -35,12 +35,14 @@ def run(cfg: ServeConfig, args=None) -> ServeSummary:
 def check_fits(cfg: ServeConfig, cluster: ClusterDescription) -> None:
     """The deployments' minimum replicas fit what the cluster has or can autoscale to; else a ConfigError naming
     the fields, at once (Serve itself would log "replicas have taken more than 30s to be scheduled" forever)."""
+    deployments = cfg.deployments()
     for resource, field in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
-        asks = {name: d.min_replicas * getattr(d, field) for name, d in cfg.deployments().items()}
+        asks = {name: d.min_replicas * getattr(d, field) for name, d in deployments.items()}
         need, most = sum(asks.values()), cluster.most(resource)
         if need > most + 1e-9:
-            each = cfg.deployments().items()
-            parts = ", ".join(f"{name} {d.min_replicas} x {getattr(d, field):g}" for name, d in each if asks[name])
+            parts = ", ".join(
+                f"{name} {d.min_replicas} x {getattr(d, field):g}" for name, d in deployments.items() if asks[name]
+            )
             raise ConfigError(
                 f"the deployments' min_replicas ask {need:g} {resource}s ({parts}), more than this cluster has or can "
                 f"autoscale to ({most:g}): lower <deployment>.{field} or <deployment>.min_replicas"
