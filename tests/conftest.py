@@ -196,24 +196,27 @@ def kill_after_a_checkpoint(proc, stage: Path, timeout: float = 240) -> int:
     return max(registered_epochs(stage))
 
 
+def live_actors(classes: tuple[str, ...], own_job: bool) -> list[dict]:
+    """Live actors of this session's Ray (the GCS's table: the state API needs the dashboard, off in tests) whose
+    class name contains one of `classes`: this driver's own (`own_job`), or other drivers' (a killed CLI run's)."""
+    import ray
+    from ray._private.state import actors
+
+    own = ray.get_runtime_context().get_job_id()
+    return [
+        a
+        for a in actors().values()
+        if a["State"] != "DEAD" and (a["JobID"] == own) == own_job and any(c in a["ActorClassName"] for c in classes)
+    ]
+
+
 def _wait_for_training_actors_to_go(deadline: float) -> None:
     """Until this session's Ray has no live Ray Train controller or worker of another driver (a killed driver's run
-    still logs and registers checkpoints until Ray reaps them)."""
+    still logs and registers checkpoints until Ray reaps them; this session's own runs' controllers outlive them)."""
     import time
 
-    import ray
-    from ray._private.state import actors  # the GCS's table: the state API needs the dashboard, off in tests
-
-    own = ray.get_runtime_context().get_job_id()  # this session's runs (their controllers outlive them) are not it
-
     def alive() -> list:
-        return [
-            a
-            for a in actors().values()
-            if a["State"] != "DEAD"
-            and a["JobID"] != own
-            and a["ActorClassName"] in ("TrainController", "RayTrainWorker")
-        ]
+        return live_actors(("TrainController", "RayTrainWorker"), own_job=False)
 
     while alive() and time.time() < deadline:
         time.sleep(0.5)

@@ -4,34 +4,15 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import LIGHT, TINY, assert_each_key_once, link_catalog
+from conftest import LIGHT, TINY, assert_each_key_once, link_catalog, live_actors
 
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
-
-
-def _own_pids(title: str) -> list[int]:
-    """This test session's Ray workers whose title contains `title`: children of this session's raylet only, never
-    another run's processes on the same machine."""
-    import ray._private.worker
-
-    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    found = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                parent = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if parent == raylet and title in (p / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(p.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
 
 
 def test_killed_scorer_and_decode_workers_lose_and_duplicate_nothing(ray_local, tmp_path, clips):
@@ -57,7 +38,8 @@ def test_killed_scorer_and_decode_workers_lose_and_duplicate_nothing(ray_local, 
         deadline = time.monotonic() + 240
         while not first_commit.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in _own_pids("ClipSceneScorer")[:1]:
+        # this session's own scoring actor (the GCS's table), never another run's process on the machine
+        for pid in [a["Pid"] for a in live_actors(("ClipSceneScorer",), own_job=True)][:1]:
             os.kill(pid, signal.SIGKILL)
             killed.append(len(CatalogStore(str(dest)).video_ids()))  # videos committed when it died
 
