@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 
 from bench.common import Row
 from movielib.config import build_config
+from movielib.demo.s3server import free_port
 from movielib.models.clip import ClipSpec
 from movielib.serving.config import LimitsSection, ServeConfig
 from movielib.serving.media import read_image
@@ -76,10 +76,7 @@ def _deploy(model: str, batch: int, port: int | None = None) -> str:
     """The app with the tagger batching up to `batch`; a second deploy reuses the running HTTP proxy's port."""
     from movielib.serving.run import start
 
-    if port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    port = port or free_port()
     small = {"num_cpus": 0.1, "max_ongoing_requests": 32}
     cfg = build_config(
         ServeConfig,

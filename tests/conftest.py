@@ -74,6 +74,17 @@ def ray_local(s3_server):
 
 
 @pytest.fixture
+def refused_url():
+    """http://127.0.0.1:PORT where connections are refused for the whole test: the port is bound and never
+    listened on, so no other process can take it (a fixed port, or one picked and released, could be anyone's)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
 def bucket(s3_server, request) -> str:
     """A fresh bucket per test, named after it."""
     name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")

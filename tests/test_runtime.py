@@ -34,3 +34,21 @@ def test_the_global_batch_is_exact():
     with pytest.raises(ConfigError, match="scenes.batch must be a multiple of scaling.workers \\(3\\), got 128"):
         _cfg(scaling={"workers": 3}, similarity_model={"batch": 255})
     assert _cfg(scaling={"workers": 4}).scenes.batch == 128
+
+
+def test_the_s3_server_moves_to_another_port_when_its_chosen_one_is_taken_first(monkeypatch):
+    """The race a picked port has: another process binds it before moto does. The server picks again."""
+    import socket
+
+    import movielib.demo.s3server as s3server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], s3server.free_port()])
+        monkeypatch.setattr(s3server, "free_port", lambda: next(ports))
+        with s3server.MotoS3Server() as server:
+            assert server.port != taken.getsockname()[1]
+            assert server.client().list_buckets()["Buckets"] == []
+        with pytest.raises(s3server.PortTaken, match="taken"):  # a port the caller fixed is not changed
+            s3server.MotoS3Server(taken.getsockname()[1]).start(timeout_s=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,34 @@ DEMO_CREDENTIALS = {
 }
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A loopback port nobody listens on, drawn at random outside the kernel's ephemeral range: no outgoing
+    connection is given it between this call and the caller's bind (bind-to-0 ports come from that range)."""
+    low, high = _ephemeral_range()
+    span = range(10000, low) if low - 10000 >= 2000 else range(high + 1, 65536)
+    for _ in range(100):
+        port = random.choice(span)  # nosec B311: picking a port, not a secret
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortTaken(RuntimeError):
+    """The server exited before answering: most often another process bound its port first."""
 
 
 class MotoS3Server:
@@ -34,11 +59,23 @@ class MotoS3Server:
     """
 
     def __init__(self, port: int | None = None):
+        self.chosen = port is None  # a port chosen here is chosen again when another process took it first
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 30.0) -> MotoS3Server:
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> MotoS3Server:
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout_s)
+            except PortTaken:
+                if not self.chosen or attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+                self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> MotoS3Server:
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
         cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
         self.proc = subprocess.Popen(
@@ -47,7 +84,7 @@ class MotoS3Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}")
+                raise PortTaken(f"moto_server exited with {self.proc.returncode} (port {self.port} taken?)")
             try:
                 # nosec B310: our own server's http:// URL, never a user's
                 urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()  # nosec B310

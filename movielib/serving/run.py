@@ -55,14 +55,14 @@ def start(cfg: ServeConfig, block: bool = True) -> str:
 
     from movielib.pipeline.resources import ClusterDescription
     from movielib.runtime import init_ray
-    from movielib.serving.app import build_apps, http_options
+    from movielib.serving.app import CONTROLLER_OPTIONS, build_apps, http_options
     from movielib.serving.checks import api_key
 
     apps = build_apps(cfg)  # weights are checked here, before Ray or any replica starts
     api_key(cfg.auth.api_key_env)  # a key named but not set fails here, not in a replica
     init_ray(cfg.ray_address)
     check_fits(cfg, ClusterDescription.from_ray())
-    serve.start(http_options=http_options(cfg))
+    serve.start(http_options=http_options(cfg), controller_options=CONTROLLER_OPTIONS)
     for name, (prefix, app) in apps.items():
         serve.run(app, name=name, route_prefix=prefix)
     url = f"http://{cfg.host}:{cfg.port}"

@@ -49,8 +49,8 @@ def test_missing_bucket_is_named(s3_server):
         check_destination("s3://no-such-bucket/out", S3Options.from_env(s3_server.endpoint_url))
 
 
-def test_unreachable_endpoint_fails_fast():
-    s3 = S3Options(endpoint_url="http://127.0.0.1:9", region="us-east-1", connect_timeout_s=1, max_attempts=1)
+def test_unreachable_endpoint_fails_fast(refused_url):
+    s3 = S3Options(endpoint_url=refused_url, region="us-east-1", connect_timeout_s=1, max_attempts=1)
     with pytest.raises(StorageError, match="cannot reach"):
         list_source("s3://bucket/catalog/", s3)
 

@@ -4,6 +4,7 @@ import collections
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 import pytest
@@ -12,6 +13,7 @@ from conftest import ROOT, TINY
 from movielib.io.uri import S3Options
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
+from movielib.store.claims import CLAIMS_TABLE
 from movielib.store.store import CatalogStore
 from movielib.taxonomy.labels import LabelSet
 
@@ -119,6 +121,14 @@ def _delete_rows(store, table, video_id):
     return store.tables.delete(table, [video_id])
 
 
+def _wait_for_claims_to_lapse(store) -> None:
+    """Wait on the condition itself: the clock past the latest expiry in the claims table (no fixed sleep)."""
+    expires = store.tables.open(CLAIMS_TABLE).to_pyarrow_table(columns=["expires_at"])["expires_at"]
+    latest = max(expires.to_pylist())
+    while datetime.now(UTC) <= latest:
+        time.sleep(0.05)
+
+
 def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(ray_local, tmp_path, clips):
     """A run that died after committing a video's features and shots, but before its tags and videos rows:
     the re-run takes the video back (its claim lapsed), removes the debris and writes each key once."""
@@ -135,7 +145,7 @@ def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(
     # the state a crash between the shots commit and the tags commit leaves (commit order: features/*, shots,
     # tags, videos): shot rows and feature rows of a video that has no tags and no videos row
     assert _delete_rows(store, "tags", four) == 4 and _delete_rows(store, "videos", four) == 1
-    time.sleep(1.2)  # the dead run's claim lapses
+    _wait_for_claims_to_lapse(store)  # the dead run's claim lapses
 
     plan = plan_tagging(cfg, str(catalog), str(dest))
     assert (plan.todo.videos, plan.todo.skipped) == (1, 1)

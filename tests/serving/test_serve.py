@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import os
-import socket
 import time
 
 import aiohttp
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from movielib.config import build_config
+from movielib.demo.s3server import free_port
 from movielib.demo.samples import Segment, generate_clip
 from movielib.heads.data import HeadData
 from movielib.heads.train import export_bytes, fit
@@ -34,12 +34,6 @@ LIMITS = {"max_body_mb": 1, "max_texts": 4, "max_text_chars": 100, "max_images":
           "max_rows": 8, "max_clip_s": 10, "max_clip_pixels": 640 * 480}  # fmt: skip
 CLIPS = "serve-clips"
 http = requests.Session()  # carries the API key the server fixture turns on (auth.api_key_env)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _head(path) -> str:
@@ -114,7 +108,7 @@ def server(ray_local, s3_server, tagged_clip, tmp_path_factory):
         ServeConfig,
         {
             "model": {"name": TINY, "random_weights": True},
-            "port": _port(),
+            "port": free_port(),  # drawn outside the ephemeral range: no client socket takes it first
             "heads": {"genre": _head(tmp / "head.pt"), "trailer-genres": str(tmp / "genre-head.pt")},
             "limits": LIMITS,
             "uri": {"enabled": True, "allow": [f"s3://{CLIPS}/allowed/", "s3://no-such-bucket/clips/"], "max_mb": 0.5},
