@@ -1,5 +1,6 @@
 """`movielib tune heads`: an 8-trial Ray Tune sweep with ASHA over planted-signal features (real local Ray)."""
 
+import collections
 import signal
 import subprocess
 import time
@@ -58,7 +59,11 @@ def test_asha_stops_weak_trials_and_the_best_head_beats_chance_and_the_worst_tri
     # of it (0.915 here), where the weakest trial (val 0.78) does not
     assert best > summary["linear_probe"]["map"] - 0.05
     assert yaml.safe_load((run / "best_config.yaml").read_text())["lr"] == summary["best"]["config"]["lr"]
-    assert (run / "sweep.png").stat().st_size > 10_000 and (run / "split.csv").exists()
+    # split.csv: every planted video on exactly one side, the sides about the configured fractions (0.6/0.2/0.2)
+    split = pcsv.read_csv(run / "split.csv").to_pylist()
+    sides = collections.Counter(r["split"] for r in split)
+    assert sorted(r["video_id"] for r in split) == sorted(swept[0].genres) and set(sides) == {"train", "val", "test"}
+    assert abs(sides["train"] - 0.6 * len(split)) <= 4 and min(sides["val"], sides["test"]) >= 0.1 * len(split)
 
 
 def test_the_exported_head_predicts_what_it_predicted_inside_its_trial(swept):
