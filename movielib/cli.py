@@ -23,6 +23,11 @@ GROUPS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movielib", description=__doc__)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's, Train's and Tune's own INFO lines on the console too (else only in Ray's session logs)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_job_parsers(sub, group_help=GROUPS)
     tax = sub.add_parser("taxonomy", help="scene taxonomy curation (MovieCLIP §3)").add_subparsers(
@@ -93,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--heads", action="store_true", help="sweep scene heads with Ray Tune (ASHA) over a planted-signal catalog"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="with --heads: 4 trials of narrow heads (a minute) instead of 8"
     )
     demo.add_argument(
         "--multimodal",
@@ -231,7 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.heads:
         from movielib.demo.heads import run_heads_demo
 
-        return run_heads_demo(args.out)
+        return run_heads_demo(args.out, quick=args.quick)
     if args.genre:
         from movielib.demo.genre import run_genre_demo
 
@@ -265,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["MOVIELIB_VERBOSE"] = "1"  # read by movielib.runtime in this process and Ray's workers
     try:
         if getattr(args, "movielib_job", None):
             return job_for(args.movielib_job).main(args)

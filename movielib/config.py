@@ -10,6 +10,7 @@ are (in every JobConfig), and which CLIP model (`ModelConfig`).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
@@ -60,6 +61,20 @@ class JobConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def console(self, verbose: bool = False) -> str:
+        """What a job prints of its config before it starts: the changes, or (`verbose`) all of it."""
+        return "resolved config:\n" + self.to_yaml() if verbose else self.changes()
+
+    def changes(self) -> str:
+        """The fields this config sets away from the schema's defaults, a line each: what a console shows of it
+        (the whole resolved config is a run's config.yaml, and `--verbose`'s)."""
+        defaults = type(self).model_construct().to_dict()  # required fields: absent there, so always shown
+        changed = changed_fields(defaults, self.to_dict())
+        lines = [
+            f"  {name}: {json.dumps(new) if not isinstance(new, str) else new}" for name, (_, new) in changed.items()
+        ]
+        return "config (every other field at its default):\n" + "\n".join(lines)
 
 
 class ModelConfig(Section):

@@ -23,6 +23,7 @@ from movielib.config import SHARED, JobConfig, load_config
 from movielib.errors import ConfigError, MovielibError
 from movielib.heads.config import HeadsConfig
 from movielib.pipeline.config import TagConfig
+from movielib.runtime import verbose
 from movielib.serving.config import ServeConfig
 from movielib.train.genre.config import EmbedGenreConfig, TrainGenreConfig
 from movielib.train.movies2scenes.config import EmbedScenesConfig, PretrainScenesConfig
@@ -129,7 +130,7 @@ class Job:
     def main(self, args: argparse.Namespace) -> int:
         cfg = self.config(args)
         if not any(o.quiet and getattr(args, o.dest, None) for o in self.options):
-            print("resolved config:\n" + cfg.to_yaml(), flush=True)
+            print(cfg.console(verbose()), flush=True)
         summary = _function(self.run)(cfg, args)
         print(summary.render(), flush=True)
         return summary.exit_code

@@ -7,7 +7,10 @@ endpoint, credentials, retries from the config), falling back to the environment
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import warnings
 
 from pydantic import Field
 
@@ -27,12 +30,77 @@ __all__ = [
 ]
 
 
+RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.air", "ray.serve")  # ray.data: its own config, below
+QUIET_HOOK = "movielib.runtime.quiet_ray_logs"  # the jobs' worker_process_setup_hook (and `movielib submit`'s)
+RAY_DATA_LOGGING = os.path.join(os.path.dirname(__file__), "ray_data_logging.yaml")
+
+
+def verbose() -> bool:
+    """`movielib --verbose` (MOVIELIB_VERBOSE=1): Ray's, Train's and Tune's own INFO lines on the console too."""
+    return os.environ.get("MOVIELIB_VERBOSE", "") not in ("", "0")
+
+
+def quiet_ray_logs() -> None:
+    """Ray's libraries log INFO lines nobody running a movielib job can act on (checkpoint paths, dataset
+    execution plans, parquet sampling): only their warnings and errors reach the console, unless --verbose.
+    Runs in the driver and, as the job's worker_process_setup_hook, in every worker process (Tune trials, Train
+    workers, Ray Data tasks). Ray Data configures its logger when it is imported, from RAY_DATA_LOGGING_CONFIG
+    (init_ray points it at movielib's copy of its default, whose console handler passes warnings only; its file
+    handler still writes the session's ray-data.log); here its console handler is raised where it was
+    configured already. Ray Train's loggers follow the launcher's LoggingConfig."""
+    if verbose():
+        return
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # a record passes its ancestors' handlers whatever their loggers' levels: Ray Train sets its own loggers to
+    # DEBUG on its workers, and their INFO lines reach the console through the "ray" logger's handler
+    for handler in logging.getLogger("ray").handlers:
+        handler.setLevel(logging.WARNING)
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.name == "console":
+            handler.setLevel(logging.WARNING)
+    from ray.util.annotations import RayDeprecationWarning
+
+    # Ray's libraries calling each other's deprecated options (Train's dataset manager, Ray Data's options)
+    warnings.filterwarnings("ignore", category=RayDeprecationWarning)
+    if not sys.stdout.isatty():  # bars (parquet sampling) would print a line each update to a file or a pipe
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        # ... and Ray Data then advises turning them back on, a choice made here, not the user's to act on
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
 def init_ray(address: str | None = None) -> None:
-    """Join the cluster a job was submitted to (RAY_ADDRESS or `address`), or start a local Ray."""
+    """Join the cluster a job was submitted to (RAY_ADDRESS or `address`), or start a local Ray (with its
+    dashboard: Ray Train's clean-up actor reads actor states through it, and warns every few seconds without)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # `ray job submit` set the job's runtime_env
+        quiet = {"RAY_DATA_LOGGING_CONFIG": RAY_DATA_LOGGING}
+        if not verbose():
+            os.environ.update(quiet)  # this process, and a local Ray's workers (they inherit it)
+        ray.init(
+            address=address,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=True,
+            runtime_env=None
+            if submitted or verbose()
+            else {"worker_process_setup_hook": QUIET_HOOK, "env_vars": quiet},
+        )
+        if not verbose():
+            print(f"Ray's own logs: {ray_logs_dir()} (movielib --verbose shows them here)", flush=True)
+    quiet_ray_logs()
+
+
+def ray_logs_dir() -> str:
+    """This node's Ray session log folder."""
+    import ray
+
+    node = ray._private.worker._global_node  # no public API names it
+    return node.get_logs_dir_path() if node else "the session folder's logs/ (ray.init has not run)"
 
 
 def actor_pool() -> dict:

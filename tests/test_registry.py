@@ -90,9 +90,13 @@ def test_a_new_job_is_one_module_plus_one_registry_entry(tmp_path, monkeypatch, 
         example="word=take",
     )
     monkeypatch.setattr(registry, "JOBS", (*JOBS, toy))
+    monkeypatch.setenv("MOVIELIB_VERBOSE", "0")  # restored after the test: --verbose below sets it
     assert main(["count", "words", "s3://b/x", "--times", "2", "--set", "word=take"]) == 3
     out = capsys.readouterr().out
-    assert "resolved config:\nword: take\ntimes: 2\n" in out and "take take from s3://b/x" in out
+    assert "config (every other field at its default):\n  word: take\n  times: 2\n" in out  # what differs from defaults
+    assert "take take from s3://b/x" in out
+    assert main(["--verbose", "count", "words", "s3://b/x", "--times", "2", "--set", "word=take"]) == 3
+    assert "resolved config:\nword: take\ntimes: 2\n" in capsys.readouterr().out  # --verbose: all of it
     assert main(["count", "words", "x", "--set", "times=many"]) == 2  # its config is checked like any job's
     assert "times must be an integer, got 'many'" in capsys.readouterr().err
     assert (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from movielib import registry
 from movielib.errors import ConfigError, MovielibError
+from movielib.runtime import QUIET_HOOK
 
 
 def jobs() -> dict[str, tuple[str, ...]]:
@@ -70,7 +71,11 @@ class Submission:
 
     @property
     def runtime_env(self) -> dict:
-        env: dict = {"working_dir": str(self.working_dir), "excludes": [*EXCLUDES, *SECRETS]}
+        env: dict = {
+            "working_dir": str(self.working_dir),
+            "excludes": [*EXCLUDES, *SECRETS],
+            "worker_process_setup_hook": QUIET_HOOK,  # Ray's INFO chatter stays in the job's logs
+        }
         if self.ship_package and PACKAGE.parent != self.working_dir:  # else `python -m` finds it in the cwd
             env["py_modules"] = [str(PACKAGE)]
         return env

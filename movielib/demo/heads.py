@@ -14,10 +14,10 @@ from movielib.demo.planted_heads import build as plant
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server
 from movielib.io.uri import S3Options
-from movielib.runtime import init_ray
+from movielib.runtime import init_ray, verbose
 
 
-def run_heads_demo(out: str) -> int:
+def run_heads_demo(out: str, quick: bool = False) -> int:
     from movielib.config import load_config
     from movielib.heads.config import HeadsConfig
     from movielib.heads.sweep import run_heads
@@ -41,15 +41,19 @@ def run_heads_demo(out: str) -> int:
                 "head.epochs": 12,
                 "run.folder": runs,
                 "tune.grace_period": 1,
+                **({"tune.num_samples": 4, "search.width": [256], "head.min_steps": 300} if quick else {}),
                 "s3.endpoint_url": server.endpoint_url,
             },
             schema=HeadsConfig,
         )
-        print("tune heads, resolved config:\n" + cfg.to_yaml(), flush=True)
+        print("tune heads, " + cfg.console(verbose()), flush=True)
         init_ray(cfg.ray_address)
         summary = run_heads(cfg)
         local = copy_to_output(out, S3Options.from_env(server.endpoint_url), {"run": summary["run"]})
         print(summary.render())
-        print(f"copied the run to {local / 'run'}: trials.csv, best_config.yaml, best/head.pt, sweep.png")
+        print(
+            f"copied the run to {local / 'run'}: trials.csv, best_config.yaml, best/head.pt, sweep.png; "
+            f"the trials' curves: tensorboard --logdir {local / 'run' / 'sweep'}"
+        )
     print(f"heads demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

@@ -21,7 +21,7 @@ from movielib.demo.s3server import MotoS3Server
 from movielib.io.uri import S3Options
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
-from movielib.runtime import init_ray
+from movielib.runtime import init_ray, verbose
 
 CONFIG = Path(__file__).with_name("pretrain_multimodal.yaml")
 
@@ -59,7 +59,7 @@ def run_multimodal_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         print(run_tagging(plan_tagging(tag, source, dest)).render(), flush=True)
         overrides = {"catalog": dest, "run.folder": runs, "s3.endpoint_url": server.endpoint_url}
         cfg = load_config(str(CONFIG), overrides, schema=PretrainMultimodalConfig)
-        print("pretrain multimodal, resolved config:\n" + cfg.to_yaml(), flush=True)
+        print("pretrain multimodal, " + cfg.console(verbose()), flush=True)
         summary = run_pretrain_multimodal(cfg)
         print(summary.render(), flush=True)
         print(embed_multimodal(summary["run"], dest, s3).render(), flush=True)

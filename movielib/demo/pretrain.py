@@ -21,7 +21,7 @@ from movielib.demo.samples import Segment, generate_clip
 from movielib.io.uri import S3Options
 from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
-from movielib.runtime import init_ray
+from movielib.runtime import init_ray, verbose
 
 CONFIG = Path(__file__).with_name("pretrain_scenes.yaml")
 LOOKS = {  # what a genre's shots look like: lavfi sources PySceneDetect cuts between cleanly
@@ -71,7 +71,7 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
     with MotoS3Server() as server, tempfile.TemporaryDirectory() as tmp:
         server.use()
         source, dest, runs = f"s3://{BUCKET}/genre-catalog/", f"s3://{BUCKET}/genre-tags", f"s3://{BUCKET}/runs"
-        genres = write_genre_catalog(Path(tmp), source)
+        genres = write_genre_catalog(Path(tmp), source, movies_per_genre=6)  # 45 similar pairs, ~100 scene pairs
         n = server.upload_folder(str(Path(tmp) / "catalog"), BUCKET, "genre-catalog")
         s3 = S3Options.from_env(server.endpoint_url)
         with s3.filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
@@ -104,7 +104,7 @@ def run_pretrain_demo(out: str, model: str = "movielib-tiny-clip") -> int:
             },
             schema=PretrainScenesConfig,
         )
-        print("pretrain scenes, resolved config:\n" + cfg.to_yaml(), flush=True)
+        print("pretrain scenes, " + cfg.console(verbose()), flush=True)
         summary = run_pretrain_scenes(cfg)
         embedded = embed_scenes(summary["run"], dest, s3)
         print(f"{embedded['table']}: {embedded['rows']} rows, model_version {embedded['model_version']}", flush=True)

@@ -18,10 +18,12 @@ cluster's resources allow (`tune.cpus_per_trial`, fractional `tune.gpus_per_tria
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -42,6 +44,14 @@ STATE = "state.pt"
 def trial(config: dict, data: HeadData) -> None:
     """One Tune trial: the head with `config`, resumed from the trial's last checkpoint when there is one."""
     from ray import tune
+
+    # Tune stops a trial by raising SystemExit in this thread while it waits in tune.report, whose frames hold the
+    # run folder's S3 filesystem. The process then exits: if pyarrow's atexit handler finalizes the AWS SDK before
+    # this (daemon) thread has dropped that exception, the filesystem is destroyed after the SDK and the process
+    # aborts ("Fatal Python error: Aborted", SystemExit_dealloc). atexit runs the last registered first: wait for
+    # this thread before pyarrow's handler runs.
+    if threading.current_thread() is not threading.main_thread():
+        atexit.register(threading.current_thread().join, 10)
 
     state = None
     checkpoint = tune.get_checkpoint()
@@ -88,6 +98,8 @@ def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool, restart
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
 
+    from movielib.heads.progress import TrialLines
+
     metric, mode = metric_and_mode(cfg, data.task)
     t = cfg.tune
     trainable = tune.with_resources(
@@ -123,6 +135,7 @@ def _tuner(cfg: HeadsConfig, data: HeadData, sweep: bool, restore: bool, restart
             name="sweep",
             storage_path=folder,
             verbose=0,
+            callbacks=[TrialLines(t.num_samples if sweep else 1, metric, mode)],
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
@@ -166,6 +179,12 @@ def run_one(cfg: HeadsConfig, args=None) -> HeadsSummary:
 
 def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> HeadsSummary:
     """Build the data (validating the tables and labels), run the trials, write the run folder; the summary."""
+    # Set before Tune is imported. Tune's own console (a table every few seconds, a TensorBoard pointer into /tmp)
+    # off: TrialLines prints a line a trial, and the summary names the run folder. num_to_keep=1 makes Tune save
+    # the experiment's state at every checkpoint on purpose (a resumed sweep must not name a deleted checkpoint).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")  # a checkpoint to S3 on 2 cores takes ~1 s: not news
     s3 = S3Options.from_config(cfg.s3)
     store = CatalogStore(cfg.data.catalog, s3)
     data = build(store, cfg.data)
@@ -254,6 +273,7 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
                 "best_config": f"{folder}/best_config.yaml",
                 "head": f"{folder}/best/head.pt",
                 "plot": f"{folder}/sweep.png",
+                "tensorboard": f"tensorboard --logdir {folder}/sweep",  # each trial's events, in the run folder
             },
         }
     )

@@ -37,7 +37,12 @@ def predict(model: torch.nn.Module, x: np.ndarray | Split, task: str, batch: int
     rows in order."""
     model.eval()
     blocks = (b["x"] for b in x) if isinstance(x, Split) else [x]
-    out = [model(torch.from_numpy(b[i : i + batch])) for b in blocks for i in range(0, len(b), batch)]
+    # blocks read from Arrow are read-only views: a writable copy only of those (torch refuses to share them quietly)
+    out = [
+        model(torch.from_numpy(np.require(b[i : i + batch], requirements="W")))
+        for b in blocks
+        for i in range(0, len(b), batch)
+    ]
     logits = torch.cat(out) if out else torch.zeros(0, 1)
     if task == "multilabel":
         return torch.sigmoid(logits).numpy()

@@ -14,8 +14,10 @@ are registered with open_clip on import, in every process that imports this modu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,6 +243,20 @@ class LoadedClip:
 RANDOM_INIT_SEED = 0
 
 
+@contextlib.contextmanager
+def _no_random_init_warning(asked: bool):
+    """open_clip warns on the root logger, in every worker, that a model without weights is random: when the config
+    asked for exactly that (`random_weights`), the job's summary says it once, loudly, instead."""
+    root = logging.getLogger()
+    level = root.level
+    if asked:
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> LoadedClip:
     """Build the model in eval mode on `device`, weights loaded as the spec says."""
     if precision not in PRECISIONS:
@@ -248,7 +264,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> L
     weights_precision, autocast = PRECISIONS[precision]
     source = spec.resolve()
     local_dir = source.model_name.startswith("local-dir:")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _no_random_init_warning(spec.random_weights):
         torch.manual_seed(RANDOM_INIT_SEED)  # random weights are one fixed model: every worker and every run agree
         model = open_clip.create_model(
             source.model_name,

@@ -476,8 +476,8 @@ def build_dataset(plan: TagPlan, videos: pa.Table, ledger: ray.actor.ActorHandle
     # allowed one only writes the video's error row (movielib.pipeline.attempts). The CPU stages get the same
     # arguments, so Ray Data still fuses them into the decode task: one task (and one ledger) per video.
     # (with decode.num_gpus > 0 the decode stage runs apart, on GPU tasks, and these stay on CPUs)
-    # (Ray Data fuses task stages only when their concurrency caps are equal too)
-    same = {"max_retries": attempts, "concurrency": cap}
+    # (Ray Data fuses task stages only when their task pools' sizes are equal too)
+    same = {"max_retries": attempts, "compute": ray.data.TaskPoolStrategy(size=cap)}
     with _named_remote_args():
         ds = ds.map_batches(decode, batch_size=1, batch_format="numpy", **decode_res, **same)
         if cfg.people.enabled:

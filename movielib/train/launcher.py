@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TypeVar
 import torch
 
 from movielib.io.uri import S3Options
-from movielib.runtime import RunSection, run_folder, write_bytes
+from movielib.runtime import RunSection, run_folder, verbose, write_bytes
 from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
 from movielib.train.runlog import RunLog
 
@@ -219,6 +220,7 @@ class Epochs:
         self.first = state.get("epoch", 0)
         self.skip = self.step - state.get("epoch_start", self.step)
         self.epoch = self.first
+        self.t0 = time.perf_counter()  # this run's epochs: the ETA
         self._window: dict[str, list[float]] = {}
         if state:  # on record in metrics.csv (no step: curves and by_step skip it) and on the console
             worker.log({"kind": "resume", "resumed_step": self.step, "resumed_epoch": self.first})
@@ -293,8 +295,16 @@ class Epochs:
             **metrics,
             f"{self.items}_per_s": self.speed.per_s,
         }
+        done, elapsed = self.epoch + 1 - self.first, time.perf_counter() - self.t0
+        eta = elapsed / done * (self.epochs - self.epoch - 1)
         self._say(
-            "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "kind")
+            f"epoch {self.epoch + 1}/{self.epochs}  "
+            + "  ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+                if k not in ("kind", "epoch")
+            )
+            + f"  | {elapsed:.0f}s, ETA ~{eta:.0f}s"
         )
         self.worker.checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
         return row
@@ -396,7 +406,7 @@ def launch(
     `loop_config` reaches the workers as it is (typed sections and dataclasses pickle), never as a dict.
     A run folder that holds checkpoints of the same stage continues from the last one. The stage's
     metrics (metrics.csv, logged by the loop) are drawn as curves.png in its folder at the end."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     use_gpu = scaling.gpus_per_worker > 0
@@ -421,6 +431,8 @@ def launch(
             name=stage,
             failure_config=FailureConfig(max_failures=run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=train_run.num_to_keep),
+            # Train's own INFO lines (worker group sizes, process groups, checkpoint paths) stay in its log files
+            logging_config=LoggingConfig("INFO" if verbose() else "WARNING"),
             **storage,
         ),
         datasets=datasets,
@@ -438,7 +450,37 @@ def _per_worker(config: dict) -> None:
         import ray.train.torch
 
         torch.cuda.set_device(ray.train.torch.get_device())
+    else:  # said, not guessed: DeepSpeed warns on every worker when it has to fall back to the CPU itself
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        # torch's extension builder (DeepSpeed imports it) notes on a CPU worker that it found no CUDA runtime
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    _quiet_worker()
     config["loop"](config["worker"], config["config"])
+
+
+def _quiet_worker() -> None:
+    """A training worker's console (Ray Train sets it up: its root logger prints INFO) carries the loop's progress
+    lines (movielib.train) and warnings; what it would print besides, that nobody running a job can act on, stays
+    off it unless --verbose."""
+    if not verbose():
+        # Ray Train's INFO ("Reporting training result ...") passes its console handler whatever LoggingConfig
+        # says (its log files in the session folder keep it), and so does INFO that libraries log on the root
+        # logger itself (open_clip's tokenizer lookup). The handler is the one the loop's lines go through.
+        for handler in {*logging.getLogger().handlers, *logging.getLogger("ray.train").handlers}:
+            if handler.name == "console":
+                handler.addFilter(_worker_console)
+    # movielib allows torch optimizers under ZeRO on purpose (zero_allow_untested_optimizer): no caution each run
+    logging.getLogger("DeepSpeed").addFilter(lambda record: "untested optimizer" not in record.getMessage())
+    # a gather below the loops (DeepSpeed, torch.distributed) calls a collective torch 2.14 deprecates
+    warnings.filterwarnings("ignore", "`torch.distributed.all_gather_into_tensor` is deprecated", FutureWarning)
+
+
+def _worker_console(record: logging.LogRecord) -> bool:
+    """What a training worker's console passes when not --verbose: warnings, and INFO of everything but Ray Train
+    and the root logger (so the loop's own progress lines)."""
+    if record.levelno >= logging.WARNING:
+        return True
+    return record.name != "root" and record.name != "ray.train" and not record.name.startswith("ray.train.")
 
 
 def all_sum(*values: float) -> list[float]:

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from movielib.train.genre.config import GenreModelSection
+from movielib.train.standardize import Standardize
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -34,19 +35,6 @@ def mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
-
-
-class Standardize(nn.Module):
-    """(x - mean) / std per dimension with the training shots' statistics (train.tables.feature_stats), set once
-    before training and saved with the model, so embedding and serving scale their inputs the same."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 class CollaborativeGating(nn.Module):
@@ -120,8 +108,7 @@ class GenreModel(nn.Module):
         """Set each expert's input statistics (mean, std per dimension)."""
         with torch.no_grad():
             for name, (mean, std) in stats.items():
-                self.norm[name].mean.copy_(torch.tensor(mean))
-                self.norm[name].std.copy_(torch.tensor(std))
+                self.norm[name].set(mean, std)
         return self
 
     @property

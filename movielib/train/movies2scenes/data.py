@@ -85,9 +85,10 @@ class PadPairs:
         import torch
 
         out: dict[str, list] = {"x1": [], "m1": [], "x2": [], "m2": []}
+        # np.array copies: Arrow's buffers are read-only, and torch warns on a tensor over one
         for side, key in (("a", "1"), ("b", "2")):
             for feats in batch[f"{side}_features"].to_numpy(zero_copy_only=False):
-                x, m = pad_or_cut(torch.from_numpy(np.asarray(feats, np.float32).reshape(-1, self.dim)), self.shots)
+                x, m = pad_or_cut(torch.from_numpy(np.array(feats, np.float32).reshape(-1, self.dim)), self.shots)
                 out[f"x{key}"].append(x.numpy())
                 out[f"m{key}"].append(m.numpy())
         return {**{k: np.stack(v) for k, v in out.items()}, "label": batch["label"].to_numpy()}

@@ -33,6 +33,7 @@ from movielib.store import CatalogStore
 from movielib.train.launcher import launch
 from movielib.train.movies2scenes.config import PretrainScenesConfig, SimilarityModelSection
 from movielib.train.movies2scenes.data import PAIRS, PadPairs, decode_scenes, movie_pairs, scene_frames
+from movielib.train.movies2scenes.data import movies as movie_features
 from movielib.train.movies2scenes.encoder import tower_config
 from movielib.train.movies2scenes.loops import (
     ScenesLoop,
@@ -44,7 +45,7 @@ from movielib.train.movies2scenes.loops import (
 from movielib.train.movies2scenes.pairs import SCENE_PAIRS, select_scene_pairs
 from movielib.train.movies2scenes.similar import dissimilar, read_similar
 from movielib.train.runlog import CURVES, last_epoch
-from movielib.train.tables import catalog_ids, feature_dim, per_epoch, read_genres
+from movielib.train.tables import catalog_ids, feature_dim, feature_stats, per_epoch, read_genres
 
 if TYPE_CHECKING:
     pass
@@ -85,6 +86,23 @@ def catalog_pairs(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[pa.Ta
         return pa.Table.from_pylist([{"a": a, "b": b, "label": y} for a, b, y in rs], schema=PAIRS)
 
     return table(train), table(val), len(named) - len(similar)
+
+
+def shot_stats(
+    store: CatalogStore, pairs: pa.Table, table: str, model: str, version: str | None, dim: int
+) -> tuple[list[float], list[float]]:
+    """The mean and standard deviation per dimension of the shot features of the movies `pairs` trains on: what
+    step 1's E_learnable standardises its input with (a pass over those movies' features, on the cluster)."""
+    names = set(pairs["a"].to_pylist()) | set(pairs["b"].to_pylist())
+
+    def as_input(batch: pa.Table) -> pa.Table:
+        keep = batch.filter(pc.is_in(batch["video_id"], value_set=pa.array(sorted(names), pa.string())))
+        flat = keep["features"]
+        has = [[True] * (len(f) // dim) for f in flat.to_pylist()]
+        return pa.table({"x_emb": flat, "x_has": pa.array(has, pa.list_(pa.bool_()))})
+
+    rows = movie_features(store, table, model, version or None).map_batches(as_input, batch_format="pyarrow")
+    return tuple(feature_stats(rows, {"x": dim})["x"])
 
 
 class SelectScenes:
@@ -199,7 +217,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
         print("step 1/3: movie similarity", flush=True)
         result = launch(
             similarity_loop,
-            SimilarityLoop(m, in_dim, cfg.similarity.seed),
+            SimilarityLoop(m, in_dim, cfg.similarity.seed, shot_stats(store, train, table, model, version, in_dim)),
             cfg.scaling,
             cfg.deepspeed,
             cfg.run,

@@ -38,6 +38,7 @@ class SimilarityLoop:
     model: SimilarityModelSection
     in_dim: int
     seed: int
+    stats: tuple[list[float], list[float]] | None = None  # the training shots' feature mean and std per dimension
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def similarity_loop(worker: Worker, c: SimilarityLoop) -> None:
     m = c.model
     torch.manual_seed(c.seed)
     model = similarity_model(m, c.in_dim)
+    if c.stats:
+        model.encoder.norm.set(*c.stats)
     engine = worker.engine(model, torch.optim.SGD(model.parameters(), lr=m.lr))
     run = worker.epochs(engine, m.epochs, "similarity", "pairs")
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")

@@ -13,23 +13,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from movielib.train.movies2scenes.config import pooled_size
+from movielib.train.standardize import Standardize
 
 MOVIE_SHOTS = 1024  # movies are padded or cut to this many shots for this step
 
 
 class ShotEncoder(nn.Module):
-    """E_learnable: FC 512 -> dropout 0.5 -> FC 512 (applied to every shot feature)."""
+    """E_learnable: FC 512 -> dropout 0.5 -> FC 512 (applied to every shot feature), on the features standardised
+    with the training shots' statistics (`norm`, fp32; see train.standardize: unscaled CLIP features differ too
+    little between shots for SGD to find the similarity in a demo's budget)."""
 
     def __init__(self, in_dim: int = 512, hidden: int = 512, out_dim: int = 512, dropout: float = 0.5):
         super().__init__()
+        self.norm = Standardize(in_dim)
         self.fc1, self.drop, self.fc2 = nn.Linear(in_dim, hidden), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
 
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised in fp32, then in the layers' dtype (bf16 under bf16)."""
+        return self.norm(x.float()).to(self.fc1.weight.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.fc1(x)))
+        return self.fc2(self.drop(self.fc1(self._in(x))))
 
     def selection_space(self, x: torch.Tensor) -> torch.Tensor:
         """Where scene pairs are chosen (supp. §1b): E_learnable before its last fully-connected layer."""
-        return self.fc1(x)
+        return self.fc1(self._in(x))
 
 
 class MovieSimilarity(nn.Module):
@@ -37,6 +45,8 @@ class MovieSimilarity(nn.Module):
 
     Padded shots (mask False) are zeroed in A, so they add nothing to a scene's mean.
     """
+
+    fp32_modules = ("encoder.norm",)  # the input statistics stay fp32 under bf16
 
     def __init__(
         self,
@@ -72,8 +82,8 @@ class MovieSimilarity(nn.Module):
     def forward(
         self, x1: torch.Tensor, x2: torch.Tensor, m1: torch.Tensor | None = None, m2: torch.Tensor | None = None
     ) -> torch.Tensor:
-        dtype = self.output.weight.dtype  # inputs cast at the boundary (bf16 under bf16); the logit in fp32
-        return self.output(self.pooled(self.adjacency(x1.to(dtype), x2.to(dtype), m1, m2)))[:, 0].float()
+        # the encoder standardises in fp32 and casts to its dtype (bf16 under bf16); the logit in fp32
+        return self.output(self.pooled(self.adjacency(x1, x2, m1, m2)))[:, 0].float()
 
 
 def pad_or_cut(features: torch.Tensor, shots: int = MOVIE_SHOTS) -> tuple[torch.Tensor, torch.Tensor]:
