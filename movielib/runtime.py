@@ -47,7 +47,7 @@ def quiet_ray_logs() -> None:
     workers, Ray Data tasks). Ray Data configures its logger when it is imported, from RAY_DATA_LOGGING_CONFIG
     (init_ray points it at movielib's copy of its default, whose console handler passes warnings only; its file
     handler still writes the session's ray-data.log); here its console handler is raised where it was
-    configured already. Ray Train's loggers follow the launcher's LoggingConfig."""
+    configured already. Ray Train's workers are quieted by the launcher (its LoggingConfig and console filter)."""
     if verbose():
         return
     for name in RAY_LOGGERS:
@@ -63,12 +63,6 @@ def quiet_ray_logs() -> None:
 
     # Ray's libraries calling each other's deprecated options (Train's dataset manager, Ray Data's options)
     warnings.filterwarnings("ignore", category=RayDeprecationWarning)
-    if not sys.stdout.isatty():  # bars (parquet sampling) would print a line each update to a file or a pipe
-        from ray.data import DataContext
-
-        DataContext.get_current().enable_progress_bars = False
-        # ... and Ray Data then advises turning them back on, a choice made here, not the user's to act on
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def init_ray(address: str | None = None) -> None:
@@ -93,6 +87,12 @@ def init_ray(address: str | None = None) -> None:
         if not verbose():
             print(f"Ray's own logs: {ray_logs_dir()} (movielib --verbose shows them here)", flush=True)
     quiet_ray_logs()
+    if not verbose() and not sys.stdout.isatty():  # the driver's bars (parquet sampling) would print a line each
+        from ray.data import DataContext  # update to a file or a pipe
+
+        DataContext.get_current().enable_progress_bars = False
+        # ... and Ray Data then advises turning them back on, a choice made here, not the user's to act on
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def ray_logs_dir() -> str:

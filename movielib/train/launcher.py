@@ -469,6 +469,10 @@ def _quiet_worker() -> None:
         for handler in {*logging.getLogger().handlers, *logging.getLogger("ray.train").handlers}:
             if handler.name == "console":
                 handler.addFilter(_worker_console)
+        # ... except the line a report, which Train logs on a logger named by its file's path (outside "ray.train")
+        from ray.train.v2._internal.execution import context
+
+        context.logger.setLevel(logging.WARNING)
     # movielib allows torch optimizers under ZeRO on purpose (zero_allow_untested_optimizer): no caution each run
     logging.getLogger("DeepSpeed").addFilter(lambda record: "untested optimizer" not in record.getMessage())
     # a gather below the loops (DeepSpeed, torch.distributed) calls a collective torch 2.14 deprecates

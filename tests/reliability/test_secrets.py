@@ -55,7 +55,7 @@ def test_keys_never_leak(s3_server, bucket, clips, tmp_path):
         outputs.append((proc.returncode, out, err))
     (rc, out, err), (bad_rc, bad_out, bad_err) = outputs
     assert rc == 0, err[-2000:]
-    assert "access_key_id: '**********'" in out and "secret_access_key: '**********'" in out  # printed config
+    assert "s3.access_key_id: **********" in out and "s3.secret_access_key: **********" in out  # printed config
     assert bad_rc == 2 and "no-such-bucket" in bad_err
     for text in (out, err, bad_out, bad_err):
         assert _leaks(text) == []

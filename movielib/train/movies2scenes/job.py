@@ -98,7 +98,7 @@ def shot_stats(
     def as_input(batch: pa.Table) -> pa.Table:
         keep = batch.filter(pc.is_in(batch["video_id"], value_set=pa.array(sorted(names), pa.string())))
         flat = keep["features"]
-        has = [[True] * (len(f) // dim) for f in flat.to_pylist()]
+        has = [[True] * (n // dim) for n in pc.list_value_length(flat).to_pylist()]
         return pa.table({"x_emb": flat, "x_has": pa.array(has, pa.list_(pa.bool_()))})
 
     rows = movie_features(store, table, model, version or None).map_batches(as_input, batch_format="pyarrow")
