@@ -47,13 +47,21 @@ ALL = (
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'benchmark':20} {'case':70} {'ours':>9} {'baseline':>9} {'ratio':>6} {'target':>7}  note"]
+    """One line a row: medians, the ratio's median and range over rounds, the verdict, then the notes."""
+    lines = [
+        f"{'benchmark':20} {'case':70} {'ours':>9} {'baseline':>9} {'ratio':>6} {'range':>11} {'target':>12}  note"
+    ]
     for r in rows:
-        target = "" if r.target is None else f">={r.target:g}" + (" ok" if r.ratio >= r.target else " MISS")
+        lo, hi = r.spread
+        spread = f"{lo:.2f}-{hi:.2f}" if r.ratios else ""
+        target = "" if r.target is None else f">={r.target:g} {r.verdict}"
+        note = "; ".join(x for x in (r.unit, r.note, r.load) if x)
         lines.append(
-            f"{r.benchmark:20} {r.case:70} {r.ours:9.1f} {r.baseline:9.1f} {r.ratio:6.2f} {target:>7}  "
-            f"{r.unit}; {r.note}"
+            f"{r.benchmark:20} {r.case:70} {r.ours:9.1f} {r.baseline:9.1f} {r.ratio:6.2f} {spread:>11} {target:>12}  "
+            f"{note}"
         )
+    if any(r.verdict == "noise" for r in rows):
+        lines.append("noise: the ratio's range over rounds straddles the target (spread > gap); re-run when quieter")
     return "\n".join(lines)
 
 
@@ -66,15 +74,16 @@ def chart(rows: list[Row], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.5))
     labels = [f"{r.benchmark}: {r.case}"[:80] for r in rows]
     ratios = [r.ratio for r in rows]
-    colors = ["tab:gray" if r.target is None else ("tab:green" if r.ratio >= r.target else "tab:red") for r in rows]
-    ax.barh(labels, ratios, color=colors)
+    colour = {None: "tab:gray", "ok": "tab:green", "MISS": "tab:red", "noise": "tab:orange"}
+    errors = [[r.ratio - r.spread[0] for r in rows], [r.spread[1] - r.ratio for r in rows]]
+    ax.barh(labels, ratios, color=[colour[r.verdict] for r in rows], xerr=errors, capsize=3)
     for i, r in enumerate(rows):
         if r.target is not None:
             ax.plot([r.target, r.target], [i - 0.4, i + 0.4], color="black", linewidth=2)
         ax.text(r.ratio, i, f" {r.ratio:.2f}x", va="center", fontsize=8)
     ax.axvline(1.0, color="gray", linestyle=":")
     ax.invert_yaxis()
-    ax.set_xlabel("ours / baseline (black tick: target)")
+    ax.set_xlabel("ours / baseline: median and range over rounds (black tick: target; orange: spread > gap)")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -86,6 +95,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one)")
     p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
     p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the timed rows (median and range)")
     p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring and end-to-end")
     args = p.parse_args()
     out = Path(args.out).resolve()
@@ -96,7 +106,7 @@ def main() -> int:
     extra: dict = {}
     t0 = time.perf_counter()
     if "detect" in only:
-        detect_rows, extra["cuts"] = shot_detection.run(work, args.quick)
+        detect_rows, extra["cuts"] = shot_detection.run(work, args.quick, args.rounds)
         rows += detect_rows
     if "decode" in only:
         rows += decode.run(work, args.quick)

@@ -1,10 +1,20 @@
-"""Shared pieces: the generated workload, timing, and result rows."""
+"""Shared pieces: the generated workload, timing that can be believed, and result rows.
+
+A row's ratio is only as good as the machine was quiet. So timed rows run the candidate and its
+baseline interleaved (ABAB..., the order turning each round, so drift and a neighbour's burst
+hit both), several rounds; a row keeps every round's ratio and reports their median and range,
+and what the machine was doing meanwhile (load, other processes' CPU, steal). A target is met
+when the whole range clears it, missed when none of it does, and otherwise the row says the
+spread is larger than the gap: re-run it on a quieter machine before believing either.
+"""
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from movielib.demo.samples import Segment, generate_clip
@@ -28,13 +38,109 @@ class Row:
     unit: str
     target: float | None = None  # ratio the issue asks for (ours / baseline >= target), if any
     note: str = ""
+    ratios: list[float] = field(default_factory=list)  # one per interleaved round (empty: a single measurement)
+    load: str = ""  # what else the machine did while the row ran
 
     @property
     def ratio(self) -> float:
+        if self.ratios:
+            return statistics.median(self.ratios)
         return self.ours / self.baseline if self.baseline else float("nan")
 
+    @property
+    def spread(self) -> tuple[float, float]:
+        return (min(self.ratios), max(self.ratios)) if self.ratios else (self.ratio, self.ratio)
+
+    @property
+    def verdict(self) -> str | None:
+        """ok / MISS when the whole spread is on one side of the target, else noise (spread > gap)."""
+        if self.target is None:
+            return None
+        lo, hi = self.spread
+        return "ok" if lo >= self.target else "MISS" if hi < self.target else "noise"
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "met": None if self.target is None else self.ratio >= self.target}
+        return {**asdict(self), "ratio": self.ratio, "spread": self.spread, "verdict": self.verdict}
+
+
+@dataclass
+class Timings:
+    """Seconds per round for each case, measured interleaved, and each case's last result."""
+
+    seconds: dict[str, list[float]]
+    results: dict[str, object]
+    load: str
+
+    def median(self, case: str) -> float:
+        return statistics.median(self.seconds[case])
+
+    def row(self, benchmark: str, case: str, ours: str, baseline: str, work: float, unit: str, **kw) -> Row:
+        """A throughput row (work / seconds) of case `ours` against case `baseline`, ratios paired by round."""
+        return Row(
+            benchmark,
+            case,
+            work / self.median(ours),
+            work / self.median(baseline),
+            unit,
+            ratios=[b / o for o, b in zip(self.seconds[ours], self.seconds[baseline])],
+            load=self.load,
+            **kw,
+        )
+
+
+class LoadProbe:
+    """The machine's load over a span: 1-min load average at the start, CPU used by other processes, steal."""
+
+    def __enter__(self) -> LoadProbe:
+        self.load0 = os.getloadavg()[0]
+        self.stat0, self.ours0 = _cpu_stat(), _our_cpu()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stat, ours = _cpu_stat(), _our_cpu()
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = (stat["total"] - self.stat0["total"]) / ticks or 1e-9
+        busy = (stat["busy"] - self.stat0["busy"]) / ticks
+        steal = (stat["steal"] - self.stat0["steal"]) / ticks
+        cores = total / max(1, os.cpu_count() or 1)  # wall seconds the span lasted, from the kernel's count
+        others = max(0.0, busy - (ours - self.ours0)) / cores if cores else 0.0
+        self.text = f"load {self.load0:.1f} before; others used {others:.2f} cores, steal {100 * steal / total:.1f}%"
+
+
+def _cpu_stat() -> dict[str, float]:
+    """Jiffies from /proc/stat's cpu line (zeros where there is no /proc)."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return {"total": 0.0, "busy": 0.0, "steal": 0.0}
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0.0] * 8)[:8]
+    return {"total": sum(fields[:8]), "busy": user + nice + system + irq + softirq, "steal": steal}
+
+
+def _our_cpu() -> float:
+    """CPU seconds of this process and the children it waited for (the e2e runs are children)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int, warmup: bool = True) -> Timings:
+    """Each case `rounds` times, round-robin with the order turning each round; one untimed warm-up each
+    (imports, file cache). Returns the seconds per round and what the machine did meanwhile."""
+    names = list(cases)
+    if warmup:
+        for name in names:
+            cases[name]()
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    results: dict[str, object] = {}
+    with LoadProbe() as probe:
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                t0 = time.perf_counter()
+                results[name] = cases[name]()
+                seconds[name].append(time.perf_counter() - t0)
+    return Timings(seconds, results, probe.text)
 
 
 def video(folder: Path, name: str, size: tuple[int, int], repeats: int, fps: int = 25) -> Path:

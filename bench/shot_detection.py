@@ -1,14 +1,16 @@
 """Shot detection frames/s: movielib's fast detector vs PySceneDetect's ContentDetector (defaults, its own
 SceneManager and OpenCV decode), on the same 1080p and 480p files, with the cut lists compared, and the
-detector's decode alone (decoder-scaled analysis frames) beside."""
+detector's decode alone (decoder-scaled analysis frames) beside: the three run interleaved, round by round."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import Row, best_of, video
+from bench.common import Row, interleaved, video
 from movielib.io.decode import PyAVDecoder
 from movielib.shots.fast import FastContentDetector, analysis_size
+
+OVERHEAD = 0.10  # the detector may cost at most 10% over decoding its frames
 
 
 def _pyscenedetect(path: str) -> tuple[list[int], int]:
@@ -32,43 +34,47 @@ def _decode_only(path: str) -> int:
     return n
 
 
-def run(folder: Path, quick: bool = False) -> tuple[list[Row], dict]:
+def run(folder: Path, quick: bool = False, rounds: int = 3) -> tuple[list[Row], dict]:
     rows, cuts = [], {}
-    cases = {"1080p": ((1920, 1080), 1 if quick else 2), "480p": ((854, 480), 1 if quick else 4)}
+    cases = {"1080p": ((1920, 1080), 1 if quick else 2), "480p": ((854, 480), 2 if quick else 4)}
     for case, (size, repeats) in cases.items():
         path = str(video(folder, f"detect-{case}-{repeats}.mp4", size, repeats))
-        t_ref, ref = best_of(2, lambda path=path: _pyscenedetect(path))
-        t_fast, fast = best_of(2, lambda path=path: FastContentDetector().detect(path))
-        t_dec, n_dec = best_of(2, lambda path=path: _decode_only(path))
-        ref_cuts, fast_cuts = ref[0], [s.start_frame for s in fast.shots[1:]]
+        runs = interleaved(
+            {
+                "pyscenedetect": lambda path=path: _pyscenedetect(path),
+                "fast": lambda path=path: FastContentDetector().detect(path),
+                "decode": lambda path=path: _decode_only(path),
+            },
+            rounds,
+        )
+        ref_cuts, n = runs.results["pyscenedetect"]
+        fast_cuts = [s.start_frame for s in runs.results["fast"].shots[1:]]
         diff = sorted(set(ref_cuts) ^ set(fast_cuts))
-        cuts[case] = {
-            "pyscenedetect": ref_cuts,
-            "fast": fast_cuts,
-            "identical": ref_cuts == fast_cuts,
-            "differences": diff,
-        }
-        n = ref[1]
+        cuts[case] = {"pyscenedetect": ref_cuts, "fast": fast_cuts, "identical": not diff, "differences": diff}
+        same = "same cuts" if not diff else f"cuts differ at {diff}"
         rows.append(
-            Row(
+            runs.row(
                 "shot detection",
                 f"{case} fast vs PySceneDetect",
-                n / t_fast,
-                n / t_ref,
+                "fast",
+                "pyscenedetect",
+                n,
                 "frames/s",
-                1.5,
-                "same cuts" if not diff else f"cuts differ at {diff}",
+                target=1.5,
+                note=same,
             )
         )
+        overhead = 100 * (runs.median("fast") / runs.median("decode") - 1)
         rows.append(
-            Row(
+            runs.row(
                 "shot detection",
                 f"{case} fast vs decode only",
-                n / t_fast,
-                n_dec / t_dec,
+                "fast",
+                "decode",
+                n,
                 "frames/s",
-                0.95,
-                f"decode-only {n_dec / t_dec:.0f} frames/s: detector overhead {100 * (1 - t_dec / t_fast):.1f}%",
+                target=round(1 / (1 + OVERHEAD), 3),
+                note=f"detector overhead {overhead:.1f}% (median)",
             )
         )
     return rows, cuts

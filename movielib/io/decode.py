@@ -52,9 +52,6 @@ class DecodedFrame(Protocol):
 class DecodedStream(Protocol):
     info: VideoInfo
 
-    def want_analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> None:
-        """The copy the detector will take of every frame (call before iterating); a decoder may make it ahead."""
-
     def __iter__(self) -> Iterator[DecodedFrame]: ...
 
 
@@ -70,43 +67,59 @@ def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
 
 
+class Scalers:
+    """libswscale contexts kept per thread and per target, single-threaded.
+
+    PyAV gives every frame a fresh scaler (its own SwsContext and, on FFmpeg 8, its own slice
+    threads): ~0.5 ms a frame spent setting up before any pixel moves, more than the 480p decode
+    itself. One context per (thread, target) is set up once per video; one thread a context because
+    the callers (decoder, detector, the sampler's crop pool) already keep the cores busy.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def to_ndarray(self, frame, **kwargs) -> np.ndarray:
+        from av.video.reformatter import VideoReformatter
+
+        cache = self._local.__dict__
+        key = tuple(kwargs.items())
+        if (scaler := cache.get(key)) is None:
+            scaler = cache[key] = VideoReformatter()
+        return scaler.reformat(frame, threads=1, **kwargs).to_ndarray()
+
+
 class PyAVFrame:
     """One decoded frame (a PyAV VideoFrame still in the decoder's pixel format)."""
 
-    __slots__ = ("index", "pts_s", "_frame", "_rotation", "_cached")
+    __slots__ = ("index", "pts_s", "_frame", "_rotation", "_scalers")
 
-    def __init__(self, index: int, pts_s: float, frame, rotation: int):
-        self.index, self.pts_s, self._frame, self._rotation = index, pts_s, frame, rotation
-        self._cached: tuple | None = None
+    def __init__(self, index: int, pts_s: float, frame, rotation: int, scalers: Scalers):
+        self.index, self.pts_s, self._frame, self._rotation, self._scalers = index, pts_s, frame, rotation, scalers
 
     def analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> np.ndarray:
-        key = (width, height, fmt, interpolation)
-        if self._cached is not None and self._cached[0] == key:
-            return self._cached[1]
         w, h = (height, width) if self._rotation % 180 else (width, height)
-        return _rotate(
-            self._frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interpolation), self._rotation
-        )
-
-    def prepare(self, key: tuple) -> None:
-        """Compute the analysis copy `key` asks for now (on the decode thread), for the consumer to take."""
-        self._cached = (key, self.analysis(*key))
+        return self._pixels(width=w, height=h, format=fmt, interpolation=interpolation)
 
     def bgr(self) -> np.ndarray:
-        return _rotate(self._frame.to_ndarray(format="bgr24"), self._rotation)
+        return self._pixels(format="bgr24")
 
     def rgb(self) -> np.ndarray:
-        return _rotate(self._frame.to_ndarray(format="rgb24"), self._rotation)
+        return self._pixels(format="rgb24")
+
+    def _pixels(self, **kwargs) -> np.ndarray:
+        return _rotate(self._scalers.to_ndarray(self._frame, **kwargs), self._rotation)
 
 
 class PyAVStream:
     """Frames of one container's first video stream, decoded ahead on a thread.
 
-    libavcodec's frame threads are fed by whoever calls decode; a thread that only decodes (and
-    makes the detector's analysis copy, `want_analysis`) keeps them busy while the consumer scores
-    and samples (1080p here: 290 -> 500 frames/s). At most `readahead` decoded frames wait in the
-    queue. The first frame is decoded on open, so `info` (rotation applied) is right from the start
-    and a file that cannot be decoded fails there.
+    libavcodec's frame threads are fed by whoever calls decode; a thread that only decodes keeps
+    them busy while the consumer scales, scores and samples (1080p here: 290 -> 500 frames/s).
+    Pixel conversions stay off that thread: made there, they stall the feeding (480p decode-only
+    0.38 -> 0.52 s for 500 frames, same CPU). At most `readahead` decoded frames wait in the queue.
+    The first frame is decoded on open, so `info` (rotation applied) is right from the start and a
+    file that cannot be decoded fails there.
     """
 
     def __init__(self, container, threads: int, readahead: int = 16):
@@ -118,7 +131,7 @@ class PyAVStream:
         if threads:
             self._stream.codec_context.thread_count = threads
         self._readahead = readahead
-        self._hint: tuple | None = None
+        self._scalers = Scalers()
         cc = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0
@@ -134,10 +147,6 @@ class PyAVStream:
         self.info = VideoInfo(fps=fps, width=w, height=h)
         self.n = 0
 
-    def want_analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> None:
-        """Make this analysis copy of every frame on the decode thread (call before iterating)."""
-        self._hint = (width, height, fmt, interpolation)
-
     def _frames(self) -> Iterator[PyAVFrame]:
         import av
 
@@ -147,10 +156,7 @@ class PyAVStream:
         while frame is not None:
             t = float(frame.time) if frame.pts is not None else n / (self.info.fps or 1.0)
             t0 = t if t0 is None else t0
-            out = PyAVFrame(n, t - t0, frame, self._rotation)
-            if self._hint:
-                out.prepare(self._hint)
-            yield out
+            yield PyAVFrame(n, t - t0, frame, self._rotation, self._scalers)
             n += 1
             try:
                 frame = next(self._decoded, None)
@@ -291,9 +297,6 @@ class _TorchCodecStream:
         meta = decoder.metadata
         self.info = VideoInfo(fps=float(meta.average_fps or 0.0), width=int(meta.width), height=int(meta.height))
         self._total = int(meta.num_frames or 0)
-
-    def want_analysis(self, width: int, height: int, fmt: str = "bgr24", interpolation: str = "POINT") -> None:
-        """Nothing to do ahead: the copy is scaled on the frame's device when the detector asks."""
 
     def __iter__(self) -> Iterator[TorchCodecFrame]:
         first = None

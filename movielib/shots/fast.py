@@ -7,9 +7,10 @@ PySceneDetect's ContentDetector (0.7) on its default settings:
   3. score_t = mean over H, S, V of the mean |pixel_t - pixel_{t-1}| (weights 1, 1, 1, edges 0);
   4. a cut at t when score_t >= threshold (27), passed through its FlashFilter in MERGE mode with
      min_scene_len (15 frames).
-Here step 1 runs inside the decoder (libswscale, from the decoder's YUV), step 2 runs once per
-chunk of frames stacked into one image, step 3 is one numpy reduction per chunk, and step 4 is
-PySceneDetect's state machine over the per-frame booleans. Frame numbers are decoded-frame
+Here step 1 runs inside the decoder (libswscale, from the decoder's YUV), steps 2 and 3 are one
+OpenCV call each per frame (cvtColor, and an L1 norm against the previous frame), or one torch
+call per chunk of frames on a GPU, and step 4 is PySceneDetect's state machine over the per-frame
+booleans. Frame numbers are decoded-frame
 indices; times come from each frame's presentation timestamp, so VFR files keep real times.
 """
 
@@ -77,14 +78,14 @@ class FastContentDetector(WholeVideo):
     """Same cuts as PySceneDetect's ContentDetector, less work per frame.
 
     Frames are scaled to the analysis size inside the decoder (nearest neighbour, like
-    PySceneDetect's frames to within 0.75 of a score point), `chunk` of them scored per
-    numpy (or torch, on a GPU the task reserved) call.
+    PySceneDetect's frames to within 0.75 of a score point) and scored one by one with OpenCV,
+    or `chunk` at a time with torch on a GPU the task reserved.
     """
 
     threshold: float = 27.0
     min_scene_len: int = 15
-    chunk: int = 32
-    scorer: str = "auto"  # numpy (OpenCV + numpy on the CPU) | torch | auto (torch when this task has a GPU)
+    chunk: int = 32  # frames per torch call
+    scorer: str = "auto"  # numpy (OpenCV on the CPU) | torch | auto (torch when this task has a GPU)
 
     name = "fast-content"
 
@@ -99,25 +100,56 @@ class FastContentDetector(WholeVideo):
             cutter.finish()
         return np.array(cutter.scores)
 
-    def cutter(self, info: VideoInfo) -> FastContentCutter:
+    def cutter(self, info: VideoInfo) -> FastContentCutter | TorchContentCutter:
+        size = analysis_size(info.width, info.height)
         device = torch_device()
-        use_torch = self.scorer == "torch" or (self.scorer == "auto" and device == "cuda")
-        return FastContentCutter(self, analysis_size(info.width, info.height), device if use_torch else None)
+        if self.scorer == "torch" or (self.scorer == "auto" and device == "cuda"):
+            return TorchContentCutter(self, size, device)
+        return FastContentCutter(self, size)
 
 
 class FastContentCutter:
-    """ContentDetector scores per chunk of frames, then PySceneDetect's flash filter (MERGE) frame by frame."""
+    """ContentDetector scores frame by frame on the CPU, then PySceneDetect's flash filter (MERGE).
 
-    def __init__(self, det: FastContentDetector, size: tuple[int, int], torch_device_: str | None):
-        self.det, self.size, self.torch_device = det, size, torch_device_
+    One OpenCV HSV conversion and one L1 norm against the previous frame's HSV per frame: both
+    SIMD, on a 256-px image, and each a single call (no stacking or int64 reduction in numpy), so
+    the detector costs a small fraction of the decode that feeds it.
+    """
+
+    def __init__(self, det: FastContentDetector, size: tuple[int, int]):
+        self.det, self.size = det, size
         self.analysis = (*size, "bgr24", "POINT")  # the frames it asks the decoder for
+        # a cut is decided at its own frame, or min_scene_len frames after it (MERGE mode)
+        self.lag = det.min_scene_len + 2
+        self._prev: np.ndarray | None = None  # the previous frame's HSV
+        self._filter = FlashFilterMerge(det.min_scene_len)
+        self.scores: list[float] = []  # per frame (frame 0 scores 0), kept for inspection and tests
+
+    def push(self, frame: DecodedFrame) -> list[int]:
+        hsv = cv2.cvtColor(frame.analysis(*self.analysis), cv2.COLOR_BGR2HSV)
+        # weights (1, 1, 1): the mean of the three channel means is the mean over all bytes
+        score = 0.0 if self._prev is None else cv2.norm(hsv, self._prev, cv2.NORM_L1) / hsv.size
+        self._prev = hsv
+        self.scores.append(score)
+        return self._filter.step(frame.index, score >= self.det.threshold)
+
+    def finish(self) -> list[int]:
+        return []
+
+
+class TorchContentCutter:
+    """The same scores, `chunk` frames per call on the task's GPU (movielib.shots.hsv: OpenCV's HSV, bit for bit)."""
+
+    def __init__(self, det: FastContentDetector, size: tuple[int, int], device: str):
+        self.det, self.size, self.device = det, size, device
+        self.analysis = (*size, "bgr24", "POINT")
         # a cut is decided when its chunk is scored, or min_scene_len frames after it (MERGE mode)
         self.lag = det.chunk + det.min_scene_len + 2
         self._frames: list[np.ndarray] = []
         self._first = 0  # index of the chunk's first frame
         self._prev = None  # last HSV frame of the previous chunk
         self._filter = FlashFilterMerge(det.min_scene_len)
-        self.scores: list[float] = []  # per frame (frame 0 scores 0), kept for inspection and tests
+        self.scores: list[float] = []
 
     def push(self, frame: DecodedFrame) -> list[int]:
         if not self._frames:
@@ -129,34 +161,16 @@ class FastContentCutter:
         return self._score_chunk() if self._frames else []
 
     def _score_chunk(self) -> list[int]:
-        chunk = np.stack(self._frames)
+        import torch
+
+        from movielib.shots.hsv import content_scores
+
+        chunk = torch.from_numpy(np.stack(self._frames)).to(self.device, non_blocking=True)
         self._frames = []
-        if self.torch_device:
-            scores = self._torch_scores(chunk)
-        else:
-            scores = self._numpy_scores(chunk)
+        part, self._prev = content_scores(chunk, self._prev)
+        scores = part.cpu().numpy()
         if self._first == 0:
             scores = np.concatenate([np.zeros(1), scores])
         self.scores.extend(scores.tolist())
         above = scores >= self.det.threshold
         return [c for i, a in enumerate(above.tolist()) for c in self._filter.step(self._first + i, a)]
-
-    def _torch_scores(self, chunk: np.ndarray) -> np.ndarray:
-        """The same scores with movielib.shots.hsv (OpenCV's HSV, bit for bit) on the task's GPU."""
-        import torch
-
-        from movielib.shots.hsv import content_scores
-
-        part, self._prev = content_scores(torch.from_numpy(chunk).to(self.torch_device, non_blocking=True), self._prev)
-        return part.cpu().numpy()
-
-    def _numpy_scores(self, chunk: np.ndarray) -> np.ndarray:
-        k, h, w, _ = chunk.shape
-        hsv = cv2.cvtColor(chunk.reshape(k * h, w, 3), cv2.COLOR_BGR2HSV).reshape(k, h * w * 3)
-        seq = hsv if self._prev is None else np.concatenate([self._prev[None], hsv])
-        self._prev = hsv[-1]
-        if len(seq) < 2:
-            return np.zeros(0)
-        # weights (1, 1, 1): the mean of the three channel means is the mean over all bytes
-        diff = cv2.absdiff(seq[1:], seq[:-1])
-        return diff.sum(axis=1, dtype=np.int64) / (3.0 * h * w)

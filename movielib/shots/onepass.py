@@ -37,8 +37,6 @@ class OnePass:
 
     def run(self, stream: DecodedStream) -> Iterator[Sample | Shot]:
         cutter = self.detector.cutter(stream.info)
-        if cutter.analysis:
-            stream.want_analysis(*cutter.analysis)  # a decoder may make the detector's copy on its own thread
         sampler = ShotSampler(self.rate) if self.rate else None
         starts: set[int] = set()
         pending: deque[DecodedFrame] = deque()
