@@ -95,7 +95,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one)")
     p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
     p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the timed rows (median and range)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the timed rows (median and range)")
     p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring and end-to-end")
     args = p.parse_args()
     out = Path(args.out).resolve()
@@ -104,7 +104,7 @@ def main() -> int:
     only = set(args.only.split(","))
     rows: list[Row] = []
     extra: dict = {}
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), os.getloadavg()
     if "detect" in only:
         detect_rows, extra["cuts"] = shot_detection.run(work, args.quick, args.rounds)
         rows += detect_rows
@@ -132,9 +132,15 @@ def main() -> int:
         rows += tune_heads.run(args.quick)
     if "serve" in only:
         rows += serve_tagger.run(args.quick)
+    print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} when the bench started")
     print(table(rows))
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_start": load,
+        },
         "quick": args.quick,
         "seconds": time.perf_counter() - t0,
         "rows": [r.to_dict() for r in rows],

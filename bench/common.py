@@ -3,7 +3,7 @@
 A row's ratio is only as good as the machine was quiet. So timed rows run the candidate and its
 baseline interleaved (ABAB..., the order turning each round, so drift and a neighbour's burst
 hit both), several rounds; a row keeps every round's ratio and reports their median and range,
-and what the machine was doing meanwhile (load, other processes' CPU, steal). A target is met
+and what the machine was doing meanwhile (other processes' CPU, steal). A target is met
 when the whole range clears it, missed when none of it does, and otherwise the row says the
 spread is larger than the gap: re-run it on a quieter machine before believing either.
 """
@@ -89,10 +89,10 @@ class Timings:
 
 
 class LoadProbe:
-    """The machine's load over a span: 1-min load average at the start, CPU used by other processes, steal."""
+    """What else the machine did over a span: CPU used by other processes (in cores), and steal (a VM's
+    cores taken by its host). The load average is no use here: it mostly counts the bench's own last minute."""
 
     def __enter__(self) -> LoadProbe:
-        self.load0 = os.getloadavg()[0]
         self.stat0, self.ours0 = _cpu_stat(), _our_cpu()
         return self
 
@@ -104,7 +104,7 @@ class LoadProbe:
         steal = (stat["steal"] - self.stat0["steal"]) / ticks
         cores = total / max(1, os.cpu_count() or 1)  # wall seconds the span lasted, from the kernel's count
         others = max(0.0, busy - (ours - self.ours0)) / cores if cores else 0.0
-        self.text = f"load {self.load0:.1f} before; others used {others:.2f} cores, steal {100 * steal / total:.1f}%"
+        self.text = f"others used {others:.2f} cores, steal {100 * steal / total:.1f}%"
 
 
 def _cpu_stat() -> dict[str, float]:

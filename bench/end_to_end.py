@@ -20,17 +20,19 @@ from pathlib import Path
 from bench.common import Row
 from movielib.demo.samples import Segment, generate_clip
 
+SIZE = (854, 480)
 SOURCES = ["testsrc", "smptebars", "mandelbrot", "rgbtestsrc", "testsrc2", "color:darkgreen"]
 
 
-def catalog(folder: Path, n_videos: int) -> Path:
-    out = folder / f"e2e-catalog-{n_videos}"
+def catalog(folder: Path, n_videos: int, size: tuple[int, int] = SIZE, shot_s: float = 3.0) -> Path:
+    """`n_videos` clips of 6 shots of `shot_s` seconds each at `size` (decode-bound: 480p by default)."""
+    out = folder / f"e2e-catalog-{n_videos}-{size[1]}p-{shot_s:g}s"
     if not out.exists():
-        tmp = folder / f"e2e-catalog-{n_videos}.part"
+        tmp = out.with_suffix(".part")
         shutil.rmtree(tmp, ignore_errors=True)
         for v in range(n_videos):
-            segs = [Segment(SOURCES[(v + k) % len(SOURCES)], 2.0) for k in range(4)]
-            generate_clip(tmp / f"clip{v:02d}.mp4", segs)
+            segs = [Segment(SOURCES[(v + k) % len(SOURCES)], shot_s) for k in range(6)]
+            generate_clip(tmp / f"clip{v:02d}.mp4", segs, size=size)
         tmp.rename(out)
     return out
 
@@ -56,7 +58,12 @@ def job(source: str, dest: str, workers: int, model: str) -> dict:
     plan = plan_tagging(cfg, source, dest)
     t0 = time.perf_counter()
     summary = run_tagging(plan)
-    return {"shots": summary.shots, "seconds": time.perf_counter() - t0}
+    return {
+        "shots": summary.shots,
+        "seconds": time.perf_counter() - t0,
+        "stage_s": dict(summary.stage_s),
+        "timings_s": summary.timings_s,
+    }
 
 
 def run(folder: Path, quick: bool = False, model: str = "ViT-B-32-quickgelu") -> list[Row]:

@@ -51,7 +51,8 @@ class Tally:
     shots_with_faces: int = 0
     commits: int = 0
     top1: collections.Counter = field(default_factory=collections.Counter)
-    stage_s: collections.Counter = field(default_factory=collections.Counter)
+    stage_s: collections.Counter = field(default_factory=collections.Counter)  # wall seconds per stage
+    stage_cpu_s: collections.Counter = field(default_factory=collections.Counter)  # CPU seconds per stage
     errors: list[dict] = field(default_factory=list)  # a sample of MAX_ERRORS_KEPT
     # failed for reasons not their own (I/O that stayed down, a lost worker, a bug): no videos row, a re-run
     # tries them again; a sample of MAX_ERRORS_KEPT, and (per chunk, not summed) every id, to release its claim
@@ -101,6 +102,7 @@ def add_tally(total, part: Tally) -> None:
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.top1.update(part.top1)
     total.stage_s.update(part.stage_s)
+    total.stage_cpu_s.update(part.stage_cpu_s)
     total.errors += part.errors[: max(0, MAX_ERRORS_KEPT - len(total.errors))]
     total.retryable += part.retryable[: max(0, MAX_ERRORS_KEPT - len(total.retryable))]
 
@@ -181,6 +183,7 @@ class VideoAssembler:
                 tally.videos_ok += 1
             for r in shots:
                 tally.stage_s.update({k[2:]: v for k, v in r.items() if k.startswith("t_") and v})
+                tally.stage_cpu_s.update({k[2:]: v for k, v in r.items() if k.startswith("c_") and v})
                 out["shots"].append({k: r[k] for k in SHOTS.names})
                 out["tags"].append({k: r.get(k) for k in TAGS.names})
                 for f in per_shot:
@@ -266,11 +269,12 @@ class Committer:
                 f"in output.claim_ttl_s); stopping before writing videos another run may have taken"
             )
         videos = self.assembler.take(rows)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tables, tally = self.assembler.tables(videos)
         self.store.commit(tables, self.run_id, self.seq)
         self.seq += 1
         tally.commits, tally.stage_s["write"] = 1, time.perf_counter() - t0
+        tally.stage_cpu_s["write"] = time.process_time() - c0
         add_tally(self.tally, tally)
         self.tally.retryable_ids += tally.retryable_ids
 

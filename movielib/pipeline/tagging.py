@@ -111,7 +111,8 @@ class TagSummary:
     ignored_count: int = 0
     held_by: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)  # wall clock of the run
-    stage_s: collections.Counter = field(default_factory=collections.Counter)  # summed over workers
+    stage_s: collections.Counter = field(default_factory=collections.Counter)  # wall, summed over workers
+    stage_cpu_s: collections.Counter = field(default_factory=collections.Counter)  # CPU, summed over workers
     top1: collections.Counter = field(default_factory=collections.Counter)
 
     def render(self) -> str:
@@ -161,6 +162,10 @@ class TagSummary:
                     f"{k} {v:.1f}s ({self.shots / v:.1f} shots/s)" if v > 0 else f"{k} 0s"
                     for k, v in self.stage_s.items()
                 )
+            )
+            lines.append(
+                "stage CPU per shot: "
+                + ", ".join(f"{k} {1000 * v / self.shots:.0f} ms" for k, v in self.stage_cpu_s.items())
             )
         lines.append(
             f"output: Delta tables {self.dest}/{{videos,shots,tags,features/*"

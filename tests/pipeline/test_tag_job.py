@@ -60,6 +60,11 @@ def test_tag_catalog_over_s3_then_rerun_writes_nothing(ray_local, s3_server, buc
     stages = re.search(r"stage time \(summed over workers\): (.*)", summary.render()).group(1)
     assert stages == ", ".join(f"{k} {v:.1f}s ({summary.shots / v:.1f} shots/s)" for k, v in summary.stage_s.items())
     assert all(v > 0 for v in summary.stage_s.values())  # each stage ran and was timed
+    # and its CPU seconds: the decoder's threads count, so decoding can cost more CPU than wall time
+    assert set(summary.stage_cpu_s) <= set(summary.stage_s) and min(summary.stage_cpu_s.values()) >= 0
+    assert summary.stage_cpu_s["decode"] > 0 and summary.stage_cpu_s["people"] > 0
+    cpu = re.search(r"stage CPU per shot: (.*)", summary.render()).group(1)
+    assert cpu.startswith(f"decode {1000 * summary.stage_cpu_s['decode'] / summary.shots:.0f} ms, ")
 
     store = CatalogStore(dest, S3Options.from_env(s3_server.endpoint_url))
     videos = store.read_table("videos").to_pylist()

@@ -29,22 +29,33 @@ CUE_LIST = pa.list_(
 NO_AUDIO = np.zeros(0, np.float32)
 
 
-def with_stage_time(table: pa.Table, stage: str, seconds: float) -> pa.Table:
-    """Spread a stage's wall time over the rows it produced (column t_<stage>); the sink sums it."""
-    return table.append_column(
-        f"t_{stage}", pa.array([seconds / max(1, table.num_rows)] * table.num_rows, pa.float64())
-    )
+class StageClock:
+    """A stage's wall and CPU seconds since it (re)started, spread over the rows it produced (columns
+    t_<stage> and c_<stage>); the sink sums them. CPU is the whole process's (a Ray task or actor runs
+    one stage at a time): the stage's own threads, the decoder's included, count; its waits do not."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stamp(self, table: pa.Table, stage: str) -> pa.Table:
+        n = max(1, table.num_rows)
+        spent = {"t": time.perf_counter() - self.wall, "c": time.process_time() - self.cpu}
+        for kind, seconds in spent.items():
+            table = table.append_column(f"{kind}_{stage}", pa.array([seconds / n] * table.num_rows, pa.float64()))
+        return table
 
 
 def timed(stage: str):
-    """Decorate a stage's __call__(batch) -> table so its wall time lands in column t_<stage>."""
+    """Decorate a stage's __call__(batch) -> table so its wall and CPU time land in its rows (StageClock)."""
 
     def wrap(call):
         @functools.wraps(call)
         def timed_call(self, batch: pa.Table) -> pa.Table:
-            t0 = time.perf_counter()
-            out = call(self, batch)
-            return with_stage_time(out, stage, time.perf_counter() - t0)
+            clock = StageClock()
+            return clock.stamp(call(self, batch), stage)
 
         return timed_call
 

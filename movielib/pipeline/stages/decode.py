@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,8 +15,8 @@ from movielib.pipeline.stages.columns import (
     CUE_LIST,
     NO_AUDIO,
     SHOT_ROW,
+    StageClock,
     encode_frame,
-    with_stage_time,
     with_tensor_column,
 )
 from movielib.tagging.video import ShotBlock, VideoCutter, VideoFacts
@@ -44,13 +43,13 @@ class DecodeAndDetect(VideoCutter):
     def process(self, video_id: str, uri: str) -> Iterator[pa.Table]:
         """The video's shot blocks, or one row saying why not: an error row when the video itself is bad
         (or killed its worker `max_attempts` times), a retryable row when the failure was not its fault."""
-        t0 = time.perf_counter()
+        clock = StageClock()
         emitted = 0
         guard = self.guard or VideoGuard(None)
         attempt = guard.begin(video_id)
         poison = guard.exhausted(attempt)
         if poison:
-            yield with_stage_time(self._error_row(video_id, uri, poison), "decode", time.perf_counter() - t0)
+            yield clock.stamp(self._error_row(video_id, uri, poison), "decode")
             return
         try:
             with (
@@ -60,15 +59,15 @@ class DecodeAndDetect(VideoCutter):
                 for block in self.blocks(path, uri):
                     rows = self._rows(video_id, uri, block)
                     emitted += rows.num_rows
-                    yield with_stage_time(rows, "decode", time.perf_counter() - t0)
-                    t0 = time.perf_counter()  # the time spent downstream while suspended is not ours
+                    yield clock.stamp(rows, "decode")
+                    clock.restart()  # the time spent downstream while suspended is not ours
         except Exception as exc:  # one bad video must not stop the catalog
             bad_video = isinstance(exc, VideoReadError)
             msg = str(exc) if bad_video or isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
             if emitted:  # its first shots already went downstream: the sink drops them when this row arrives
                 msg = f"stopped after {emitted} of its shots: {msg}"
             row = self._error_row(video_id, uri, msg, status="error" if bad_video else "retryable")
-            yield with_stage_time(row, "decode", time.perf_counter() - t0)
+            yield clock.stamp(row, "decode")
 
     def _rows(self, video_id: str, uri: str, block: ShotBlock) -> pa.Table:
         """One block of cut shots as per-shot rows with the inputs of the enabled downstream stages."""
