@@ -1,7 +1,7 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
 python -m bench [--quick] [--out bench-results] [--only NAME,...]
-  NAME: detect, decode, scoring, e2e, scale, train, train-multimodal, train-genre, train-scale, tune, serve
+  NAME: detect, decode, scoring, e2e, cost, scale, train, train-multimodal, train-genre, train-scale, tune, serve
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bench import (  # noqa: E402
     scoring,
     serve_tagger,
     shot_detection,
+    stage_cost,
     train_genre,
     train_multimodal,
     train_scale,
@@ -36,6 +37,7 @@ ALL = (
     "decode",
     "scoring",
     "e2e",
+    "cost",
     "scale",
     "train",
     "train-multimodal",
@@ -96,7 +98,7 @@ def main() -> int:
     p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
     p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the timed rows (median and range)")
-    p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring and end-to-end")
+    p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring")
     args = p.parse_args()
     out = Path(args.out).resolve()
     work = out / "workload"
@@ -117,7 +119,11 @@ def main() -> int:
         rows += scoring.run(args.quick, args.model)
         ray.shutdown()
     if "e2e" in only:
-        rows += end_to_end.run(work, args.quick, args.model)
+        e2e_rows, extra["e2e"] = end_to_end.run(work, args.quick, args.rounds)
+        rows += e2e_rows
+    if "cost" in only:
+        cost_rows, extra["cpu_cost"] = stage_cost.run(work, args.quick)
+        rows += cost_rows
     if "scale" in only:
         rows += scale.run(work, args.quick)
     if "train" in only:
@@ -134,6 +140,10 @@ def main() -> int:
         rows += serve_tagger.run(args.quick)
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} when the bench started")
     print(table(rows))
+    for case, stages in extra.get("e2e", {}).get("cpu_ms_per_shot", {}).items():
+        print(f"end-to-end CPU per shot, {case}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in stages.items()))
+    if "cpu_cost" in extra:
+        print(stage_cost.render(extra["cpu_cost"]))
     report = {
         "machine": {
             "cpus": os.cpu_count(),

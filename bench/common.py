@@ -89,40 +89,49 @@ class Timings:
 
 
 class LoadProbe:
-    """What else the machine did over a span: CPU used by other processes (in cores), and steal (a VM's
-    cores taken by its host). The load average is no use here: it mostly counts the bench's own last minute."""
+    """What else the machine did over a span: CPU used by processes outside this bench's process tree (in
+    cores; the Ray processes an e2e case starts are in the tree), and steal (a VM's cores taken by its host).
+    The load average is no use here: it mostly counts the bench's own last minute."""
 
     def __enter__(self) -> LoadProbe:
-        self.stat0, self.ours0 = _cpu_stat(), _our_cpu()
+        self.t0, self.steal0, self.procs0 = time.perf_counter(), _steal(), _processes()
         return self
 
     def __exit__(self, *exc) -> None:
-        stat, ours = _cpu_stat(), _our_cpu()
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = (stat["total"] - self.stat0["total"]) / ticks or 1e-9
-        busy = (stat["busy"] - self.stat0["busy"]) / ticks
-        steal = (stat["steal"] - self.stat0["steal"]) / ticks
-        cores = total / max(1, os.cpu_count() or 1)  # wall seconds the span lasted, from the kernel's count
-        others = max(0.0, busy - (ours - self.ours0)) / cores if cores else 0.0
-        self.text = f"others used {others:.2f} cores, steal {100 * steal / total:.1f}%"
+        wall = time.perf_counter() - self.t0 or 1e-9
+        procs = _processes()
+        mine = {os.getpid()}
+        changed = True  # this process and its descendants, to a fixpoint
+        while changed:
+            changed = False
+            for pid, (ppid, _) in procs.items():
+                if pid not in mine and ppid in mine:
+                    mine.add(pid)
+                    changed = True
+        others = sum(cpu - self.procs0.get(pid, (0, 0.0))[1] for pid, (_, cpu) in procs.items() if pid not in mine)
+        steal = (_steal() - self.steal0) / (wall * (os.cpu_count() or 1))
+        self.text = f"others used {max(0.0, others) / wall:.2f} cores, steal {100 * steal:.1f}%"
 
 
-def _cpu_stat() -> dict[str, float]:
-    """Jiffies from /proc/stat's cpu line (zeros where there is no /proc)."""
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds so far) of every process /proc shows (empty without /proc)."""
+    ticks, out = os.sysconf("SC_CLK_TCK"), {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+def _steal() -> float:
+    """Seconds of CPU the host took from this VM, over all cores (0 where there is no /proc/stat)."""
     try:
-        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     except OSError:
-        return {"total": 0.0, "busy": 0.0, "steal": 0.0}
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0.0] * 8)[:8]
-    return {"total": sum(fields[:8]), "busy": user + nice + system + irq + softirq, "steal": steal}
-
-
-def _our_cpu() -> float:
-    """CPU seconds of this process and the children it waited for (the e2e runs are children)."""
-    import resource
-
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        return 0.0
+    return float(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
 
 
 def interleaved(cases: dict[str, Callable[[], object]], rounds: int, warmup: bool = True) -> Timings:
