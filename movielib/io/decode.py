@@ -80,11 +80,11 @@ class Scalers:
         self._local = threading.local()
 
     def to_ndarray(self, frame, **kwargs) -> np.ndarray:
-        from av.video.reformatter import VideoReformatter
-
         cache = self._local.__dict__
         key = tuple(kwargs.items())
         if (scaler := cache.get(key)) is None:
+            from av.video.reformatter import VideoReformatter
+
             scaler = cache[key] = VideoReformatter()
         return scaler.reformat(frame, threads=1, **kwargs).to_ndarray()
 

@@ -69,11 +69,16 @@ class OnePass:
                     )
                 starts.add(c)
 
-        for frame in stream:
+        lag = cutter.lag
+        for frame in stream:  # per frame: its cost is the detector's overhead over decoding (bench: detect)
             pending.append(frame)
-            decided(cutter.push(frame))
-            while pending and pending[0].index <= frame.index - cutter.lag:
-                yield from advance(pending.popleft())
+            cuts = cutter.push(frame)
+            if cuts:
+                decided(cuts)
+            while pending[0].index <= frame.index - lag:  # the frame just pushed always stays
+                oldest = pending.popleft()
+                if sampler or oldest.index == 0 or oldest.index in starts:  # else advance() has nothing to do
+                    yield from advance(oldest)
             last = frame
         decided(cutter.finish())
         while pending:
