@@ -22,9 +22,11 @@ def sentence_model(path: str | None = None):
     """One SentenceTransformer per process and path (on a GPU only when the task reserved one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
     from movielib.devices import torch_device
 
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar, once per worker in the job's console
     return SentenceTransformer(path or default_model_path(), device=torch_device())
 
 
