@@ -10,8 +10,8 @@ PySceneDetect's ContentDetector (0.7) on its default settings:
 Here step 1 runs inside the decoder (libswscale, from the decoder's YUV), steps 2 and 3 are one
 OpenCV call each per frame (cvtColor, and an L1 norm against the previous frame), or one torch
 call per chunk of frames on a GPU, and step 4 is PySceneDetect's state machine over the per-frame
-booleans. Frame numbers are decoded-frame
-indices; times come from each frame's presentation timestamp, so VFR files keep real times.
+booleans. Frame numbers are decoded-frame indices; times come from each frame's presentation
+timestamp, so VFR files keep real times.
 """
 
 from __future__ import annotations
