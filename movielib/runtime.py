@@ -40,6 +40,13 @@ def verbose() -> bool:
     return os.environ.get("MOVIELIB_VERBOSE", "") not in ("", "0")
 
 
+def elapsed_eta(elapsed_s: float, done: int, total: int) -> str:
+    """`41s, ETA ~27s` (the ETA in minutes past 90 s) from the time `done` of `total` units took: how an epoch's
+    line and a Tune trial's end."""
+    eta = elapsed_s / max(1, done) * (total - done)
+    return f"{elapsed_s:.0f}s, ETA ~" + (f"{eta:.0f}s" if eta < 90 else f"{eta / 60:.0f}m")
+
+
 def quiet_ray_logs() -> None:
     """Ray's libraries log INFO lines nobody running a movielib job can act on (checkpoint paths, dataset
     execution plans, parquet sampling): only their warnings and errors reach the console, unless --verbose.

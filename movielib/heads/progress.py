@@ -7,6 +7,8 @@ import time
 
 from ray.tune import Callback
 
+from movielib.runtime import elapsed_eta
+
 
 class TrialLines(Callback):
     """Prints `[tune] trial 3/8 stopped at epoch 2: val_map 0.7712 (best 0.8413) | 41s, ETA ~1m` as trials end."""
@@ -30,16 +32,10 @@ class TrialLines(Callback):
             how = "stopped early"  # ASHA's call
         if isinstance(value, float) and (self.best is None or (value > self.best) == (self.mode == "max")):
             self.best = value
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / self.ended * (self.total - self.ended)
         shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else "no result"
         best = f" (best {self.best:.4f})" if self.best is not None else ""
         print(
             f"[tune] trial {self.ended}/{self.total} {how} at epoch {epochs}: {shown}{best} | "
-            f"{elapsed:.0f}s, ETA ~{_short(eta)}",
+            + elapsed_eta(time.monotonic() - self.t0, self.ended, self.total),
             flush=True,
         )
-
-
-def _short(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f}m"

@@ -246,15 +246,20 @@ RANDOM_INIT_SEED = 0
 @contextlib.contextmanager
 def _no_random_init_warning(asked: bool):
     """open_clip warns on the root logger, in every worker, that a model without weights is random: when the config
-    asked for exactly that (`random_weights`), the job's summary says it once, loudly, instead."""
+    asked for exactly that (`random_weights`), the job's summary says it once, loudly, instead. Only that message is
+    dropped: a filter on the root logger sees only the records logged on the root logger itself, and the root
+    logger's level (which every logger without one of its own inherits) is left alone."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
     root = logging.getLogger()
-    level = root.level
     if asked:
-        root.setLevel(logging.ERROR)
+        root.addFilter(drop)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(drop)
 
 
 def load_clip(spec: ClipSpec, device: str = "cpu", precision: str = "fp32") -> LoadedClip:

@@ -100,7 +100,7 @@ class FastContentDetector(WholeVideo):
             cutter.finish()
         return np.array(cutter.scores)
 
-    def cutter(self, info: VideoInfo) -> FastContentCutter | TorchContentCutter:
+    def cutter(self, info: VideoInfo) -> FastContentCutter:
         size = analysis_size(info.width, info.height)
         device = torch_device()
         if self.scorer == "torch" or (self.scorer == "auto" and device == "cuda"):
@@ -137,19 +137,17 @@ class FastContentCutter:
         return []
 
 
-class TorchContentCutter:
+class TorchContentCutter(FastContentCutter):
     """The same scores, `chunk` frames per call on the task's GPU (movielib.shots.hsv: OpenCV's HSV, bit for bit)."""
 
     def __init__(self, det: FastContentDetector, size: tuple[int, int], device: str):
-        self.det, self.size, self.device = det, size, device
-        self.analysis = (*size, "bgr24", "POINT")
+        super().__init__(det, size)
+        self.device = device
         # a cut is decided when its chunk is scored, or min_scene_len frames after it (MERGE mode)
-        self.lag = det.chunk + det.min_scene_len + 2
+        self.lag += det.chunk
         self._frames: list[np.ndarray] = []
         self._first = 0  # index of the chunk's first frame
-        self._prev = None  # last HSV frame of the previous chunk
-        self._filter = FlashFilterMerge(det.min_scene_len)
-        self.scores: list[float] = []
+        # self._prev: the last HSV frame of the previous chunk, on the device
 
     def push(self, frame: DecodedFrame) -> list[int]:
         if not self._frames:

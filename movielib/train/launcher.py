@@ -27,7 +27,7 @@ from typing import TypeVar
 import torch
 
 from movielib.io.uri import S3Options
-from movielib.runtime import RunSection, run_folder, verbose, write_bytes
+from movielib.runtime import RunSection, elapsed_eta, run_folder, verbose, write_bytes
 from movielib.train.config import DeepSpeedSection, ScalingSection, TrainRunSection
 from movielib.train.runlog import RunLog
 
@@ -295,8 +295,6 @@ class Epochs:
             **metrics,
             f"{self.items}_per_s": self.speed.per_s,
         }
-        done, elapsed = self.epoch + 1 - self.first, time.perf_counter() - self.t0
-        eta = elapsed / done * (self.epochs - self.epoch - 1)
         self._say(
             f"epoch {self.epoch + 1}/{self.epochs}  "
             + "  ".join(
@@ -304,7 +302,8 @@ class Epochs:
                 for k, v in row.items()
                 if k not in ("kind", "epoch")
             )
-            + f"  | {elapsed:.0f}s, ETA ~{eta:.0f}s"
+            + "  | "
+            + elapsed_eta(time.perf_counter() - self.t0, self.epoch + 1 - self.first, self.epochs - self.first)
         )
         self.worker.checkpoint(engine, row, {"epoch": self.epoch + 1, "step": self.step, "epoch_start": self.step})
         return row

@@ -106,9 +106,8 @@ class GenreModel(nn.Module):
 
     def standardize(self, stats: dict[str, tuple[list[float], list[float]]]) -> GenreModel:
         """Set each expert's input statistics (mean, std per dimension)."""
-        with torch.no_grad():
-            for name, (mean, std) in stats.items():
-                self.norm[name].set(mean, std)
+        for name, (mean, std) in stats.items():
+            self.norm[name].set(mean, std)
         return self
 
     @property
