@@ -21,22 +21,7 @@ from movielib.pipeline.config import load_tag_config
 from movielib.pipeline.tagging import plan_tagging, run_tagging
 from movielib.runtime import init_ray
 
-DEMO = {  # demo size: 3 clips x 3 sequences a trailer, small widths, a few epochs
-    "model": {
-        "expert_dim": 64,
-        "gate_hidden": 64,
-        "clip_dim": 32,
-        "clips": 3,
-        "sequences": 3,
-        "sequence_dim": 64,
-        "bottleneck": 128,
-        "head_hidden": 64,
-    },  # fmt: skip
-    "optim": {"lr": 3e-3, "batch": 4, "epochs": 60, "val_fraction": 0.25},
-    "finegrained": {"epochs": 5, "warmup_epochs": 1, "lr": 1e-3, "projection": 32},
-    "scaling": {"workers": 1, "cpus_per_worker": 1},
-    "run": {"log_every_steps": 0},
-}
+CONFIG = Path(__file__).with_name("train_genre.yaml")  # demo size: 3 clips x 3 sequences a trailer, small widths
 
 
 def serve_and_ask(head: str, s3: S3Options, embeddings: dict[str, list[float]], endpoint: str) -> dict[str, list]:
@@ -71,7 +56,7 @@ def serve_and_ask(head: str, s3: S3Options, embeddings: dict[str, list[float]], 
 
 
 def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
-    from movielib.config import build_config
+    from movielib.config import load_config
     from movielib.store import CatalogStore
     from movielib.train.genre.config import TrainGenreConfig
     from movielib.train.genre.embed import COARSE, TABLE, embed_genre
@@ -103,16 +88,13 @@ def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         )
         init_ray(tag.ray_address)
         print(run_tagging(plan_tagging(tag, source, dest)).render(), flush=True)
-        cfg = build_config(
-            TrainGenreConfig,
-            {
-                **DEMO,
-                "catalog": dest,
-                "genres": f"s3://{BUCKET}/genres.csv",
-                "run": {**DEMO["run"], "folder": runs},
-                "s3": {"endpoint_url": server.endpoint_url},
-            },
-        )
+        overrides = {
+            "catalog": dest,
+            "genres": f"s3://{BUCKET}/genres.csv",
+            "run.folder": runs,
+            "s3.endpoint_url": server.endpoint_url,
+        }
+        cfg = load_config(str(CONFIG), overrides, schema=TrainGenreConfig)
         summary = run_train_genre(cfg)
         print(summary.render(), flush=True)
         print(embed_genre(summary["run"], dest, s3).render(), flush=True)

@@ -39,7 +39,7 @@ def run_multimodal_demo(out: str, model: str = "movielib-tiny-clip") -> int:
     with MotoS3Server() as server, tempfile.TemporaryDirectory() as tmp:
         server.use()
         source, dest, runs = f"s3://{BUCKET}/av-catalog/", f"s3://{BUCKET}/av-tags", f"s3://{BUCKET}/runs"
-        genres = write_genre_catalog(Path(tmp), source, movies_per_genre=4, shots=24, subtitles=True)
+        genres = write_genre_catalog(Path(tmp), source, movies_per_genre=5, shots=24, subtitles=True, follow=0.8)
         n = server.upload_folder(str(Path(tmp) / "catalog"), BUCKET, "av-catalog")
         s3 = S3Options.from_env(server.endpoint_url)
         print(

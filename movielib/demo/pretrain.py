@@ -29,14 +29,25 @@ LOOKS = {  # what a genre's shots look like: lavfi sources PySceneDetect cuts be
     "cool": ["color:navy", "color:teal", "color:darkgreen", "color:purple", "color:blue"],
     "cards": ["testsrc", "smptebars", "rgbtestsrc", "testsrc2", "yuvtestsrc"],
 }
+# each look's sine tone (Hz), a third of an octave apart: a shot's sound follows from its picture, which is what the
+# multimodal model's video <-> audio losses can learn (one tone for every shot would leave nothing to learn)
+TONES = {look: round(220 * 2 ** (i / 3)) for i, look in enumerate(x for looks in LOOKS.values() for x in looks)}
 
 
 def write_genre_catalog(
-    folder: Path, prefix: str, movies_per_genre: int = 4, shots: int = 16, seed: int = 0, subtitles: bool = False
+    folder: Path,
+    prefix: str,
+    movies_per_genre: int = 4,
+    shots: int = 16,
+    seed: int = 0,
+    subtitles: bool = False,
+    follow: float = 0.0,
 ) -> Path:
     """`movies_per_genre` clips per genre of `shots` one-second shots under folder/catalog, and genres.csv naming
     them by URI (`prefix` + file name, where they will be uploaded). With `subtitles`, the clips have an audio
-    track and each a .srt sidecar whose cues name the shots' looks (a shot without a cue now and then)."""
+    track (each shot its look's tone, TONES) and each a .srt sidecar whose cues name the shots' looks (a shot
+    without a cue now and then). `follow`: how often a shot's look is the next of its genre's looks after the
+    previous shot's (an edit whose shot order carries signal, what the editing tasks SSO / NSS read), else drawn."""
     rng = random.Random(seed)
     rows = []
     for genre, looks in LOOKS.items():
@@ -44,11 +55,13 @@ def write_genre_catalog(
             picks: list[str] = []
             while len(picks) < shots:  # no look twice in a row: every segment boundary is a cut
                 look = rng.choice(looks)
+                if picks and rng.random() < follow:
+                    look = looks[(looks.index(picks[-1]) + 1) % len(looks)]
                 if not picks or look != picks[-1]:
                     picks.append(look)
             name = f"{genre}-{m}.mp4"
             path = folder / "catalog" / name
-            generate_clip(path, [Segment(p, 1.0) for p in picks], size=(160, 120), audio=subtitles)
+            generate_clip(path, [Segment(p, 1.0, TONES[p]) for p in picks], size=(160, 120), audio=subtitles)
             if subtitles:
                 cues = [
                     f"{i + 1}\n00:00:{i:02d},100 --> 00:00:{i:02d},900\nthe {look.split(':')[-1]} {genre} shot\n"

@@ -20,6 +20,8 @@ SOURCES = ("testsrc", "smptebars", "mandelbrot", "rgbtestsrc", "testsrc2", "yuvt
 class Segment:
     source: str  # a lavfi source name, or "color:<name>" for a solid colour with mild noise
     seconds: float
+    tone: float | None = None  # the segment's sine tone in Hz (the clip's audio track); None: 440 Hz
+    noise: int = 6  # a solid colour's temporal noise (ffmpeg's noise=alls): 6 mild, 60 a picture that never rests
 
 
 def _lavfi(seg: Segment, size: tuple[int, int], fps: int) -> str:
@@ -44,15 +46,16 @@ def generate_clip(
     n = len(segments)
     chains = []
     for i, seg in enumerate(segments):
-        noise = ",noise=alls=6:allf=t" if seg.source.startswith("color:") else ""
+        noise = f",noise=alls={seg.noise}:allf=t" if seg.source.startswith("color:") else ""
         chains.append(f"[{i}:v]format=yuv420p{noise},setsar=1[v{i}]")
     graph = ";".join(chains) + ";" + "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
-    total = sum(s.seconds for s in segments)
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={total}"]
+    if audio:  # a sine per segment, its own tone, concatenated like the pictures
+        for seg in segments:
+            args += ["-f", "lavfi", "-i", f"sine=frequency={seg.tone or 440}:sample_rate=16000:duration={seg.seconds}"]
+        graph += ";" + "".join(f"[{n + i}:a]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]"
     args += ["-filter_complex", graph, "-map", "[v]"]
     if audio:
-        args += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "48k"]
+        args += ["-map", "[a]", "-c:a", "aac", "-b:a", "48k"]
     args += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-r", str(fps), str(path)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     run_ffmpeg(args)

@@ -10,7 +10,7 @@ Jobs read the catalog through CatalogStore's readers (`read_table`, `read_shots`
 """
 
 from movielib.store.schema import FEATURES, SHOT_TABLES, SHOTS, TAGS, VIDEOS, FeatureSpec, table_schema
-from movielib.store.store import SHOT_KEYS, CatalogStore, new_run_id, not_null
+from movielib.store.store import SHOT_KEYS, CatalogStore, new_run_id, not_null, video_in
 
 __all__ = [
     "FEATURES",
@@ -23,5 +23,6 @@ __all__ = [
     "FeatureSpec",
     "new_run_id",
     "not_null",
+    "video_in",
     "table_schema",
 ]

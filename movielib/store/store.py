@@ -323,5 +323,15 @@ def not_null(column: str):
     return col(column).is_not_null()
 
 
+def video_in(ids, inside: bool = True):
+    """A Ray Data filter expression: rows whose video_id is (`inside`) or is not one of `ids` (a pushed-down
+    filter, no Python function per row)."""
+    import pyarrow as pa
+    from ray.data.expressions import col
+
+    values = pa.array(sorted(ids), pa.string())
+    return col("video_id").is_in(values) if inside else col("video_id").not_in(values)
+
+
 def new_run_id() -> str:
     return f"{os.environ.get('MOVIELIB_RUN_PREFIX', 'run')}-{uuid.uuid4().hex[:12]}"

@@ -300,7 +300,7 @@ class Epochs:
             + "  ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in row.items()
-                if k not in ("kind", "epoch")
+                if k not in ("kind", "epoch") and "/" not in k  # a per-label family: in the files, not the line
             )
             + "  | "
             + elapsed_eta(time.perf_counter() - self.t0, self.epoch + 1 - self.first, self.epochs - self.first)

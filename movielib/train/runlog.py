@@ -80,7 +80,9 @@ class RunLog:
         return [last[s] for s in sorted(last)]
 
     def curves(self) -> str:
-        """Every numeric metric against the step, one panel each, as `<folder>/curves.png`; returns its path."""
+        """Every numeric metric against the step, one panel each, as `<folder>/curves.png`; returns its path.
+        Metrics named `<panel>/<label>` (one figure per genre, say) share a panel, a line each; a metric
+        `<name>_chance` is a dashed line in `<name>`'s panel (where the figure would be by chance)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -97,16 +99,28 @@ class RunLog:
             for k in dict.fromkeys(k for r in rows for k in r)
             if k not in ("step", "epoch") and any(numeric(r.get(k)) for r in rows)
         ]
-        cols = min(3, max(1, len(names)))
-        rows_of_panels = math.ceil(len(names) / cols) or 1
+        panels: dict[str, list[str]] = {}
+        for name in names:
+            base = name.removesuffix("_chance")
+            panel = base if name != base and base in names else name.split("/", 1)[0]
+            panels.setdefault(panel, []).append(name)
+        cols = min(3, max(1, len(panels)))
+        rows_of_panels = math.ceil(len(panels) / cols) or 1
         fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.5 * cols, 2.8 * rows_of_panels), squeeze=False)
-        for ax, name in zip(axes.flat, names):
-            points = [(r["step"], r[name]) for r in rows if numeric(r.get(name))]
-            ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
-            ax.set_title(name)
+        for ax, (panel, members) in zip(axes.flat, panels.items()):
+            for name in members:
+                points = [(r["step"], r[name]) for r in rows if numeric(r.get(name))]
+                if name.endswith("_chance") and name != panel:
+                    ax.axhline(points[-1][1], color="grey", linestyle="--", linewidth=1, label="chance")
+                else:
+                    label = name.split("/", 1)[1] if "/" in name else None
+                    ax.plot(*zip(*points), marker="." if len(points) < 50 else None, label=label)
+            if len(members) > 1:
+                ax.legend(loc="best", fontsize=6, ncol=2 if len(members) > 6 else 1)
+            ax.set_title(panel)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names) :]:
+        for ax in list(axes.flat)[len(panels) :]:
             ax.set_visible(False)
         fig.tight_layout()
         buf = io.BytesIO()

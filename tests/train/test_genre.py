@@ -201,7 +201,7 @@ def test_fine_tuning_on_halves_finds_the_trailers_content_and_loosens_the_genre_
     after = figures()
     print({k: (round(before[k], 3), round(after[k], 3)) for k in before})
     assert after["halves"] > max(1.5 * before["halves"], 10 / len(y_val))  # chance: 1 / 100
-    assert before["same_style"] < 0.3 and after["same_style"] > before["same_style"] + 0.25  # chance: 1 / 8
+    assert before["same_style"] < 0.3 and after["same_style"] > before["same_style"] + 0.2  # chance: 1 / 8
     assert after["silhouette"] < before["silhouette"] - 0.1
 
 
@@ -251,6 +251,13 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     saved = torch.load(runs / "genre" / "genre.pt", weights_only=True)
     assert saved["genres"] == summary["genres"] and saved["threshold"] == 0.3
     assert (runs / "genre" / "genre" / "curves.png").exists()
+    # per genre, every epoch: AP and F1 in metrics.csv (and TensorBoard), the lagging genre, and in the summary
+    last = summary["metrics"]
+    assert {f"val_ap/{g}" for g in summary["genres"]} <= set(epochs[-1]) and "val_f1/drama" in epochs[0]
+    assert last["val_ap_lowest"] == min(last[f"val_ap/{g}"] for g in summary["genres"])
+    assert last[f"val_ap/{last['val_lagging_genre']}"] == last["val_ap_lowest"]
+    assert "per genre, held-out AP/F1, lowest first: " + last["val_lagging_genre"] in summary.render()
+    assert "nan" not in summary.render()
     # the fine-grained stage ran from the coarse model: halves retrieval and silhouette before and after, and a
     # model whose bottleneck moved while its genres, experts and threshold stayed
     fine = summary["metrics"]["finegrained"]
@@ -284,6 +291,34 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     y = np.array([[g in planted.genres[v] for g in summary["genres"]] for v in ids], float)
     assert auprc(y, np.array([probs[v] for v in ids]), "macro") > prevalence + 0.3  # trained and held-out together
     assert np.allclose(served, np.array([probs[v] for v in ids]), atol=1e-5)
+
+
+def test_per_genre_figures_leave_out_a_genre_without_held_out_trailers_and_print_it_as_undefined():
+    from sklearn.metrics import average_precision_score, f1_score
+
+    from movielib.train.genre.job import GenreSummary
+    from movielib.train.genre.loop import genre_figures
+
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])  # no held-out western
+    p = np.array([[0.9, 0.2, 0.1], [0.4, 0.3, 0.8], [0.6, 0.7, 0.2], [0.1, 0.1, 0.1]])
+    figures = genre_figures(y, p, ["drama", "comedy", "western"], 0.5)
+    assert figures["val_ap/drama"] == pytest.approx(average_precision_score(y[:, 0], p[:, 0]))
+    assert figures["val_f1/comedy"] == pytest.approx(f1_score(y[:, 1], p[:, 1] >= 0.5))
+    assert "val_ap/western" not in figures and "val_f1/western" not in figures  # undefined: not logged as nan
+    lagging = min(("drama", "comedy"), key=lambda g: figures[f"val_ap/{g}"])
+    assert figures["val_lagging_genre"] == lagging and figures["val_ap_lowest"] == figures[f"val_ap/{lagging}"]
+    summary = GenreSummary(
+        {
+            "run": "r",
+            "genres": ["drama", "comedy", "western"],
+            "trailers": {"train": 8, "val": 4},
+            "metrics": {"step": 3, "loss": 0.5, **figures, "finegrained": {"val_halves_top1": 0.5}},
+            "outputs": {},
+        }
+    )
+    text = summary.render()
+    assert f"lowest first: {lagging} " in text and "undefined (no held-out trailer): western" in text
+    assert "silhouette by genre undefined -> undefined" in text and "nan" not in text
 
 
 def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):

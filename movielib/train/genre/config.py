@@ -68,6 +68,7 @@ class FineGrainedSection(Section):
     lr: Positive = 1e-4
     tau: Positive = 0.5
     projection: PositiveInt = 128
+    max_trailers: PositiveInt = 2000  # held-out trailers the figures (halves top-1, silhouette) are computed on
 
 
 class GenreRunSection(TrainRunSection):

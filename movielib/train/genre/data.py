@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from movielib.errors import ConfigError
-from movielib.store import CatalogStore
+from movielib.store import CatalogStore, video_in
 from movielib.train.config import InputSection
 from movielib.train.tables import aligned, catalog_ids, features_per_movie, partitions_for, read_genres, resolve_input
 
@@ -68,8 +68,7 @@ def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genr
     names = list(found)
     movies = found[names[0]]
     if genres is not None:
-        wanted = set(genres)
-        movies = movies.filter(lambda r: r["video_id"] in wanted)
+        movies = movies.filter(expr=video_in(genres))
     for name in names[1:]:
         movies = movies.join(found[name], join_type="left_outer", on=("video_id",), num_partitions=partitions)
     return movies.materialize(), meta

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ import torch
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes, write_run_config
-from movielib.store import CatalogStore
+from movielib.store import CatalogStore, video_in
 from movielib.train.genre.config import TrainGenreConfig
 from movielib.train.genre.data import Trailers, catalog_trailers, labelled
 from movielib.train.genre.loop import (
@@ -57,15 +58,36 @@ class GenreSummary(dict):
         shown = [k for k in SHOWN if k in m]
         if shown:
             lines.append(f"step {m.get('step')}: " + ", ".join(f"{k} {m[k]:.4g}" for k in shown))
+        if any(k.startswith("val_ap/") for k in m):
+            lines.append(per_genre_line(m, self["genres"]))
         f = m.get("finegrained") or {}
-        if "val_halves_top1" in f:
+        if "val_halves_top1" in f or "val_halves_top1_before" in f:
             lines.append(
-                f"fine-grained: halves nearest neighbours {f.get('val_halves_top1_before', float('nan')):.3f} -> "
-                f"{f['val_halves_top1']:.3f}, silhouette by genre {f.get('val_silhouette_before', float('nan')):.3f}"
-                f" -> {f['val_silhouette']:.3f} (held-out trailers)"
-            )
+                f"fine-grained: halves nearest neighbours {_figure(f, 'val_halves_top1_before')} -> "
+                f"{_figure(f, 'val_halves_top1')}, silhouette by genre {_figure(f, 'val_silhouette_before')} -> "
+                f"{_figure(f, 'val_silhouette')} (held-out trailers"
+                + ("; silhouette undefined: every held-out trailer a genre set of its own, or one set for all)"
+                   if "val_silhouette" not in f else ")")
+            )  # fmt: skip
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
+
+
+def _figure(m: dict, key: str) -> str:
+    """A figure as printed: 3 decimals, or `undefined` where the run could not compute it (never nan)."""
+    v = m.get(key)
+    return f"{v:.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else "undefined"
+
+
+def per_genre_line(m: dict, genres: list[str]) -> str:
+    """Held-out AP / F1 per genre, lowest AP first (the genre that lags leads), and the genres without a held-out
+    trailer, whose figures are undefined."""
+    scored = sorted((g for g in genres if f"val_ap/{g}" in m), key=lambda g: m[f"val_ap/{g}"])
+    shown = ", ".join(f"{g} {m[f'val_ap/{g}']:.2f}/{m[f'val_f1/{g}']:.2f}" for g in scored[:12])
+    more = f", {len(scored) - 12} more" if len(scored) > 12 else ""
+    missing = [g for g in genres if f"val_ap/{g}" not in m]
+    none = f"; undefined (no held-out trailer): {', '.join(missing)}" if missing else ""
+    return f"per genre, held-out AP/F1, lowest first: {shown}{more}{none}"
 
 
 def head_file(genre: bytes, feature_model: str) -> bytes:
@@ -128,8 +150,8 @@ def run_train_genre(
         print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
     dims = {name: meta["dim"] for name, meta in experts.items()}
     clips = cfg.model.clips * cfg.model.sequences
-    train_rows = movies.filter(lambda r: r["video_id"] not in held)
-    val_rows = movies.filter(lambda r: r["video_id"] in held)
+    train_rows = movies.filter(expr=video_in(held, inside=False))
+    val_rows = movies.filter(expr=video_in(held))
 
     def datasets(halves: bool) -> dict:
         return {
@@ -156,6 +178,7 @@ def run_train_genre(
             "genres": names,
             "experts": experts,
             "trailers": {"train": n_train, "val": len(held)},
+            "held_out": sorted(held),
             "metrics": metrics,
             "outputs": outputs,
         }

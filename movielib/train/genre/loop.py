@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from movielib.metrics import evaluate, nearest_neighbour_hits, silhouette_by_label
+from movielib.metrics import evaluate, nearest_neighbour_hits, per_label, silhouette_by_label
 from movielib.runtime import read_bytes
 from movielib.train.genre.config import FineGrainedSection, GenreModelSection, GenreOptimSection
 from movielib.train.genre.losses import nt_xent
@@ -46,6 +46,21 @@ def gather_rows(x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def genre_figures(y: np.ndarray, p: np.ndarray, genres: list[str], threshold: float) -> dict:
+    """Per genre its held-out AP and F1 (`val_ap/<genre>`, `val_f1/<genre>`: a panel of curves each, a TensorBoard
+    group each), and the genre that lags (lowest AP). A genre without a held-out trailer has neither figure: it is
+    left out, never logged as nan."""
+    out: dict = {}
+    for genre, f in per_label(y, p, genres, threshold).items():
+        if f["positives"]:
+            out |= {f"val_ap/{genre}": f["ap"], f"val_f1/{genre}": f["f1"]}
+    aps = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val_ap/")}
+    if aps:
+        lagging = min(aps, key=aps.get)
+        out |= {"val_ap_lowest": aps[lagging], "val_lagging_genre": lagging}
+    return out
+
+
 def genre_loop(worker: Worker, c: GenreLoop) -> None:
     """Adam with AMSGrad at optim.lr, binary cross-entropy with logits; AU-PRC and P / R / F1 at the threshold on
     the held-out trailers every epoch."""
@@ -79,6 +94,7 @@ def genre_loop(worker: Worker, c: GenreLoop) -> None:
         p = gather_rows(np.concatenate(scores) if scores else np.zeros((0, len(c.genres)), np.float32))
         if len(y):
             metrics |= {f"val_{k}": v for k, v in evaluate("multilabel", y, p, c.optim.threshold).items()}
+            metrics |= genre_figures(y, p, c.genres, c.optim.threshold)
         run.end_epoch(engine, metrics)
     worker.export(
         engine,
@@ -120,20 +136,40 @@ class FineTune(torch.nn.Module):
         return embedding, self.projection(embedding)
 
 
-def view_figures(engine, batches) -> dict[str, float]:
-    """On the held-out trailers: how often a trailer's first half has its own second half nearest (cosine), and the
-    silhouette of the trailers' embeddings (mean of the halves) grouped by genre set (Fig. 6's measure)."""
+def gather_to_rank0(x: np.ndarray | None) -> np.ndarray | None:
+    """Every worker's rows on rank 0 (None on the others): figures computed once, not on every worker."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(x, parts, dst=0)
+    if parts is None:
+        return None
+    parts = [p for p in parts if p is not None]  # a worker with no rows sends None
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def view_figures(engine, batches, max_trailers: int) -> dict[str, float]:
+    """On the held-out trailers (the first `max_trailers` of them, gathered to rank 0 and computed there once): how
+    often a trailer's first half has its own second half nearest (cosine), and the silhouette of the trailers'
+    embeddings (mean of the halves) grouped by genre set (Fig. 6's measure). Other ranks get {}; a figure that is
+    undefined (each held-out trailer a genre set of its own, or one set for all) is left out."""
     a, b, y = [], [], []
     with torch.no_grad():
         for batch in batches:
             a.append(engine(batch, "a_")[0].float().cpu().numpy())
             b.append(engine(batch, "b_")[0].float().cpu().numpy())
             y.append(batch["targets"].cpu().numpy())
-    if not a:
+    d = engine.module.genre.m.bottleneck
+    rows = gather_to_rank0(np.concatenate([np.concatenate(x) for x in (a, b, y)], axis=1) if a else None)
+    if rows is None or not len(rows):
         return {}
-    a, b, y = (gather_rows(np.concatenate(x)) for x in (a, b, y))
+    rows = rows[:max_trailers]
+    a, b, y = rows[:, :d], rows[:, d : 2 * d], rows[:, 2 * d :]
     groups = ["|".join(map(str, np.flatnonzero(row))) for row in y]
-    return {"val_halves_top1": nearest_neighbour_hits(a, b), "val_silhouette": silhouette_by_label((a + b) / 2, groups)}
+    out = {"val_halves_top1": nearest_neighbour_hits(a, b), "val_silhouette": silhouette_by_label((a + b) / 2, groups)}
+    return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
@@ -150,7 +186,7 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
     engine = worker.engine(model, optimizer)
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     engine.eval()  # the coarse model's figures, before a resumed run loads its checkpoint
-    before = {f"{k}_before": v for k, v in view_figures(engine, worker.batches(val)).items()}
+    before = {f"{k}_before": v for k, v in view_figures(engine, worker.batches(val), c.fine.max_trailers).items()}
     run = worker.epochs(engine, c.fine.epochs, "finegrained", "trailers")
     total, warmup = c.fine.epochs * c.steps_per_epoch, c.fine.warmup_epochs * c.steps_per_epoch
     for _ in run:
@@ -168,6 +204,6 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
             run.step_done(engine, n, loss=float(loss), lr=lr)
         engine.eval()
         loss_sum, seen = all_sum(*trained)
-        after = view_figures(engine, run.batches(val, train=False))
+        after = view_figures(engine, run.batches(val, train=False), c.fine.max_trailers)
         run.end_epoch(engine, {"loss": loss_sum / max(seen, 1), **before, **after})
     worker.export(engine, FINE_EXPORT, meta, prefix="genre.")

@@ -155,6 +155,20 @@ def check_catalog(cfg: PretrainScenesConfig, store: CatalogStore) -> tuple[str, 
     return model, store.feature_version(cfg.features.table, model, cfg.features.version, "features.version")
 
 
+def held_out_movies(train: pa.Table, val: pa.Table) -> set[str]:
+    """The movies step 1 held out: named by validation movie pairs and by no training pair."""
+    trained = set(train["a"].to_pylist()) | set(train["b"].to_pylist())
+    return (set(val["a"].to_pylist()) | set(val["b"].to_pylist())) - trained
+
+
+def split_scene_pairs(pairs: pa.Table, held: set[str]) -> tuple[pa.Table, pa.Table]:
+    """Step 2's scene pairs -> those step 3 trains on (both movies trained on in step 1) and those it scores each
+    epoch (a held-out movie on either side: never trained on)."""
+    named = pc.or_(pc.is_in(pairs["movie_a"], pa.array(sorted(held), pa.string())),
+                   pc.is_in(pairs["movie_b"], pa.array(sorted(held), pa.string())))  # fmt: skip
+    return pairs.filter(pc.invert(named)), pairs.filter(named)
+
+
 class ScenesSummary(dict):
     """The run's summary.json, rendered for the console."""
 
@@ -167,7 +181,7 @@ class ScenesSummary(dict):
         ]
         for stage, keys in (
             ("similarity", ("loss", "similarity_accuracy")),
-            ("scenes", ("loss", "moco_top1", "moco_top5")),
+            ("scenes", ("loss", "moco_top1", "moco_top5", "val_moco_top1")),
         ):
             metrics = self.get(stage) or {}
             if metrics:
@@ -257,14 +271,21 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
         write_bytes(f"{folder}/{SCENE_PAIRS_FILE}", buf.getvalue(), s3)
     pairs = pq.read_table(io.BytesIO(read_bytes(f"{folder}/{SCENE_PAIRS_FILE}", s3)))
     summary["scene_pairs"] = pairs.num_rows
-    print(f"scene pairs: {pairs.num_rows} in {folder}/{SCENE_PAIRS_FILE}", flush=True)
+    held = held_out_movies(train, val)
+    summary["held_out"] = sorted(held)
+    pairs, val_pairs = split_scene_pairs(pairs, held)
+    print(
+        f"scene pairs: {pairs.num_rows} to train on, {val_pairs.num_rows} of held-out movies to score "
+        f"(in {folder}/{SCENE_PAIRS_FILE})",
+        flush=True,
+    )
 
     s = cfg.scenes
     if not exists(f"{folder}/{ENCODER}", s3):
         if pairs.num_rows < s.batch:
             raise ConfigError(
-                f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs, fewer than one batch "
-                f"({s.batch}); lower scenes.batch or add movies"
+                f"scenes.batch: step 2 selected {pairs.num_rows} scene pairs of training movies, fewer than one "
+                f"batch ({s.batch}); lower scenes.batch or similarity.val_fraction, or add movies"
             )
         print("step 3/3: scene encoder (MoCo)", flush=True)
         from movielib.models.clip import ClipSpec, FramePreprocess
@@ -280,6 +301,7 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
             tuple(pre.mean),
             tuple(pre.std),
             pairs.num_rows // s.batch,
+            validate=val_pairs.num_rows > 0,
         )  # the spec built here is the workers' too
         result = launch(
             scenes_loop,
@@ -290,7 +312,10 @@ def run_pretrain_scenes(cfg: PretrainScenesConfig) -> ScenesSummary:
             s.batch // workers,
             stage="scenes",
             s3=s3,
-            datasets={"train": per_epoch(scene_frames(store, pairs), decode_scenes)},
+            datasets={
+                "train": per_epoch(scene_frames(store, pairs), decode_scenes),
+                **({"val": per_epoch(scene_frames(store, val_pairs), decode_scenes)} if val_pairs.num_rows else {}),
+            },
         )
         summary["scenes"] = result.metrics
     for stage in ("similarity", "scenes"):  # a step done by an earlier run: its final metrics from its log

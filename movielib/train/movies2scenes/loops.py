@@ -52,6 +52,7 @@ class ScenesLoop:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     steps_per_epoch: int
+    validate: bool = False  # a "val" dataset of the held-out movies' scene pairs
 
 
 def similarity_model(m: SimilarityModelSection, in_dim: int) -> MovieSimilarity:
@@ -125,6 +126,7 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
     run = worker.epochs(engine, s.epochs, "scenes", "scene_pairs")
     warmup, total = s.warmup_epochs * c.steps_per_epoch, s.epochs * c.steps_per_epoch
     shard = ray.train.get_dataset_shard("train")
+    val = ray.train.get_dataset_shard("val") if c.validate else None
     for _ in run:
         sums = [0.0, 0.0, 0.0, 0.0]  # loss, top-1, top-5, pairs
         engine.train()
@@ -142,16 +144,25 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
             top1_hits, top5_hits = float((top5[:, 0] == 0).sum()), float((top5 == 0).any(1).sum())
             run.step_done(engine, n, loss=loss.item(), lr=lr, moco_top1=top1_hits / n)
             sums = [sums[0] + loss.item() * n, sums[1] + top1_hits, sums[2] + top5_hits, sums[3] + n]
-        loss_sum, top1, top5_hits, seen = all_sum(*sums)
-        run.end_epoch(
-            engine,
-            {
-                "loss": loss_sum / max(seen, 1),
-                "lr": learning_rate(max(run.step - 1, 0), s.lr, warmup, total),
-                "moco_top1": top1 / max(seen, 1),
-                "moco_top5": top5_hits / max(seen, 1),
-            },
-        )
+        engine.eval()
+        held = [0.0, 0.0, 0.0]  # loss, top-1 hits, pairs of the held-out movies against the queue
+        for batch in run.batches(val, train=False) if val is not None else ():
+            loss, logits = engine.module.score(
+                normalize_frames(batch["q"], c.mean, c.std), normalize_frames(batch["k"], c.mean, c.std)
+            )
+            n = len(logits)
+            held = [held[0] + float(loss) * n, held[1] + float((logits.argmax(1) == 0).sum()), held[2] + n]
+        loss_sum, top1, top5_hits, seen, *held = all_sum(*sums, *held)
+        metrics = {
+            "loss": loss_sum / max(seen, 1),
+            "lr": learning_rate(max(run.step - 1, 0), s.lr, warmup, total),
+            "moco_top1": top1 / max(seen, 1),
+            "moco_top5": top5_hits / max(seen, 1),
+        }
+        if held[2]:  # the key among the queue's: chance 1 / (1 + queue)
+            metrics |= {"val_loss": held[0] / held[2], "val_moco_top1": held[1] / held[2]}
+            metrics["val_moco_top1_chance"] = 1 / (1 + s.queue)
+        run.end_epoch(engine, metrics)
     worker.export(
         engine,
         "scene_encoder.pt",

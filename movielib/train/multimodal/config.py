@@ -54,6 +54,7 @@ class OptimSection(Section):
     batch: PositiveInt = 1024  # sequences per step, over all workers
     epochs: PositiveInt = 10
     val_fraction: UnitInterval = 0.1  # movies held out: retrieval figures each epoch
+    val_candidates: int = Field(default=32, ge=2)  # held-out retrieval: each shot among this many (chance 1/this)
     seed: int = 0
 
 

@@ -27,17 +27,29 @@ from movielib.train.tables import aligned, features_per_movie, partitions_for, r
 
 def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
     """The k-shot windows of a movie of n shots for one epoch: max(1, n // k) of them, back to back from a random
-    start in [0, n - count * k] (a movie shorter than k: one window of its n shots)."""
+    offset in [0, k), so every shot opens a window on some epoch (a movie of a multiple of k shots too); a window
+    that runs past the movie's end is cut short (padded and masked). A movie shorter than k: one window of its n
+    shots."""
     if n <= k:
         return [range(0, n)]
-    count = n // k
-    start = int(rng.integers(0, n - count * k + 1))
-    return [range(start + j * k, start + (j + 1) * k) for j in range(count)]
+    start = int(rng.integers(0, k))
+    return [range(start + j * k, min(n, start + (j + 1) * k)) for j in range(n // k)]
+
+
+def groups(linked: np.ndarray) -> np.ndarray:
+    """Each position's group in a window: the index of the first of the run of positions it is linked to
+    (`linked[j]`: position j shares an input with j - 1, such as a subtitle cue on screen across a cut)."""
+    out = np.arange(len(linked))
+    for j in range(1, len(linked)):
+        if linked[j]:
+            out[j] = out[j - 1]
+    return out
 
 
 class Sequences:
     """Per epoch: each movie's windows as training sequences, every modality aligned to the video's shots.
-    Out: `<m>` (B, k, dim) float32 and `<m>_valid` (B, k) bool per modality."""
+    Out: `<m>` (B, k, dim) float32, `<m>_valid` (B, k) bool and `<m>_group` (B, k) int64 (tokens that share an
+    input, masked together: `groups`) per modality."""
 
     def __init__(self, k: int, dims: dict[str, int], seed: int | None = None):
         self.k, self.dims, self.seed = k, dims, seed  # seed None: new starts on every pass (what an epoch wants)
@@ -48,8 +60,19 @@ class Sequences:
     def aligned(self, row: dict, name: str, shots: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return aligned(row, name, self.dims[name], shots)
 
+    @staticmethod
+    def linked(row: dict, name: str, shots: list[int]) -> np.ndarray:
+        """Which of `shots` share an input with the shot before (`<name>_link`, as cues_per_shot writes it)."""
+        own = row.get(f"{name}_link")
+        if not own:
+            return np.zeros(len(shots), bool)
+        at = {s: i for i, s in enumerate(row[f"{name}_shots"])}
+        return np.array([s in at and bool(own[at[s]]) for s in shots], bool)
+
     def __call__(self, movies: pa.Table) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {name: [] for name in self.dims} | {f"{name}_valid": [] for name in self.dims}
+        out: dict[str, list] = {}
+        for name in self.dims:
+            out |= {name: [], f"{name}_valid": [], f"{name}_group": []}
         rows = movies.to_pylist()
         # fixed windows (validation): seeded by the batch's first movie, whichever task runs it
         key = [self.seed, *rows[0]["video_id"].encode()] if self.seed is not None and rows else None
@@ -57,12 +80,16 @@ class Sequences:
         for row in rows:
             shots = row["video_shots"]
             aligned = {name: self.aligned(row, name, shots) for name in self.dims}
+            links = {name: self.linked(row, name, shots) for name in self.dims}
             for w in self.windows(len(shots), rng):
                 for name, (emb, valid) in aligned.items():
                     x, v = np.zeros((self.k, self.dims[name]), np.float32), np.zeros(self.k, bool)
                     x[: len(w)], v[: len(w)] = emb[w.start : w.stop], valid[w.start : w.stop]
+                    link = np.zeros(self.k, bool)
+                    link[: len(w)] = links[name][w.start : w.stop]
                     out[name].append(x)
                     out[f"{name}_valid"].append(v)
+                    out[f"{name}_group"].append(groups(link))
         return {
             key: np.stack(v) if v else np.zeros((0, self.k, *((self.dims[key],) if key in self.dims else ())))
             for key, v in out.items()
@@ -92,12 +119,14 @@ SHOT_TIMES = ("shot_idx", "start_s", "end_s")
 
 def cues_per_shot(movies: pa.Table, name: str, dim: int) -> pa.Table:
     """Each movie's cues aligned to its shots (Eq. 4, `losses.shot_language`): a shot's token is the mean of the
-    cues on screen during it; a shot no cue overlaps is masked. Out: per_movie's columns."""
+    cues on screen during it; a shot no cue overlaps is masked. Out: per_movie's columns and `<name>_link`, which
+    shots share a cue with the shot before (their tokens are masked together, `groups`)."""
     import torch
 
-    from movielib.train.multimodal.losses import shot_language
+    from movielib.train.multimodal.losses import cue_overlap, shot_language
 
     out: dict[str, list] = {"video_id": [], f"{name}_shots": [], f"{name}_emb": [], f"{name}_has": []}
+    out[f"{name}_link"] = []
     for row in movies.to_pylist():
         t = {k: torch.tensor(row[k], dtype=torch.float64) for k in ("cue_start", "cue_end", "start_s", "end_s")}
         tokens = torch.tensor(row["cue_emb"], dtype=torch.float32).reshape(-1, dim)
@@ -106,6 +135,8 @@ def cues_per_shot(movies: pa.Table, name: str, dim: int) -> pa.Table:
         out[f"{name}_shots"].append(row["shot_idx"])
         out[f"{name}_emb"].append(mean.reshape(-1).tolist())
         out[f"{name}_has"].append(has.tolist())
+        overlap = cue_overlap(t["cue_start"], t["cue_end"], t["start_s"], t["end_s"])  # (shots, cues)
+        out[f"{name}_link"].append([False, *(overlap[1:] & overlap[:-1]).any(dim=1).tolist()])
     return pa.table(out)
 
 

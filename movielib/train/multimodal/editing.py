@@ -84,21 +84,30 @@ def nss_examples(movies: list[Movie], per_movie: int, rng: np.random.Generator):
 
 class Featurizer:
     """Shots shown as a sequence -> one vector: their base features concatenated, or the pretrained model's
-    contextual (and cross-modal video) features of that sequence concatenated."""
+    contextual (and cross-modal video) features of that sequence concatenated. `many` featurizes examples of one
+    length together, through the model in batches."""
 
-    def __init__(self, model: MultimodalModel | None):
-        self.model = model
+    def __init__(self, model: MultimodalModel | None, batch: int = 256):
+        self.model, self.batch = model, batch
 
     def __call__(self, movie: Movie, shots: list[int]) -> np.ndarray:
-        feats, valid = movie.take(shots)
+        return self.many([(movie, shots)])[0]
+
+    def many(self, examples: list[tuple[Movie, list[int]]]) -> np.ndarray:
+        taken = [movie.take(shots) for movie, shots in examples]
+        feats = {m: np.stack([f[m] for f, _ in taken]) for m in taken[0][0]}  # (N, n, d)
+        valid = {m: np.stack([v[m] for _, v in taken]) for m in taken[0][1]}  # (N, n)
         if self.model is None:
-            return np.concatenate([feats[m] * valid[m][:, None] for m in feats], axis=1).reshape(-1)
-        batch = {m: torch.from_numpy(f[None]).float() for m, f in feats.items()}
-        batch |= {f"{m}_valid": torch.from_numpy(v[None]) for m, v in valid.items()}
-        with torch.no_grad():
-            out = self.model(batch, mask=False)
-        parts = [out.context[m][0] * out.valid[m][0, :, None] for m in out.context] + [c[0] for c in out.cross.values()]
-        return torch.cat(parts, dim=1).reshape(-1).numpy()
+            return np.concatenate([feats[m] * valid[m][..., None] for m in feats], axis=2).reshape(len(taken), -1)
+        out = []
+        for i in range(0, len(taken), self.batch):
+            batch = {m: torch.from_numpy(f[i : i + self.batch]).float() for m, f in feats.items()}
+            batch |= {f"{m}_valid": torch.from_numpy(v[i : i + self.batch]) for m, v in valid.items()}
+            with torch.no_grad():
+                o = self.model(batch, mask=False)
+            parts = [o.context[m] * o.valid[m][..., None] for m in o.context] + list(o.cross.values())
+            out.append(torch.cat(parts, dim=2).reshape(len(batch["video"]), -1).numpy())
+        return np.concatenate(out)
 
 
 def _head(seed: int):
@@ -115,7 +124,7 @@ def sso_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, see
     for name, ids in (("train", train), ("test", test)):
         examples = sso_examples([movies[i] for i in ids], per_movie, rng)
         sets[name] = (
-            np.stack([featurize(movies[ids[i]], shots) for i, shots, _ in examples]),
+            featurize.many([(movies[ids[i]], shots) for i, shots, _ in examples]),
             np.array([label for _, _, label in examples]),
         )
     head = _head(seed).fit(*sets["train"])
@@ -125,17 +134,18 @@ def sso_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, see
 def nss_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, seed: int) -> float:
     """A binary head scores each (context, candidate) sequence; the test pick is the best-scored candidate."""
     rng = np.random.default_rng(seed)
-    x, y = [], []
-    for i, context, candidates, answer in nss_examples([movies[i] for i in train], per_movie, rng):
-        for j, c in enumerate(candidates):
-            x.append(featurize(movies[train[i]], [*context, c]))
-            y.append(int(j == answer))
-    head = _head(seed).fit(np.stack(x), np.array(y))
-    hits = []
-    for i, context, candidates, answer in nss_examples([movies[i] for i in test], per_movie, rng):
-        scores = head.predict_proba(np.stack([featurize(movies[test[i]], [*context, c]) for c in candidates]))[:, 1]
-        hits.append(int(np.argmax(scores)) == answer)
-    return float(np.mean(hits)) if hits else float("nan")
+    examples = nss_examples([movies[i] for i in train], per_movie, rng)
+    x = featurize.many(
+        [(movies[train[i]], [*context, c]) for i, context, candidates, _ in examples for c in candidates]
+    )
+    y = [int(j == answer) for _, _, candidates, answer in examples for j in range(len(candidates))]
+    head = _head(seed).fit(x, np.array(y))
+    tests = nss_examples([movies[i] for i in test], per_movie, rng)
+    if not tests:
+        return float("nan")
+    x = featurize.many([(movies[test[i]], [*context, c]) for i, context, candidates, _ in tests for c in candidates])
+    scores = head.predict_proba(x)[:, 1].reshape(len(tests), -1)
+    return float(np.mean([int(np.argmax(row)) == answer for row, (*_, answer) in zip(scores, tests)]))
 
 
 def editing_figures(

@@ -16,13 +16,13 @@ import json
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options
 from movielib.runtime import init_ray, run_folder, write_bytes, write_run_config
-from movielib.store import CatalogStore
+from movielib.store import CatalogStore, video_in
 from movielib.train.launcher import launch
 from movielib.train.multimodal.config import PretrainMultimodalConfig
 from movielib.train.multimodal.data import Sequences, catalog_movies, sequence_count
 from movielib.train.multimodal.loop import EXPORT, MultimodalLoop, multimodal_loop
 from movielib.train.runlog import CURVES, last_epoch
-from movielib.train.tables import per_epoch
+from movielib.train.tables import feature_stats, per_epoch
 
 STAGE = "multimodal"
 
@@ -41,7 +41,12 @@ class MultimodalSummary(dict):
         m = self.get("metrics") or {}
         shown = [k for k in ("loss", "val_loss", "val_video_to_audio_top1", "val_video_to_language_top1") if k in m]
         if shown:
-            lines.append(f"step {m.get('step')}: " + ", ".join(f"{k} {m[k]:.4g}" for k in shown))
+            chance = next((m[f"{k}_chance"] for k in shown if f"{k}_chance" in m), None)
+            lines.append(
+                f"step {m.get('step')}: "
+                + ", ".join(f"{k} {m[k]:.4g}" for k in shown)
+                + (f" (retrieval chance {chance:.3g})" if chance else "")
+            )
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
 
@@ -71,10 +76,11 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
         print(f"{name}: {meta['table']}, model {meta['model']}, version {meta['version'] or '-'}", flush=True)
     print(f"sequences: {n_train} of {k} shots an epoch from {len(train_ids)} movies, {n_val} from {len(held)} held out")
     dims = {name: meta["dim"] for name, meta in inputs.items()}  # the sequences' widths, as the workers' model
-    held_ids = set(held)
+    train_movies = movies.filter(expr=video_in(held, inside=False))
+    stats = feature_stats(train_movies, dims)  # each input standardised with the training movies' statistics
     result = launch(
         multimodal_loop,
-        MultimodalLoop(cfg.model, cfg.losses, cfg.optim, inputs, n_train // cfg.optim.batch),
+        MultimodalLoop(cfg.model, cfg.losses, cfg.optim, inputs, n_train // cfg.optim.batch, stats),
         cfg.scaling,
         cfg.deepspeed,
         cfg.run,
@@ -82,8 +88,8 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
         stage=STAGE,
         s3=s3,
         datasets={
-            "train": per_epoch(movies.filter(lambda r: r["video_id"] not in held_ids), Sequences(k, dims)),
-            "val": per_epoch(movies.filter(lambda r: r["video_id"] in held_ids), Sequences(k, dims, cfg.optim.seed)),
+            "train": per_epoch(train_movies, Sequences(k, dims)),
+            "val": per_epoch(movies.filter(expr=video_in(held)), Sequences(k, dims, cfg.optim.seed)),
         },
     )
     metrics = result.metrics or last_epoch(f"{folder}/{STAGE}", s3)  # a run started again after it finished: its log
@@ -94,6 +100,7 @@ def run_pretrain_multimodal(cfg: PretrainMultimodalConfig) -> MultimodalSummary:
             "inputs": inputs,
             "losses": cfg.losses.model_dump(),
             "sequences": {"train": n_train, "val": n_val, "movies": len(shots), "held_out_movies": len(held)},
+            "held_out": sorted(held),
             "metrics": metrics,
             "outputs": {"model": f"{folder}/{EXPORT}", "curves": f"{folder}/{STAGE}/{CURVES}"},
         }

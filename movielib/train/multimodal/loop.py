@@ -18,44 +18,69 @@ PARTS = ("intra", "inter", "cross")
 
 @dataclass(frozen=True)
 class MultimodalLoop:
-    """What the workers need: the sections, the inputs (table, model, version, width), the steps an epoch makes."""
+    """What the workers need: the sections, the inputs (table, model, version, width), the steps an epoch makes and
+    the inputs' statistics (the training movies' mean and std per dimension, train.tables.feature_stats)."""
 
     model: MultimodalModelSection
     losses: LossesSection
     optim: OptimSection
     inputs: dict[str, dict]
     steps_per_epoch: int
+    stats: dict[str, tuple[list[float], list[float]]]
 
     @property
     def dims(self) -> dict[str, int]:
         return {name: meta["dim"] for name, meta in self.inputs.items()}
 
 
-def retrieval_hits(out: Outputs, other: str) -> tuple[float, float]:
-    """Video -> `other` retrieval within the batch by contextual features: how many valid video shots have their
-    own shot's `other` feature nearest (among the batch's valid ones), and how many were asked."""
-    both = (out.valid["video"] & out.valid[other]).reshape(-1)
-    if not both.any():
-        return 0.0, 0.0
-    v = F.normalize(out.context["video"].reshape(-1, out.context["video"].shape[-1])[both].float(), dim=-1)
-    o = F.normalize(out.context[other].reshape(-1, out.context[other].shape[-1])[both].float(), dim=-1)
-    hits = (v @ o.T).argmax(1) == torch.arange(len(v), device=v.device)
-    return float(hits.sum()), float(len(v))
+class Retrieval:
+    """Video -> `other` retrieval by contextual features over candidate sets of a fixed size (chance 1/candidates
+    whatever the batch): the valid (video, `other`) shots of the validation pass in order, cut into sets of
+    `candidates` (a batch's last few carried into the next; the pass's last few left out), each video shot's own
+    `other` feature to be found nearest among its set's."""
+
+    def __init__(self, other: str, candidates: int):
+        self.other, self.candidates = other, candidates
+        self.hits = self.asked = 0.0
+        self._left: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, out: Outputs) -> None:
+        both = (out.valid["video"] & out.valid[self.other]).reshape(-1)
+        v = out.context["video"].reshape(-1, out.context["video"].shape[-1])[both].float()
+        o = out.context[self.other].reshape(-1, out.context[self.other].shape[-1])[both].float()
+        if self._left is not None:
+            v, o = torch.cat([self._left[0], v]), torch.cat([self._left[1], o])
+        usable = len(v) // self.candidates * self.candidates
+        self._left = (v[usable:], o[usable:])
+        if not usable:
+            return
+        c = self.candidates
+        v = F.normalize(v[:usable], dim=-1).reshape(-1, c, v.shape[-1])
+        o = F.normalize(o[:usable], dim=-1).reshape(-1, c, o.shape[-1])
+        hits = (v @ o.transpose(1, 2)).argmax(-1) == torch.arange(c, device=v.device)
+        self.hits, self.asked = self.hits + float(hits.sum()), self.asked + usable
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The torch seed of one worker's epoch: masks and dropout differ between workers and epochs, and a resumed
+    epoch draws what it drew the first time."""
+    return (seed * 1_000_003 + epoch) * 4099 + rank
 
 
 def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
     """AdamW with cosine annealing from optim.lr; losses over the global batch (gathered with gradients)."""
     import ray.train
 
-    torch.manual_seed(c.optim.seed)
-    model = MultimodalModel(c.dims, c.model)
+    torch.manual_seed(c.optim.seed)  # the same initial weights on every worker
+    model = MultimodalModel(c.dims, c.model).standardize(c.stats)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
     engine = worker.engine(model, optimizer)
     run = worker.epochs(engine, c.optim.epochs, "multimodal", "sequences")
     total = c.optim.epochs * c.steps_per_epoch
     others = [m for m in ("audio", "language") if m in c.dims]
     train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    for _ in run:
+    for epoch in run:
+        torch.manual_seed(epoch_seed(c.optim.seed, epoch, worker.rank))
         engine.train()
         trained = [0.0, 0.0]  # loss x sequences, sequences (this worker)
         for batch in run.batches(train):
@@ -69,17 +94,21 @@ def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
             trained = [trained[0] + float(parts["total"]) * n, trained[1] + n]
             run.step_done(engine, n, lr=lr, loss=float(parts["total"]), **{k: float(parts[k]) for k in PARTS})
         engine.eval()
-        sums = [0.0] * (2 + 2 * len(others))  # val loss, sequences, (hits, asked) per other modality
+        sums = [0.0, 0.0]  # val loss, sequences
+        retrieval = [Retrieval(other, c.optim.val_candidates) for other in others]
+        masks = torch.Generator().manual_seed(epoch_seed(c.optim.seed, -1, worker.rank))  # the same every epoch
         with torch.no_grad():
             for batch in run.batches(val, train=False):
-                out = engine(batch, mask=False)
+                # the loss masked as in training (the intra-modal term needs [MASK]), the same masks every epoch;
+                # retrieval on the unmasked sequence, as embedding sees it
+                masked = engine(batch, mask=True, generator=masks)
                 n = len(batch["video"])
-                sums[0] += float(engine.module.losses(out, c.losses, no_gather)["total"]) * n
+                sums[0] += float(engine.module.losses(masked, c.losses, no_gather)["total"]) * n
                 sums[1] += n
-                for i, other in enumerate(others):
-                    hits, asked = retrieval_hits(out, other)
-                    sums[2 + 2 * i] += hits
-                    sums[3 + 2 * i] += asked
+                out = engine(batch, mask=False)
+                for r in retrieval:
+                    r.add(out)
+        sums += [x for r in retrieval for x in (r.hits, r.asked)]
         loss_sum, seen, *sums = all_sum(*trained, *sums)
         metrics = {"loss": loss_sum / max(seen, 1), "lr": learning_rate(max(run.step - 1, 0), c.optim.lr, 0, total)}
         if sums[1]:
@@ -87,6 +116,7 @@ def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
         for i, other in enumerate(others):
             if sums[3 + 2 * i]:
                 metrics[f"val_video_to_{other}_top1"] = sums[2 + 2 * i] / sums[3 + 2 * i]
+                metrics[f"val_video_to_{other}_top1_chance"] = 1 / c.optim.val_candidates
         run.end_epoch(engine, metrics)
     worker.export(
         engine,

@@ -50,6 +50,13 @@ def masking_loss(
     return info_nce(predicted, target, masked, tau, gather)
 
 
+def cue_overlap(
+    token_start: torch.Tensor, token_end: torch.Tensor, shot_start: torch.Tensor, shot_end: torch.Tensor
+) -> torch.Tensor:
+    """(shots, tokens) bool: which language tokens are on screen during which shot (their intervals overlap)."""
+    return (token_start[None, :] < shot_end[:, None]) & (token_end[None, :] > shot_start[:, None])
+
+
 def shot_language(
     tokens: torch.Tensor,
     token_start: torch.Tensor,
@@ -60,7 +67,7 @@ def shot_language(
     """Eq. 4, the one-to-many alignment: each shot's language feature is the mean of the language tokens whose
     interval overlaps the shot's (a cue straddling two shots counts for both). tokens (C, d) with times (C,);
     shots (k,) -> (k, d) and a (k,) mask of the shots that have any token."""
-    overlap = (token_start[None, :] < shot_end[:, None]) & (token_end[None, :] > shot_start[:, None])  # (k, C)
+    overlap = cue_overlap(token_start, token_end, shot_start, shot_end)  # (k, C)
     count = overlap.sum(1)
     mean = overlap.to(tokens.dtype) @ tokens / count.clamp(min=1)[:, None].to(tokens.dtype)
     return mean, count > 0

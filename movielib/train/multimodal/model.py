@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection
 from movielib.train.multimodal.losses import Gather, masking_loss, no_gather, symmetric_info_nce
+from movielib.train.standardize import Standardize
 
 MODALITIES = ("video", "audio", "language")
 
@@ -27,6 +28,22 @@ def _padding(valid: torch.Tensor) -> torch.Tensor:
     pad = ~valid
     pad[~valid.any(dim=1)] = False
     return pad
+
+
+def mask_tokens(
+    valid: torch.Tensor, ratio: float, group: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The (B, k) positions [MASK] replaces: `ratio` of the valid tokens, drawn per group of tokens that share an
+    input (`group`: each position's group, the index of its first position; language shots that share a subtitle
+    cue carry the same cue in their tokens, and one left visible would give the masked one away), so a group is
+    masked whole or not at all. A `generator` (CPU) draws a fixed mask (validation)."""
+    if generator is not None:
+        draw = torch.rand(valid.shape, generator=generator).to(valid.device)
+    else:
+        draw = torch.rand(valid.shape, device=valid.device)
+    if group is not None:
+        draw = draw.gather(1, group.long())
+    return (draw < ratio) & valid
 
 
 def encoder(m: MultimodalModelSection) -> nn.TransformerEncoder:
@@ -47,7 +64,7 @@ class Branch(nn.Module):
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, masked: torch.Tensor | None = None):
         """(B, k, in_dim) -> the input tokens w (B, k, width) and the contextual features (B, k, width)."""
-        tokens = self.proj(x.to(self.proj.weight.dtype))
+        tokens = self.proj(x.to(self.proj.weight.dtype))  # x standardised (MultimodalModel.norm)
         inputs = tokens if masked is None else torch.where(masked[..., None], self.mask_token.to(tokens.dtype), tokens)
         k = x.shape[1]
         return tokens, self.encoder(inputs + self.pos[:k], src_key_padding_mask=_padding(valid))
@@ -63,12 +80,19 @@ class Outputs:
 
 
 class MultimodalModel(nn.Module):
-    """Contextual transformers per modality plus the cross-modal transformer; `losses` gives Eq. 2, 5, 6, 7."""
+    """Contextual transformers per modality plus the cross-modal transformer; `losses` gives Eq. 2, 5, 6, 7.
+    Each modality's base features are standardised per dimension first (`standardize`, the training shots'
+    statistics, an fp32 island under bf16): the tagging job's features come in very different scales (CLIP
+    embeddings vary by ~0.05 a dimension, log-mel statistics sit around -5), and unscaled the audio input cannot
+    be used."""
+
+    fp32_modules = ("norm",)
 
     def __init__(self, dims: dict[str, int], m: MultimodalModelSection):
         super().__init__()
         self.m = m
         self.modalities = [name for name in MODALITIES if name in dims]
+        self.norm = nn.ModuleDict({name: Standardize(dims[name]) for name in self.modalities})
         self.branches = nn.ModuleDict({name: Branch(dims[name], m) for name in self.modalities})
         if len(self.modalities) > 1:
             self.cross = nn.Transformer(
@@ -83,14 +107,26 @@ class MultimodalModel(nn.Module):
                 norm_first=True,
             )
 
-    def forward(self, batch: dict[str, torch.Tensor], mask: bool = True) -> Outputs:
-        """`batch`: per modality its (B, k, d) features and `<modality>_valid` (B, k). With `mask` (training),
-        `mask_ratio` of each modality's valid tokens are replaced by [MASK]."""
+    def standardize(self, stats: dict[str, tuple[list[float], list[float]]]) -> MultimodalModel:
+        """Set each modality's input statistics (mean, std per dimension: train.tables.feature_stats)."""
+        for name, (mean, std) in stats.items():
+            if name in self.norm:
+                self.norm[name].set(mean, std)
+        return self
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], mask: bool = True, generator: torch.Generator | None = None
+    ) -> Outputs:
+        """`batch`: per modality its (B, k, d) features, `<modality>_valid` (B, k) and optionally
+        `<modality>_group` (B, k: tokens that share an input, masked together). With `mask`, `mask_ratio` of each
+        modality's valid tokens are replaced by [MASK] (training; validation with a seeded `generator`)."""
         out = Outputs({}, {}, {}, {}, {})
         for name in self.modalities:
             valid = batch[f"{name}_valid"].bool()
-            masked = (torch.rand(valid.shape, device=valid.device) < self.m.mask_ratio) & valid if mask else None
-            out.tokens[name], out.context[name] = self.branches[name](batch[name], valid, masked)
+            group = batch.get(f"{name}_group")
+            masked = mask_tokens(valid, self.m.mask_ratio, group, generator) if mask else None
+            x = self.norm[name](batch[name].float())
+            out.tokens[name], out.context[name] = self.branches[name](x, valid, masked)
             out.valid[name] = valid
             out.masked[name] = masked if masked is not None else torch.zeros_like(valid)
         if "video" in out.context:
