@@ -163,6 +163,33 @@ def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, **p
     return subprocess.Popen([sys.executable, "-m", "movielib.cli", *args], cwd=ROOT, env=full, **popen)
 
 
+DEMO_CONSOLE_LINES = 150
+
+
+def run_demo(*args: str, timeout: float = 900) -> str:
+    """`movielib demo ARGS` as a user runs it (its own Ray and S3 server); its console, checked for what a person
+    reads: no crash dump, no line over and over (Ray's and Tune's chatter stays in Ray's logs), a screenful or two."""
+    import collections
+    import subprocess
+
+    proc = movielib_cli(
+        "demo", *args, join_ray=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"MOVIELIB_VERBOSE": "0"}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        console, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)  # the demo and its Ray, not left running by a failed test
+    assert proc.returncode == 0, console[-3000:]
+    lines = [line for line in console.splitlines() if line.strip()]
+    assert "Fatal Python error" not in console, console[-3000:]
+    repeated = {line: n for line, n in collections.Counter(lines).items() if n > 3}
+    assert not repeated, repeated
+    assert len(lines) <= DEMO_CONSOLE_LINES, f"{len(lines)} lines:\n" + "\n".join(lines)
+    return console
+
+
 def registered_epochs(stage: Path) -> list[int]:
     """The epochs of the checkpoints Ray Train has on record for a run's stage (its checkpoint manager snapshot):
     what a resume starts from. A checkpoint folder alone can be an orphan."""

@@ -1,42 +1,20 @@
 """The README's first command, as a newcomer runs it: `movielib demo` (what `bash dev.sh demo` runs after setting up)
 tags the generated catalog on its own Ray and S3 server, and what it leaves behind is right."""
 
-import collections
 import re
-import subprocess
 
 import pyarrow.csv as pcsv
 import pytest
-from conftest import TINY, movielib_cli
+from conftest import TINY, run_demo
 
 from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
 
 
-def _demo(*args: str, timeout: float = 900) -> str:
-    """A demo's command as a user runs it (its own Ray and S3 server); its console, checked for what a person reads:
-    no crash dump, no line over and over (Ray's and Tune's chatter stays in Ray's logs), a screenful or two."""
-    proc = movielib_cli(
-        "demo", *args, join_ray=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"MOVIELIB_VERBOSE": "0"},
-    )  # fmt: skip
-    console, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, console[-3000:]
-    lines = [line for line in console.splitlines() if line.strip()]
-    assert "Fatal Python error" not in console, console[-3000:]
-    repeated = {line: n for line, n in collections.Counter(lines).items() if n > 3}
-    assert not repeated, repeated
-    assert len(lines) <= CONSOLE_LINES, f"{len(lines)} lines:\n" + "\n".join(lines)
-    return console
-
-
-CONSOLE_LINES = 150
-
-
 def test_movielib_demo_finds_the_known_cuts_records_the_broken_object_and_draws_the_shots(tmp_path):
     out = tmp_path / "demo-output"
-    console = _demo("--out", str(out), "--model", TINY, timeout=600)
+    console = run_demo("--out", str(out), "--model", TINY, timeout=600)
     # every generated clip: the detected cuts are its known cuts
     found = re.findall(r"^  (\S+): detected cuts \[([^\]]*)\], known cuts \[([^\]]*)\]$", console, re.M)
     assert len(found) >= 3, console[-3000:]
@@ -56,7 +34,7 @@ def test_movielib_demo_finds_the_known_cuts_records_the_broken_object_and_draws_
 
 
 def test_the_heads_demo_prints_a_line_a_trial_and_its_summary(tmp_path):
-    console = _demo("--heads", "--quick", "--out", str(tmp_path / "out"))
+    console = run_demo("--heads", "--quick", "--out", str(tmp_path / "out"))
     trials = re.findall(r"^\[tune\] trial (\d+)/4 (done|stopped early) at epoch (\d+): val_map ([\d.]+)", console, re.M)
     assert [int(n) for n, *_ in trials] == list(range(1, 5)), console[-3000:]  # one line a trial, counted
     stopped = [r for r in pcsv.read_csv(tmp_path / "out" / "run" / "trials.csv").to_pylist() if r["epochs"] < 12]
@@ -65,16 +43,3 @@ def test_the_heads_demo_prints_a_line_a_trial_and_its_summary(tmp_path):
     assert best > 0.8 and f"tensorboard --logdir {tmp_path / 'out' / 'run' / 'sweep'}" in console
     assert list((tmp_path / "out" / "run" / "sweep").glob("trial_*/events.out.tfevents.*"))  # what it points at
     assert "/tmp/ray/session_" not in console.split("Ray's own logs:")[1].split("\n", 1)[1]  # no temp-folder pointers
-
-
-def test_the_pretraining_demo_shows_step1_and_moco_learning_a_line_an_epoch(tmp_path):
-    console = _demo("--pretrain", "--out", str(tmp_path / "out"))
-    step1 = [float(a) for a in re.findall(r"\[similarity\] epoch \d+/10 .*similarity_accuracy ([\d.]+)", console)]
-    assert len(step1) == 10, console[-3000:]
-    assert min(step1[-3:]) >= 0.8  # held-out movie pairs, balanced: chance is 0.5 (it stayed there, unscaled)
-    moco = re.findall(r"\[scenes\] epoch (\d+)/8 .* loss ([\d.]+) .* moco_top1 ([\d.]+)", console)
-    assert [int(e) for e, *_ in moco] == list(range(1, 9)), console[-3000:]
-    # the 32-key queue is full from epoch 2 on (58 scene pairs an epoch): from there the task is the same one
-    loss = [float(v) for _, v, _ in moco]
-    assert loss[-1] < loss[1] - 0.2 and float(moco[-1][2]) > 5 / 33  # 1 positive among 33: chance 0.03
-    assert "pretraining demo finished" in console and (tmp_path / "out" / "run" / "similarity" / "curves.png").exists()

@@ -1,10 +1,12 @@
-"""`movielib demo --genre`: tag (motion + full scores) -> train genre -> embed genre -> serve the genre head, on the
+"""`movielib demo --genre`: tag (audio + motion) -> train genre -> embed genre -> serve the genre head, on the
 embedded default, from nothing.
 
-Starts an S3 server on 127.0.0.1, generates the 3-genre catalog of the pretraining demo (each genre its own looks),
-tags it with the motion feature and every label's score, trains the collaborative-experts genre model at demo size
-(both stages, the run folder on S3), writes features/trailer, serves the exported classifier with Ray Serve and posts
-the trailers' embeddings to it over HTTP, then copies the catalog and the run to a local folder.
+Starts an S3 server on 127.0.0.1, generates trailers in four genres that only a pair of experts tells apart (low or
+high tones x still or restless pictures, every genre drawing its colours from one palette: demo/paired_genres.py),
+tags them with the motion feature, trains the collaborative-experts genre model on the image, audio and motion
+experts at demo size (both stages, the run folder on S3), writes features/trailer, serves the exported classifier
+with Ray Serve and posts the trailers' embeddings to it over HTTP, then copies the catalog and the run to a local
+folder.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from movielib.demo.pretrain import write_genre_catalog
+from movielib.demo.paired_genres import GENRES, write_paired_genre_catalog
 from movielib.demo.run import BUCKET, copy_to_output
 from movielib.demo.s3server import MotoS3Server, free_port
 from movielib.io.uri import S3Options
@@ -66,13 +68,15 @@ def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
     with MotoS3Server() as server, tempfile.TemporaryDirectory() as tmp:
         server.use()
         source, dest, runs = f"s3://{BUCKET}/trailers/", f"s3://{BUCKET}/trailer-tags", f"s3://{BUCKET}/runs"
-        genres = write_genre_catalog(Path(tmp), source, movies_per_genre=4, shots=18, subtitles=True)
+        genres = write_paired_genre_catalog(Path(tmp), source, per_genre=6, shots=12)
         n = server.upload_folder(str(Path(tmp) / "catalog"), BUCKET, "trailers")
         with S3Options.from_env(server.endpoint_url).filesystem().open_output_stream(f"{BUCKET}/genres.csv") as f:
             f.write(genres.read_bytes())
         s3 = S3Options.from_env(server.endpoint_url)
         print(
-            f"S3 server {server.endpoint_url}: {n} files (trailers of 3 genres, .srt sidecars) in {source}", flush=True
+            f"S3 server {server.endpoint_url}: {n} trailers in {len(GENRES)} genres ({', '.join(GENRES)}: low or high "
+            f"tones x still or restless pictures) in {source}",
+            flush=True,
         )
         tag = load_tag_config(
             None,
@@ -82,8 +86,7 @@ def run_genre_demo(out: str, model: str = "movielib-tiny-clip") -> int:
                 "s3.endpoint_url": server.endpoint_url,
                 "people.enabled": False,
                 "features.text": False,
-                "features.motion": True,  # the motion expert
-                "features.scores": True,  # the scene expert (no scene pretraining here)
+                "features.motion": True,  # the motion expert (image and audio: the tagging job's defaults)
             },
         )
         init_ray(tag.ray_address)

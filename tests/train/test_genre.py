@@ -321,6 +321,17 @@ def test_per_genre_figures_leave_out_a_genre_without_held_out_trailers_and_print
     assert "silhouette by genre undefined -> undefined" in text and "nan" not in text
 
 
+def test_held_out_trailers_cover_every_genre_and_their_share_is_the_fraction():
+    from movielib.train.genre.data import held_out_trailers
+
+    genres = {f"{g}-{i}": [g] for g in ("drama", "comedy", "horror", "western") for i in range(6)}
+    held = held_out_trailers(genres, 0.25, seed=0)
+    assert len(held) == 6 and {genres[v][0] for v in held} == {"drama", "comedy", "horror", "western"}
+    assert held == held_out_trailers(genres, 0.25, seed=0) and held != held_out_trailers(genres, 0.25, seed=1)
+    mixed = genres | {f"odd-{i}": ["drama", f"rare{i}"] for i in range(4)}  # sets too small for a share of their own
+    assert len(held_out_trailers(mixed, 0.25, seed=0)) == 7  # topped up to round(0.25 * 28)
+
+
 def test_a_genres_file_naming_untagged_movies_fails_before_any_work_counted_with_a_sample(tmp_path):
     from movielib.demo.planted_genre import build
     from movielib.errors import ConfigError

@@ -46,6 +46,27 @@ def labelled(store: CatalogStore, path: str, s3=None) -> tuple[dict[str, list[st
     return genres, names
 
 
+def held_out_trailers(genres: dict[str, list[str]], fraction: float, seed: int) -> set[str]:
+    """`fraction` of the trailers held out, seeded, drawn within each genre set in turn (rarest sets first) so the
+    held-out trailers cover the genres as the catalog does: a plain draw can leave whole genres out of a small
+    catalog's validation, and their figures undefined. Sets too small for a share of their own are topped up from
+    the rest at random."""
+    rng = np.random.default_rng(seed)
+    target = int(round(fraction * len(genres)))
+    groups: dict[tuple, list[str]] = {}
+    for video in sorted(genres):
+        groups.setdefault(tuple(sorted(genres[video])), []).append(video)
+    held: set[str] = set()
+    for key in sorted(groups, key=lambda k: (len(groups[k]), k)):
+        members = groups[key]
+        take = min(int(fraction * len(members)), target - len(held))
+        held |= set(rng.choice(members, take, replace=False).tolist()) if take > 0 else set()
+    rest = sorted(set(genres) - held)
+    if target > len(held) and rest:
+        held |= set(rng.choice(rest, target - len(held), replace=False).tolist())
+    return held
+
+
 def catalog_trailers(store: CatalogStore, experts: dict[str, InputSection], genres: dict[str, list[str]] | None):
     """Every labelled movie's experts joined (materialized; every movie when `genres` is None) and the experts'
     tables / models / versions / widths."""

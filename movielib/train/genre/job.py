@@ -16,7 +16,6 @@ import io
 import json
 import math
 
-import numpy as np
 import torch
 
 from movielib.errors import ConfigError
@@ -24,7 +23,7 @@ from movielib.io.uri import S3Options
 from movielib.runtime import init_ray, read_bytes, run_folder, write_bytes, write_run_config
 from movielib.store import CatalogStore, video_in
 from movielib.train.genre.config import TrainGenreConfig
-from movielib.train.genre.data import Trailers, catalog_trailers, labelled
+from movielib.train.genre.data import Trailers, catalog_trailers, held_out_trailers, labelled
 from movielib.train.genre.loop import (
     EXPORT,
     FINE_EXPORT,
@@ -135,10 +134,8 @@ def run_train_genre(
     if genres is None or names is None:
         genres, names = labelled(store, cfg.genres, s3)
     movies, experts = catalog_trailers(store, cfg.expert_inputs(), genres)  # every table checked before training
-    ids = sorted(genres)
-    rng = np.random.default_rng(cfg.optim.seed)
-    held = set(rng.choice(ids, int(round(cfg.optim.val_fraction * len(ids))), replace=False).tolist())
-    n_train = len(ids) - len(held)
+    held = held_out_trailers(genres, cfg.optim.val_fraction, cfg.optim.seed)
+    n_train = len(genres) - len(held)
     if n_train < cfg.optim.batch:
         raise ConfigError(
             f"optim.batch: {n_train} labelled trailers to train on, fewer than one batch ({cfg.optim.batch}); "
