@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--genre",
         action="store_true",
-        help="tag trailers with motion and full scores, train the collaborative-experts genre model, embed, serve it",
+        help="tag trailers only a pair of experts tells apart (audio x motion), train the collaborative-experts "
+        "genre model, embed, serve it",
     )
     return parser
 

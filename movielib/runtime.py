@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import socket
 import sys
 import warnings
+from pathlib import Path
 
 from pydantic import Field
 
@@ -82,14 +85,23 @@ def init_ray(address: str | None = None) -> None:
         quiet = {"RAY_DATA_LOGGING_CONFIG": RAY_DATA_LOGGING}
         if not verbose():
             os.environ.update(quiet)  # this process, and a local Ray's workers (they inherit it)
+        env = {} if verbose() else dict(quiet)
+        local = {}
+        if not (address or os.environ.get("RAY_ADDRESS") or submitted):
+            # a Ray of our own: its dashboard on a port chosen here, named to every process of the job. Ray Train's
+            # clean-up actor looks the cluster up by its state API, and with another Ray on the machine (a second
+            # job, a notebook, a test session) it could not tell which, and printed a traceback every run
+            port = free_port()
+            local = {"dashboard_port": port}
+            env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        hook = {} if verbose() else {"worker_process_setup_hook": QUIET_HOOK}
         ray.init(
             address=address,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             log_to_driver=True,
-            runtime_env=None
-            if submitted or verbose()
-            else {"worker_process_setup_hook": QUIET_HOOK, "env_vars": quiet},
+            runtime_env=None if submitted or not (env or hook) else {**hook, "env_vars": env},
+            **local,
         )
         if not verbose():
             print(f"Ray's own logs: {ray_logs_dir()} (movielib --verbose shows them here)", flush=True)
@@ -100,6 +112,32 @@ def init_ray(address: str | None = None) -> None:
         DataContext.get_current().enable_progress_bars = False
         # ... and Ray Data then advises turning them back on, a choice made here, not the user's to act on
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, drawn at random outside the kernel's ephemeral range: no outgoing
+    connection is given it between this call and the caller's bind (bind-to-0 ports come from that range)."""
+    low, high = _ephemeral_range()
+    span = range(10000, low) if low - 10000 >= 2000 else range(high + 1, 65536)
+    for _ in range(100):
+        port = random.choice(span)  # nosec B311: picking a port, not a secret
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ray_logs_dir() -> str:

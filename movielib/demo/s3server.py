@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,37 +12,13 @@ from pathlib import Path
 
 import boto3
 
+from movielib.runtime import free_port
+
 DEMO_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "movielib",
     "AWS_SECRET_ACCESS_KEY": "movielib-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on, drawn at random outside the kernel's ephemeral range: no outgoing
-    connection is given it between this call and the caller's bind (bind-to-0 ports come from that range)."""
-    low, high = _ephemeral_range()
-    span = range(10000, low) if low - 10000 >= 2000 else range(high + 1, 65536)
-    for _ in range(100):
-        port = random.choice(span)  # nosec B311: picking a port, not a secret
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PortTaken(RuntimeError):

@@ -80,8 +80,8 @@ def genre_loop(worker: Worker, c: GenreLoop) -> None:
             engine.backward(loss)
             engine.step()
             n = len(batch["targets"])
-            trained = [trained[0] + float(loss) * n, trained[1] + n]
-            run.step_done(engine, n, loss=float(loss))
+            trained = [trained[0] + loss.item() * n, trained[1] + n]
+            run.step_done(engine, n, loss=loss.item())
         engine.eval()
         scores, targets = [], []
         with torch.no_grad():
@@ -200,8 +200,8 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
             engine.backward(loss)
             engine.step()
             n = len(batch["targets"])
-            trained = [trained[0] + float(loss) * n, trained[1] + n]
-            run.step_done(engine, n, loss=float(loss), lr=lr)
+            trained = [trained[0] + loss.item() * n, trained[1] + n]
+            run.step_done(engine, n, loss=loss.item(), lr=lr)
         engine.eval()
         loss_sum, seen = all_sum(*trained)
         after = view_figures(engine, run.batches(val, train=False), c.fine.max_trailers)

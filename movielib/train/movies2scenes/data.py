@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from movielib.store import CatalogStore, not_null
 from movielib.train.movies2scenes.similarity import pad_or_cut
-from movielib.train.tables import partitions_for
+from movielib.train.tables import movie_partitions, partitions_for
 
 if TYPE_CHECKING:
     import ray.data
@@ -62,7 +62,9 @@ def movies(
     `shots` shots when given)."""
     ds = store.dataset(table, columns=["video_id", "shot_idx", "model", "embedding"], model=model, version=version)
     ds = ds.filter(expr=not_null("embedding"))
-    return ds.groupby("video_id").map_groups(stack_movies(shots), batch_format="pyarrow")
+    return ds.groupby("video_id", num_partitions=movie_partitions(store)).map_groups(
+        stack_movies(shots), batch_format="pyarrow"
+    )
 
 
 def _join_movies(pairs: ray.data.Dataset, movie_rows: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
@@ -129,7 +131,7 @@ def keyframe_movies(store: CatalogStore) -> ray.data.Dataset:
     """One row per movie: its shot numbers and keyframe JPEGs, in shot order."""
     return (
         store.dataset("keyframes", columns=["video_id", "shot_idx", "jpeg"])
-        .groupby("video_id")
+        .groupby("video_id", num_partitions=movie_partitions(store))
         .map_groups(_stack_keyframes, batch_format="pyarrow")
     )
 
@@ -207,7 +209,8 @@ def scene_frames(store: CatalogStore, scene_pairs: pa.Table) -> ray.data.Dataset
 
     wanted = wanted_shots(scene_pairs)
     keyframes = store.dataset("keyframes", columns=["video_id", "shot_idx", "jpeg"])
+    partitions = partitions_for(wanted.num_rows)
     joined = ray.data.from_arrow(wanted).join(
-        keyframes, join_type="left_outer", num_partitions=partitions_for(wanted.num_rows), on=("video_id", "shot_idx")
+        keyframes, join_type="left_outer", num_partitions=partitions, on=("video_id", "shot_idx")
     )
-    return joined.groupby("pair").map_groups(assemble_scenes, batch_format="pyarrow")
+    return joined.groupby("pair", num_partitions=partitions).map_groups(assemble_scenes, batch_format="pyarrow")

@@ -151,7 +151,7 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
                 normalize_frames(batch["q"], c.mean, c.std), normalize_frames(batch["k"], c.mean, c.std)
             )
             n = len(logits)
-            held = [held[0] + float(loss) * n, held[1] + float((logits.argmax(1) == 0).sum()), held[2] + n]
+            held = [held[0] + loss.item() * n, held[1] + float((logits.argmax(1) == 0).sum()), held[2] + n]
         loss_sum, top1, top5_hits, seen, *held = all_sum(*sums, *held)
         metrics = {
             "loss": loss_sum / max(seen, 1),

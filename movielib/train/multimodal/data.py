@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from movielib.errors import ConfigError
 from movielib.store import CatalogStore
 from movielib.train.config import InputSection
-from movielib.train.tables import aligned, features_per_movie, partitions_for, resolve_input
+from movielib.train.tables import aligned, features_per_movie, movie_partitions, resolve_input
 
 
 def windows(n: int, k: int, rng: np.random.Generator) -> list[range]:
@@ -181,9 +181,7 @@ def catalog_movies(store: CatalogStore, inputs: dict[str, InputSection], val_fra
     versions / widths, and the held-out movies (`val_fraction` of them, seeded)."""
     if "videos" not in set(store.table_names()):
         raise ConfigError(f"catalog: {store.dest!r} holds no tagged catalog (no videos table)")
-    videos = store.read_table("videos", columns=["video_id", "status"])
-    n = int(pc.sum(pc.equal(videos["status"], "ok")).as_py() or 0)
-    partitions = partitions_for(n, 256)  # from the catalog's size (Ray Data's default is 200 at any size)
+    partitions = movie_partitions(store)
     found = {name: modality(store, name, section, partitions) for name, section in inputs.items()}
     movies = found["video"][0]
     for name in ("audio", "language"):

@@ -91,8 +91,8 @@ def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
             engine.backward(parts["total"])
             engine.step()
             n = len(batch["video"])
-            trained = [trained[0] + float(parts["total"]) * n, trained[1] + n]
-            run.step_done(engine, n, lr=lr, loss=float(parts["total"]), **{k: float(parts[k]) for k in PARTS})
+            trained = [trained[0] + parts["total"].item() * n, trained[1] + n]
+            run.step_done(engine, n, lr=lr, loss=parts["total"].item(), **{k: parts[k].item() for k in PARTS})
         engine.eval()
         sums = [0.0, 0.0]  # val loss, sequences
         retrieval = [Retrieval(other, c.optim.val_candidates) for other in others]
