@@ -5,6 +5,7 @@ The planted catalog (tests/train/planted.py): genres own scene clusters, movies 
 keyframes are the cluster's grating under colour casts that dominate what an untrained tower sees.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -213,7 +214,10 @@ def test_a_killed_job_resumes_from_its_last_checkpoint_and_ends_like_the_uninter
         *[f"--set={k}={v}" for k, v in _flat(SMALL).items() if not k.startswith("model.")],
     ]
     last, after = killed_and_run_again(args, resumed / "scenes")
-    steps_per_epoch = pq.read_table(resumed / SCENE_PAIRS_FILE).num_rows // cfg.scenes.batch
+    from movielib.train.movies2scenes.job import split_scene_pairs
+
+    held = set(json.loads((resumed / "summary.json").read_text())["held_out"])  # step 3 trains on the rest's pairs
+    steps_per_epoch = split_scene_pairs(pq.read_table(resumed / SCENE_PAIRS_FILE), held)[0].num_rows // cfg.scenes.batch
     # resumed, not restarted: the launcher's own resume row names the last checkpoint on record at the kill, and
     # every epoch the second run wrote comes after it (a restart would write epoch 1 again: by_step() hid that)
     assert after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last >= 1, after[:1]
