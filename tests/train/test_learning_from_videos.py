@@ -147,14 +147,11 @@ def test_the_pretraining_demo_learns_from_its_videos_on_held_out_movies_and_puts
     assert scenes >= 0.8  # chance: 5 of a movie's 17 others share its genre
 
 
-def _cli(*args: str, timeout: float = 400) -> subprocess.Popen:
-    return movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 400) -> None:
-    for proc in procs:
-        console, _ = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, console[-3000:]
+def _run(*args: str, timeout: float = 400) -> None:
+    """`movielib ARGS` as a driver of the session's Ray, to its end (it must succeed)."""
+    proc = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    console, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, console[-3000:]
 
 
 def _held_out_top1(store: CatalogStore, run: Path, genre: dict[str, str]) -> float:
@@ -193,8 +190,8 @@ def test_the_genre_demo_learns_genres_only_a_pair_of_experts_tells_apart_beyond_
               "--set", "finegrained.epochs=0"]  # fmt: skip
     for e in experts:
         off = [x for other in experts if other != e for x in ("--set", f"experts.{other}.use=false")]
-        _finish([_cli("train", "genre", str(out / "tags"), *common, *off, "--name", e)])
-        _finish([_cli("embed", "genre", str(runs / e), str(out / "tags"))])
+        _run("train", "genre", str(out / "tags"), *common, *off, "--name", e)
+        _run("embed", "genre", str(runs / e), str(out / "tags"))
     alone = {e: _held_out_top1(store, runs / e, genre) for e in experts}
     held = json.loads((out / "run" / "summary.json").read_text())["held_out"]
     assert all(json.loads((runs / e / "summary.json").read_text())["held_out"] == held for e in experts)

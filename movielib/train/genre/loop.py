@@ -35,15 +35,24 @@ class GenreLoop:
         return {name: meta["dim"] for name, meta in self.experts.items()}
 
 
-def gather_rows(x: np.ndarray) -> np.ndarray:
-    """Every worker's rows, concatenated (a validation pass's predictions: AU-PRC needs them all)."""
+def gather_rows(x: np.ndarray | None, rank0_only: bool = False) -> np.ndarray | None:
+    """Every worker's rows, concatenated (a validation pass's predictions: AU-PRC needs them all): on every worker,
+    or with `rank0_only` on rank 0 alone (None on the others: figures computed once). A worker with no rows may
+    send None."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, x)
-    return np.concatenate(parts)
+    parts: list | None = [None] * dist.get_world_size()
+    if rank0_only:
+        parts = parts if dist.get_rank() == 0 else None
+        dist.gather_object(x, parts, dst=0)
+        if parts is None:
+            return None
+    else:
+        dist.all_gather_object(parts, x)
+    parts = [p for p in parts if p is not None]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def genre_figures(y: np.ndarray, p: np.ndarray, genres: list[str], threshold: float) -> dict:
@@ -51,10 +60,11 @@ def genre_figures(y: np.ndarray, p: np.ndarray, genres: list[str], threshold: fl
     group each), and the genre that lags (lowest AP). A genre without a held-out trailer has neither figure: it is
     left out, never logged as nan."""
     out: dict = {}
+    aps: dict[str, float] = {}
     for genre, f in per_label(y, p, genres, threshold).items():
         if f["positives"]:
+            aps[genre] = f["ap"]
             out |= {f"val_ap/{genre}": f["ap"], f"val_f1/{genre}": f["f1"]}
-    aps = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val_ap/")}
     if aps:
         lagging = min(aps, key=aps.get)
         out |= {"val_ap_lowest": aps[lagging], "val_lagging_genre": lagging}
@@ -80,8 +90,9 @@ def genre_loop(worker: Worker, c: GenreLoop) -> None:
             engine.backward(loss)
             engine.step()
             n = len(batch["targets"])
-            trained = [trained[0] + loss.item() * n, trained[1] + n]
-            run.step_done(engine, n, loss=loss.item())
+            value = loss.item()
+            trained = [trained[0] + value * n, trained[1] + n]
+            run.step_done(engine, n, loss=value)
         engine.eval()
         scores, targets = [], []
         with torch.no_grad():
@@ -136,20 +147,6 @@ class FineTune(torch.nn.Module):
         return embedding, self.projection(embedding)
 
 
-def gather_to_rank0(x: np.ndarray | None) -> np.ndarray | None:
-    """Every worker's rows on rank 0 (None on the others): figures computed once, not on every worker."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(x, parts, dst=0)
-    if parts is None:
-        return None
-    parts = [p for p in parts if p is not None]  # a worker with no rows sends None
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
 def view_figures(engine, batches, max_trailers: int) -> dict[str, float]:
     """On the held-out trailers (the first `max_trailers` of them, gathered to rank 0 and computed there once): how
     often a trailer's first half has its own second half nearest (cosine), and the silhouette of the trailers'
@@ -162,7 +159,7 @@ def view_figures(engine, batches, max_trailers: int) -> dict[str, float]:
             b.append(engine(batch, "b_")[0].float().cpu().numpy())
             y.append(batch["targets"].cpu().numpy())
     d = engine.module.genre.m.bottleneck
-    rows = gather_to_rank0(np.concatenate([np.concatenate(x) for x in (a, b, y)], axis=1) if a else None)
+    rows = gather_rows(np.concatenate([np.concatenate(x) for x in (a, b, y)], axis=1) if a else None, rank0_only=True)
     if rows is None or not len(rows):
         return {}
     rows = rows[:max_trailers]
@@ -200,8 +197,9 @@ def finegrained_loop(worker: Worker, c: FineGrainedLoop) -> None:
             engine.backward(loss)
             engine.step()
             n = len(batch["targets"])
-            trained = [trained[0] + loss.item() * n, trained[1] + n]
-            run.step_done(engine, n, loss=loss.item(), lr=lr)
+            value = loss.item()
+            trained = [trained[0] + value * n, trained[1] + n]
+            run.step_done(engine, n, loss=value, lr=lr)
         engine.eval()
         loss_sum, seen = all_sum(*trained)
         after = view_figures(engine, run.batches(val, train=False), c.fine.max_trailers)

@@ -164,8 +164,8 @@ def held_out_movies(train: pa.Table, val: pa.Table) -> set[str]:
 def split_scene_pairs(pairs: pa.Table, held: set[str]) -> tuple[pa.Table, pa.Table]:
     """Step 2's scene pairs -> those step 3 trains on (both movies trained on in step 1) and those it scores each
     epoch (a held-out movie on either side: never trained on)."""
-    named = pc.or_(pc.is_in(pairs["movie_a"], pa.array(sorted(held), pa.string())),
-                   pc.is_in(pairs["movie_b"], pa.array(sorted(held), pa.string())))  # fmt: skip
+    ids = pa.array(sorted(held), pa.string())
+    named = pc.or_(pc.is_in(pairs["movie_a"], ids), pc.is_in(pairs["movie_b"], ids))
     return pairs.filter(pc.invert(named)), pairs.filter(named)
 
 

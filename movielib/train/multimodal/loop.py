@@ -91,8 +91,9 @@ def multimodal_loop(worker: Worker, c: MultimodalLoop) -> None:
             engine.backward(parts["total"])
             engine.step()
             n = len(batch["video"])
-            trained = [trained[0] + parts["total"].item() * n, trained[1] + n]
-            run.step_done(engine, n, lr=lr, loss=parts["total"].item(), **{k: parts[k].item() for k in PARTS})
+            total, terms = parts["total"].item(), {k: parts[k].item() for k in PARTS}
+            trained = [trained[0] + total * n, trained[1] + n]
+            run.step_done(engine, n, lr=lr, loss=total, **terms)
         engine.eval()
         sums = [0.0, 0.0]  # val loss, sequences
         retrieval = [Retrieval(other, c.optim.val_candidates) for other in others]
