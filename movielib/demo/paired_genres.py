@@ -8,10 +8,10 @@ together name the genre. Shots are one second, each its own colour, tone and noi
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
+from movielib.demo.pretrain import draw_shots, write_genres_file
 from movielib.demo.samples import Segment, generate_clip
 
 PALETTE = ["red", "yellow", "green", "blue", "purple", "white", "black", "cyan", "magenta", "gray"]
@@ -30,15 +30,9 @@ def write_paired_genre_catalog(folder: Path, prefix: str, per_genre: int = 6, sh
     rows = []
     for genre, ((low, high), noise) in GENRES.items():
         for m in range(per_genre):
-            colours: list[str] = []
-            while len(colours) < shots:  # no colour twice in a row: every segment boundary is a cut
-                c = rng.choice(PALETTE)
-                if not colours or c != colours[-1]:
-                    colours.append(c)
+            colours = draw_shots(rng, PALETTE, shots)
             segments = [Segment(f"color:{c}", 1.0, round(rng.uniform(low, high)), noise) for c in colours]
             name = f"{genre}-{m}.mp4"
             generate_clip(folder / "catalog" / name, segments, size=(160, 120))
             rows.append((prefix + name, genre))
-    with open(folder / "genres.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("movie", "genres"), *rows])
-    return folder / "genres.csv"
+    return write_genres_file(folder, rows)

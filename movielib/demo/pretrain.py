@@ -52,13 +52,7 @@ def write_genre_catalog(
     rows = []
     for genre, looks in LOOKS.items():
         for m in range(movies_per_genre):
-            picks: list[str] = []
-            while len(picks) < shots:  # no look twice in a row: every segment boundary is a cut
-                look = rng.choice(looks)
-                if picks and rng.random() < follow:
-                    look = looks[(looks.index(picks[-1]) + 1) % len(looks)]
-                if not picks or look != picks[-1]:
-                    picks.append(look)
+            picks = draw_shots(rng, looks, shots, follow)
             name = f"{genre}-{m}.mp4"
             path = folder / "catalog" / name
             generate_clip(path, [Segment(p, 1.0, TONES[p]) for p in picks], size=(160, 120), audio=subtitles)
@@ -70,6 +64,24 @@ def write_genre_catalog(
                 ]
                 path.with_suffix(".srt").write_text("\n".join(cues))
             rows.append((prefix + name, genre))
+    return write_genres_file(folder, rows)
+
+
+def draw_shots(rng: random.Random, choices: list[str], shots: int, follow: float | None = None) -> list[str]:
+    """`shots` draws from `choices`, never the same twice in a row (every segment boundary is a cut); with `follow`,
+    that share of shots takes the choice after the previous shot's instead (an edit whose order carries signal)."""
+    picks: list[str] = []
+    while len(picks) < shots:
+        pick = rng.choice(choices)
+        if follow is not None and picks and rng.random() < follow:
+            pick = choices[(choices.index(picks[-1]) + 1) % len(choices)]
+        if not picks or pick != picks[-1]:
+            picks.append(pick)
+    return picks
+
+
+def write_genres_file(folder: Path, rows: list[tuple[str, str]]) -> Path:
+    """folder/genres.csv: each generated movie's URI and genre, the genres file the learning jobs read."""
     with open(folder / "genres.csv", "w", newline="") as f:
         csv.writer(f).writerows([("movie", "genres"), *rows])
     return folder / "genres.csv"
