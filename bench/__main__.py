@@ -1,6 +1,6 @@
 """`python -m bench` (or `movielib bench`): run every benchmark, print one table, write JSON + PNG.
 
-python -m bench [--quick] [--out bench-results] [--only NAME,...]
+python -m bench [--quick | --micro] [--out bench-results] [--only NAME,...]
   NAME: detect, decode, scoring, e2e, cost, scale, train, train-multimodal, train-genre, train-scale, tune, serve
 """
 
@@ -94,50 +94,59 @@ def chart(rows: list[Row], path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one)")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="smaller workloads (minutes -> about one a case)")
+    sizes.add_argument(
+        "--micro", action="store_true", help="the smallest workloads that make every row (seconds; the suite's size)"
+    )
     p.add_argument("--out", default="bench-results", help="folder for bench.json, bench.png and the workload")
     p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the timed rows (median and range)")
-    p.add_argument("--model", default="ViT-B-32-quickgelu", help="open_clip architecture for scoring")
+    p.add_argument(
+        "--model", default=None, help="open_clip architecture for scoring (ViT-B-32-quickgelu; --micro: the tiny one)"
+    )
     args = p.parse_args()
     out = Path(args.out).resolve()
     work = out / "workload"
     work.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
+    if only - set(ALL):
+        p.error(f"--only: unknown benchmark(s) {', '.join(sorted(only - set(ALL)))}; choose from {', '.join(ALL)}")
+    size = "micro" if args.micro else "quick" if args.quick else "full"
     rows: list[Row] = []
     extra: dict = {}
     t0, load = time.perf_counter(), os.getloadavg()
     if "detect" in only:
-        detect_rows, extra["cuts"] = shot_detection.run(work, args.quick, args.rounds)
+        detect_rows, extra["cuts"] = shot_detection.run(work, size, args.rounds)
         rows += detect_rows
     if "decode" in only:
-        rows += decode.run(work, args.quick)
+        rows += decode.run(work, size)
     if "scoring" in only:
         import ray
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        rows += scoring.run(args.quick, args.model)
+        rows += scoring.run(size, args.model or ("movielib-tiny-clip" if size == "micro" else "ViT-B-32-quickgelu"))
         ray.shutdown()
     if "e2e" in only:
-        e2e_rows, extra["e2e"] = end_to_end.run(work, args.quick, args.rounds)
+        e2e_rows, extra["e2e"] = end_to_end.run(work, size, args.rounds)
         rows += e2e_rows
     if "cost" in only:
-        cost_rows, extra["cpu_cost"] = stage_cost.run(work, args.quick)
+        cost_rows, extra["cpu_cost"] = stage_cost.run(work, size)
         rows += cost_rows
     if "scale" in only:
-        rows += scale.run(work, args.quick)
+        rows += scale.run(work, size)
     if "train" in only:
-        rows += train_scenes.run(args.quick)
+        rows += train_scenes.run(size)
     if "train-multimodal" in only:
-        rows += train_multimodal.run(args.quick)
+        rows += train_multimodal.run(size)
     if "train-genre" in only:
-        rows += train_genre.run(args.quick, work)
+        rows += train_genre.run(size, work)
     if "train-scale" in only:
-        rows += train_scale.run(args.quick)
+        rows += train_scale.run(size)
     if "tune" in only:
-        rows += tune_heads.run(args.quick)
+        rows += tune_heads.run(size)
     if "serve" in only:
-        rows += serve_tagger.run(args.quick)
+        rows += serve_tagger.run(size)
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} when the bench started")
     print(table(rows))
     for case, stages in extra.get("e2e", {}).get("cpu_ms_per_shot", {}).items():
@@ -151,7 +160,7 @@ def main() -> int:
             "python": platform.python_version(),
             "load_average_at_start": load,
         },
-        "quick": args.quick,
+        "size": size,
         "seconds": time.perf_counter() - t0,
         "rows": [r.to_dict() for r in rows],
         **extra,

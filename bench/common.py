@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from movielib.demo.samples import Segment, generate_clip
 
@@ -27,6 +28,16 @@ SEGMENTS = [
     Segment("rgbtestsrc", 3.0),
     Segment("testsrc", 3.0),
 ]
+
+
+Size = Literal["full", "quick", "micro"]
+T = TypeVar("T")
+
+
+def sized(size: Size, full: T, quick: T, micro: T) -> T:
+    """A case's workload at a bench size: full (the README's figures), quick (about a minute a case), micro (seconds:
+    every row made, as the suite runs them; its ratios mean little)."""
+    return {"full": full, "quick": quick, "micro": micro}[size]
 
 
 @dataclass
@@ -91,16 +102,27 @@ class Timings:
 class LoadProbe:
     """What else the machine did over a span: CPU used by processes outside this bench's process tree (in
     cores; the Ray processes an e2e case starts are in the tree), and steal (a VM's cores taken by its host).
-    The load average is no use here: it mostly counts the bench's own last minute."""
+    The load average is no use here: it mostly counts the bench's own last minute. The process table, steal,
+    clock and own pid are read through the functions given (the machine's by default; a test gives fixed ones)."""
+
+    def __init__(
+        self,
+        processes: Callable[[], dict[int, tuple[int, float]]] | None = None,
+        steal: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        pid: int | None = None,
+    ):
+        self.processes, self.steal = processes or _processes, steal or _steal
+        self.clock, self.pid = clock, pid or os.getpid()
 
     def __enter__(self) -> LoadProbe:
-        self.t0, self.steal0, self.procs0 = time.perf_counter(), _steal(), _processes()
+        self.t0, self.steal0, self.procs0 = self.clock(), self.steal(), self.processes()
         return self
 
     def __exit__(self, *exc) -> None:
-        wall = time.perf_counter() - self.t0 or 1e-9
-        procs = _processes()
-        mine = {os.getpid()}
+        wall = self.clock() - self.t0 or 1e-9
+        procs = self.processes()
+        mine = {self.pid}
         changed = True  # this process and its descendants, to a fixpoint
         while changed:
             changed = False
@@ -109,7 +131,7 @@ class LoadProbe:
                     mine.add(pid)
                     changed = True
         others = sum(cpu - self.procs0.get(pid, (0, 0.0))[1] for pid, (_, cpu) in procs.items() if pid not in mine)
-        steal = (_steal() - self.steal0) / (wall * (os.cpu_count() or 1))
+        steal = (self.steal() - self.steal0) / (wall * (os.cpu_count() or 1))
         self.text = f"others used {max(0.0, others) / wall:.2f} cores, steal {100 * steal:.1f}%"
 
 
@@ -153,10 +175,12 @@ def interleaved(cases: dict[str, Callable[[], object]], rounds: int, warmup: boo
 
 
 def video(folder: Path, name: str, size: tuple[int, int], repeats: int, fps: int = 25) -> Path:
-    """A clip of `repeats` x the 20 s segment list (cuts known), generated once per folder."""
+    """A clip of `repeats` x the 20 s segment list (cuts known), generated once per folder; `repeats` 0: the list
+    once at 1 s a segment (the micro workload)."""
     path = folder / name
     if not path.exists():
-        generate_clip(path, SEGMENTS * repeats, fps=fps, size=size)
+        segments = SEGMENTS * repeats or [Segment(s.source, 1.0) for s in SEGMENTS]
+        generate_clip(path, segments, fps=fps, size=size)
     return path
 
 

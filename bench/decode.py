@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import Row, best_of, video
+from bench.common import Row, Size, best_of, sized, video
 from movielib.models.clip import ClipSpec, FramePreprocess
 from movielib.pipeline.stages import DecodeAndDetect, tensor_column
 from movielib.shots.fast import FastContentDetector
@@ -50,10 +50,10 @@ def two_passes(path: str, keyframes: list[list[int]]) -> tuple[list[int], list[n
     return [s.start_frame for s in detected.shots], [PRE.crop([frames[i] for i in k]) for k in keyframes]
 
 
-def run(folder: Path, quick: bool = False) -> list[Row]:
-    rows = []
-    for case, size in (("1080p", (1920, 1080)), ("480p", (854, 480))):
-        path = str(video(folder, f"onepass-{case}-{1 if quick else 2}.mp4", size, 1 if quick else 2))
+def run(folder: Path, size: Size = "full") -> list[Row]:
+    rows, repeats = [], sized(size, 2, 1, 0)
+    for case, frame in (("1080p", (1920, 1080)), ("480p", (854, 480))):
+        path = str(video(folder, f"onepass-{case}-{repeats}.mp4", frame, repeats))
         t_one, (starts, keyframes, crops, n) = best_of(2, lambda path=path: one_pass(path))
         t_two, (starts2, crops2) = best_of(2, lambda path=path, keyframes=keyframes: two_passes(path, keyframes))
         same = starts == starts2 and all(np.array_equal(a, b) for a, b in zip(crops, crops2))

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import Row, interleaved
+from bench.common import Row, Size, interleaved, sized
 from movielib.demo.samples import Segment, generate_clip
 
 SIZE = (854, 480)
@@ -90,9 +90,9 @@ def _case(source: Path, folder: Path, workers: int, model: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(folder: Path, quick: bool = False, rounds: int = 3, model: str = MODEL) -> tuple[list[Row], dict]:
+def run(folder: Path, size: Size = "full", rounds: int = 3, model: str = MODEL) -> tuple[list[Row], dict]:
     """The 2-vs-1-worker row, and per case its CPU ms per shot per stage (medians over rounds)."""
-    source = catalog(folder, 4 if quick else 8)
+    source = catalog(folder, *sized(size, (8,), (4,), (2, SIZE, 1.0)))
     runs: dict[int, list[dict]] = {1: [], 2: []}
 
     def case(workers: int) -> None:

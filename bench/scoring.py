@@ -11,7 +11,7 @@ import pyarrow as pa
 import ray
 import torch
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 from movielib.models.clip import ClipSpec, FramePreprocess, load_clip
 from movielib.pipeline.stages import ClipSceneScorer
 from movielib.pipeline.stages.columns import with_tensor_column
@@ -57,10 +57,10 @@ def _pipeline(spec: ClipSpec, crops: np.ndarray, batch: int, threads: int) -> fl
     return (done - done_first) / (time.perf_counter() - t_first)
 
 
-def run(quick: bool = False, model: str = "ViT-B-32-quickgelu", threads: int = 2) -> list[Row]:
+def run(size: Size = "full", model: str = "ViT-B-32-quickgelu", threads: int = 2) -> list[Row]:
     spec = ClipSpec(model, random_weights=True)
     batch = 32
-    n = batch * (6 if quick else 16)
+    n = batch * sized(size, 16, 6, 2)
     size = FramePreprocess.for_spec(spec).size
     crops = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     bare = _bare_loop(spec, crops, batch, threads)

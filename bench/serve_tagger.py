@@ -11,7 +11,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 from movielib.config import build_config
 from movielib.demo.s3server import free_port
 from movielib.models.clip import ClipSpec
@@ -91,12 +91,12 @@ def _deploy(model: str, batch: int, port: int | None = None) -> str:
     return start(cfg, block=False)
 
 
-def run(quick: bool) -> list[Row]:
+def run(size: Size = "full") -> list[Row]:
     import ray
     from ray import serve
 
-    model = "movielib-tiny-clip" if quick else "ViT-B-32-quickgelu"
-    n = 200 if quick else 120
+    model = sized(size, "ViT-B-32-quickgelu", "movielib-tiny-clip", "movielib-tiny-clip")
+    n = sized(size, 120, 200, 32)
     images = _images(n)
     local = _in_process(model, images)
     l50, l99 = _percentiles(local)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import Row, interleaved, video
+from bench.common import Row, Size, interleaved, sized, video
 from movielib.io.decode import PyAVDecoder
 from movielib.shots.fast import FastContentDetector, analysis_size
 
@@ -34,11 +34,11 @@ def _decode_only(path: str) -> int:
     return n
 
 
-def run(folder: Path, quick: bool = False, rounds: int = 3) -> tuple[list[Row], dict]:
+def run(folder: Path, size: Size = "full", rounds: int = 3) -> tuple[list[Row], dict]:
     rows, cuts = [], {}
-    cases = {"1080p": ((1920, 1080), 1 if quick else 2), "480p": ((854, 480), 2 if quick else 4)}
-    for case, (size, repeats) in cases.items():
-        path = str(video(folder, f"detect-{case}-{repeats}.mp4", size, repeats))
+    cases = {"1080p": ((1920, 1080), sized(size, 2, 1, 0)), "480p": ((854, 480), sized(size, 4, 2, 0))}
+    for case, (frame, repeats) in cases.items():
+        path = str(video(folder, f"detect-{case}-{repeats}.mp4", frame, repeats))
         runs = interleaved(
             {
                 "pyscenedetect": lambda path=path: _pyscenedetect(path),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bench.common import Row, video
+from bench.common import Row, Size, sized, video
 from movielib.io.audio import extract_audio, slice_seconds
 from movielib.models.audio import LogMelStats
 from movielib.models.clip import ClipSpec, FramePreprocess
@@ -76,11 +76,11 @@ def costs(path: str, scorer: ClipSceneScorer) -> tuple[dict[str, float], float, 
     return spent, minutes, rows.num_rows
 
 
-def run(folder: Path, quick: bool = False) -> tuple[list[Row], dict]:
+def run(folder: Path, size: Size = "full") -> tuple[list[Row], dict]:
     scorer = _scorer(MODEL)
-    rows, table = [], {}
-    for case, size in (("1080p", (1920, 1080)), ("480p", (854, 480))):
-        path = str(video(folder, f"cost-{case}-{1 if quick else 3}.mp4", size, 1 if quick else 3))
+    rows, table, repeats = [], {}, sized(size, 3, 1, 0)
+    for case, frame in (("1080p", (1920, 1080)), ("480p", (854, 480))):
+        path = str(video(folder, f"cost-{case}-{repeats}.mp4", frame, repeats))
         t0 = time.perf_counter()
         spent, minutes, shots = costs(path, scorer)
         per_min = {k: v / minutes for k, v in spent.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import Row, best_of, video
+from bench.common import Row, Size, best_of, sized, video
 from movielib.train.config import TrainRunSection
 from movielib.train.genre.config import GenreModelSection, GenreOptimSection
 from movielib.train.genre.loop import GenreLoop, genre_loop
@@ -103,14 +103,15 @@ def trainer(
     return result.metrics
 
 
-def motion_cost(folder: Path, quick: bool) -> Row:
+def motion_cost(folder: Path, size: Size) -> Row:
     """Motion statistics per shot vs the decode pass that sampled the frames, in shots/s."""
     from movielib.models.clip import ClipSpec, FramePreprocess
     from movielib.models.motion import FlowStats
     from movielib.pipeline.stages import DecodeAndDetect, tensor_column
     from movielib.shots.fast import FastContentDetector
 
-    path = str(video(folder, f"motion-480p-{1 if quick else 2}.mp4", (854, 480), 1 if quick else 2))
+    repeats = sized(size, 2, 1, 0)
+    path = str(video(folder, f"motion-480p-{repeats}.mp4", (854, 480), repeats))
     stage = DecodeAndDetect(FastContentDetector(), FramePreprocess.for_spec(ClipSpec("ViT-B-32", random_weights=True)))
     t_decode, tables = best_of(2, lambda: list(stage.process("v", path)))
     frames = [f for t in tables for f in tensor_column(t, "frames")]
@@ -127,16 +128,13 @@ def motion_cost(folder: Path, quick: bool) -> Row:
     )
 
 
-def run(quick: bool, work: Path | None = None) -> list[Row]:
+def run(size: Size = "full", work: Path | None = None) -> list[Row]:
     import ray
 
     genres = 20
-    m = (
-        GenreModelSection(expert_dim=256, gate_hidden=256, clips=9, sequences=8, bottleneck=512, head_hidden=256)
-        if quick
-        else GenreModelSection(sequences=8)
-    )
-    batch = 8 if quick else 16
+    small = {"expert_dim": 256, "gate_hidden": 256, "clips": 9, "bottleneck": 512, "head_hidden": 256}
+    m = GenreModelSection(sequences=8, **sized(size, {}, small, small | {"expert_dim": 64, "clip_dim": 32, "clips": 3}))
+    batch = sized(size, 16, 8, 4)
     data = trailers(8 * batch, m.clips * m.sequences, genres)
     baseline = plain(m, data, batch, genres)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -157,5 +155,5 @@ def run(quick: bool, work: Path | None = None) -> list[Row]:
         )
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(motion_cost(work or Path(tmp), quick))
+        rows.append(motion_cost(work or Path(tmp), size))
     return rows

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
 from movielib.train.multimodal.loop import MultimodalLoop, multimodal_loop
@@ -62,6 +62,7 @@ def _trainer(model_cfg: MultimodalModelSection, data: dict[str, np.ndarray], bat
         OptimSection(batch=batch, epochs=2),
         {name: {"table": "-", "model": "-", "version": "", "dim": d} for name, d in DIMS.items()},
         len(rows) // batch,
+        {name: ([0.0] * d, [1.0] * d) for name, d in DIMS.items()},  # the inputs are standard normal: identity
     )
     result = launch(
         multimodal_loop,
@@ -76,10 +77,10 @@ def _trainer(model_cfg: MultimodalModelSection, data: dict[str, np.ndarray], bat
     return float(result.metrics["sequences_per_s"])
 
 
-def run(quick: bool) -> list[Row]:
+def run(size: Size = "full") -> list[Row]:
     import ray
 
-    width, batch = (128, 16) if quick else (256, 32)
+    width, batch = sized(size, (256, 32), (128, 16), (32, 4))
     model_cfg = MultimodalModelSection(shots=30, width=width, layers=3, heads=8, dropout=0.1)
     data = _sequences(8 * batch, 30)
     plain = _plain(model_cfg, data, batch)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 
 DIM, GENRES = 16, 10
 
@@ -131,17 +131,18 @@ def _measure(dest: str, genres: str, shots: int) -> dict:
     }
 
 
-def run(quick: bool = False, sizes: tuple[int, ...] | None = None, shots: int | None = None) -> list[Row]:
+def run(size: Size = "full", sizes: tuple[int, ...] | None = None, shots: int | None = None) -> list[Row]:
     import ray
 
-    sizes = sizes or ((40, 200) if quick else (100, 1000))  # 10 genres: >= 4 movies a genre, 3 similar each
-    shots = shots or (100 if quick else 1000)
+    sizes = sizes or sized(size, (100, 1000), (40, 200), (40, 60))  # 10 genres: >= 4 movies a genre, 3 similar each
+    shots = shots or sized(size, 1000, 100, 20)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        warm = Path(tmp) / "warm-up"  # imports and Ray Data's first executions are not the catalog's cost
-        _measure(str(warm), _catalog(warm, 20, 20), 20)
+        if size != "micro":  # imports and Ray Data's first executions are not the catalog's cost
+            warm = Path(tmp) / "warm-up"
+            _measure(str(warm), _catalog(warm, 20, 20), 20)
         for n in sizes:
             dest = Path(tmp) / f"catalog-{n}"
             genres = _catalog(dest, n, shots)

@@ -10,12 +10,12 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 from movielib.models.clip import ClipSpec, FramePreprocess, normalize_frames
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
 from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
-from movielib.train.movies2scenes.loops import scene_tower, scenes_loop
+from movielib.train.movies2scenes.loops import ScenesLoop, scene_tower, scenes_loop
 from movielib.train.movies2scenes.moco import MoCo
 
 THREADS = 1  # per side: the other core is left to Ray's own processes and Ray Data, as the README advises
@@ -26,22 +26,20 @@ def _scenes(n: int, shots: int, side: int) -> dict[str, np.ndarray]:
     return {k: rng.integers(0, 256, (n, shots, side, side, 3), dtype=np.uint8) for k in ("q", "k")}
 
 
-def _plain(config: dict, data: dict[str, np.ndarray], batch: int) -> float:
+def _plain(config: ScenesLoop, data: dict[str, np.ndarray], batch: int) -> float:
     """The same model and optimizer in one process, batches sliced from the arrays; pairs/s of the 2nd epoch."""
     torch.set_num_threads(THREADS)
-    s = config["scenes"]
-    tower = scene_tower(config["clip"])
-    torch.manual_seed(0)
-    moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s["dim"], s["queue"], s["momentum"], s["temperature"])
-    opt = torch.optim.Adam(
-        [p for p in moco.parameters() if p.requires_grad], lr=s["lr"], weight_decay=s["weight_decay"]
-    )
+    s = config.scenes
+    tower = scene_tower(config.clip)
+    torch.manual_seed(config.seed)
+    moco = MoCo(SceneEncoder(tower), int(tower.output_dim), s.dim, s.queue, s.momentum, s.temperature)
+    opt = torch.optim.Adam([p for p in moco.parameters() if p.requires_grad], lr=s.lr, weight_decay=s.weight_decay)
     n = len(data["q"]) // batch * batch
     for _epoch in range(2):
         speed = Throughput()
         for i in range(0, n, batch):
-            q = normalize_frames(torch.from_numpy(data["q"][i : i + batch]), config["mean"], config["std"])
-            k = normalize_frames(torch.from_numpy(data["k"][i : i + batch]), config["mean"], config["std"])
+            q = normalize_frames(torch.from_numpy(data["q"][i : i + batch]), config.mean, config.std)
+            k = normalize_frames(torch.from_numpy(data["k"][i : i + batch]), config.mean, config.std)
             loss, _ = moco(q, k)
             opt.zero_grad()
             loss.backward()
@@ -51,7 +49,7 @@ def _plain(config: dict, data: dict[str, np.ndarray], batch: int) -> float:
     return speed.per_s
 
 
-def _trainer(config: dict, data: dict[str, np.ndarray], batch: int, folder: str) -> float:
+def _trainer(config: ScenesLoop, data: dict[str, np.ndarray], batch: int, folder: str) -> float:
     import ray.data
 
     ds = ray.data.from_items([{"q": q, "k": k} for q, k in zip(data["q"], data["k"])]).repartition(8).materialize()
@@ -75,16 +73,15 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     spec = ClipSpec(model, random_weights=True)
     pre = FramePreprocess.for_spec(spec)
     side = pre.size if isinstance(pre.size, int) else pre.size[0]
-    scenes = ScenesSection(shots=shots, queue=1024, batch=batch, epochs=2, warmup_epochs=0, lr=1e-4).model_dump()
-    config = {
-        "scenes": scenes,
-        "seed": 0,
-        "clip": {"name": model, "weights": None, "random_weights": True},
-        "tower": tower_config(spec._config_source.model_cfg),
-        "mean": list(pre.mean),
-        "std": list(pre.std),
-        "steps_per_epoch": n // batch,
-    }
+    config = ScenesLoop(
+        ScenesSection(shots=shots, queue=1024, batch=batch, epochs=2, warmup_epochs=0, lr=1e-4),
+        0,
+        spec,
+        tower_config(spec.validate().model_cfg),
+        tuple(pre.mean),
+        tuple(pre.std),
+        n // batch,
+    )
     data = _scenes(n, shots, side)
     plain = _plain(config, data, batch)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -104,10 +101,10 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     )
 
 
-def run(quick: bool) -> list[Row]:
+def run(size: Size = "full") -> list[Row]:
     """The tiny tower (a step is ~16 ms: the fixed per-step costs show) and, unless quick, the real ViT-B/32
     (random init: the same compute as trained weights) at 3 shots (a 9-shot step takes ~15 s here)."""
-    rows = [_case("movielib-tiny-clip", 3, 16, 1024)]
-    if not quick:
+    rows = [_case("movielib-tiny-clip", 3, 16, sized(size, 1024, 1024, 64))]
+    if size == "full":
         rows.append(_case("ViT-B-32-quickgelu", 3, 8, 32))
     return rows

@@ -6,29 +6,34 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.common import Row
+from bench.common import Row, Size, sized
 from movielib.config import build_config
 from movielib.demo.planted_heads import build as plant
 from movielib.heads.config import HeadsConfig
 from movielib.heads.sweep import run_heads
 
 
-def run(quick: bool) -> list[Row]:
+def run(size: Size = "full") -> list[Row]:
     import ray
 
-    epochs = 8 if quick else 20
+    epochs, samples, videos = sized(size, (20, 8, 40), (8, 8, 40), (2, 2, 8))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     walls, maps = {}, {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            dest = plant(str(Path(tmp) / "catalog"), videos=40, shots=40).dest
+            dest = plant(str(Path(tmp) / "catalog"), videos=videos, shots=40).dest
             for scheduler in ("asha", "fifo"):
                 cfg = build_config(
                     HeadsConfig,
                     {
                         "data": {"catalog": dest},
                         "head": {"name": "mlp2", "epochs": epochs},
-                        "tune": {"num_samples": 8, "scheduler": scheduler, "grace_period": 1, "reduction_factor": 3},
+                        "tune": {
+                            "num_samples": samples,
+                            "scheduler": scheduler,
+                            "grace_period": 1,
+                            "reduction_factor": 3,
+                        },
                         "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler},
                     },
                 )
@@ -39,7 +44,7 @@ def run(quick: bool) -> list[Row]:
     return [
         Row(
             "tune_heads",
-            f"8-trial sweep, mlp2, {epochs} epochs max: ASHA vs FIFO wall time",
+            f"{samples}-trial sweep, mlp2, {epochs} epochs max: ASHA vs FIFO wall time",
             walls["asha"],
             walls["fifo"],
             "s",

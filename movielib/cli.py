@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return TOOLS[args.command](args)
     except MovielibError as exc:
         print(f"movielib: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 def run_job(name: str, argv: list[str] | None = None) -> int:

@@ -18,12 +18,12 @@ import warnings
 
 import numpy as np
 from sklearn.metrics import (
+    accuracy_score,
     average_precision_score,
     f1_score,
     mean_squared_error,
     precision_recall_fscore_support,
     silhouette_score,
-    top_k_accuracy_score,
 )
 
 
@@ -58,9 +58,10 @@ def weighted_prf(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5
 
 
 def top1_accuracy(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Share of samples whose highest score is their class (single-label)."""
-    y_score = np.asarray(y_score)
-    return float(top_k_accuracy_score(np.asarray(y_true), y_score, k=1, labels=np.arange(y_score.shape[1])))
+    """Share of samples whose highest score is their class (single-label); defined whatever classes the split
+    holds (one class, two), undefined (nan) on no sample."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    return float(accuracy_score(y_true, y_score.argmax(axis=1))) if len(y_true) else float("nan")
 
 
 def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -95,6 +95,8 @@ def init_ray(address: str | None = None) -> None:
             local = {"dashboard_port": port}
             env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         hook = {} if verbose() else {"worker_process_setup_hook": QUIET_HOOK}
+        if not verbose():  # token authentication on (Ray's default, kept): a warning every start, nothing to act on
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(
             address=address,
             include_dashboard=True,

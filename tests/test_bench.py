@@ -1,14 +1,19 @@
-"""The bench's own arithmetic: a row's verdict from its rounds, interleaving, and the load it notes."""
+"""The bench's own arithmetic (a row's verdict from its rounds, interleaving, the load it notes), and every case run
+as the README shows it, at the smallest size (`python -m bench --micro`)."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.__main__ import table
+from bench.__main__ import ALL, table
 from bench.common import LoadProbe, Row, Timings, interleaved
 
 
@@ -39,17 +44,34 @@ def test_rounds_interleave_with_the_order_turning_and_ratios_pair_by_round():
 
 
 def test_the_load_noted_is_other_processes_cpu_not_the_bench_own():
-    busy = "import time\nt = time.time()\nwhile time.time() - t < 4: pass"
-    # our own child: part of the bench's tree, not counted
-    child = subprocess.Popen([sys.executable, "-c", busy])
-    with LoadProbe() as own:
-        time.sleep(1.5)
-    child.kill()
-    assert own.text.startswith("others used 0.")
-    assert float(own.text.split()[2]) < 0.5
-    # an orphan (its shell exits at once): outside the tree, a whole core busy
-    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "{busy}" >/dev/null 2>&1 &'], check=True)
-    time.sleep(0.3)
-    with LoadProbe() as foreign:
-        time.sleep(1.5)
-    assert float(foreign.text.split()[2]) > 0.6
+    """A fixed process table (pid -> parent, CPU seconds) before and after 2 s: the bench (pid 100), its child and
+    grandchild are its own; another process's CPU and a process born meanwhile are the others'."""
+    before = {100: (1, 5.0), 101: (100, 1.0), 102: (101, 0.0), 200: (1, 10.0), 201: (1, 4.0)}
+    after = {100: (1, 7.0), 101: (100, 3.0), 102: (101, 1.5), 200: (1, 11.5), 300: (1, 0.5)}  # 201 gone
+    tables, clock, steal = iter([before, after]), iter([10.0, 12.0]), iter([3.0, 3.0 + 0.2 * (os.cpu_count() or 1)])
+    probe = LoadProbe(lambda: next(tables), lambda: next(steal), lambda: next(clock), pid=100)
+    with probe:
+        pass
+    # others: 200 used 1.5 s, 300 0.5 s (all of it meanwhile) over 2 s: 1.00 core; the steal: 0.2 s a core in 2 s
+    assert probe.text == "others used 1.00 cores, steal 10.0%"
+    with LoadProbe() as own:  # the machine's: a number, whatever else runs
+        time.sleep(0.1)
+    assert own.text.startswith("others used ") and float(own.text.split()[2]) >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("case", ALL)
+def test_every_bench_case_runs_at_micro_size_and_makes_its_rows(case, tmp_path):
+    """`python -m bench --micro --rounds 1 --only CASE`: exit 0, rows in bench.json, every ratio a positive number
+    (a benchmark whose code drifted from the library's fails here, not in a user's hands)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--micro", "--rounds", "1", "--only", case, "--out", str(tmp_path)],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=840,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["size"] == "micro" and report["rows"], report
+    for row in report["rows"]:
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0, row
+    assert (tmp_path / "bench.png").stat().st_size > 0

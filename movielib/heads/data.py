@@ -16,6 +16,7 @@ Ray's object store (`Split`) that a trial reads block by block through a seeded 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -110,6 +111,7 @@ class HeadData:
     feature_model: str  # its model (and version) the head expects at serving time
     splits: dict[str, Split]  # train / val / test; y: (n, labels) 0/1 float32 | (n,) int64 classes | (n,) float32
     split: dict[str, str]  # video_id -> split
+    untrained: list[str] = dataclasses.field(default_factory=list)  # multi-label: labels no training row has
 
     @property
     def in_dim(self) -> int:
@@ -300,6 +302,63 @@ def split_videos(video_ids: list[str], val: float, test: float, seed: int) -> di
     return out
 
 
+class _Count:
+    """Per batch of encoded rows: per split its rows and, per label, the rows that have it (classes: the rows of
+    the class)."""
+
+    def __init__(self, task: str, labels: int):
+        self.task, self.labels = task, labels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows, per_label = [], []
+        for s in SPLITS:
+            y = batch["y"][batch["split"] == s]
+            rows.append(len(y))
+            if self.task == "single":
+                per_label.append(np.bincount(y, minlength=self.labels))
+            elif self.task == "multilabel":
+                per_label.append(y.sum(axis=0).astype(np.int64) if len(y) else np.zeros(self.labels, np.int64))
+            else:
+                per_label.append(np.zeros(self.labels, np.int64))
+        return {"split": np.array(SPLITS), "rows": np.array(rows), "per_label": np.stack(per_label)}
+
+
+def _label_counts(encoded, task: str, labels: int) -> dict[str, tuple[int, np.ndarray]]:
+    """Per split: its rows and each label's rows (summed where Ray Data runs; the driver adds a row a batch)."""
+    out = {s: (0, np.zeros(labels, np.int64)) for s in SPLITS}
+    counted = encoded.select_columns(["y", "split"]).map_batches(_Count(task, labels), batch_format="numpy")
+    for row in counted.iter_rows():
+        rows, per = out[row["split"]]
+        out[row["split"]] = (rows + int(row["rows"]), per + np.asarray(row["per_label"], np.int64))
+    return out
+
+
+def check_splits(task: str, level: str, names: list[str], counts: dict[str, tuple[int, np.ndarray]]) -> list[str]:
+    """Refuse, before any trial, splits a head cannot be trained and judged on: a split with no row (its metric
+    would be undefined every epoch), a class no training row has (single-label: the head cannot learn it). The
+    error names the label and its counts per split. Multi-label: the labels no training row has, returned (a
+    catalog's rare tags; a head still learns the others)."""
+    unit = "videos" if level == "movie" else "shots"
+    sizes = ", ".join(f"{s} {counts[s][0]}" for s in SPLITS)
+    for s in SPLITS:
+        if counts[s][0] == 0:
+            fix = "lower data.val_fraction / data.test_fraction" if s == "train" else f"raise data.{s}_fraction"
+            raise ConfigError(f"data: the {s} split holds no {unit} ({unit}: {sizes}); {fix}, or label more videos")
+    unlearnable = [j for j, n in enumerate(counts["train"][1]) if n == 0]
+    if task == "multilabel":
+        return [names[j] for j in unlearnable]
+    if unlearnable:
+        j = unlearnable[0]
+        per = ", ".join(f"{s} {int(counts[s][1][j])}" for s in SPLITS)
+        more = f", and {len(unlearnable) - 1} more labels" if len(unlearnable) > 1 else ""
+        raise ConfigError(
+            f"data: label {names[j]!r} has no {unit} in the train split ({unit} with it: {per}; in all: {sizes}"
+            f"{more}): the head cannot learn it; label more videos with it, or change data.seed or "
+            "data.val_fraction / data.test_fraction"
+        )
+    return []
+
+
 def build(store: CatalogStore, data: DataSection) -> HeadData:
     """The head's data: joined rows surveyed (label names, videos), encoded and split by video where Ray Data runs
     them, one sorted order, each split's blocks left in the object store."""
@@ -328,9 +387,10 @@ def build(store: CatalogStore, data: DataSection) -> HeadData:
         .sort(list(keys))
         .materialize()
     )
+    untrained = check_splits(task, level, names, _label_counts(encoded, task, len(names)))
     dim = max(row["dim"] for row in survey)
     splits = {}
     for s in SPLITS:
         part = encoded.filter(expr=col("split") == s).select_columns(["x", "y"]).materialize()
         splits[s] = Split(part.to_numpy_refs(), part.count(), dim)
-    return HeadData(task, level, names, data.features, feature_model, splits, split)
+    return HeadData(task, level, names, data.features, feature_model, splits, split, untrained)

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from movielib.errors import TrialsFailed
 from movielib.heads.config import HeadsConfig
 from movielib.heads.data import HeadData, build
 from movielib.heads.train import PRIMARY, export_bytes, fit, load_state, save_state
@@ -161,6 +162,7 @@ class HeadsSummary(dict):
                 f"{k}={best['config'].get(k)}" for k in ("lr", "weight_decay", "dropout", "width", "batch_size")
             ),
         ]
+        lines += [f"failed: {f['trial']}: {f['error']}" for f in self.get("failed", [])]
         lines += [f"{name}: {path}" for name, path in self["outputs"].items()]
         return "\n".join(lines)
 
@@ -198,6 +200,13 @@ def run_heads(cfg: HeadsConfig, sweep: bool = True, resume: bool = False) -> Hea
         + f" rows; features {data.features} ({data.feature_model})",
         flush=True,
     )
+    if data.untrained:
+        print(
+            f"{len(data.untrained)} of {len(data.label_names)} labels have no training row (the head cannot learn "
+            f"them; their AP counts where the test split has them): {', '.join(data.untrained[:10])}"
+            + (", ..." if len(data.untrained) > 10 else ""),
+            flush=True,
+        )
     t0 = time.perf_counter()
     results = _tuner(cfg, data, sweep, resume).fit()
     if resume and any(_lost_checkpoint(r.error) for r in results):
@@ -222,9 +231,24 @@ def _write_csv(path: str, table: pa.Table, s3: S3Options) -> None:
     write_bytes(path, buf.getvalue(), s3)
 
 
+def trial_error(error: BaseException) -> str:
+    """A failed trial's own error, one line (`Type: message`), not Tune's wrapper and its traceback."""
+    cause = getattr(error, "cause", None) or error.__cause__ or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
+
+
 def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> HeadsSummary:
-    """Trials table, best config, exported best head, plots and held-out figures."""
+    """Trials table, best config, exported best head, plots and held-out figures. Failed trials are listed with
+    their error; when every trial failed, TrialsFailed carries the first one's."""
     metric, mode = metric_and_mode(cfg, data.task)
+    failed = [r for r in results if r.error]
+    if failed and len(failed) == len(results):
+        first = failed[0]
+        raise TrialsFailed(
+            f"{'every trial' if len(results) > 1 else 'the trial'} failed ({len(failed)}); "
+            f"{os.path.basename(first.path)}: {trial_error(first.error)} (its log: {first.path}/error.txt)"
+        )
     folder, s3 = run_folder(cfg.run), S3Options.from_config(cfg.s3)
     better = max if mode == "max" else min
     rows, curves = [], {}
@@ -240,6 +264,7 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
                 f"last_{metric}": values[-1] if values else None,
                 "epochs": len(values),
                 "status": "error" if r.error else "done",
+                "error": trial_error(r.error) if r.error else "",
             }
         )
     _write_csv(f"{folder}/trials.csv", pa.Table.from_pylist(rows), s3)
@@ -266,6 +291,7 @@ def write_results(cfg: HeadsConfig, data: HeadData, results, wall_s: float) -> H
             "epochs_run": sum(r["epochs"] for r in rows),
             "wall_s": wall_s,
             "best": {"trial": os.path.basename(best.path), "epoch": state["epoch"], "config": params, "test": test},
+            "failed": [{"trial": os.path.basename(r.path), "error": trial_error(r.error)} for r in failed],
             "chance": chance(data, test_targets),
             "linear_probe": linear_probe(cfg, data, test_targets),
             "outputs": {

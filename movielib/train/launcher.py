@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from movielib.io.uri import S3Options
@@ -495,6 +496,26 @@ def all_sum(*values: float) -> list[float]:
         t = t.to(comm_device())
         dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def gather_rows(x: np.ndarray | None, rank0_only: bool = False) -> np.ndarray | None:
+    """Every worker's rows, concatenated (a validation pass's predictions: AU-PRC needs them all): on every worker,
+    or with `rank0_only` on rank 0 alone (None on the others: figures computed once). A worker with no rows may
+    send None."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts: list | None = [None] * dist.get_world_size()
+    if rank0_only:
+        parts = parts if dist.get_rank() == 0 else None
+        dist.gather_object(x, parts, dst=0)
+        if parts is None:
+            return None
+    else:
+        dist.all_gather_object(parts, x)
+    parts = [p for p in parts if p is not None]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

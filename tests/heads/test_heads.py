@@ -76,6 +76,9 @@ def test_a_movie_level_labels_file_averages_each_videos_shots(ray_local, catalog
     path.write_text("video_id,label\n" + "".join(f"{v},{'|'.join(g)}\n" for v, g in catalog.genres.items()))
     data = build(CatalogStore(catalog.dest), DataSection(catalog=catalog.dest, labels=str(path)))
     assert data.level == "movie" and data.task == "multilabel"
+    # a label no training video has is named (the head trains on the others)
+    train = [g for v, g in catalog.genres.items() if data.split[v] == "train"]
+    assert data.untrained == sorted(set(data.label_names) - {x for g in train for x in g})
     assert sum(part.rows for part in data.splits.values()) == len(catalog.genres)
     store = CatalogStore(catalog.dest)
     video = next(v for v, s in data.split.items() if s == "train")

@@ -1,6 +1,7 @@
 """`movielib tune heads`: an 8-trial Ray Tune sweep with ASHA over planted-signal features (real local Ray)."""
 
 import collections
+import json
 import signal
 import subprocess
 import time
@@ -118,3 +119,45 @@ def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp
     trials = pcsv.read_csv(run / "trials.csv").to_pylist()
     assert len(trials) == 4 and all(t["status"] == "done" and t["epochs"] >= 1 for t in trials), trials
     assert Path(run / "best" / "head.pt").exists()
+
+
+SMALL_HEAD = ("head.name=linear", "head.epochs=2", "head.min_steps=20", "data.val_fraction=0.1")
+
+
+def _train_head(dest: str, labels: Path, folder: Path, *sets: str) -> tuple[int, str]:
+    """`movielib train head` as a user types it, on the session's Ray: its exit code and console."""
+    args = ["train", "head", "--catalog", dest, "--run-folder", str(folder), "--set", f"data.labels={labels}"]
+    proc = movielib_cli(*args, *[x for kv in sets for x in ("--set", kv)], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out
+
+
+def test_train_head_on_a_small_catalog_scores_a_one_class_split_and_refuses_a_label_it_cannot_learn(swept, tmp_path):
+    """A movie-level labels file of two classes on a small catalog: the validation split may hold one class (top-1
+    is defined there: the run ends with its summary). A label no training video has is refused before any trial,
+    named with its counts per split, without a traceback."""
+    planted = swept[0]
+    videos = sorted(CatalogStore(planted.dest).read_table("videos", columns=["video_id"])["video_id"].to_pylist())
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,label\n" + "".join(f"{v},{'ab'[i % 2]}\n" for i, v in enumerate(videos)))
+    code, out = _train_head(planted.dest, labels, tmp_path / "runs", *SMALL_HEAD)
+    assert code == 0, out[-3000:]
+    summary = json.loads((tmp_path / "runs" / "heads" / "summary.json").read_text())
+    assert summary["task"] == "single" and summary["level"] == "movie" and summary["failed"] == []
+    val = [v for v, s in csv_rows(tmp_path / "runs" / "heads" / "split.csv") if s == "val"]
+    assert 0 <= summary["best"]["test"]["top1"] <= 1 and val
+    # the only video of class "c" lands outside the train split: refused, naming it and its counts
+    split = dict(csv_rows(tmp_path / "runs" / "heads" / "split.csv"))
+    lone = next(v for v in videos if split[v] != "train")
+    labels.write_text("video_id,label\n" + "".join(f"{v},{'c' if v == lone else 'ab'[i % 2]}\n"
+                                                   for i, v in enumerate(videos)))  # fmt: skip
+    code, out = _train_head(planted.dest, labels, tmp_path / "runs", *SMALL_HEAD)
+    assert code == 2 and "Traceback" not in out, out[-3000:]
+    line = next((x for x in out.splitlines() if "label 'c' has no videos in the train split" in x), out[-2000:])
+    assert "(videos with it: train 0, " in line and f"{split[lone]} 1;" in line, line
+
+
+def csv_rows(path: Path) -> list[tuple[str, str]]:
+    t = pcsv.read_csv(path)
+    return list(zip(t["video_id"].to_pylist(), t["split"].to_pylist()))

@@ -166,11 +166,12 @@ def test_info_compact_and_vacuum_commands(tmp_path, capsys):
 
 def test_a_complete_video_is_committed_on_time_when_too_few_rows_came(tmp_path, clips):
     _, rows = _shot_rows(clips)
-    committer = Committer(str(tmp_path / "out"), None, "run-a", rows_per_commit=1000, commit_every_s=0.3, features=[])
+    # the interval long beside what add() and the check take, even on a loaded machine (0.3 s raced them)
+    committer = Committer(str(tmp_path / "out"), None, "run-a", rows_per_commit=1000, commit_every_s=3, features=[])
     committer.add(pa.Table.from_pylist(rows))
     store = CatalogStore(str(tmp_path / "out"))
     assert store.tables.open("videos") is None  # 4 rows of 1000: no commit by size
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while store.tables.open("videos") is None and time.monotonic() < deadline:
         time.sleep(0.05)
     committer.stop()

@@ -4,8 +4,6 @@ import collections
 import re
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 import pytest
@@ -131,12 +129,17 @@ def _delete_rows(store, table, video_id):
     return store.tables.delete(table, [video_id])
 
 
-def _wait_for_claims_to_lapse(store) -> None:
-    """Wait on the condition itself: the clock past the latest expiry in the claims table (no fixed sleep)."""
-    expires = store.tables.open(CLAIMS_TABLE).to_pyarrow_table(columns=["expires_at"])["expires_at"]
-    latest = max(expires.to_pylist())
-    while datetime.now(UTC) <= latest:
-        time.sleep(0.05)
+def _lapse_claims(store, run_id: str) -> None:
+    """A dead run's claims as they stand once output.claim_ttl_s has passed: made an hour ago, lapsed since. (A
+    1 s TTL would race the run's own renewals; tests/pipeline/test_store.py drives the lapse on its own clock.)"""
+    from datetime import UTC, datetime, timedelta
+
+    from movielib.store.claims import claim, release
+
+    held = store.tables.open(CLAIMS_TABLE).to_pyarrow_table(columns=["video_id", "run_id"])
+    ids = [v for v, r in zip(*(held[c].to_pylist() for c in ("video_id", "run_id"))) if r == run_id]
+    release(store.tables, run_id, ids)
+    claim(store.tables, run_id, ids, ttl_s=1, clock=lambda: datetime.now(UTC) - timedelta(hours=1))
 
 
 def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(ray_local, tmp_path, clips):
@@ -147,7 +150,7 @@ def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(
     for name in ("four.mp4", "three.mp4"):
         (catalog / name).symlink_to(clips[name][0])
     dest = tmp_path / "out"
-    cfg = _config(**{"output.claim_ttl_s": 1, "people.enabled": False, "features.audio": False})
+    cfg = _config(**{"people.enabled": False, "features.audio": False})
     first = run_tagging(plan_tagging(cfg, str(catalog), str(dest)))
     assert first.videos_ok == 2 and first.shots == 7
     store = CatalogStore(str(dest))
@@ -155,7 +158,7 @@ def test_a_crash_between_two_tables_commits_leaves_every_key_once_after_a_rerun(
     # the state a crash between the shots commit and the tags commit leaves (commit order: features/*, shots,
     # tags, videos): shot rows and feature rows of a video that has no tags and no videos row
     assert _delete_rows(store, "tags", four) == 4 and _delete_rows(store, "videos", four) == 1
-    _wait_for_claims_to_lapse(store)  # the dead run's claim lapses
+    _lapse_claims(store, first.run_id)  # the dead run's claims lapse
 
     plan = plan_tagging(cfg, str(catalog), str(dest))
     assert (plan.todo.videos, plan.todo.skipped) == (1, 1)

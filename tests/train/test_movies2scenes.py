@@ -125,6 +125,25 @@ def test_moco_step_moves_the_key_encoder_and_fills_the_queue():
         assert torch.allclose(pk, 0.5 * kb + 0.5 * pq)
 
 
+def test_scoring_held_out_pairs_changes_nothing_and_returns_their_queries_and_keys():
+    from movielib.train.retrieval import in_set_top1
+
+    torch.manual_seed(0)
+    moco = MoCo(torch.nn.Linear(6, 12), encoder_dim=12, dim=4, queue=8, momentum=0.5)
+    moco(torch.randn(3, 6), torch.randn(3, 6))  # a training step: 3 keys in the queue
+    state = {k: v.clone() for k, v in moco.state_dict().items()}
+    x = torch.randn(5, 6)
+    loss, logits, q, k = moco.score(x, x)
+    assert all(torch.equal(v, moco.state_dict()[name]) for name, v in state.items())  # no momentum step, no push
+    assert torch.allclose(q.norm(dim=1), torch.ones(5)) and torch.allclose(k.norm(dim=1), torch.ones(5))
+    assert torch.allclose(loss, info_nce(q, k, moco.queue.keys, moco.temperature)[0]) and logits.shape == (5, 9)
+    # among each other (sets of 2: the fifth pair left out): the same scenes through the query and key encoders
+    hits, asked = in_set_top1(q, k, 2)
+    assert asked == 4 and hits == float(
+        ((q[:4].reshape(2, 2, 4) @ k[:4].reshape(2, 2, 4).transpose(1, 2)).argmax(-1) == torch.arange(2)).sum()
+    )
+
+
 def test_similarity_learning_separates_planted_genres():
     """Movies of the same genre share shot clusters: after a few epochs, held-out pairs are told apart."""
     rng = np.random.default_rng(0)

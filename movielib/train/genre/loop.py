@@ -13,7 +13,7 @@ from movielib.runtime import read_bytes
 from movielib.train.genre.config import FineGrainedSection, GenreModelSection, GenreOptimSection
 from movielib.train.genre.losses import nt_xent
 from movielib.train.genre.model import GenreModel, genre_loss, load_genre, mlp
-from movielib.train.launcher import Worker, all_sum, gather_with_grad, learning_rate
+from movielib.train.launcher import Worker, all_sum, gather_rows, gather_with_grad, learning_rate
 
 EXPORT = "genre.pt"
 FINE_EXPORT = "genre-finegrained.pt"
@@ -33,26 +33,6 @@ class GenreLoop:
     @property
     def dims(self) -> dict[str, int]:
         return {name: meta["dim"] for name, meta in self.experts.items()}
-
-
-def gather_rows(x: np.ndarray | None, rank0_only: bool = False) -> np.ndarray | None:
-    """Every worker's rows, concatenated (a validation pass's predictions: AU-PRC needs them all): on every worker,
-    or with `rank0_only` on rank 0 alone (None on the others: figures computed once). A worker with no rows may
-    send None."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts: list | None = [None] * dist.get_world_size()
-    if rank0_only:
-        parts = parts if dist.get_rank() == 0 else None
-        dist.gather_object(x, parts, dst=0)
-        if parts is None:
-            return None
-    else:
-        dist.all_gather_object(parts, x)
-    parts = [p for p in parts if p is not None]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def genre_figures(y: np.ndarray, p: np.ndarray, genres: list[str], threshold: float) -> dict:

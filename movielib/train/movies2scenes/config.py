@@ -89,6 +89,9 @@ class ScenesSection(Section):
     warmup_epochs: int = Field(default=5, ge=0)  # linear warm-up, then cosine decay
     batch: PositiveInt = 128  # scene pairs per step, over all workers
     epochs: PositiveInt = 20
+    # held-out pairs: each query's own key found among this many held-out pairs' keys (chance 1/this), beside the
+    # queue's figures (whose keys an older key encoder made)
+    val_candidates: int = Field(default=32, ge=2)
 
 
 class ScenesRunSection(TrainRunSection):

@@ -181,7 +181,7 @@ class ScenesSummary(dict):
         ]
         for stage, keys in (
             ("similarity", ("loss", "similarity_accuracy")),
-            ("scenes", ("loss", "moco_top1", "moco_top5", "val_moco_top1")),
+            ("scenes", ("loss", "moco_top1", "moco_top5", "val_moco_top1", "val_scene_top1", "val_scene_top1_chance")),
         ):
             metrics = self.get(stage) or {}
             if metrics:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from movielib.models.clip import ClipSpec, normalize_frames
-from movielib.train.launcher import Worker, all_sum, learning_rate
+from movielib.train.launcher import Worker, all_sum, gather_rows, learning_rate
 from movielib.train.movies2scenes.config import ScenesSection, SimilarityModelSection
 from movielib.train.movies2scenes.encoder import SceneEncoder
 from movielib.train.movies2scenes.moco import MoCo
 from movielib.train.movies2scenes.similarity import MovieSimilarity
+from movielib.train.retrieval import in_set_top1
 
 
 def _gather(keys: torch.Tensor) -> torch.Tensor:
@@ -145,13 +147,15 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
             run.step_done(engine, n, loss=loss.item(), lr=lr, moco_top1=top1_hits / n)
             sums = [sums[0] + loss.item() * n, sums[1] + top1_hits, sums[2] + top5_hits, sums[3] + n]
         engine.eval()
-        held = [0.0, 0.0, 0.0]  # loss, top-1 hits, pairs of the held-out movies against the queue
+        held, pairs = [0.0, 0.0, 0.0], []  # loss, top-1 hits, pairs of the held-out movies against the queue
         for batch in run.batches(val, train=False) if val is not None else ():
-            loss, logits = engine.module.score(
+            loss, logits, q, k = engine.module.score(
                 normalize_frames(batch["q"], c.mean, c.std), normalize_frames(batch["k"], c.mean, c.std)
             )
             n = len(logits)
             held = [held[0] + loss.item() * n, held[1] + float((logits.argmax(1) == 0).sum()), held[2] + n]
+            pairs.append(torch.cat([q, k], dim=1).cpu().numpy())
+        pairs = gather_rows(np.concatenate(pairs) if pairs else None, rank0_only=True)  # every worker's, on rank 0
         loss_sum, top1, top5_hits, seen, *held = all_sum(*sums, *held)
         metrics = {
             "loss": loss_sum / max(seen, 1),
@@ -162,6 +166,11 @@ def scenes_loop(worker: Worker, c: ScenesLoop) -> None:
         if held[2]:  # the key among the queue's: chance 1 / (1 + queue)
             metrics |= {"val_loss": held[0] / held[2], "val_moco_top1": held[1] / held[2]}
             metrics["val_moco_top1_chance"] = 1 / (1 + s.queue)
+        if pairs is not None and len(pairs):  # rank 0: the held-out pairs among each other, by the current encoders
+            q, k = torch.from_numpy(pairs).chunk(2, dim=1)
+            hits, asked = in_set_top1(q, k, s.val_candidates)
+            if asked:
+                metrics |= {"val_scene_top1": hits / asked, "val_scene_top1_chance": 1 / s.val_candidates}
         run.end_epoch(engine, metrics)
     worker.export(
         engine,

@@ -80,12 +80,12 @@ class MoCo(nn.Module):
         self.momentum, self.temperature = momentum, temperature
 
     @torch.no_grad()
-    def score(self, scene_q: torch.Tensor, scene_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, scene_q: torch.Tensor, scene_k: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Loss and logits of scene pairs against the queue as it stands, changing nothing (no momentum update,
-        no push): held-out pairs scored on the task training sees."""
+        no push): held-out pairs scored on the task training sees; and their (normalised) queries and keys."""
         q = F.normalize(self.query(scene_q.to(_dtype(self.query))).float(), dim=1)
         k = F.normalize(self.key(scene_k.to(_dtype(self.key))).float(), dim=1)
-        return info_nce(q, k, self.queue.keys.float(), self.temperature)
+        return *info_nce(q, k, self.queue.keys.float(), self.temperature), q, k
 
     def forward(
         self, scene_q: torch.Tensor, scene_k: torch.Tensor, gather: callable | None = None

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from movielib.train.launcher import Worker, all_sum, gather_with_grad, learning_rate
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
 from movielib.train.multimodal.losses import no_gather
 from movielib.train.multimodal.model import MultimodalModel, Outputs
+from movielib.train.retrieval import in_set_top1
 
 EXPORT = "multimodal.pt"
 PARTS = ("intra", "inter", "cross")
@@ -50,15 +50,9 @@ class Retrieval:
         o = out.context[self.other].reshape(-1, out.context[self.other].shape[-1])[both].float()
         if self._left is not None:
             v, o = torch.cat([self._left[0], v]), torch.cat([self._left[1], o])
-        usable = len(v) // self.candidates * self.candidates
+        hits, usable = in_set_top1(v, o, self.candidates)
         self._left = (v[usable:], o[usable:])
-        if not usable:
-            return
-        c = self.candidates
-        v = F.normalize(v[:usable], dim=-1).reshape(-1, c, v.shape[-1])
-        o = F.normalize(o[:usable], dim=-1).reshape(-1, c, o.shape[-1])
-        hits = (v @ o.transpose(1, 2)).argmax(-1) == torch.arange(c, device=v.device)
-        self.hits, self.asked = self.hits + float(hits.sum()), self.asked + usable
+        self.hits, self.asked = self.hits + hits, self.asked + usable
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
