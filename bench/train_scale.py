@@ -137,7 +137,7 @@ def run(size: Size = "full", sizes: tuple[int, ...] | None = None, shots: int | 
     sizes = sizes or sized(size, (100, 1000), (40, 200), (40, 60))  # 10 genres: >= 4 movies a genre, 3 similar each
     shots = shots or sized(size, 1000, 100, 20)
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # its own Ray, always
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         if size != "micro":  # imports and Ray Data's first executions are not the catalog's cost

@@ -27,7 +27,7 @@ def run(size: Size = "full") -> list[Row]:
                     HeadsConfig,
                     {
                         "data": {"catalog": dest},
-                        "head": {"name": "mlp2", "epochs": epochs},
+                        "head": {"name": "mlp2", "epochs": epochs, "min_steps": sized(size, 1000, 1000, 20)},
                         "tune": {
                             "num_samples": samples,
                             "scheduler": scheduler,

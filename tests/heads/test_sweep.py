@@ -155,7 +155,7 @@ def test_train_head_on_a_small_catalog_scores_a_one_class_split_and_refuses_a_la
     code, out = _train_head(planted.dest, labels, tmp_path / "runs", *SMALL_HEAD)
     assert code == 2 and "Traceback" not in out, out[-3000:]
     line = next((x for x in out.splitlines() if "label 'c' has no videos in the train split" in x), out[-2000:])
-    assert "(videos with it: train 0, " in line and f"{split[lone]} 1;" in line, line
+    assert "(videos with it: train 0, " in line and f"{split[lone]} 1" in line, line
 
 
 def csv_rows(path: Path) -> list[tuple[str, str]]:
