@@ -25,6 +25,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -335,6 +336,7 @@ def linear_probe(cfg: HeadsConfig, data: HeadData, y: np.ndarray) -> dict[str, f
 
 def probe_predictions(data: HeadData, strengths: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)) -> np.ndarray:
     """Test-split predictions of the best (on validation) of linear models fit to convergence at each strength."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -342,23 +344,27 @@ def probe_predictions(data: HeadData, strengths: tuple[float, ...] = (0.01, 0.1,
     arrays = {s: part.arrays() for s, part in data.splits.items()}
     x, y = {s: a[0] for s, a in arrays.items()}, {s: a[1] for s, a in arrays.items()}
     best, best_test = None, None
-    for c in strengths:
-        if data.task == "regression":
-            model = Ridge(alpha=1.0 / c).fit(x["train"], y["train"])
-            val, test = model.predict(x["val"]), model.predict(x["test"])
-        elif data.task == "single":
-            model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
-            val, test = _class_scores(model, x["val"], data.out_dim), _class_scores(model, x["test"], data.out_dim)
-        else:
-            keep = y["train"].sum(0) > 0  # a label with no training positive: predicted never
-            model = OneVsRestClassifier(LogisticRegression(C=c, max_iter=2000)).fit(x["train"], y["train"][:, keep])
-            val, test = (np.zeros((len(x[s]), data.out_dim)) for s in ("val", "test"))
-            val[:, keep], test[:, keep] = model.predict_proba(x["val"]), model.predict_proba(x["test"])
-        score = (
-            evaluate(data.task, y["val"], val).get(metric.removeprefix("val_"), float("nan")) if len(x["val"]) else 0
-        )
-        if best is None or (score > best if mode == "max" else score < best) or not np.isfinite(best):
-            best, best_test = score, test
+    with warnings.catch_warnings():  # a strength that stops at max_iter is one of five tried: no news
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for c in strengths:
+            if data.task == "regression":
+                model = Ridge(alpha=1.0 / c).fit(x["train"], y["train"])
+                val, test = model.predict(x["val"]), model.predict(x["test"])
+            elif data.task == "single":
+                model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
+                val, test = _class_scores(model, x["val"], data.out_dim), _class_scores(model, x["test"], data.out_dim)
+            else:
+                keep = y["train"].sum(0) > 0  # a label with no training positive: predicted never
+                model = OneVsRestClassifier(LogisticRegression(C=c, max_iter=2000)).fit(x["train"], y["train"][:, keep])
+                val, test = (np.zeros((len(x[s]), data.out_dim)) for s in ("val", "test"))
+                val[:, keep], test[:, keep] = model.predict_proba(x["val"]), model.predict_proba(x["test"])
+            score = (
+                evaluate(data.task, y["val"], val).get(metric.removeprefix("val_"), float("nan"))
+                if len(x["val"])
+                else 0
+            )
+            if best is None or (score > best if mode == "max" else score < best) or not np.isfinite(best):
+                best, best_test = score, test
     return best_test
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,12 +111,17 @@ class Featurizer:
         return np.concatenate(out)
 
 
-def _head(seed: int):
+def _fit_head(x: np.ndarray, y: np.ndarray, seed: int):
+    """The tasks' head (scikit-learn's MLP, 500 iterations) fitted on (x, y). Its iteration budget is the
+    protocol's: reaching it is no news, so scikit-learn's ConvergenceWarning is not printed."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), MLPClassifier((128,), max_iter=500, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return make_pipeline(StandardScaler(), MLPClassifier((128,), max_iter=500, random_state=seed)).fit(x, y)
 
 
 def sso_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, seed: int) -> float:
@@ -127,7 +133,7 @@ def sso_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, see
             featurize.many([(movies[ids[i]], shots) for i, shots, _ in examples]),
             np.array([label for _, _, label in examples]),
         )
-    head = _head(seed).fit(*sets["train"])
+    head = _fit_head(*sets["train"], seed)
     return float((head.predict(sets["test"][0]) == sets["test"][1]).mean())
 
 
@@ -139,7 +145,7 @@ def nss_accuracy(movies, train, test, featurize: Featurizer, per_movie: int, see
         [(movies[train[i]], [*context, c]) for i, context, candidates, _ in examples for c in candidates]
     )
     y = [int(j == answer) for _, _, candidates, answer in examples for j in range(len(candidates))]
-    head = _head(seed).fit(x, np.array(y))
+    head = _fit_head(x, np.array(y), seed)
     tests = nss_examples([movies[i] for i in test], per_movie, rng)
     if not tests:
         return float("nan")
