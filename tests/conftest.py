@@ -164,6 +164,14 @@ def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, **p
 
 
 DEMO_CONSOLE_LINES = 150
+# lines a good run must not print: a traceback, and warnings nobody running a demo can act on (Ray's token
+# authentication notice; torch's detach advice; Ray Train's clean-up actor confused by a second Ray on the machine)
+CONSOLE_NOISE = (
+    "Traceback (most recent call last)",
+    "Token authentication is enabled",
+    "Consider using tensor.detach()",
+    "Found multiple active Ray instances",
+)
 
 
 def run_demo(*args: str, timeout: float = 900) -> str:
@@ -184,6 +192,8 @@ def run_demo(*args: str, timeout: float = 900) -> str:
     assert proc.returncode == 0, console[-3000:]
     lines = [line for line in console.splitlines() if line.strip()]
     assert "Fatal Python error" not in console, console[-3000:]
+    noisy = [line for line in lines if any(n in line for n in CONSOLE_NOISE)]
+    assert not noisy, noisy
     repeated = {line: n for line, n in collections.Counter(lines).items() if n > 3}
     assert not repeated, repeated
     assert len(lines) <= DEMO_CONSOLE_LINES, f"{len(lines)} lines:\n" + "\n".join(lines)
