@@ -64,6 +64,13 @@ def top1_accuracy(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(accuracy_score(y_true, y_score.argmax(axis=1))) if len(y_true) else float("nan")
 
 
+def top1_hits(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Multilabel precision at 1: the share of samples whose highest-scored label is one of theirs (a trailer's
+    most probable genre is a genre of its); undefined (nan) on no sample."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    return float(np.mean(y_true[np.arange(len(y_true)), y_score.argmax(axis=1)] > 0)) if len(y_true) else float("nan")
+
+
 def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(mean_squared_error(np.asarray(y_true), np.asarray(y_pred)))
 
@@ -123,6 +130,7 @@ def evaluate(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: floa
             "precision_weighted": p,
             "recall_weighted": r,
             "f1_weighted": f,
+            "top1": top1_hits(y_true, y_score),
             "pearson_per_sample": mean_pearson(y_true, y_score),  # MovieCLIP's per-sample correlation
             "labels_scored": labels_scored(y_true),
         }

@@ -25,6 +25,7 @@ __all__ = [
     "actor_pool",
     "exists",
     "init_ray",
+    "local_ray_config",
     "read_bytes",
     "run_folder",
     "storage_path",
@@ -69,10 +70,26 @@ def quiet_ray_logs() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if handler.name == "console":
             handler.setLevel(logging.WARNING)
+    # the progress bars movielib turns off on a pipe (init_ray): Ray Data advises turning them back on, in the driver
+    # and in each split coordinator of a training run, a choice made here, not the user's to act on
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     from ray.util.annotations import RayDeprecationWarning
 
     # Ray's libraries calling each other's deprecated options (Train's dataset manager, Ray Data's options)
     warnings.filterwarnings("ignore", category=RayDeprecationWarning)
+
+
+def local_ray_config(num_cpus: int | None = None) -> dict:
+    """Ray's system config for a Ray this process starts on its machine (`ray.init(_system_config=...)`): idle
+    worker processes kept for the next task up to the CPUs + 8. Ray keeps them up to the CPUs alone and kills the
+    rest after 1 s idle, and the actors Ray Data and Ray Train keep alive through a job (stats, split coordinator,
+    train controller) count towards that limit: on a small machine every idle task worker was killed, and each next
+    task of a pipeline started a process (~2 s of CPU apiece): on 2 CPUs the pretraining demo's step-1 pairs took
+    42-46 s and 30 worker processes that way, 7-9 s and 12-13 with this. The raylet warns once the workers alive
+    reach 4x the startup concurrency (the CPUs by default): it is raised to the same number, or each run printed
+    "N PYTHON worker processes have been started" for the workers it now keeps."""
+    workers = (num_cpus or os.cpu_count() or 1) + 8
+    return {"num_workers_soft_limit": workers, "worker_maximum_startup_concurrency": workers}
 
 
 def init_ray(address: str | None = None) -> None:
@@ -92,7 +109,7 @@ def init_ray(address: str | None = None) -> None:
             # clean-up actor looks the cluster up by its state API, and with another Ray on the machine (a second
             # job, a notebook, a test session) it could not tell which, and printed a traceback every run
             port = free_port()
-            local = {"dashboard_port": port}
+            local = {"dashboard_port": port, "_system_config": local_ray_config()}
             env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         hook = {} if verbose() else {"worker_process_setup_hook": QUIET_HOOK}
         if not verbose():  # token authentication on (Ray's default, kept): a warning every start, nothing to act on
@@ -111,9 +128,7 @@ def init_ray(address: str | None = None) -> None:
     if not verbose() and not sys.stdout.isatty():  # the driver's bars (parquet sampling) would print a line each
         from ray.data import DataContext  # update to a file or a pipe
 
-        DataContext.get_current().enable_progress_bars = False
-        # ... and Ray Data then advises turning them back on, a choice made here, not the user's to act on
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        DataContext.get_current().enable_progress_bars = False  # (quiet_ray_logs keeps Ray Data's advice off)
 
 
 def _ephemeral_range() -> tuple[int, int]:

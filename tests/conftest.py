@@ -20,6 +20,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 from movielib.demo.s3server import MotoS3Server  # noqa: E402
 from movielib.demo.samples import Segment, generate_clip  # noqa: E402
+from movielib.runtime import local_ray_config  # noqa: E402
 
 TINY = "movielib-tiny-clip"
 SERVE_KEY_ENV = "MOVIELIB_TEST_API_KEY"
@@ -68,7 +69,7 @@ def ray_local(s3_server):
 
     # the Serve tests' API key (auth.api_key_env): replicas see the environment Ray started in, as pods see a Secret
     os.environ.setdefault(SERVE_KEY_ENV, secrets.token_hex(16))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
     yield ray
     ray.shutdown()
 

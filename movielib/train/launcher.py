@@ -477,6 +477,8 @@ def _quiet_worker() -> None:
     logging.getLogger("DeepSpeed").addFilter(lambda record: "untested optimizer" not in record.getMessage())
     # a gather below the loops (DeepSpeed, torch.distributed) calls a collective torch 2.14 deprecates
     warnings.filterwarnings("ignore", "`torch.distributed.all_gather_into_tensor` is deprecated", FutureWarning)
+    # Ray Data hands read-only arrays (Arrow's buffers) to torch.as_tensor; the loops never write into a batch
+    warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
 
 
 def _worker_console(record: logging.LogRecord) -> bool:

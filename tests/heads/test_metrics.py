@@ -112,6 +112,12 @@ def test_weighted_precision_recall_f1_top1_mse_and_pearson_on_cases_worked_by_ha
     assert m.weighted_prf(Y, S, 0.5) == pytest.approx(((2 * 0.5 + 3 * 1) / 5, (2 * 0.5 + 3 * 2 / 3) / 5, 3.4 / 5))
     scores = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
     assert m.top1_accuracy(np.array([0, 2, 1]), scores) == pytest.approx(2 / 3)
+    # multilabel: the highest score's label is one of the sample's in samples 0 (label 0) and 1 (label 2), not 2
+    labels = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 1]])
+    assert (
+        m.top1_hits(labels, scores) == pytest.approx(2 / 3)
+        and m.evaluate("multilabel", labels, scores)["top1"] == 2 / 3
+    )
     assert m.mse(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 3.0], [3.0, 2.0]])) == pytest.approx(5 / 4)
     t = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     assert m.mean_pearson(t, np.array([[2.0, 4.0, 6.0], [3.0, 2.0, 1.0]])) == pytest.approx(0.0)  # (1 + -1) / 2

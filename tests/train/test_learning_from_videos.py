@@ -175,7 +175,12 @@ def _held_out_top1(store: CatalogStore, run: Path, genre: dict[str, str]) -> flo
     return float(np.mean([summary["genres"][int(np.argmax(probs[v]))] == genre[v] for v in summary["held_out"]]))
 
 
-@pytest.mark.timeout(1200)  # the demo, then three trainings and embeds
+def _val_top1(run: Path) -> float:
+    """A genre run's held-out top-1 at its last epoch, as its loop scored it (val_top1 in summary.json)."""
+    return json.loads((run / "summary.json").read_text())["metrics"]["val_top1"]
+
+
+@pytest.mark.timeout(1200)  # the demo, then three trainings
 def test_the_genre_demo_learns_genres_only_a_pair_of_experts_tells_apart_beyond_the_best_single_expert(
     ray_local, tmp_path
 ):
@@ -183,16 +188,17 @@ def test_the_genre_demo_learns_genres_only_a_pair_of_experts_tells_apart_beyond_
     console = run_demo("--genre", "--out", str(out))
     store = CatalogStore(str(out / "tags"))
     genre = _genre_by_video(store)
-    together = _held_out_top1(store, out / "run", genre)
+    # held-out top-1 of the experts together: as the loop scored it, and from what `embed genre` wrote
+    together, embedded = _val_top1(out / "run"), _held_out_top1(store, out / "run", genre)
     # per genre every epoch, the lagging genre named; nothing printed as nan
     shown = [line for line in console.splitlines() if line.startswith(("per genre", "fine-grained", "step "))]
     assert any(line.startswith("per genre, held-out AP/F1, lowest first: ") for line in shown), console[-3000:]
     assert not [line for line in shown if "nan" in line], shown
-    assert len(_epochs(console, "genre", "val_ap_lowest")) == 30
+    assert len(_epochs(console, "genre", "val_ap_lowest")) == 20
 
     # each expert alone, trained the same way on the demo's catalog (its genres file keyed by video_id; the
     # fine-grained stage skipped: not scored here), one after another (side by side, three Ray Train runs and their
-    # data pipelines would wait on each other's CPUs)
+    # data pipelines would wait on each other's CPUs), scored by its loop on the same held-out trailers
     labels = tmp_path / "genres.csv"
     labels.write_text("movie,genres\n" + "".join(f"{v},{g}\n" for v, g in sorted(genre.items())))
     experts = ("image", "audio", "motion")
@@ -202,9 +208,8 @@ def test_the_genre_demo_learns_genres_only_a_pair_of_experts_tells_apart_beyond_
     for e in experts:
         off = [x for other in experts if other != e for x in ("--set", f"experts.{other}.use=false")]
         _run("train", "genre", str(out / "tags"), *common, *off, "--name", e)
-        _run("embed", "genre", str(runs / e), str(out / "tags"))
-    alone = {e: _held_out_top1(store, runs / e, genre) for e in experts}
+    alone = {e: _val_top1(runs / e) for e in experts}
     held = json.loads((out / "run" / "summary.json").read_text())["held_out"]
     assert all(json.loads((runs / e / "summary.json").read_text())["held_out"] == held for e in experts)
-    print(f"held-out top-1: the experts together {together:.2f}, each alone {alone}")
-    assert together >= 0.75 and together > max(alone.values()), (together, alone)
+    print(f"held-out top-1: the experts together {together:.2f} (embedded {embedded:.2f}), each alone {alone}")
+    assert together >= 0.75 and embedded >= 0.75 and together > max(alone.values()), (together, embedded, alone)

@@ -39,7 +39,7 @@ from movielib.train.tables import feature_stats, per_epoch
 STAGE = "genre"
 FINE_STAGE = "finegrained"
 HEAD = "genre-head.pt"  # the classifier, as Serve loads heads
-SHOWN = ("loss", "val_auprc_micro", "val_auprc_macro", "val_auprc_weighted", "val_f1_weighted")
+SHOWN = ("loss", "val_top1", "val_auprc_micro", "val_auprc_macro", "val_auprc_weighted", "val_f1_weighted")
 
 
 class GenreSummary(dict):
