@@ -31,6 +31,7 @@ from bench import (  # noqa: E402
     tune_heads,
 )
 from bench.common import Row  # noqa: E402
+from movielib.runtime import local_ray_config
 
 ALL = (
     "detect",
@@ -92,6 +93,39 @@ def chart(rows: list[Row], path: Path) -> None:
     plt.close(fig)
 
 
+def run_case(case: str, work: Path, size: str, args: argparse.Namespace, extra: dict) -> list[Row]:
+    """One benchmark's rows (what it records besides, into `extra`)."""
+    if case == "detect":
+        detect_rows, extra["cuts"] = shot_detection.run(work, size, args.rounds)
+        return detect_rows
+    if case == "decode":
+        return decode.run(work, size)
+    if case == "scoring":
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+        try:
+            return scoring.run(size, args.model or ("movielib-tiny-clip" if size == "micro" else "ViT-B-32-quickgelu"))
+        finally:
+            ray.shutdown()
+    if case == "e2e":
+        e2e_rows, extra["e2e"] = end_to_end.run(work, size, args.rounds)
+        return e2e_rows
+    if case == "cost":
+        cost_rows, extra["cpu_cost"] = stage_cost.run(work, size)
+        return cost_rows
+    runs = {
+        "scale": lambda: scale.run(work, size),
+        "train": lambda: train_scenes.run(size),
+        "train-multimodal": lambda: train_multimodal.run(size),
+        "train-genre": lambda: train_genre.run(size, work),
+        "train-scale": lambda: train_scale.run(size),
+        "tune": lambda: tune_heads.run(size),
+        "serve": lambda: serve_tagger.run(size),
+    }
+    return runs[case]()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sizes = p.add_mutually_exclusive_group()
@@ -115,38 +149,12 @@ def main() -> int:
     size = "micro" if args.micro else "quick" if args.quick else "full"
     rows: list[Row] = []
     extra: dict = {}
+    cases: dict[str, dict] = {}  # each case's rows (indexes into rows) and seconds, in bench.json
     t0, load = time.perf_counter(), os.getloadavg()
-    if "detect" in only:
-        detect_rows, extra["cuts"] = shot_detection.run(work, size, args.rounds)
-        rows += detect_rows
-    if "decode" in only:
-        rows += decode.run(work, size)
-    if "scoring" in only:
-        import ray
-
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        rows += scoring.run(size, args.model or ("movielib-tiny-clip" if size == "micro" else "ViT-B-32-quickgelu"))
-        ray.shutdown()
-    if "e2e" in only:
-        e2e_rows, extra["e2e"] = end_to_end.run(work, size, args.rounds)
-        rows += e2e_rows
-    if "cost" in only:
-        cost_rows, extra["cpu_cost"] = stage_cost.run(work, size)
-        rows += cost_rows
-    if "scale" in only:
-        rows += scale.run(work, size)
-    if "train" in only:
-        rows += train_scenes.run(size)
-    if "train-multimodal" in only:
-        rows += train_multimodal.run(size)
-    if "train-genre" in only:
-        rows += train_genre.run(size, work)
-    if "train-scale" in only:
-        rows += train_scale.run(size)
-    if "tune" in only:
-        rows += tune_heads.run(size)
-    if "serve" in only:
-        rows += serve_tagger.run(size)
+    for case in (c for c in ALL if c in only):
+        started, first = time.perf_counter(), len(rows)
+        rows += run_case(case, work, size, args, extra)
+        cases[case] = {"rows": list(range(first, len(rows))), "seconds": time.perf_counter() - started}
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} when the bench started")
     print(table(rows))
     for case, stages in extra.get("e2e", {}).get("cpu_ms_per_shot", {}).items():
@@ -163,6 +171,7 @@ def main() -> int:
         "size": size,
         "seconds": time.perf_counter() - t0,
         "rows": [r.to_dict() for r in rows],
+        "cases": cases,
         **extra,
     }
     (out / "bench.json").write_text(json.dumps(report, indent=2))

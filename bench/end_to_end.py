@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.common import Row, Size, interleaved, sized
 from movielib.demo.samples import Segment, generate_clip
+from movielib.runtime import local_ray_config
 
 SIZE = (854, 480)
 MODEL = "movielib-tiny-clip"
@@ -46,7 +47,7 @@ def job(source: str, dest: str, workers: int, model: str) -> dict:
     from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(workers))
     cfg = load_tag_config(
         None,
         {

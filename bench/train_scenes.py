@@ -12,6 +12,7 @@ import torch
 
 from bench.common import Row, Size, sized
 from movielib.models.clip import ClipSpec, FramePreprocess, normalize_frames
+from movielib.runtime import local_ray_config
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
 from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
@@ -84,7 +85,7 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     )
     data = _scenes(n, shots, side)
     plain = _plain(config, data, batch)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
     try:
         with tempfile.TemporaryDirectory() as folder:
             ours = _trainer(config, data, batch, folder)

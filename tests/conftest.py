@@ -172,6 +172,10 @@ CONSOLE_NOISE = (
     "Token authentication is enabled",
     "Consider using tensor.detach()",
     "Found multiple active Ray instances",
+    "Throughput optimized Ray Serve enabled",  # Serve's banner (serving/app.py sets the mode by its parts)
+    "PYTHON worker processes have been started",  # the raylet's count (runtime.local_ray_config)
+    "Progress bars disabled",  # Ray Data's advice, from the driver and each split coordinator
+    "The given NumPy array is not writable",  # torch, on Ray Data's read-only batches (launcher)
 )
 
 

@@ -63,21 +63,33 @@ def test_the_load_noted_is_other_processes_cpu_not_the_bench_own():
 # here: the suite's budget does not hold them yet, so `python -m bench --micro --rounds 1 --only
 # e2e,scale,train-scale,serve` runs them by hand (all four did, at this size, when --micro was added)
 BY_HAND = ("e2e", "scale", "train-scale", "serve")
+IN_SUITE = [c for c in ALL if c not in BY_HAND]
+
+
+@pytest.fixture(scope="module")
+def micro_bench(tmp_path_factory) -> tuple[dict, str, Path]:
+    """`python -m bench --micro --rounds 1 --only <every case the suite runs>`, once (one process and its Rays, not
+    one a case): its report, console and folder."""
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--micro", "--rounds", "1", "--only", ",".join(IN_SUITE), "--out", str(out)],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    console = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, console
+    return json.loads((out / "bench.json").read_text()), console, out
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("case", [c for c in ALL if c not in BY_HAND])
-def test_every_bench_case_runs_at_micro_size_and_makes_its_rows(case, tmp_path):
-    """`python -m bench --micro --rounds 1 --only CASE`: exit 0, rows in bench.json, every ratio a positive number
-    (a benchmark whose code drifted from the library's fails here, not in a user's hands)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--micro", "--rounds", "1", "--only", case, "--out", str(tmp_path)],
-        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=840,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["size"] == "micro" and report["rows"], report
-    for row in report["rows"]:
+@pytest.mark.timeout(1600)  # the first case's test runs the whole bench (the fixture)
+@pytest.mark.parametrize("case", IN_SUITE)
+def test_every_bench_case_runs_at_micro_size_and_makes_its_rows(case, micro_bench):
+    """Each case of `python -m bench --micro`: rows in bench.json, every ratio a positive number (a benchmark whose
+    code drifted from the library's fails here, not in a user's hands), the chart drawn."""
+    report, console, out = micro_bench
+    assert report["size"] == "micro", report
+    rows = [report["rows"][i] for i in report["cases"][case]["rows"]]
+    assert rows, (case, report["cases"], console)
+    for row in rows:
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0, row
-    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert (out / "bench.png").stat().st_size > 0

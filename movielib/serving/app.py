@@ -178,8 +178,17 @@ class TagIngress(Checks, Tagger):
 # batched 0.96x -> 1.30..1.40x of unbatched. Direct ingress (each ingress replica its own HTTP server) stays off:
 # without an HAProxy in front it buys nothing here and holds every ingress replica 30 s at shutdown. A handler that
 # blocks (a CPU batch) holds the replica's health checks for its length, well inside the 30 s they allow; decoding
-# clips runs in a thread (`asyncio.to_thread`).
-SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+# clips runs in a thread (`asyncio.to_thread`). The mode is set by its parts, which RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+# would set (Ray 2.5x's serve/_private/constants.py): that switch also prints an 8-line banner on every start.
+SERVE_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+}
 CONTROLLER_OPTIONS = {"runtime_env": {"env_vars": SERVE_ENV}}  # the proxies inherit the controller's
 
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import TINY
 
 from movielib.demo.s3server import free_port
+from movielib.runtime import local_ray_config
 from movielib.store.store import CatalogStore
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,9 @@ def ray_head(s3_server, tmp_path_factory):
         *[x for opt, port in ports.items() for x in (f"--{opt}", str(port))],
     ]
     # the head's environment is its jobs': this venv's `python` first on PATH, and the S3 server's endpoint
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    # ... and the worker pool a local Ray of movielib's keeps (runtime.local_ray_config), as RAY_<name> settings
+    pool = {f"RAY_{k}": str(v) for k, v in local_ray_config(2).items()}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled", **pool}
     log = tmp_path_factory.mktemp("head") / "ray-start.log"
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{ports['dashboard-port']}"
