@@ -217,20 +217,43 @@ def registered_epochs(stage: Path) -> list[int]:
     return [c["metrics"]["epoch"] for c in saved.get("checkpoint_results", [])]
 
 
-def killed_and_run_again(args: list[str], stage: Path) -> tuple[int, list[dict]]:
-    """`movielib ARGS` killed once `stage` has a checkpoint on record, then run again to the end: the last epoch on
-    record at the kill and the metrics rows the second run wrote (stage: <run folder>/<stage>)."""
+def killed_and_run_again(args: list[str], *stages: Path) -> list[tuple[int, list[dict]]]:
+    """`movielib ARGS` killed once the first of `stages` has a checkpoint on record, started again and killed once
+    the next one has, and so on, then run again to the end; for each stage (<run folder>/<stage>) the last epoch on
+    record at its kill and the metrics rows it wrote after it."""
     import subprocess
 
     from movielib.train.runlog import RunLog
 
-    proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = kill_after_a_checkpoint(proc, stage)
-    before = len(RunLog(str(stage)).rows)
+    kills = []
+    for stage in stages:
+        proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        last = kill_after_a_checkpoint(proc, stage)
+        kills.append((stage, last, len(RunLog(str(stage)).rows)))
     again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = again.communicate(timeout=400)
     assert again.returncode == 0, out[-3000:]
-    return last, RunLog(str(stage)).rows[before:]
+    return [(last, RunLog(str(stage)).rows[before:]) for stage, last, before in kills]
+
+
+def as_sets(config: dict, prefix: str = "") -> list[str]:
+    """A config's sections as the CLI's --set=section.field=value arguments."""
+    out = []
+    for k, v in config.items():
+        out += as_sets(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"--set={prefix}{k}={v}"]
+    return out
+
+
+def assert_resumed(last: int, after: list[dict], epochs: int, final_step: int) -> None:
+    """A stage's rows after a kill (killed_and_run_again) are a resume, not a restart: the launcher's resume row
+    names the last checkpoint on record at the kill (a restart writes none, and epoch 1 again), the epochs after it
+    follow in order to the last, every step comes after the resumed one, and the stage ends at the uninterrupted
+    run's `final_step`."""
+    assert after and after[0]["kind"] == "resume" and after[0]["resumed_epoch"] == last >= 1, after[:1]
+    done = [r for r in after if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in done] == list(range(last + 1, epochs + 1)), done
+    assert all(r["step"] > after[0]["resumed_step"] for r in after[1:] if r["kind"] != "resume" and r.get("step"))
+    assert (done[-1]["step"] if done else after[0]["resumed_step"]) == final_step, (after, final_step)
 
 
 def kill_after_a_checkpoint(proc, stage: Path, timeout: float = 240) -> int:

@@ -333,6 +333,27 @@ def test_train_genre_on_two_workers_learns_the_planted_genres_and_writes_the_run
     assert np.allclose(served, np.array([probs[v] for v in ids]), atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # three drivers: killed in the coarse stage, killed in the fine-grained one, to the end
+def test_a_killed_genre_run_resumes_each_stage_from_its_last_checkpoint(genre_run, tmp_path):
+    """`train genre` killed once its coarse stage has a checkpoint, started again and killed once its fine-grained
+    stage has one, then run to the end: each stage resumed from its own last checkpoint, not restarted, and ends
+    at the uninterrupted run's step."""
+    from conftest import as_sets, assert_resumed, killed_and_run_again
+
+    from movielib.train.runlog import RunLog
+
+    planted, _, runs = genre_run
+    args = ["train", "genre", planted.dest, "--genres", planted.genres_file, "--run-folder", str(tmp_path),
+            "--name", "genre", *as_sets(JOB)]  # fmt: skip
+    run, stages = tmp_path / "genre", ("genre", "finegrained")
+    (coarse_last, coarse), (fine_last, fine) = killed_and_run_again(args, run / "genre", run / "finegrained")
+    whole = {s: [r for r in RunLog(str(runs / "genre" / s)).rows if r["kind"] == "epoch"] for s in stages}
+    assert_resumed(coarse_last, coarse, JOB["optim"]["epochs"], whole["genre"][-1]["step"])
+    assert_resumed(fine_last, fine, JOB["finegrained"]["epochs"], whole["finegrained"][-1]["step"])
+    assert (run / "genre-finegrained.pt").exists() and (run / "summary.json").exists()
+
+
 def test_per_genre_figures_leave_out_a_genre_without_held_out_trailers_and_print_it_as_undefined():
     from sklearn.metrics import average_precision_score, f1_score
 

@@ -264,17 +264,20 @@ def planted_catalog(tmp_path_factory):
     return build(str(tmp_path_factory.mktemp("multimodal") / "catalog"))
 
 
+JOB = {
+    "model": {"shots": 6, "width": 32, "layers": 1, "heads": 4, "dropout": 0.0},
+    "optim": {"batch": 8, "epochs": 3, "val_fraction": 0.2, "val_candidates": 8},
+    "scaling": {"workers": 2, "cpus_per_worker": 0.5},  # room for the data pipeline beside them
+    "run": {"log_every_steps": 2},
+}
+
+
 def _config(catalog: str, folder, **sets):
     from movielib.config import build_config
     from movielib.train.multimodal.config import PretrainMultimodalConfig
 
-    base = {
-        "catalog": catalog,
-        "model": {"shots": 6, "width": 32, "layers": 1, "heads": 4, "dropout": 0.0},
-        "optim": {"batch": 8, "epochs": 3, "val_fraction": 0.2, "val_candidates": 8},
-        "scaling": {"workers": 2, "cpus_per_worker": 0.5},  # room for the data pipeline beside them
-        "run": {"folder": str(folder), "log_every_steps": 2},
-    }
+    base = {"catalog": catalog, **JOB, "run": {**JOB["run"], "folder": str(folder)}}
+    base = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}  # the sets below: not into JOB
     for key, value in sets.items():
         section, field = key.split("__")
         base.setdefault(section, {})[field] = value
@@ -346,6 +349,23 @@ def _global_batch():
     x, y = torch.randn(8, 3, 5), torch.randn(8, 3, 5)
     valid = torch.rand(8, 3) > 0.3
     return x, y, valid, torch.nn.Linear(5, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_killed_multimodal_run_resumes_from_its_last_checkpoint(trained, planted_catalog, tmp_path):
+    """`pretrain multimodal` killed once it has a checkpoint, then run again: resumed, not restarted, and it ends
+    at the uninterrupted run's step."""
+    from conftest import as_sets, assert_resumed, killed_and_run_again
+
+    from movielib.train.runlog import RunLog
+
+    folder, _ = trained
+    args = ["pretrain", "multimodal", planted_catalog.dest, "--run-folder", str(tmp_path), *as_sets(JOB)]
+    [(last, after)] = killed_and_run_again(args, tmp_path / "multimodal" / "multimodal")
+    whole = [r for r in RunLog(str(folder / "multimodal")).rows if r.get("kind") == "epoch"]
+    assert_resumed(last, after, JOB["optim"]["epochs"], whole[-1]["step"])
+    assert (tmp_path / "multimodal" / "multimodal.pt").exists()
 
 
 def test_losses_gathered_over_two_workers_equal_one_worker_on_the_global_batch(tmp_path):
