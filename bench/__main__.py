@@ -30,8 +30,7 @@ from bench import (  # noqa: E402
     train_scenes,
     tune_heads,
 )
-from bench.common import Row  # noqa: E402
-from movielib.runtime import local_ray_config
+from bench.common import Row, start_ray  # noqa: E402
 
 ALL = (
     "detect",
@@ -103,7 +102,7 @@ def run_case(case: str, work: Path, size: str, args: argparse.Namespace, extra: 
     if case == "scoring":
         import ray
 
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+        start_ray()
         try:
             return scoring.run(size, args.model or ("movielib-tiny-clip" if size == "micro" else "ViT-B-32-quickgelu"))
         finally:

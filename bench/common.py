@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from movielib.demo.samples import Segment, generate_clip
+from movielib.runtime import local_ray_config
 
 SEGMENTS = [
     Segment("testsrc2", 4.0),
@@ -32,6 +33,14 @@ SEGMENTS = [
 
 Size = Literal["full", "quick", "micro"]
 T = TypeVar("T")
+
+
+def start_ray(num_cpus: int = 2) -> None:
+    """The bench's local Ray: `num_cpus` CPUs, no dashboard, workers' output in Ray's logs, and the worker pool a
+    local Ray of movielib's keeps (runtime.local_ray_config), so timings are the jobs' own."""
+    import ray
+
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(num_cpus))
 
 
 def sized(size: Size, full: T, quick: T, micro: T) -> T:

@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import Row, Size, interleaved, sized
+from bench.common import Row, Size, interleaved, sized, start_ray
 from movielib.demo.samples import Segment, generate_clip
-from movielib.runtime import local_ray_config
 
 SIZE = (854, 480)
 MODEL = "movielib-tiny-clip"
@@ -42,12 +41,11 @@ def catalog(folder: Path, n_videos: int, size: tuple[int, int] = SIZE, shot_s: f
 
 
 def job(source: str, dest: str, workers: int, model: str) -> dict:
-    import ray
 
     from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(workers))
+    start_ray(workers)
     cfg = load_tag_config(
         None,
         {

@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import Row, Size, sized
-from movielib.runtime import local_ray_config
+from bench.common import Row, Size, sized, start_ray
 
 SHOTS_PER_VIDEO = 35
 
@@ -218,7 +217,7 @@ def tag_once(source: str, dest: str) -> dict:
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     startup = time.perf_counter() - t0
     cfg = load_tag_config(
         None,

@@ -11,11 +11,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from bench.common import Row, Size, sized
+from bench.common import Row, Size, sized, start_ray
 from movielib.config import build_config
 from movielib.demo.s3server import free_port
 from movielib.models.clip import ClipSpec
-from movielib.runtime import local_ray_config
 from movielib.serving.config import LimitsSection, ServeConfig
 from movielib.serving.media import read_image
 from movielib.tagging.tagger import SceneTagger
@@ -101,7 +100,7 @@ def run(size: Size = "full") -> list[Row]:
     images = _images(n)
     local = _in_process(model, images)
     l50, l99 = _percentiles(local)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     try:
         url = _deploy(model, 8)
         asyncio.run(_http(url, images[:10], 1))  # warm

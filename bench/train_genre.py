@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import Row, Size, best_of, sized, video
-from movielib.runtime import local_ray_config
+from bench.common import Row, Size, best_of, sized, start_ray, video
 from movielib.train.config import TrainRunSection
 from movielib.train.genre.config import GenreModelSection, GenreOptimSection
 from movielib.train.genre.loop import GenreLoop, genre_loop
@@ -138,7 +137,7 @@ def run(size: Size = "full", work: Path | None = None) -> list[Row]:
     batch = sized(size, 16, 8, 4)
     data = trailers(8 * batch, m.clips * m.sequences, genres)
     baseline = plain(m, data, batch, genres)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     try:
         with tempfile.TemporaryDirectory() as folder:
             ours = float(trainer(m, data, batch, genres, folder)["trailers_per_s"])

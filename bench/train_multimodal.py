@@ -10,8 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row, Size, sized
-from movielib.runtime import local_ray_config
+from bench.common import Row, Size, sized, start_ray
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
 from movielib.train.multimodal.loop import MultimodalLoop, multimodal_loop
@@ -85,7 +84,7 @@ def run(size: Size = "full") -> list[Row]:
     model_cfg = MultimodalModelSection(shots=30, width=width, layers=3, heads=8, dropout=0.1)
     data = _sequences(8 * batch, 30)
     plain = _plain(model_cfg, data, batch)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     try:
         with tempfile.TemporaryDirectory() as folder:
             ours = _trainer(model_cfg, data, batch, folder)

@@ -10,9 +10,8 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row, Size, sized
+from bench.common import Row, Size, sized, start_ray
 from movielib.models.clip import ClipSpec, FramePreprocess, normalize_frames
-from movielib.runtime import local_ray_config
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
 from movielib.train.movies2scenes.encoder import SceneEncoder, tower_config
@@ -85,7 +84,7 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     )
     data = _scenes(n, shots, side)
     plain = _plain(config, data, batch)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     try:
         with tempfile.TemporaryDirectory() as folder:
             ours = _trainer(config, data, batch, folder)

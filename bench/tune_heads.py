@@ -6,19 +6,18 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.common import Row, Size, sized
+from bench.common import Row, Size, sized, start_ray
 from movielib.config import build_config
 from movielib.demo.planted_heads import build as plant
 from movielib.heads.config import HeadsConfig
 from movielib.heads.sweep import run_heads
-from movielib.runtime import local_ray_config
 
 
 def run(size: Size = "full") -> list[Row]:
     import ray
 
     epochs, samples, videos = sized(size, (20, 8, 40), (8, 8, 40), (2, 2, 8))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(2))
+    start_ray()
     walls, maps = {}, {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
