@@ -63,7 +63,7 @@ def run_multimodal_demo(out: str, model: str = "movielib-tiny-clip") -> int:
         summary = run_pretrain_multimodal(cfg)
         print(summary.render(), flush=True)
         print(embed_multimodal(summary["run"], dest, s3).render(), flush=True)
-        editing = eval_editing(EvalEditingConfig(run=summary["run"], catalog=dest, per_movie=20, s3=cfg.s3))
+        editing = eval_editing(EvalEditingConfig(run=summary["run"], catalog=dest, per_movie=40, s3=cfg.s3))
         print(editing.render(), flush=True)
         videos = CatalogStore(dest, s3).read_table("videos", columns=["video_id", "uri"])
         genre = dict(line.split(",") for line in genres.read_text().splitlines()[1:])

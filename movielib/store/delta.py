@@ -165,12 +165,16 @@ class DeltaTables:
         columns: list[str] | None = None,
         filter: pds.Expression | None = None,
         schema: pa.Schema | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """Rows of a table as Arrow (only `columns`, only rows matching `filter`); empty when never written."""
+        """Rows of a table as Arrow (only `columns`, only rows matching `filter`, the first `limit` of them: the scan
+        stops there); empty when never written."""
         dt = self.open(name)
         if dt is None:
             empty = schema.empty_table() if schema is not None else pa.table({})
             return empty.select(columns) if columns and schema is not None else empty
+        if limit is not None:
+            return dt.to_pyarrow_dataset().head(limit, columns=columns, filter=filter)
         return dt.to_pyarrow_dataset().to_table(columns=columns, filter=filter)
 
     def delete(

@@ -76,14 +76,16 @@ class CatalogStore:
         filter: pds.Expression | None = None,
         model: str | None = None,
         version: str | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """One table as Arrow: only `columns`, rows of one video, of one model (and version) when asked.
+        """One table as Arrow: only `columns`, rows of one video, of one model (and version) when asked, the first
+        `limit` of them when asked (the scan stops there).
 
         For large reads use `dataset` (Ray Data), which never gathers rows on the driver.
         """
         expr = _filter(name, video_id, filter, model, version)
         schema = table_schema(name) if name in TABLES or name.startswith("features/") else None
-        return self.tables.read(name, columns=columns, filter=expr, schema=schema)
+        return self.tables.read(name, columns=columns, filter=expr, schema=schema, limit=limit)
 
     def read_tables(self, *names: str, video_id: str | None = None) -> dict[str, pa.Table]:
         return {name: self.read_table(name, video_id=video_id) for name in names}

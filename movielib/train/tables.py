@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pds
 
 from movielib.errors import ConfigError
 from movielib.io.uri import S3Options, read_tabular
-from movielib.store import FEATURES, CatalogStore, not_null
+from movielib.store import FEATURES, CatalogStore
 from movielib.train.config import InputSection
 
 if TYPE_CHECKING:
@@ -21,14 +22,15 @@ if TYPE_CHECKING:
 
 
 def feature_dim(store: CatalogStore, table: str, model: str | None, version: str | None, field: str) -> int:
-    """The width of `model`'s embeddings in `table` (one row read); ConfigError naming `field` when it has none."""
-    sample = store.dataset(table, columns=["embedding"], model=model, version=version)
-    sample = sample.filter(expr=not_null("embedding")).take(1)
-    if not sample:
+    """The width of `model`'s embeddings in `table` (the scan stops at the first row that has one, on the driver: no
+    pipeline for a row); ConfigError naming `field` when it has none."""
+    has = pds.field("embedding").is_valid()
+    sample = store.read_table(table, columns=["embedding"], filter=has, model=model, version=version, limit=1)
+    if not sample.num_rows:
         raise ConfigError(
             f"{field}: {table} of {store.dest!r} holds no embeddings" + (f" of model {model!r}" if model else "")
         )
-    return len(sample[0]["embedding"])
+    return len(sample["embedding"][0])
 
 
 def resolve_input(store: CatalogStore, table: str, section: InputSection, field: str) -> tuple[str, str | None, int]:

@@ -73,3 +73,18 @@ def test_a_reader_takes_the_newest_version_of_a_model_unless_told(tmp_path):
         store.feature_version("features/scene", "scene", "run-c", "data.version")
     newest = store.read_table("features/scene", model="scene", version="run-b")
     assert newest["embedding"].to_pylist() == [[1.0], [1.0]]  # never a mix of the two
+
+
+def test_an_inputs_width_is_read_from_its_first_embedding_and_a_table_of_nulls_is_refused(tmp_path):
+    from movielib.train.tables import feature_dim
+
+    store = CatalogStore(str(tmp_path / "c"))
+    rows = [  # the first rows null (a shot without audio), then the model's 3-wide embeddings; another model 5 wide
+        {"video_id": "v", "shot_idx": i, "model": m, "model_version": "", "embedding": e}
+        for i, (m, e) in enumerate([("a", None), ("a", None), ("a", [1.0, 2.0, 3.0]), ("b", [0.0] * 5), ("c", None)])
+    ]
+    store.tables.append("features/audio", pa.Table.from_pylist(rows, schema=table_schema("features/audio")))
+    assert feature_dim(store, "features/audio", "a", None, "inputs.audio.table") == 3
+    assert feature_dim(store, "features/audio", "b", None, "inputs.audio.table") == 5
+    with pytest.raises(ConfigError, match="inputs.audio.table: features/audio of .* holds no embeddings of model 'c'"):
+        feature_dim(store, "features/audio", "c", None, "inputs.audio.table")

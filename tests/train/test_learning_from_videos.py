@@ -100,13 +100,14 @@ def test_the_multimodal_demo_learns_from_its_videos_beyond_a_ridge_map_and_the_b
     # run): the pretrained features reach the ridge map, not reliably beyond it
     assert pre_top1 >= ridge_top1 - 0.05 and pre_top1 >= 3 / size, (pre_top1, ridge_top1)
 
-    # the editing tasks, about 100 test examples a task: SSO 0.375 vs 0.275, 0.40 vs 0.325 and 0.3625 vs 0.375
-    # over runs, NSS 0.54 vs 0.44, 0.35 vs 0.40 and 0.45 vs 0.45: near the base features (not reliably above them:
-    # issue 36's bar, unmet) and well above chance
+    # the editing tasks, scored on every movie's examples over 3 folds (600 a task). Measured on three demo runs,
+    # two fold seeds each: SSO pretrained above base by 0.055 to 0.10, NSS by 0.015 to 0.055; NSS's gap is within
+    # what 600 examples resolve, so it may fall 0.02 short here
     figures = json.loads((out / "run" / "editing.json").read_text())["tasks"]
-    for task, margin in (("sso", 0.05), ("nss", 0.1)):
-        f = figures[task]
-        assert f["pretrained"] >= f["base"] - margin and f["pretrained"] > 1.5 * f["chance"], figures
+    sso, nss = figures["sso"], figures["nss"]
+    assert sso["examples"] == nss["examples"] == 600, figures
+    assert sso["pretrained"] > sso["base"] and nss["pretrained"] >= nss["base"] - 0.02, figures
+    assert min(sso["base"], sso["pretrained"]) > 1.5 * sso["chance"], figures
 
 
 def _same_genre_neighbours(rows: dict[tuple[str, int], np.ndarray], genre: dict[str, str]) -> float:

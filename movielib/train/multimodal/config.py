@@ -95,6 +95,6 @@ class EvalEditingConfig(EmbedRunConfig):
     """`movielib eval editing RUN CATALOG`: SSO and NSS (§4) on base vs pretrained features."""
 
     per_movie: PositiveInt = 30  # examples drawn per movie and task
-    test_share: UnitInterval = 0.3  # movies whose examples are the test set
+    folds: int = Field(3, ge=2)  # folds of the movies: each is tested once by a head fitted on the others
     max_movies: PositiveInt = 500  # the movies read (an evaluation gathers their features on the driver)
     seed: int = 0
