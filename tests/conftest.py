@@ -151,17 +151,25 @@ def assert_each_key_once(store, n_videos: int, n_shots: int) -> None:
     assert len(ids) == len(set(ids)) == n_videos
 
 
-def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, **popen):
+def movielib_cli(*args: str, env: dict | None = None, join_ray: bool = True, script: tuple[str, ...] = (), **popen):
     """`python -m movielib.cli ARGS` in a subprocess; `join_ray` makes it a driver of this session's Ray
-    (as a job submitted to a cluster is), else it starts a Ray of its own."""
+    (as a job submitted to a cluster is), else it starts a Ray of its own. `script`: the same job run by the entry
+    point `ray job submit` runs instead (("jobs/train_genre.py",), ("jobs/run.py", "train-genre")), which takes the
+    arguments after the job's command words."""
     import subprocess
 
     import ray
 
+    from movielib.registry import JOBS
+
     full = {**os.environ, **(env or {})}
     if join_ray:
         full["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-    return subprocess.Popen([sys.executable, "-m", "movielib.cli", *args], cwd=ROOT, env=full, **popen)
+    argv = [sys.executable, "-m", "movielib.cli", *args]
+    if script:
+        (words,) = [len(j.command) for j in JOBS if tuple(args[: len(j.command)]) == j.command]
+        argv = [sys.executable, *script, *args[words:]]
+    return subprocess.Popen(argv, cwd=ROOT, env=full, **popen)
 
 
 DEMO_CONSOLE_LINES = 150
@@ -181,7 +189,9 @@ CONSOLE_NOISE = (
 
 def run_demo(*args: str, timeout: float = 900) -> str:
     """`movielib demo ARGS` as a user runs it (its own Ray and S3 server); its console, checked for what a person
-    reads: no crash dump, no line over and over (Ray's and Tune's chatter stays in Ray's logs), a screenful or two."""
+    reads: no crash dump, no line over and over (Ray's and Tune's chatter stays in Ray's logs), a screenful or two.
+    The demo tests ask for the suite's Ray (ray_local), so a second Ray instance runs on the machine beside the
+    demo's, as a notebook or another job would (Ray Train's clean-up actor once printed a traceback then)."""
     import collections
     import subprocess
 
@@ -217,20 +227,26 @@ def registered_epochs(stage: Path) -> list[int]:
     return [c["metrics"]["epoch"] for c in saved.get("checkpoint_results", [])]
 
 
-def killed_and_run_again(args: list[str], *stages: Path) -> list[tuple[int, list[dict]]]:
+def killed_and_run_again(
+    args: list[str], *stages: Path, scripts: tuple[tuple[str, ...], ...] = ()
+) -> list[tuple[int, list[dict]]]:
     """`movielib ARGS` killed once the first of `stages` has a checkpoint on record, started again and killed once
     the next one has, and so on, then run again to the end; for each stage (<run folder>/<stage>) the last epoch on
-    record at its kill and the metrics rows it wrote after it."""
+    record at its kill and the metrics rows it wrote after it. `scripts[i]`: run i started by that entry point
+    (movielib_cli's `script`) instead, so that each of jobs/ and tune/ runs a job once in the suite."""
     import subprocess
 
     from movielib.train.runlog import RunLog
 
+    def start(i: int, **popen):
+        return movielib_cli(*args, script=scripts[i] if i < len(scripts) else (), **popen)
+
     kills = []
-    for stage in stages:
-        proc = movielib_cli(*args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for i, stage in enumerate(stages):
+        proc = start(i, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         last = kill_after_a_checkpoint(proc, stage)
         kills.append((stage, last, len(RunLog(str(stage)).rows)))
-    again = movielib_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    again = start(len(stages), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = again.communicate(timeout=400)
     assert again.returncode == 0, out[-3000:]
     return [(last, RunLog(str(stage)).rows[before:]) for stage, last, before in kills]

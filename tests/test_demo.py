@@ -12,7 +12,7 @@ from movielib.store.store import CatalogStore
 pytestmark = pytest.mark.slow
 
 
-def test_movielib_demo_finds_the_known_cuts_records_the_broken_object_and_draws_the_shots(tmp_path):
+def test_movielib_demo_finds_the_known_cuts_records_the_broken_object_and_draws_the_shots(ray_local, tmp_path):
     out = tmp_path / "demo-output"
     console = run_demo("--out", str(out), "--model", TINY, timeout=600)
     # every generated clip: the detected cuts are its known cuts
@@ -33,7 +33,7 @@ def test_movielib_demo_finds_the_known_cuts_records_the_broken_object_and_draws_
     assert (out / "contact-sheet.png").stat().st_size > 0
 
 
-def test_the_heads_demo_prints_a_line_a_trial_and_its_summary(tmp_path):
+def test_the_heads_demo_prints_a_line_a_trial_and_its_summary(ray_local, tmp_path):
     console = run_demo("--heads", "--quick", "--out", str(tmp_path / "out"))
     trials = re.findall(r"^\[tune\] trial (\d+)/4 (done|stopped early) at epoch (\d+): val_map ([\d.]+)", console, re.M)
     assert [int(n) for n, *_ in trials] == list(range(1, 5)), console[-3000:]  # one line a trial, counted

@@ -62,20 +62,22 @@ def start(cfg: ServeConfig, block: bool = True) -> str:
     api_key(cfg.auth.api_key_env)  # a key named but not set fails here, not in a replica
     init_ray(cfg.ray_address)
     check_fits(cfg, ClusterDescription.from_ray())
-    serve.start(http_options=http_options(cfg), controller_options=CONTROLLER_OPTIONS)
-    for name, (prefix, app) in apps.items():
-        serve.run(app, name=name, route_prefix=prefix)
     url = f"http://{cfg.host}:{cfg.port}"
-    if cfg.model.random_weights:
-        print("!! RANDOM WEIGHTS: the CLIP model was not trained; its tags and embeddings are meaningless.", flush=True)
-    print(
-        f"serving on {url}: /healthz /version /embed/text /embed/image /tag /heads/<name> (OpenAPI: {url}/docs)",
-        flush=True,
-    )
-    if block:
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.shutdown()
+    try:  # Ctrl-C while the replicas start (they can take a minute) stops Serve as Ctrl-C while serving does
+        serve.start(http_options=http_options(cfg), controller_options=CONTROLLER_OPTIONS)
+        for name, (prefix, app) in apps.items():
+            serve.run(app, name=name, route_prefix=prefix)
+        if cfg.model.random_weights:
+            print(
+                "!! RANDOM WEIGHTS: the CLIP model was not trained; its tags and embeddings are meaningless.",
+                flush=True,
+            )
+        print(
+            f"serving on {url}: /healthz /version /embed/text /embed/image /tag /heads/<name> (OpenAPI: {url}/docs)",
+            flush=True,
+        )
+        while block:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
     return url

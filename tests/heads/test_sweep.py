@@ -77,11 +77,29 @@ def test_the_exported_head_predicts_what_it_predicted_inside_its_trial(swept):
     np.testing.assert_allclose(predict(model, data.splits["test"], meta["task"]), inside, rtol=0, atol=1e-6)
 
 
-def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp_path):
+def _saved_state(sweep: Path) -> dict[str, tuple[str, int]]:
+    """Per trial folder, what Tune's saved experiment state (what `--resume` restores) holds: its status and the
+    iteration of its last recorded result (0: none). Read while Tune may be writing it: {} when unreadable."""
+    try:
+        state = json.loads(max(sweep.glob("experiment_state*.json")).read_text())
+        out = {}
+        for trial, runtime in state["trial_data"]:
+            trial, runtime = json.loads(trial), json.loads(runtime)
+            last = runtime["last_result"]
+            last = (json.loads(last) if isinstance(last, str) else last).get("training_iteration", 0)
+            out[trial["relative_logdir"]] = (trial["status"], last)
+        return out
+    except (ValueError, KeyError, OSError):
+        return {}
+
+
+def test_an_interrupted_sweep_is_restored_finished_trials_kept_and_the_unfinished_one_continued(ray_local, tmp_path):
     planted = plant(str(tmp_path / "catalog"), videos=20, shots=10)
     config = tmp_path / "heads.yaml"
-    cut = _config(planted.dest, tmp_path / "runs", name="cut", samples=4, max_concurrent_trials=1)
-    cut["head"]["epochs"] = 3  # what is tested is the restore, not the search
+    epochs = 6
+    # FIFO, one trial at a time: a trial is finished when it ran every epoch (no ASHA stop to tell apart)
+    cut = _config(planted.dest, tmp_path / "runs", name="cut", samples=4, max_concurrent_trials=1, scheduler="fifo")
+    cut["head"]["epochs"] = epochs  # what is tested is the restore, not the search
     config.write_text(yaml.safe_dump(cut))
     run = tmp_path / "runs" / "cut"
     proc = movielib_cli(
@@ -95,30 +113,39 @@ def test_an_interrupted_sweep_is_restored_and_finishes_its_trials(ray_local, tmp
     )
     deadline = time.time() + 180
 
-    def trials_with_results() -> int:
-        return sum(1 for p in (run / "sweep").glob("*/result.json") if p.stat().st_size)
+    def cut_now(saved: dict[str, tuple[str, int]]) -> bool:  # Tune saved a trial finished and one half way
+        statuses = {(status, 0 < last < epochs) for status, last in saved.values()}
+        return ("TERMINATED", False) in statuses and ("RUNNING", True) in statuses
 
-    while time.time() < deadline and not (
-        trials_with_results() >= 2 and list((run / "sweep").glob("experiment_state*"))
-    ):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)  # the sweep's driver dies with trials left
+    while time.time() < deadline and not cut_now(_saved_state(run / "sweep")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # the sweep's driver dies with a trial half way and trials left
     proc.wait()
-    reported = trials_with_results()
-    print("killed after", time.time() - (deadline - 180), "s with", reported, "trials reporting")
-    # a kill mid-sweep, or the test proves nothing: some trial had reported, and Tune had saved its state
-    assert reported >= 1 and list((run / "sweep").glob("experiment_state*")), "killed before any trial reported"
+    saved = _saved_state(run / "sweep")
+    print("killed after", time.time() - (deadline - 180), "s; Tune's saved state:", saved)
+    assert cut_now(saved), f"killed at the wrong moment: {saved}"
+    results = {name: run / "sweep" / name / "result.json" for name in saved}
+    before = {name: results[name].read_bytes() for name, (status, _) in saved.items() if status == "TERMINATED"}
     t0 = time.time()
     assert not (run / "trials.csv").exists()
-    again = movielib_cli(
-        "tune", "heads", "--resume", str(run), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    again = movielib_cli(  # by the `ray job submit` entry point, tune/sweep_heads.py
+        "tune", "heads", "--resume", str(run), script=("tune/sweep_heads.py",),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out[-3000:]
     print("resumed sweep took", time.time() - t0, "s")
     trials = pcsv.read_csv(run / "trials.csv").to_pylist()
-    assert len(trials) == 4 and all(t["status"] == "done" and t["epochs"] >= 1 for t in trials), trials
+    assert len(trials) == 4 and all(t["status"] == "done" for t in trials), trials
     assert Path(run / "best" / "head.pt").exists()
+    for name, (status, last) in saved.items():
+        if status == "TERMINATED":  # a finished trial is not run again: its results are what they were
+            assert results[name].read_bytes() == before[name], f"{name} ran again"
+        else:  # an unfinished one continues from its last saved checkpoint: the results since its restore (Tune
+            # counts iterations_since_restore from 1 again) begin at the iteration after it, and run to the last
+            rows = [json.loads(line) for line in results[name].read_text().splitlines() if line.strip()]
+            since = rows[max(i for i, r in enumerate(rows) if r["iterations_since_restore"] == 1) :]
+            assert [r["training_iteration"] for r in since] == list(range(last + 1, epochs + 1)), (name, last, rows)
 
 
 SMALL_HEAD = ("head.name=linear", "head.epochs=2", "head.min_steps=20", "data.val_fraction=0.1")

@@ -347,7 +347,9 @@ def test_a_killed_genre_run_resumes_each_stage_from_its_last_checkpoint(genre_ru
     args = ["train", "genre", planted.dest, "--genres", planted.genres_file, "--run-folder", str(tmp_path),
             "--name", "genre", *as_sets(JOB)]  # fmt: skip
     run, stages = tmp_path / "genre", ("genre", "finegrained")
-    (coarse_last, coarse), (fine_last, fine) = killed_and_run_again(args, *(run / s for s in stages))
+    # the second and third drivers are the `ray job submit` entry points (each of jobs/ runs a job once in the suite)
+    scripts = ((), ("jobs/train_genre.py",), ("jobs/run.py", "train-genre"))
+    (coarse_last, coarse), (fine_last, fine) = killed_and_run_again(args, *(run / s for s in stages), scripts=scripts)
     whole = {s: [r for r in RunLog(str(runs / "genre" / s)).rows if r["kind"] == "epoch"] for s in stages}
     assert_resumed(coarse_last, coarse, JOB["optim"]["epochs"], whole["genre"][-1]["step"])
     assert_resumed(fine_last, fine, JOB["finegrained"]["epochs"], whole["finegrained"][-1]["step"])

@@ -59,7 +59,7 @@ def _genre_by_video(store: CatalogStore) -> dict[str, str]:
 
 
 @pytest.mark.timeout(900)
-def test_the_multimodal_demo_learns_from_its_videos_beyond_a_ridge_map_and_the_base_features(tmp_path):
+def test_the_multimodal_demo_learns_from_its_videos_beyond_a_ridge_map_and_the_base_features(ray_local, tmp_path):
     from sklearn.linear_model import RidgeCV
 
     out = tmp_path / "out"
@@ -126,7 +126,7 @@ def _same_genre_neighbours(rows: dict[tuple[str, int], np.ndarray], genre: dict[
 
 
 @pytest.mark.timeout(900)
-def test_the_pretraining_demo_learns_from_its_videos_on_held_out_movies_and_puts_genres_together(tmp_path):
+def test_the_pretraining_demo_learns_from_its_videos_on_held_out_movies_and_puts_genres_together(ray_local, tmp_path):
     out = tmp_path / "out"
     console = run_demo("--pretrain", "--out", str(out))
     step1 = [e["similarity_accuracy"] for e in _epochs(console, "similarity", "similarity_accuracy")]

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, movielib_cli
 from planted import build, precision_at_k
 
 from movielib.config import build_config, load_config
@@ -174,8 +174,11 @@ def test_embed_scenes_writes_features_that_retrieve_held_out_scenes_better_than_
     store = CatalogStore(planted.dest)
     n_shots = store.read_table("shots").num_rows
     assert out["rows"] == 2 * n_shots and set(out["models"]) == {SHOT_MODEL, SCENE_MODEL}
-    again = embed_scenes(str(run), planted.dest)  # the same weights again: their rows are replaced, not added
-    assert again["model_version"] == out["model_version"]
+    # the same weights again, by the `ray job submit` entry point: their rows are replaced, not added
+    again = movielib_cli("embed", "scenes", str(run), planted.dest, script=("jobs/embed_scenes.py",),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    console, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and out["model_version"] in console, console[-3000:]
     table = store.read_table("features/scene")
     assert table.num_rows == 2 * n_shots and set(table["model_version"].to_pylist()) == {out["model_version"]}
     trained_p5 = precision_at_k(*_held_out(planted, store, SCENE_MODEL))
@@ -213,7 +216,8 @@ def test_a_killed_job_resumes_from_its_last_checkpoint_and_ends_like_the_uninter
         "--random-weights",
         *as_sets({k: v for k, v in SMALL.items() if k != "model"}),
     ]
-    [(last, after)] = killed_and_run_again(args, resumed / "scenes")
+    # run again by the `ray job submit` entry point (each of jobs/ runs a job once in the suite)
+    [(last, after)] = killed_and_run_again(args, resumed / "scenes", scripts=((), ("jobs/pretrain_scenes.py",)))
     from movielib.train.movies2scenes.job import split_scene_pairs
 
     held = set(json.loads((resumed / "summary.json").read_text())["held_out"])  # step 3 trains on the rest's pairs
