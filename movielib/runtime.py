@@ -218,8 +218,9 @@ def storage_path(folder: str) -> str:
     return folder if "://" in folder else os.path.abspath(os.path.expanduser(folder))
 
 
-# fields a run may change when it is started again: where Ray and S3 are, and how many failures to survive
-RESUMABLE = ("ray_address", "s3", "run.max_failures", "run.folder")
+# fields a run may change when it is started again: where Ray and S3 are, how many failures to survive, how often
+# Ray Train's controller polls
+RESUMABLE = ("ray_address", "s3", "run.max_failures", "run.folder", "run.controller_poll_s")
 
 
 def write_run_config(folder: str, cfg, s3: S3Options | None = None, may_change: tuple[str, ...] = RESUMABLE) -> None:

@@ -422,6 +422,8 @@ def launch(
             "storage_path": folder.removeprefix("s3://"),
             "storage_filesystem": (s3 or S3Options.from_env()).filesystem(),
         }
+    # read by the controller Ray Train starts (its environment is propagated from here)
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = f"{train_run.controller_poll_s:g}"
     trainer = TorchTrainer(
         _per_worker,
         train_loop_config={"loop": loop, "config": loop_config, "worker": worker},
