@@ -30,7 +30,7 @@ from bench import (  # noqa: E402
     train_scenes,
     tune_heads,
 )
-from bench.common import Row, start_ray  # noqa: E402
+from bench.common import Row, local_ray  # noqa: E402
 
 ALL = (
     "detect",
@@ -100,13 +100,8 @@ def run_case(case: str, work: Path, size: str, args: argparse.Namespace, extra: 
     if case == "decode":
         return decode.run(work, size)
     if case == "scoring":
-        import ray
-
-        start_ray()
-        try:
+        with local_ray():
             return scoring.run(size, args.model or ("movielib-tiny-clip" if size == "micro" else "ViT-B-32-quickgelu"))
-        finally:
-            ray.shutdown()
     if case == "e2e":
         e2e_rows, extra["e2e"] = end_to_end.run(work, size, args.rounds)
         return e2e_rows

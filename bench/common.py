@@ -10,10 +10,11 @@ spread is larger than the gap: re-run it on a quieter machine before believing e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -41,6 +42,18 @@ def start_ray(num_cpus: int = 2) -> None:
     import ray
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _system_config=local_ray_config(num_cpus))
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 2) -> Iterator[None]:
+    """`start_ray`, shut down when the block ends (however it ends)."""
+    import ray
+
+    start_ray(num_cpus)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def sized(size: Size, full: T, quick: T, micro: T) -> T:

@@ -41,7 +41,6 @@ def catalog(folder: Path, n_videos: int, size: tuple[int, int] = SIZE, shot_s: f
 
 
 def job(source: str, dest: str, workers: int, model: str) -> dict:
-
     from movielib.pipeline.config import load_tag_config
     from movielib.pipeline.tagging import plan_tagging, run_tagging
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from bench.common import Row, Size, sized, start_ray
+from bench.common import Row, Size, local_ray, sized
 from movielib.config import build_config
 from movielib.demo.s3server import free_port
 from movielib.models.clip import ClipSpec
@@ -92,7 +92,6 @@ def _deploy(model: str, batch: int, port: int | None = None) -> str:
 
 
 def run(size: Size = "full") -> list[Row]:
-    import ray
     from ray import serve
 
     model = sized(size, "ViT-B-32-quickgelu", "movielib-tiny-clip", "movielib-tiny-clip")
@@ -100,21 +99,20 @@ def run(size: Size = "full") -> list[Row]:
     images = _images(n)
     local = _in_process(model, images)
     l50, l99 = _percentiles(local)
-    start_ray()
-    try:
-        url = _deploy(model, 8)
-        asyncio.run(_http(url, images[:10], 1))  # warm
-        one, _ = asyncio.run(_http(url, images, 1))
-        s50, s99 = _percentiles(one)
-        _, batched = asyncio.run(_http(url, images, 16))
-        serve.delete("movielib")
-        serve.delete("movielib-tag")
-        url = _deploy(model, 1, port=int(url.rsplit(":", 1)[1]))
-        asyncio.run(_http(url, images[:10], 1))
-        _, unbatched = asyncio.run(_http(url, images, 16))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with local_ray():
+        try:
+            url = _deploy(model, 8)
+            asyncio.run(_http(url, images[:10], 1))  # warm
+            one, _ = asyncio.run(_http(url, images, 1))
+            s50, s99 = _percentiles(one)
+            _, batched = asyncio.run(_http(url, images, 16))
+            serve.delete("movielib")
+            serve.delete("movielib-tag")
+            url = _deploy(model, 1, port=int(url.rsplit(":", 1)[1]))
+            asyncio.run(_http(url, images[:10], 1))
+            _, unbatched = asyncio.run(_http(url, images, 16))
+        finally:
+            serve.shutdown()
     case = f"scene tagger, {model} random-init, one 320x240 JPEG a request"
     return [
         Row(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import Row, Size, best_of, sized, start_ray, video
+from bench.common import Row, Size, best_of, local_ray, sized, video
 from movielib.train.config import TrainRunSection
 from movielib.train.genre.config import GenreModelSection, GenreOptimSection
 from movielib.train.genre.loop import GenreLoop, genre_loop
@@ -129,20 +129,14 @@ def motion_cost(folder: Path, size: Size) -> Row:
 
 
 def run(size: Size = "full", work: Path | None = None) -> list[Row]:
-    import ray
-
     genres = 20
     small = {"expert_dim": 256, "gate_hidden": 256, "clips": 9, "bottleneck": 512, "head_hidden": 256}
     m = GenreModelSection(sequences=8, **sized(size, {}, small, small | {"expert_dim": 64, "clip_dim": 32, "clips": 3}))
     batch = sized(size, 16, 8, 4)
     data = trailers(8 * batch, m.clips * m.sequences, genres)
     baseline = plain(m, data, batch, genres)
-    start_ray()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            ours = float(trainer(m, data, batch, genres, folder)["trailers_per_s"])
-    finally:
-        ray.shutdown()
+    with local_ray(), tempfile.TemporaryDirectory() as folder:
+        ours = float(trainer(m, data, batch, genres, folder)["trailers_per_s"])
     rows = [
         Row(
             "train_genre",

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row, Size, sized, start_ray
+from bench.common import Row, Size, local_ray, sized
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.multimodal.config import LossesSection, MultimodalModelSection, OptimSection
 from movielib.train.multimodal.loop import MultimodalLoop, multimodal_loop
@@ -78,18 +78,12 @@ def _trainer(model_cfg: MultimodalModelSection, data: dict[str, np.ndarray], bat
 
 
 def run(size: Size = "full") -> list[Row]:
-    import ray
-
     width, batch = sized(size, (256, 32), (128, 16), (32, 4))
     model_cfg = MultimodalModelSection(shots=30, width=width, layers=3, heads=8, dropout=0.1)
     data = _sequences(8 * batch, 30)
     plain = _plain(model_cfg, data, batch)
-    start_ray()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            ours = _trainer(model_cfg, data, batch, folder)
-    finally:
-        ray.shutdown()
+    with local_ray(), tempfile.TemporaryDirectory() as folder:
+        ours = _trainer(model_cfg, data, batch, folder)
     rows = [
         Row(
             "train_multimodal",

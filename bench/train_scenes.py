@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from bench.common import Row, Size, sized, start_ray
+from bench.common import Row, Size, local_ray, sized
 from movielib.models.clip import ClipSpec, FramePreprocess, normalize_frames
 from movielib.train.launcher import DeepSpeedSection, RunSection, ScalingSection, Throughput, launch
 from movielib.train.movies2scenes.config import ScenesSection
@@ -68,8 +68,6 @@ def _trainer(config: ScenesLoop, data: dict[str, np.ndarray], batch: int, folder
 
 
 def _case(model: str, shots: int, batch: int, n: int) -> Row:
-    import ray
-
     spec = ClipSpec(model, random_weights=True)
     pre = FramePreprocess.for_spec(spec)
     side = pre.size if isinstance(pre.size, int) else pre.size[0]
@@ -84,12 +82,8 @@ def _case(model: str, shots: int, batch: int, n: int) -> Row:
     )
     data = _scenes(n, shots, side)
     plain = _plain(config, data, batch)
-    start_ray()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            ours = _trainer(config, data, batch, folder)
-    finally:
-        ray.shutdown()
+    with local_ray(), tempfile.TemporaryDirectory() as folder:
+        ours = _trainer(config, data, batch, folder)
     return Row(
         "train_scenes",
         f"MoCo step, {model}, {shots} shots x {side}px, batch {batch}, 1 worker, {THREADS} threads",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.common import Row, Size, sized, start_ray
+from bench.common import Row, Size, local_ray, sized
 from movielib.config import build_config
 from movielib.demo.planted_heads import build as plant
 from movielib.heads.config import HeadsConfig
@@ -14,33 +14,27 @@ from movielib.heads.sweep import run_heads
 
 
 def run(size: Size = "full") -> list[Row]:
-    import ray
-
     epochs, samples, videos = sized(size, (20, 8, 40), (8, 8, 40), (2, 2, 8))
-    start_ray()
     walls, maps = {}, {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            dest = plant(str(Path(tmp) / "catalog"), videos=videos, shots=40).dest
-            for scheduler in ("asha", "fifo"):
-                cfg = build_config(
-                    HeadsConfig,
-                    {
-                        "data": {"catalog": dest},
-                        "head": {"name": "mlp2", "epochs": epochs, "min_steps": sized(size, 1000, 1000, 20)},
-                        "tune": {
-                            "num_samples": samples,
-                            "scheduler": scheduler,
-                            "grace_period": 1,
-                            "reduction_factor": 3,
-                        },
-                        "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler},
+    with local_ray(), tempfile.TemporaryDirectory() as tmp:
+        dest = plant(str(Path(tmp) / "catalog"), videos=videos, shots=40).dest
+        for scheduler in ("asha", "fifo"):
+            cfg = build_config(
+                HeadsConfig,
+                {
+                    "data": {"catalog": dest},
+                    "head": {"name": "mlp2", "epochs": epochs, "min_steps": sized(size, 1000, 1000, 20)},
+                    "tune": {
+                        "num_samples": samples,
+                        "scheduler": scheduler,
+                        "grace_period": 1,
+                        "reduction_factor": 3,
                     },
-                )
-                summary = run_heads(cfg)
-                walls[scheduler], maps[scheduler] = summary["wall_s"], summary["best"]["test"]["map"]
-    finally:
-        ray.shutdown()
+                    "run": {"folder": str(Path(tmp) / "runs"), "name": scheduler},
+                },
+            )
+            summary = run_heads(cfg)
+            walls[scheduler], maps[scheduler] = summary["wall_s"], summary["best"]["test"]["map"]
     return [
         Row(
             "tune_heads",

@@ -8,16 +8,14 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import CONSOLE_NOISE, movielib_cli
+from conftest import CONSOLE_NOISE, ROOT, movielib_cli
 
 from movielib.runtime import free_port
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _readme_command() -> list[str]:
